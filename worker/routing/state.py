@@ -1,0 +1,173 @@
+"""The narrow state interface the routing engine needs, and its in-memory implementation.
+
+The engine decides *who is eligible*; the state makes the *final pick* atomically
+(advance the rotation or bump the load) so that many workers sharing one state never
+double-assign or skew a rotation. The Redis implementation lives in ``worker.store``.
+
+Strategy semantics (shared by every implementation, checked by one contract suite):
+
+* ``round_robin``: each pool remembers, per member, the sequence number of the last lead
+  it got. The next pick is the first candidate, in pool order, after the most recently
+  served *current* member (cyclically). Adding or removing members never resets the
+  others; a skipped member keeps its place and rejoins in turn with no catch-up.
+* ``weighted_round_robin``: smooth weighted round robin (as in nginx). Each pick adds
+  every candidate's weight to its running score, picks the highest (ties: pool order)
+  and subtracts the candidates' total weight from the winner. Members not in the
+  candidate list are left untouched, so nobody accumulates credit while skipped.
+* ``least_loaded``: lowest open load relative to capacity (a rep without a cap counts
+  with the largest cap among the candidates, or 1); ties: pool order.
+
+Every strategy skips a candidate whose load has reached its capacity at pick time,
+re-checked inside the atomic step, and then increments the chosen rep's load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Strategy(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    WEIGHTED_ROUND_ROBIN = "weighted_round_robin"
+    LEAST_LOADED = "least_loaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A pool member the engine found eligible, with what the pick needs to know."""
+
+    rep_id: str
+    weight: int = 1
+    capacity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """The outcome of one atomic pick.
+
+    ``rep_id`` is None when every candidate was at capacity at pick time.
+    ``load`` is the chosen rep's open load after the pick. ``at_capacity`` lists the
+    candidates skipped inside the atomic step. ``detail`` is a short human note on the
+    strategy state used, e.g. ``least loaded: sarah 3/25``.
+    """
+
+    rep_id: str | None
+    load: int = 0
+    at_capacity: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@runtime_checkable
+class RoutingState(Protocol):
+    """What the engine reads and the one atomic step it asks for."""
+
+    def loads(self, rep_ids: Sequence[str]) -> dict[str, int]:
+        """Current open (unacknowledged) load per rep; missing reps count 0."""
+        ...
+
+    def pick(
+        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
+    ) -> Pick:
+        """Choose one of ``candidates`` (in pool order) and record it, atomically."""
+        ...
+
+    def assign(self, rep_id: str) -> int:
+        """Record a direct assignment (named rep, account owner): load +1, returns the new load."""
+        ...
+
+
+def _ratio(load: int, capacity: int | None, default_cap: int) -> float:
+    return load / (capacity if capacity else default_cap)
+
+
+def choose(
+    strategy: Strategy,
+    members: Sequence[str],
+    candidates: Sequence[Candidate],
+    loads: Mapping[str, int],
+    rr_seq: Mapping[str, int],
+    wrr_score: Mapping[str, int],
+) -> tuple[str | None, tuple[str, ...], dict[str, int]]:
+    """Pure pick used by the in-memory state (the Redis Lua script mirrors it).
+
+    Returns the chosen rep (or None), the candidates skipped at capacity, and the new
+    weighted scores for the candidates (only meaningful for weighted round robin).
+    """
+    full = tuple(c.rep_id for c in candidates if c.capacity is not None and loads.get(c.rep_id, 0) >= c.capacity)
+    open_ = [c for c in candidates if c.rep_id not in full]
+    if not open_:
+        return None, full, {}
+    if strategy is Strategy.ROUND_ROBIN:
+        position = {rep: i for i, rep in enumerate(members)}
+        served = [(rr_seq.get(rep, 0), rep) for rep in members if rr_seq.get(rep, 0) > 0]
+        last_pos = position[max(served)[1]] if served else -1
+        n = len(members)
+        chosen = min(open_, key=lambda c: (position[c.rep_id] - last_pos - 1) % n).rep_id
+        return chosen, full, {}
+    if strategy is Strategy.WEIGHTED_ROUND_ROBIN:
+        scores = {c.rep_id: wrr_score.get(c.rep_id, 0) + c.weight for c in open_}
+        total = sum(c.weight for c in open_)
+        chosen = max(open_, key=lambda c: scores[c.rep_id]).rep_id  # max() keeps the first on ties
+        scores[chosen] -= total
+        return chosen, full, scores
+    default_cap = max((c.capacity for c in open_ if c.capacity), default=1)
+    chosen = min(open_, key=lambda c: _ratio(loads.get(c.rep_id, 0), c.capacity, default_cap)).rep_id
+    return chosen, full, {}
+
+
+def describe(strategy: Strategy, rep_id: str, load: int, capacity: int | None) -> str:
+    """One short phrase on the strategy state behind a pick, for the decision's reason."""
+    cap = f"/{capacity}" if capacity else ""
+    name = strategy.value.replace("_", " ")
+    return f"{name}: {rep_id} {load}{cap}"
+
+
+@dataclass
+class InMemoryState:
+    """Process-local state for ``simulate``, tests and the benchmark. Thread-safe."""
+
+    _loads: dict[str, int] = field(default_factory=dict)
+    _rr: dict[str, dict[str, int]] = field(default_factory=dict)
+    _rr_counter: dict[str, int] = field(default_factory=dict)
+    _wrr: dict[str, dict[str, int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def loads(self, rep_ids: Sequence[str]) -> dict[str, int]:
+        return {rep: self._loads.get(rep, 0) for rep in rep_ids}
+
+    def set_loads(self, loads: Mapping[str, int]) -> None:
+        """Replace every rep's load (a reconciliation, or ``simulate --loads``); never below zero."""
+        with self._lock:
+            self._loads = {rep: max(0, int(n)) for rep, n in loads.items()}
+
+    def adjust_load(self, rep_id: str, delta: int) -> int:
+        """Add ``delta`` to a rep's load, never going below zero; returns the new load."""
+        with self._lock:
+            self._loads[rep_id] = max(0, self._loads.get(rep_id, 0) + delta)
+            return self._loads[rep_id]
+
+    def assign(self, rep_id: str) -> int:
+        return self.adjust_load(rep_id, 1)
+
+    def pick(
+        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
+    ) -> Pick:
+        with self._lock:
+            rr = self._rr.setdefault(pool, {})
+            wrr = self._wrr.setdefault(pool, {})
+            chosen, full, scores = choose(strategy, members, candidates, self._loads, rr, wrr)
+            if chosen is None:
+                return Pick(None, at_capacity=full)
+            if strategy is Strategy.ROUND_ROBIN:
+                self._rr_counter[pool] = self._rr_counter.get(pool, 0) + 1
+                rr[chosen] = self._rr_counter[pool]
+            elif strategy is Strategy.WEIGHTED_ROUND_ROBIN:
+                wrr.update(scores)
+            self._loads[chosen] = self._loads.get(chosen, 0) + 1
+            load = self._loads[chosen]
+        capacity = next(c.capacity for c in candidates if c.rep_id == chosen)
+        return Pick(chosen, load, full, describe(strategy, chosen, load, capacity))
