@@ -1,0 +1,253 @@
+"""The routing engine, specified by the leads it routes.
+
+The first block is the seeds' test plan: a dozen-odd leads that cover every routing scenario,
+each asserted to its owner. Then round-robin fairness, availability, and explanations.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.config import parse_config
+from worker.routing.engine import Router
+from worker.routing.state import InMemoryState
+
+CONFIG = textwrap.dedent(
+    """\
+    version: 1
+    timezone: America/New_York
+    hours: {start: "09:00", end: "17:00"}
+    reps:
+      - {id: sarah, timezone: America/Los_Angeles, hours: {start: "09:00", end: "17:30"},
+         skills: [enterprise], languages: [en, de], capacity: 3, backup: tom}
+      - {id: mike, timezone: Europe/Berlin, hours: {start: "08:00", end: "17:00"},
+         skills: [enterprise], languages: [en, fr], capacity: 2}
+      - {id: ana, skills: [healthcare], languages: [en, es], weight: 2}
+      - {id: lee, timezone: America/Chicago, skills: [healthcare], languages: [en]}
+      - {id: bo, languages: [en]}
+      - {id: tom, languages: [en]}
+      - {id: raj, out_of_office: [{start: 2026-12-01, end: 2026-12-02}], backup: kim}
+      - {id: kim, timezone: America/Los_Angeles}
+      - {id: maria, active: false}
+      - {id: night, timezone: Asia/Tokyo}
+    territories:
+      emea: {countries: [DE, FR, GB]}
+      na-west: {countries: [US], states: [CA, OR, WA]}
+    pools:
+      enterprise: {members: [sarah, mike], strategy: least_loaded}
+      healthcare: {members: [bo, ana, lee], strategy: weighted_round_robin}
+      smb: {members: [tom, raj, kim], strategy: round_robin}
+      apac: {members: [night]}
+    queues:
+      triage: {salesforce: "00G1", hubspot: "1"}
+      partners: {salesforce: "00G2", hubspot: "2"}
+    accounts: {globex.com: sarah, initech.com: maria, hooli.com: raj}
+    rules:
+      - name: named-account
+        when: {account_owner: {exists: true}}
+        assign: {account_owner: true}
+      - name: partners
+        when: {lead_source: Partner Referral}
+        assign: {queue: partners}
+      - name: enterprise-emea
+        when: {territory: emea, employees: {gte: 1000}}
+        assign: {pool: enterprise}
+      - name: german-speakers
+        when: {country: Deutschland}
+        assign: {pool: enterprise, require_languages: [de]}
+      - name: healthcare
+        when: {industry: [Healthcare, Hospital & Health Care]}
+        assign: {pool: healthcare, require_skills: [healthcare]}
+      - name: japan
+        when: {country: JP}
+        assign: {pool: apac}
+      - name: west-coast-named
+        when: {territory: na-west, employees: {between: [100, 999]}}
+        assign: {rep: raj}
+      - name: demo-requests-smb
+        when: {any: [{lead_source: Demo Request}, {score: {gte: 80}}], employees: {lt: 100}}
+        assign: {pool: smb}
+    fallback: {queue: triage}
+    """
+)
+
+TUESDAY_NOON_NY = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)  # 09:00 LA, 18:00 Berlin, 02:00 Tokyo
+
+
+@pytest.fixture()
+def router() -> Router:
+    return Router(parse_config(CONFIG, "test.yaml"), InMemoryState())
+
+
+def route(router: Router, **lead: object):
+    lead.setdefault("id", "L")
+    return router.route(lead, at=TUESDAY_NOON_NY)
+
+
+# --- The test plan: every routing scenario, one lead each --------------------------------------
+
+
+def test_named_account_goes_to_the_account_owner_by_email_domain(router: Router) -> None:
+    d = route(router, email="jane@globex.com", country="DE", employees=5000)
+    assert (d.owner, d.rule) == ("sarah", "named-account")
+
+
+def test_account_owner_from_the_crm_wins_over_every_other_rule(router: Router) -> None:
+    d = route(router, account_owner="kim", country="DE", employees=5000)
+    assert (d.owner, d.rule) == ("kim", "named-account")
+
+
+def test_an_out_of_office_account_owner_is_covered_by_their_backup(router: Router) -> None:
+    d = route(router, email="x@hooli.com")
+    assert (d.owner, d.rule) == ("kim", "named-account")
+    assert d.skipped == {"raj": "ooo"}
+    assert "backup for raj" in d.reason
+
+
+def test_an_inactive_account_owner_without_backup_goes_to_the_fallback(router: Router) -> None:
+    d = route(router, email="x@initech.com")
+    assert (d.owner, d.rule) == ("queue:triage", "fallback")
+    assert d.skipped == {"maria": "inactive"}
+    assert "account owner maria unavailable (maria inactive)" in d.reason
+
+
+def test_free_mail_domains_never_match_an_account(router: Router) -> None:
+    d = route(router, email="globex@gmail.com", lead_source="Demo Request", employees=10)
+    assert d.rule == "demo-requests-smb"
+
+
+def test_a_website_still_matches_when_the_email_is_free_mail(router: Router) -> None:
+    d = route(router, email="ceo@gmail.com", website="https://www.globex.com/about")
+    assert (d.owner, d.rule) == ("sarah", "named-account")
+
+
+def test_partner_referrals_go_to_a_queue(router: Router) -> None:
+    d = route(router, lead_source="partner referral ")
+    assert (d.owner, d.owner_kind, d.rule) == ("queue:partners", "queue", "partners")
+
+
+def test_segment_boundary_999_is_not_enterprise_and_1000_is(router: Router) -> None:
+    assert route(router, country="France", employees="999").rule == "fallback"
+    assert route(router, country="France", employees="1,000").rule == "enterprise-emea"
+
+
+def test_country_names_codes_and_local_names_are_one_territory(router: Router) -> None:
+    for spelling in ("DE", "DEU", "Germany", "Deutschland", " germany "):
+        assert route(router, country=spelling, employees=2000).rule == "enterprise-emea", spelling
+
+
+def test_least_loaded_prefers_the_emptiest_and_skips_a_rep_at_capacity(router: Router) -> None:
+    router.state.set_loads({"sarah": 2, "mike": 0})
+    # Tuesday 10:00 in both LA? No: sarah (LA) is in hours, mike (Berlin, 18:00) is not,
+    # so sarah takes leads until she is at capacity; then mike, outside hours, gets them.
+    d1 = route(router, country="GB", employees=5000)
+    assert (d1.owner, d1.strategy_state) == ("sarah", "least loaded: sarah 3/3")
+    assert d1.skipped == {"mike": "outside_hours"}
+    d2 = route(router, country="GB", employees=5000)
+    assert d2.owner == "mike"
+    assert d2.skipped == {"sarah": "at_capacity"}
+    assert "all eligible reps outside hours" in d2.reason
+
+
+def test_required_skills_limit_the_pool(router: Router) -> None:
+    owners = [route(router, industry="Hospital & Health Care").owner for _ in range(6)]
+    assert Counter(owners) == {"ana": 4, "lee": 2}
+    assert route(router, industry="Healthcare").skipped["bo"] == "missing_skill"
+
+
+def test_required_languages_limit_the_pool(router: Router) -> None:
+    d = route(router, country="Deutschland", employees=50)
+    assert (d.owner, d.skipped) == ("sarah", {"mike": "missing_language"})
+
+
+def test_round_robin_skips_an_out_of_office_rep(router: Router) -> None:
+    owners = [route(router, lead_source="Demo Request", employees=20).owner for _ in range(4)]
+    assert owners == ["tom", "kim", "tom", "kim"]
+
+
+def test_a_named_rep_outside_hours_still_gets_the_lead_but_ooo_goes_to_backup(router: Router) -> None:
+    d = route(router, country="US", state="California", employees=500)
+    assert (d.owner, d.rule, d.skipped) == ("kim", "west-coast-named", {"raj": "ooo"})
+
+
+def test_when_everyone_is_outside_hours_the_pool_still_assigns(router: Router) -> None:
+    d = route(router, country="Japan")
+    assert (d.owner, d.rule) == ("night", "japan")
+    assert "outside hours" in d.reason
+
+
+def test_unknown_country_routes_to_the_fallback_and_says_why(router: Router) -> None:
+    d = route(router, country="Atlantis", employees=5000)
+    assert (d.owner, d.rule) == ("queue:triage", "fallback")
+    assert d.unreadable == ["country"]
+    assert "[unreadable: country]" in d.reason
+
+
+def test_garbage_employee_counts_are_unknown_not_a_crash(router: Router) -> None:
+    d = route(router, lead_source="Demo Request", employees="lots")
+    assert (d.rule, d.unreadable) == ("fallback", ["employees"])
+    assert route(router, score="85", employees="").rule == "fallback"
+
+
+def test_score_alone_qualifies_a_small_lead_for_the_smb_pool(router: Router) -> None:
+    assert route(router, score=" 85 ", employees="12").rule == "demo-requests-smb"
+
+
+# --- Round-robin fairness ---------------------------------------------------------------------
+
+
+def test_twenty_leads_through_the_default_path_are_evenly_distributed() -> None:
+    config = parse_config(CONFIG.replace("out_of_office: [{start: 2026-12-01, end: 2026-12-02}], ", ""))
+    router = Router(config, InMemoryState())
+    owners = Counter(route(router, lead_source="Demo Request", employees=5).owner for _ in range(21))
+    assert owners == {"tom": 7, "raj": 7, "kim": 7}
+    owners.update(route(router, lead_source="Demo Request", employees=5).owner for _ in range(20))
+    assert max(owners.values()) - min(owners.values()) <= 1
+
+
+def test_a_rep_back_from_leave_rejoins_in_turn_without_a_catch_up_burst() -> None:
+    config = parse_config(CONFIG)
+    router = Router(config, InMemoryState())
+    during = [route(router, lead_source="Demo Request", employees=5).owner for _ in range(4)]
+    assert during == ["tom", "kim", "tom", "kim"]
+    back = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
+    after = [router.route({"id": "x", "lead_source": "Demo Request", "employees": 5}, at=back).owner
+             for _ in range(6)]
+    assert after == ["tom", "raj", "kim", "tom", "raj", "kim"]
+
+
+def test_adding_a_member_does_not_reset_the_rotation_for_the_others() -> None:
+    state = InMemoryState()
+    before = Router(parse_config(CONFIG.replace("members: [tom, raj, kim]", "members: [tom, kim]")), state)
+    assert [route(before, lead_source="Demo Request", employees=5).owner for _ in range(3)] == ["tom", "kim", "tom"]
+    grown = CONFIG.replace("members: [tom, raj, kim]", "members: [tom, kim, bo]")
+    after = Router(parse_config(grown), state)
+    assert [route(after, lead_source="Demo Request", employees=5).owner for _ in range(4)] == ["kim", "bo", "tom", "kim"]
+
+
+# --- Explanations -----------------------------------------------------------------------------
+
+
+def test_every_decision_explains_itself_in_one_line(router: Router) -> None:
+    router.state.set_loads({"sarah": 1})
+    d = route(router, id="L42", country="DE", employees="4,200")
+    assert d.reason == "enterprise-emea: DE, 4,200 employees -> pool enterprise (least loaded: sarah 2/3)"
+    assert d.lead_id == "L42"
+    assert d.considered == ["sarah", "mike"]
+    assert d.config_version == router.config.version_hash
+    assert d.to_dict()["skipped"] == {"mike": "outside_hours"}
+
+
+def test_no_rule_matched_is_explained(router: Router) -> None:
+    d = route(router, country="US", employees=5000)
+    assert d.reason == "no rule matched -> fallback queue triage"
+
+
+def test_created_at_is_the_routing_time_when_present(router: Router) -> None:
+    d = router.route({"id": "a", "country": "Japan", "created_at": "2026-12-02T01:00:00+00:00"})
+    assert d.routed_at == "2026-12-02T01:00:00+00:00"
+    assert d.skipped == {}  # 10:00 in Tokyo: in hours
