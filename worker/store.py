@@ -719,6 +719,14 @@ class RedisStore:
             self.client.hdel(name, *expired)
         return out
 
+    def unavailable(
+        self, rep_ids: Sequence[str] | None = None, now: datetime | None = None
+    ) -> dict[str, str]:
+        """Reps forced unavailable right now, as the engine's ``overrides`` (rep id -> reason)."""
+        return {
+            rep: o.reason or "ooo" for rep, o in self.availability(rep_ids, now).items() if not o.available
+        }
+
     # ------------------------------------------------------------------ housekeeping
 
     def clear(self) -> int:
