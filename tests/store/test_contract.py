@@ -252,9 +252,7 @@ def test_random_operation_sequences_give_identical_results(redis_client, redis_p
     for op in ops:
         if op[0] == "pick":
             _, strategy, pool, members, mask, weights, caps = op
-            candidates = [
-                Candidate(m, weights[i], caps[i]) for i, m in enumerate(members) if mask & (1 << i)
-            ]
+            candidates = [Candidate(m, weights[i], caps[i]) for i, m in enumerate(members) if mask & (1 << i)]
             expected = memory.pick(pool, strategy, members, candidates)
             assert store.pick(pool, strategy, members, candidates) == expected
         elif op[0] == "adjust":
