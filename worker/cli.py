@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _load(path: Path) -> RoutingConfig:
@@ -30,11 +30,11 @@ def _load(path: Path) -> RoutingConfig:
         config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", markup=True, soft_wrap=True)
+            err.print(f"[red]error[/red] {escape(str(problem))}")
         err.print(f"{len(exc.problems)} error(s); the configuration was not loaded.")
         raise typer.Exit(1) from None
     for warning in config.warnings:
-        err.print(f"[yellow]warning[/yellow] {warning}", soft_wrap=True)
+        err.print(f"[yellow]warning[/yellow] {escape(str(warning))}")
     return config
 
 
@@ -87,7 +87,7 @@ def simulate(
         err.print(str(exc))
         raise typer.Exit(1) from None
     for row_error in result.errors:
-        err.print(f"[red]skipped[/red] {leads}:{row_error}")
+        err.print(f"[red]skipped[/red] {escape(str(leads))}:{escape(str(row_error))}")
     if format == "jsonl":
         for decision in result.decisions:
             record = decision.to_dict()

@@ -24,7 +24,7 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return f"{self.line}: {self.message}"
 
 
 class LeadFileError(ValueError):
