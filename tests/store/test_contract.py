@@ -20,11 +20,13 @@ from worker.store import RedisStore
 RR, WRR, LL = Strategy.ROUND_ROBIN, Strategy.WEIGHTED_ROUND_ROBIN, Strategy.LEAST_LOADED
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-6.2"])
 def state(request: pytest.FixtureRequest) -> InMemoryState | RedisStore:
+    """The in-memory state, the Redis store on the session server, and on Redis 6.2."""
     if request.param == "memory":
         return InMemoryState()
-    client: redis.Redis = request.getfixturevalue("redis_client")
+    fixture = "redis_client" if request.param == "redis" else "redis62_client"
+    client: redis.Redis = request.getfixturevalue(fixture)
     return RedisStore(client, prefix=request.getfixturevalue("redis_prefix"))
 
 

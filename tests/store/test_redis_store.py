@@ -26,9 +26,11 @@ CANDIDATES = [Candidate(r) for r in TEAM]
 LEAD = LeadRef("salesforce", "Lead", "00Q1")
 
 
-@pytest.fixture
-def store(redis_client: redis.Redis, redis_prefix: str) -> RedisStore:
-    return RedisStore(redis_client, prefix=redis_prefix, decision_ttl=3600, log_maxlen=1000, lease_seconds=5)
+@pytest.fixture(params=["redis", "redis-6.2"])
+def store(request: pytest.FixtureRequest, redis_prefix: str) -> RedisStore:
+    """A store on the session server and one on Redis 6.2 (the embedded default's version)."""
+    client: redis.Redis = request.getfixturevalue("redis_client" if request.param == "redis" else "redis62_client")
+    return RedisStore(client, prefix=redis_prefix, decision_ttl=3600, log_maxlen=1000, lease_seconds=5)
 
 
 def route(state: RoutingState) -> dict:
@@ -152,7 +154,8 @@ def test_batch_claims_are_idempotent_per_lead(store) -> None:
     ]
 
 
-def test_decisions_and_their_journal_expire(store, redis_client) -> None:
+def test_decisions_and_their_journal_expire(store) -> None:
+    redis_client = store.client
     store.decide_once(LEAD.at(0), route)
     ttl = redis_client.pttl(store.key("dec", "salesforce", "Lead", "00Q1", 0))
     assert 0 < ttl <= 3600 * 1000
@@ -194,8 +197,8 @@ def test_the_log_is_capped(redis_client, redis_prefix) -> None:
 # ---------------------------------------------------------------- loads
 
 
-def test_loads_are_shared_between_store_instances(store, redis_client, redis_prefix) -> None:
-    other = RedisStore(redis_client, prefix=redis_prefix)
+def test_loads_are_shared_between_store_instances(store) -> None:
+    other = RedisStore(store.client, prefix=store.prefix)
     store.assign("ann")
     other.assign("ann")
     assert store.loads(["ann"]) == {"ann": 2}

@@ -1,0 +1,123 @@
+"""Connecting: clear one-line failures, and the embedded Redis a first-time user gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from worker import redis_conn
+from worker.redis_conn import RedisUnavailable, client_from_url, connect, free_port, health, redact_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact_url("rediss://user:s3cret@cache.example:6380/2") == "rediss://user:***@cache.example:6380/2"
+    assert redact_url("redis://:s3cret@localhost/0") == "redis://:***@localhost/0"
+    assert redact_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
+    assert redact_url("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+
+
+def test_an_unreachable_redis_is_one_clear_line_naming_the_url(monkeypatch) -> None:
+    monkeypatch.setattr(redis_conn, "RETRIES", 1)
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailable) as caught:
+        connect(url)
+    message = str(caught.value)
+    assert "\n" not in message and "hunter2" not in message
+    assert message.startswith("cannot use Redis at redis://:***@127.0.0.1:")
+    assert "refused" in message.lower()
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_missing_unix_socket_is_reported(tmp_path) -> None:
+    with pytest.raises(RedisUnavailable, match=r"unix://.*nope\.sock: .*No such file"):
+        connect(f"unix://{tmp_path}/nope.sock")
+
+
+def test_an_unsupported_scheme_is_reported() -> None:
+    with pytest.raises(RedisUnavailable, match="unsupported scheme 'http'"):
+        connect("http://localhost:6379")
+
+
+def test_redis_url_from_the_environment_wins(monkeypatch, redis_url) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    client = connect(data_dir=Path("/nonexistent"))
+    assert client.ping()
+    report = health(client)
+    assert report["ok"] and report["latency_ms"] >= 0 and report["version"]
+
+
+def test_health_reports_a_dead_server_without_raising() -> None:
+    client = client_from_url(f"redis://127.0.0.1:{free_port()}/0", retry=None)
+    report = health(client)
+    assert report["ok"] is False and "refused" in report["error"].lower()
+
+
+def run(code: str, data_dir: Path, **env: str) -> str:
+    """Run a short leadroute program in a fresh process with no REDIS_URL."""
+    environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | env
+    program = textwrap.dedent(code).format(data_dir=str(data_dir))
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> None:
+    first = run(
+        """
+        from worker.redis_conn import connect, embedded_url
+        from worker.store import RedisStore
+        store = RedisStore(connect(None, "{data_dir}"))
+        store.assign("ann")
+        store.schedule("lead-1", 100, {{"tier": 1}})
+        print(embedded_url("{data_dir}"), store.client.info("server")["redis_version"])
+        """,
+        tmp_path,
+    )
+    url, version = first.split()
+    assert url.startswith("unix://") and version.startswith("6.2")
+    # the server was stopped when its process exited
+    with pytest.raises(RedisUnavailable):
+        connect(url)
+    second = run(
+        """
+        from worker.redis_conn import connect
+        from worker.store import RedisStore
+        store = RedisStore(connect(None, "{data_dir}"))
+        print(store.loads(["ann"])["ann"], store.timer("lead-1").payload["tier"])
+        """,
+        tmp_path,
+    )
+    assert second == "1 1"
+    assert (tmp_path / "redis" / "appendonly.aof").exists()
+
+
+def test_child_processes_share_the_embedded_server(tmp_path) -> None:
+    server = redis_conn.start_embedded(tmp_path)
+    try:
+        client = connect(None, tmp_path)
+        client.set("from-parent", "1")
+        # a child given the URL (as the demo does for Celery), and one given only the data dir
+        assert (
+            run(
+                "import os, redis; print(redis.Redis.from_url(os.environ['REDIS_URL']).get('from-parent'))",
+                tmp_path,
+                REDIS_URL=server.url,
+            )
+            == "b'1'"
+        )
+        assert (
+            run("from worker.redis_conn import connect; print(connect(None, '{data_dir}').get('from-parent'))", tmp_path) == "1"
+        )
+        assert client.ping()  # a joining process does not stop the owner's server on exit
+    finally:
+        server.stop()
+        redis_conn._embedded.clear()
+    with pytest.raises(RedisUnavailable):
+        connect(server.url)
