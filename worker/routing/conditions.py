@@ -6,6 +6,7 @@ of operators, compiled once at load time into plain Python closures.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ def _fold(value: Any) -> Any:
 
 
 def _as_number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float or kind is int:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -85,7 +89,23 @@ def _fact_equals(fact: Any, expected: Any) -> bool:
 
 def _missing(facts: Facts, name: str) -> bool:
     value = facts.get(name)
-    return value is None or is_blank(value)
+    return value is None or (type(value) is str and is_blank(value))
+
+
+def _all_of(tests: list[Test]) -> Test:
+    """AND of tests without generator overhead on the hot path."""
+    if not tests:
+        return lambda facts: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return lambda facts: a(facts) and b(facts)
+    if len(tests) == 3:
+        a, b, c = tests
+        return lambda facts: a(facts) and b(facts) and c(facts)
+    head, rest = tests[0], _all_of(tests[1:])
+    return lambda facts: head(facts) and rest(facts)
 
 
 class _Compiler:
@@ -98,19 +118,14 @@ class _Compiler:
     def when(self, spec: Any, path: tuple[str | int, ...]) -> Test:
         if not isinstance(spec, Mapping):
             raise ConditionError(path, "expected a mapping of field: matcher")
-        tests = [self.entry(str(k), v, (*path, str(k))) for k, v in spec.items()]
-        if not tests:
-            return lambda facts: True
-        if len(tests) == 1:
-            return tests[0]
-        return lambda facts: all(t(facts) for t in tests)
+        return _all_of([self.entry(str(k), v, (*path, str(k))) for k, v in spec.items()])
 
     def entry(self, key: str, value: Any, path: tuple[str | int, ...]) -> Test:
         if key in ("any", "all"):
             if not isinstance(value, list) or not value:
                 raise ConditionError(path, f"'{key}' takes a non-empty list of conditions")
             parts = [self.when(v, (*path, i)) for i, v in enumerate(value)]
-            return (lambda f: any(t(f) for t in parts)) if key == "any" else (lambda f: all(t(f) for t in parts))
+            return (lambda f: any(t(f) for t in parts)) if key == "any" else _all_of(parts)
         if key == "not":
             inner = self.when(value, path)
             return lambda facts: not inner(facts)
@@ -155,13 +170,16 @@ class _Compiler:
             return self.one_of(field, self.literals(field, value, path))
         if not isinstance(value, Mapping):
             expected = self.literal(field, value, path)
+            if isinstance(expected, str):
+                def equals_text(facts: Facts) -> bool:
+                    fact = facts.get(field)
+                    return type(fact) is str and fact.strip().casefold() == expected
+
+                return equals_text
             return lambda facts: not _missing(facts, field) and _fact_equals(facts[field], expected)
         if not value:
             raise ConditionError(path, "empty matcher; give e.g. {gte: 100} or {exists: true}")
-        tests = [self.operator(field, str(op), arg, (*path, str(op))) for op, arg in value.items()]
-        if len(tests) == 1:
-            return tests[0]
-        return lambda facts: all(t(facts) for t in tests)
+        return _all_of([self.operator(field, str(op), arg, (*path, str(op))) for op, arg in value.items()])
 
     def one_of(self, field: str, options: list[Any]) -> Test:
         texts = frozenset(o for o in options if isinstance(o, str))
@@ -191,13 +209,11 @@ class _Compiler:
             return lambda facts: not inside(facts)
         if op in ("gte", "gt", "lte", "lt"):
             bound = self.number(arg, path)
-            compare = {
-                "gte": bound.__le__, "gt": bound.__lt__, "lte": bound.__ge__, "lt": bound.__gt__,
-            }[op]
+            compare = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}[op]
 
             def numeric(facts: Facts) -> bool:
                 n = _as_number(facts.get(field))
-                return n is not None and compare(n)
+                return n is not None and compare(n, bound)
 
             return numeric
         if op == "between":

@@ -1,0 +1,161 @@
+"""Routing engine benchmark: decisions per second and per-decision latency, in-memory state.
+
+Routes 100,000 synthetic raw leads (normalisation included) through a config with 50 reps,
+10 pools and 30 rules on one core.
+
+    python bench/engine.py [--leads N] [--json]
+
+Targets (issue 2): >= 20,000 decisions/s and p99 < 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from worker.config import parse_config
+from worker.routing.engine import Router
+from worker.routing.state import InMemoryState
+
+ZONES = ["America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London", "Europe/Berlin", "Asia/Tokyo"]
+STRATEGIES = ["round_robin", "weighted_round_robin", "least_loaded"]
+INDUSTRIES = ["Software", "Healthcare", "Fintech", "Retail", "Manufacturing", "Media", "Education", "Energy"]
+SOURCES = ["Demo Request", "Web Form", "Webinar", "Partner Referral", "Purchased List", "Event"]
+COUNTRIES = ["US", "United States", "USA", "Canada", "DE", "Deutschland", "France", "UK", "Japan", "Brasil", "India", "NL"]
+STATES = ["CA", "California", "NY", "TX", "WA", "Ontario", "", "FL"]
+
+
+def build_config(rng: random.Random) -> dict:
+    reps = []
+    for i in range(50):
+        rep = {
+            "id": f"rep{i:02d}",
+            "timezone": rng.choice(ZONES),
+            "hours": {"start": "08:00", "end": "18:00"},
+            "skills": rng.sample(["enterprise", "healthcare", "fintech", "smb", "apac"], 2),
+            "languages": rng.sample(["en", "de", "fr", "es", "ja", "pt"], 2),
+            "weight": rng.randint(1, 3),
+            "capacity": rng.choice([None, 200, 500, 1000]),
+            "backup": f"rep{(i + 1) % 50:02d}",
+        }
+        if i % 10 == 0:
+            rep["out_of_office"] = [{"start": "2026-12-01", "end": "2026-12-03"}]
+        if i % 17 == 0:
+            rep["active"] = False
+        reps.append({k: v for k, v in rep.items() if v is not None})
+    reps[-1].pop("backup")
+    pools = {f"pool{p}": {"members": [f"rep{p * 5 + j:02d}" for j in range(5)], "strategy": STRATEGIES[p % 3]}
+             for p in range(10)}
+    territories = {
+        "na-west": {"countries": ["US"], "states": ["CA", "WA", "OR"]},
+        "na-east": {"countries": ["US"], "states": ["NY", "FL", "MA"]},
+        "na": {"countries": ["US", "CA"]},
+        "dach": {"countries": ["DE", "AT", "CH"]},
+        "emea": {"countries": ["FR", "GB", "NL", "ES", "IT"]},
+        "apac": {"countries": ["JP", "IN", "AU"]},
+        "latam": {"countries": ["BR", "MX", "AR"]},
+    }
+    rules = [{"name": "named-account", "when": {"account_owner": {"exists": True}}, "assign": {"account_owner": True}}]
+    terr_names = list(territories)
+    for i in range(28):
+        when: dict = {"territory": terr_names[i % len(terr_names)]}
+        if i % 3 == 0:
+            when["employees"] = {"gte": 1000}
+        elif i % 3 == 1:
+            when["employees"] = {"between": [100, 999]}
+        else:
+            when["any"] = [{"lead_source": "Demo Request"}, {"score": {"gte": 80}}]
+        if i % 4 == 0:
+            when["industry"] = rng.sample(INDUSTRIES, 3)
+        if i % 5 == 0:
+            when["title"] = {"matches": "(vp|chief|head)"}
+        assign: dict = {"pool": f"pool{i % 10}"}
+        if i % 7 == 0:
+            assign["require_languages"] = ["en"]
+        rules.append({"name": f"rule{i:02d}", "when": when, "assign": assign})
+    rules.append({"name": "catch-all", "when": {"employees": {"exists": True}}, "assign": {"pool": "pool9"}})
+    return {
+        "version": 1,
+        "timezone": "America/New_York",
+        "reps": reps,
+        "territories": territories,
+        "pools": pools,
+        "queues": {"triage": {"salesforce": "00G000000000001"}},
+        "accounts": {f"account{i}.com": f"rep{i % 50:02d}" for i in range(200)},
+        "rules": rules,
+        "fallback": {"queue": "triage"},
+    }
+
+
+def make_leads(rng: random.Random, n: int) -> list[dict]:
+    leads = []
+    for i in range(n):
+        domain = f"account{rng.randrange(2000)}.com" if rng.random() < 0.5 else "gmail.com"
+        leads.append({
+            "id": f"L{i}",
+            "email": f"person{i}@{domain}",
+            "company": f"Company {i}",
+            "country": rng.choice(COUNTRIES),
+            "state": rng.choice(STATES),
+            "employees": rng.choice(["12", "99", "100", "1,000", "5k+", "250-500", "", "lots", str(rng.randrange(20000))]),
+            "industry": rng.choice(INDUSTRIES),
+            "lead_source": rng.choice(SOURCES),
+            "score": str(rng.randrange(100)),
+            "title": rng.choice(["VP Sales", "Engineer", "Head of IT", "Chief of Staff", "Intern"]),
+        })
+    return leads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args()
+    rng = random.Random(42)
+    config = parse_config(yaml.safe_dump(build_config(rng)), "bench.yaml")
+    leads = make_leads(rng, args.leads)
+    router = Router(config, InMemoryState())
+    at = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+    for lead in leads[:2000]:  # warm caches (country tables, zone objects)
+        router.route(lead, at=at)
+    router = Router(config, InMemoryState())
+    timings = []
+    clock = time.perf_counter_ns
+    start = clock()
+    for lead in leads:
+        t0 = clock()
+        router.route(lead, at=at)
+        timings.append(clock() - t0)
+    total_s = (clock() - start) / 1e9
+    timings.sort()
+    result = {
+        "leads": len(leads),
+        "reps": len(config.reps),
+        "pools": len(config.pools),
+        "rules": len(config.rules),
+        "decisions_per_s": round(len(leads) / total_s),
+        "p50_us": round(timings[len(timings) // 2] / 1000, 1),
+        "p99_us": round(timings[int(len(timings) * 0.99)] / 1000, 1),
+        "mean_us": round(statistics.fmean(timings) / 1000, 1),
+        "total_s": round(total_s, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['leads']:,} leads, {result['reps']} reps, {result['pools']} pools, {result['rules']} rules")
+        print(f"decisions/s: {result['decisions_per_s']:,}")
+        print(f"p50: {result['p50_us']} us   p99: {result['p99_us']} us   mean: {result['mean_us']} us")
+
+
+if __name__ == "__main__":
+    main()
