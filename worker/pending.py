@@ -1,0 +1,89 @@
+"""The pending set: CRM record ids waiting to be routed, fed by polls and webhooks.
+
+Ids live in one sorted set per CRM, scored by when they are due for (re)processing. A
+drain claims a batch with a lease (the ids are re-armed at ``now + lease`` in the same
+Lua step), and removes them only once they are routed and written back. A worker killed
+mid-batch therefore loses nothing: when its lease runs out, the next drain takes the
+ids again, and the idempotent decisions make the second pass a replay, not a re-route.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import redis
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """One claimed record id, with where it came from and when it was first seen."""
+
+    record_id: str
+    source: str
+    first_seen: float
+
+
+class PendingSet:
+    """Per-CRM pending ids under the store's key prefix."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._claim = client.register_script(
+            resources.files("worker").joinpath("lua", "claim_due.lua").read_text()
+        )
+
+    def _keys(self, crm: str) -> list[str]:
+        return [f"{self.prefix}:pending:{crm}", f"{self.prefix}:pending:{crm}:meta"]
+
+    def add(self, crm: str, record_ids: Sequence[str], source: str, now: float | None = None) -> int:
+        """Queue ids for routing; an id already pending keeps its place. Returns how many were new."""
+        if not record_ids:
+            return 0
+        at = time.time() if now is None else now
+        zkey, meta = self._keys(crm)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(zkey, {rid: at for rid in record_ids}, nx=True)
+        for rid in record_ids:
+            pipe.hsetnx(meta, rid, json.dumps({"s": source, "t": at}))
+        return int(pipe.execute()[0])
+
+    def claim(self, crm: str, limit: int, lease: float, now: float | None = None) -> list[PendingItem]:
+        """Take up to ``limit`` due ids (oldest first), leased for ``lease`` seconds."""
+        at = time.time() if now is None else now
+        raw = self._claim(keys=self._keys(crm), args=[repr(at), int(limit), repr(float(lease))])
+        items = []
+        for i in range(0, len(raw), 3):
+            meta = json.loads(raw[i + 2]) if raw[i + 2] else {}
+            items.append(PendingItem(raw[i], meta.get("s", ""), float(meta.get("t", raw[i + 1]))))
+        return items
+
+    def done(self, crm: str, record_ids: Sequence[str]) -> None:
+        """Forget ids that were routed (or found not to need routing)."""
+        if not record_ids:
+            return
+        zkey, meta = self._keys(crm)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(zkey, *record_ids)
+        pipe.hdel(meta, *record_ids)
+        pipe.execute()
+
+    def retry_later(self, crm: str, record_ids: Sequence[str], delay: float, now: float | None = None) -> None:
+        """Push ids back to be claimed again after ``delay`` seconds (a retriable CRM failure)."""
+        if not record_ids:
+            return
+        at = (time.time() if now is None else now) + delay
+        self.client.zadd(self._keys(crm)[0], {rid: at for rid in record_ids}, xx=True)
+
+    def depth(self, crm: str) -> int:
+        """How many ids are pending or in flight for a CRM."""
+        return int(self.client.zcard(self._keys(crm)[0]))
+
+    def due(self, crm: str, now: float | None = None) -> int:
+        """How many ids are ready to be claimed now (not leased, not backing off)."""
+        at = time.time() if now is None else now
+        return int(self.client.zcount(self._keys(crm)[0], "-inf", at))
