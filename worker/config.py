@@ -13,11 +13,13 @@ import json
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.settings import ConnectorsConfig
 from worker.routing.conditions import CANONICAL_FIELDS, ConditionError, compile_when
 from worker.routing.state import Strategy
 from worker.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
@@ -190,6 +192,7 @@ class ConfigModel(_Model):
     queues: dict[str, dict[str, str]] = Field(default_factory=dict)
     accounts: dict[str, str] = Field(default_factory=dict)
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    connectors: ConnectorsConfig = ConnectorsConfig()
     rules: tuple[Rule, ...] = ()
     fallback: Fallback
 
@@ -239,29 +242,33 @@ def suggest(name: str, options: list[str] | tuple[str, ...] | set[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-_MODEL_FIELDS: dict[str, type[BaseModel]] = {
-    "": ConfigModel,
-    "reps": Rep,
-    "hours": Hours,
-    "territories": Territory,
-    "pools": Pool,
-    "rules": Rule,
-    "assign": Assign,
-    "fallback": Fallback,
-    "out_of_office": OutOfOffice,
-}
+def _unwrap(annotation: Any, part: str | int | None = None) -> Any:
+    """Drop Optional/Union wrappers, preferring a member that has field ``part``."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and part in arg.model_fields:
+                return arg
+        return _unwrap(args[0], part) if args else annotation
+    return annotation
 
 
 def _model_for(path: PathKey) -> type[BaseModel] | None:
-    names = [p for p in path if isinstance(p, str)]
-    if not names:
-        return ConfigModel
-    parent = names[-1]
-    if len(path) >= 2 and isinstance(path[-1], str) and path[-2] == "territories":
-        return Territory
-    if len(path) >= 2 and path[-2] == "pools":
-        return Pool
-    return _MODEL_FIELDS.get(parent)
+    """The model that a location in the file is validated against, for key suggestions."""
+    annotation: Any = ConfigModel
+    for part in path:
+        annotation = _unwrap(annotation, part)
+        origin = get_origin(annotation)
+        if origin in (tuple, list):
+            annotation = get_args(annotation)[0]
+        elif origin is dict:
+            annotation = get_args(annotation)[1]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
+            annotation = annotation.model_fields[part].annotation
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def _pydantic_problems(exc: ValidationError, file: str, lines: dict[PathKey, int]) -> list[Problem]:

@@ -209,3 +209,12 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.yaml")
     assert "cannot read file" in str(caught.value)
+
+
+def test_typos_deep_in_the_connectors_section_get_suggestions() -> None:
+    text = BASE + "connectors:\n  salesforce:\n    objcet: Lead\n"
+    (error,) = errors_for(text)
+    assert error == (
+        f"config/routing.yaml:{line_of(text, 'objcet')}: connectors.salesforce.objcet: "
+        "unknown key 'objcet' (did you mean 'object'?)"
+    )
