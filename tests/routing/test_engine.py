@@ -251,3 +251,14 @@ def test_created_at_is_the_routing_time_when_present(router: Router) -> None:
     d = router.route({"id": "a", "country": "Japan", "created_at": "2026-12-02T01:00:00+00:00"})
     assert d.routed_at == "2026-12-02T01:00:00+00:00"
     assert d.skipped == {}  # 10:00 in Tokyo: in hours
+
+
+def test_a_lead_can_be_sent_to_a_chosen_target_with_the_usual_checks(router: Router) -> None:
+    from worker.config import Assign
+
+    d = router.route_to({"id": "L9"}, Assign(pool="smb"), "manual", at=TUESDAY_NOON_NY, exclude=frozenset({"tom"}))
+    assert (d.owner, d.rule) == ("kim", "manual")
+    assert d.skipped == {"tom": "earlier_owner", "raj": "ooo"}
+    d = router.route_to({"id": "L9"}, Assign(rep="maria"), "manual", at=TUESDAY_NOON_NY)
+    assert (d.owner, d.rule) == ("queue:triage", "fallback")
+    assert "rep maria unavailable (maria inactive)" in d.reason

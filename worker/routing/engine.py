@@ -159,13 +159,8 @@ class Router:
         rep unavailable (rep id -> reason, e.g. an OOO set from the CLI); ``exclude`` lists
         reps that must not get this lead (earlier owners, on reassignment).
         """
-        normalized = normalize_lead(lead)
-        facts = derive_facts(normalized, self.config)
-        created = facts.get("created_at")
-        when = created if isinstance(created, datetime) else (at or datetime.now(UTC))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        ctx = _Context(self, facts, when, overrides or {}, exclude)
+        normalized, ctx = self._start(lead, at, overrides, exclude)
+        facts = ctx.facts
         lead_id = str(facts.get("id", ""))
         for rule, condition in zip(self.config.rules, self.config.compiled_rules, strict=True):
             if not condition.test(facts):
@@ -177,6 +172,39 @@ class Router:
                 return ctx.decision(lead_id, rule.name, head, outcome, normalized)
             return ctx.decision(lead_id, FALLBACK, head, ctx.fallback(ctx.failure), normalized)
         return ctx.decision(lead_id, FALLBACK, "no rule matched", ctx.fallback(None), normalized)
+
+    def route_to(
+        self,
+        lead: Mapping[str, Any],
+        target: Assign,
+        label: str,
+        at: datetime | None = None,
+        overrides: Mapping[str, str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Decision:
+        """Send a lead to one given target (a manual re-route, an SLA reassignment), with the same
+        availability checks and strategies as a rule, and the fallback when nobody can take it."""
+        normalized, ctx = self._start(lead, at, overrides, exclude)
+        lead_id = str(ctx.facts.get("id", ""))
+        outcome = ctx.assign(target)
+        if outcome is None:
+            return ctx.decision(lead_id, FALLBACK, label, ctx.fallback(ctx.failure), normalized)
+        return ctx.decision(lead_id, label, label, outcome, normalized)
+
+    def _start(
+        self,
+        lead: Mapping[str, Any],
+        at: datetime | None,
+        overrides: Mapping[str, str] | None,
+        exclude: frozenset[str],
+    ) -> tuple[NormalizedLead, _Context]:
+        normalized = normalize_lead(lead)
+        facts = derive_facts(normalized, self.config)
+        created = facts.get("created_at")
+        when = created if isinstance(created, datetime) else (at or datetime.now(UTC))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return normalized, _Context(self, facts, when, overrides or {}, exclude)
 
 
 @dataclass(slots=True)
@@ -246,7 +274,8 @@ class _Context:
                     return _Outcome(current, "rep", label, f"{current} {load}{cap}{via}")
                 self.skip(current, why)
             current = rep.backup
-        self.failure = f"{label} {rep_id} unavailable ({', '.join(f'{r} {self.skipped[r]}' for r in tried)})"
+        who = label if label.endswith(rep_id) else f"{label} {rep_id}"
+        self.failure = f"{who} unavailable ({', '.join(f'{r} {self.skipped[r]}' for r in tried)})"
         return None
 
     def pool(self, target: Assign) -> _Outcome | None:
