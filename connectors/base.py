@@ -1,0 +1,394 @@
+"""The one small interface every CRM connector implements, and the registry that names them.
+
+A connector is the only place that knows a CRM. The worker deals in :class:`CrmRecord`
+(a raw canonical lead plus the CRM facts it needs), writes :class:`OwnerUpdate` batches and
+gets one :class:`WriteResult` per record back, so a partial failure never hides the records
+that did succeed, and a failed record says whether trying again later could help.
+
+Errors are split here, at the boundary: :class:`RetriableError` (429, 5xx, timeouts, lock
+contention, a session still expired after one refresh, a daily limit used up) means "the
+same call may work later; keep the work"; :class:`FatalError` (any other 4xx, bad config,
+bad credentials) means "this will not work until a human changes something". The worker's
+tasks retry the first and route the second to the fallback with the error in the reason.
+
+Connectors know nothing of Celery or the routing rules; they are plain, synchronous objects
+that are safe to use from one thread at a time (one per worker process or thread).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import redis
+
+    from connectors.settings import ConnectorSettings
+
+__all__ = [
+    "AckSignal",
+    "ChangePage",
+    "Connector",
+    "ConnectorConfigError",
+    "ConnectorError",
+    "CrmRecord",
+    "CrmUser",
+    "FatalError",
+    "OwnerUpdate",
+    "RetriableError",
+    "Watermark",
+    "WriteResult",
+    "WriteStatus",
+    "available",
+    "create_connector",
+    "get_connector_class",
+    "register",
+]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class ConnectorError(Exception):
+    """A CRM call failed. ``retriable`` says whether the same call may succeed later.
+
+    ``code`` is the CRM's own error code when it gave one (``UNABLE_TO_LOCK_ROW``,
+    ``RATE_LIMIT``, ``INVALID_SESSION_ID``...), ``status`` the HTTP status (0 for transport
+    failures), ``retry_after`` the CRM's hint in seconds. The message is redacted: it never
+    carries a token, password or session id.
+    """
+
+    retriable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        crm: str = "",
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        from connectors.redact import redact_text
+
+        self.message = redact_text(message)
+        self.crm = crm
+        self.code = code
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.crm, self.code, f"HTTP {self.status}" if self.status else None) if p]
+        prefix = f"[{' '.join(parts)}] " if parts else ""
+        return f"{prefix}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, crm={self.crm!r}, code={self.code!r}, status={self.status!r})"
+
+
+class RetriableError(ConnectorError):
+    """Transient: rate limited, CRM unavailable, timed out, row locked, session expired."""
+
+    retriable = True
+
+
+class FatalError(ConnectorError):
+    """Permanent until a human acts: bad request, unknown record or field, no permission."""
+
+    retriable = False
+
+
+class ConnectorConfigError(FatalError):
+    """The connector cannot be built: unknown name, missing environment variable, bad value."""
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class WriteStatus(StrEnum):
+    OK = "ok"
+    RETRIABLE = "retriable"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What happened to one record of a batch write.
+
+    ``warning`` carries a secondary failure that did not undo the write (e.g. the owner was
+    set but the reason Task/Note could not be created).
+    """
+
+    id: str
+    status: WriteStatus
+    code: str | None = None
+    message: str | None = None
+    warning: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is WriteStatus.OK
+
+    @classmethod
+    def success(cls, record_id: str, warning: str | None = None) -> WriteResult:
+        return cls(record_id, WriteStatus.OK, warning=warning)
+
+    @classmethod
+    def failure(cls, record_id: str, error: ConnectorError | None = None, *, retriable: bool | None = None,
+                code: str | None = None, message: str | None = None) -> WriteResult:
+        """A failed record, from a call-level error or a per-record code and message."""
+        if retriable is None:
+            retriable = bool(error and error.retriable)
+        status = WriteStatus.RETRIABLE if retriable else WriteStatus.FATAL
+        from connectors.redact import redact_text
+
+        return cls(
+            record_id,
+            status,
+            code=code if code is not None else (error.code if error else None),
+            message=redact_text(message if message is not None else (error.message if error else "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerUpdate:
+    """Set ``owner_id`` (a CRM user or queue id) on a record, with the one-line reason."""
+
+    id: str
+    owner_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CrmRecord:
+    """One lead-like record as the CRM holds it now.
+
+    ``lead`` is the raw canonical lead dict (``id, email, company, ...`` plus custom fields,
+    values as the CRM gave them: the engine normalises); ``fields`` the CRM fields read
+    (mapped ones plus those the intake, acknowledgement and closed conditions use);
+    ``needs_routing`` whether the intake condition holds.
+    """
+
+    id: str
+    modstamp: datetime
+    owner_id: str | None
+    lead: dict[str, Any]
+    fields: Mapping[str, Any]
+    needs_routing: bool
+    crm: str = ""
+
+    @property
+    def key(self) -> str:
+        """Identity of this version of the record: the de-duplication key of a change."""
+        return f"{self.id}@{_ms(self.modstamp)}"
+
+
+@dataclass(frozen=True, slots=True)
+class AckSignal:
+    """The acknowledgement facts of one record, read at SLA-sweep time.
+
+    A record missing from the result of :meth:`Connector.read_acks` was deleted (or merged).
+    ``closed`` is the configured ``closed_when`` condition (a converted Salesforce lead).
+    """
+
+    id: str
+    acknowledged: bool
+    closed: bool
+    owner_id: str | None
+    modstamp: datetime | None
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CrmUser:
+    """A user or queue that can own records; ``kind`` is ``user`` or ``queue``."""
+
+    id: str
+    name: str
+    email: str | None
+    active: bool
+    kind: str = "user"
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """How far the change feed has been read, safe to persist as a string.
+
+    ``at`` is the latest modification time seen. The next read starts ``overlap`` before it,
+    because a CRM can commit a change with an earlier timestamp after we have read past it
+    (long transactions, HubSpot's search index lag); ``seen`` holds the keys (id + modstamp)
+    of the changes already returned inside that overlap, so nothing is returned twice.
+    """
+
+    at: datetime
+    seen: frozenset[str] = field(default_factory=frozenset)
+
+    def encode(self) -> str:
+        """A compact string for :meth:`worker.store.RedisStore.set_watermark`."""
+        body = json.dumps({"at": _ms(self.at), "seen": sorted(self.seen)}, separators=(",", ":")).encode()
+        if len(body) < 512:
+            return "j:" + body.decode()
+        return "z:" + base64.b64encode(zlib.compress(body, 6)).decode()
+
+    @classmethod
+    def decode(cls, text: str | None) -> Watermark | None:
+        """Parse :meth:`encode`'s output; ``None`` or ``""`` means "from the beginning"."""
+        if not text:
+            return None
+        kind, _, payload = text.partition(":")
+        try:
+            raw = payload.encode() if kind == "j" else zlib.decompress(base64.b64decode(payload))
+            data = json.loads(raw)
+            at = datetime.fromtimestamp(int(data["at"]) / 1000, tz=UTC)
+            return cls(at, frozenset(str(k) for k in data.get("seen", ())))
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            raise ConnectorConfigError(f"unreadable watermark {text[:40]!r}: {exc}") from None
+
+    def since(self, overlap: float) -> datetime:
+        """Where the next read starts."""
+        return self.at - timedelta(seconds=overlap)
+
+    def advance(self, records: Sequence[CrmRecord], overlap: float) -> Watermark:
+        """The watermark after ``records`` were handed out; keys outside the overlap are dropped."""
+        at = max([self.at, *(r.modstamp for r in records)])
+        floor = _ms(at - timedelta(seconds=overlap))
+        keys = {k for k in self.seen if int(k.rpartition("@")[2]) >= floor}
+        keys.update(r.key for r in records if _ms(r.modstamp) >= floor)
+        return Watermark(at, frozenset(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """A page of changed records and the watermark to store once they are safely handled."""
+
+    records: list[CrmRecord]
+    watermark: Watermark
+
+
+# ----------------------------------------------------------------------------- interface
+
+
+class Connector(ABC):
+    """What the worker may ask of a CRM. Implementations: ``salesforce``, ``hubspot``.
+
+    Every method retries transient failures itself (bounded, with backoff that honours the
+    CRM's hints) and waits for the connection's shared rate-limit token before each call;
+    when it gives up it raises :class:`RetriableError` (or reports the records retriable),
+    so nothing is ever silently dropped.
+    """
+
+    name: ClassVar[str]
+    write_batch_max: ClassVar[int]
+
+    @abstractmethod
+    def changes(self, since: Watermark | None, *, intake_only: bool = True) -> Iterator[ChangePage]:
+        """Records modified since ``since`` (all of them when ``None``), oldest first, in pages.
+
+        With ``intake_only`` only records matching the intake condition are returned
+        (filtered in the CRM where it can, re-checked here). Each page carries the watermark
+        to persist after its records are handled; a record is never returned twice for the
+        same modification.
+        """
+
+    @abstractmethod
+    def fetch(self, ids: Sequence[str]) -> dict[str, CrmRecord]:
+        """Fresh copies of the given records; deleted or unknown ids are absent."""
+
+    @abstractmethod
+    def write_owners(self, updates: Sequence[OwnerUpdate]) -> list[WriteResult]:
+        """Set owners (and the reason, as configured) in the largest batches the CRM allows.
+
+        Returns one result per update, in order. Lock contention is retried for the failed
+        records alone before they are reported.
+        """
+
+    @abstractmethod
+    def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
+        """Write a routing or SLA reason to records (field and/or Task/Note) without owner changes."""
+
+    @abstractmethod
+    def read_acks(self, ids: Sequence[str]) -> dict[str, AckSignal]:
+        """Acknowledgement signals for a batch of ids (deleted records are absent)."""
+
+    @abstractmethod
+    def list_owners(self) -> list[CrmUser]:
+        """Every user and queue that can own records, active or not (to check config ids)."""
+
+    @abstractmethod
+    def account_owner(self, domain: str) -> str | None:
+        """The owner of the account whose company domain is ``domain`` (cached), if any."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- registry
+
+Factory = Callable[..., Connector]
+
+_REGISTRY: dict[str, str | Factory] = {
+    "salesforce": "connectors.salesforce:SalesforceConnector",
+    "hubspot": "connectors.hubspot:HubSpotConnector",
+}
+
+
+def register(name: str, factory: str | Factory) -> None:
+    """Add a connector: a class (or ``"module:Class"`` path, imported on first use)."""
+    _REGISTRY[name] = factory
+
+
+def available() -> list[str]:
+    """Registered connector names."""
+    return sorted(_REGISTRY)
+
+
+def get_connector_class(name: str) -> Any:
+    """The connector class registered as ``name``; an unknown name is a config error."""
+    target = _REGISTRY.get(name)
+    if target is None:
+        from connectors.settings import ConnectorsConfig
+
+        known = ", ".join(available())
+        hint = " (not configurable yet)" if name not in ConnectorsConfig.model_fields else ""
+        raise ConnectorConfigError(f"unknown connector {name!r}{hint}; known connectors: {known}")
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module), attr)
+        _REGISTRY[name] = target
+    return target
+
+
+def create_connector(
+    name: str,
+    settings: ConnectorSettings | None = None,
+    *,
+    redis_client: redis.Redis | None = None,
+    prefix: str = "leadroute",
+    env: Mapping[str, str] | None = None,
+) -> Connector:
+    """Build the named connector from its settings and the environment (credentials, hosts).
+
+    ``redis_client`` holds the rate-limit bucket shared by every worker and the account-owner
+    cache; without it both are process-local (fine for one-off CLI commands and tests).
+    """
+    cls = get_connector_class(name)
+    return cls.from_env(settings, redis_client=redis_client, prefix=prefix, env=env)
