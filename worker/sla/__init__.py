@@ -1,0 +1,1 @@
+"""SLA enforcement: tiers, business-hours clocks, the breach ladder and the sweep."""
