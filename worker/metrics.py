@@ -1,0 +1,218 @@
+"""Prometheus metrics for the worker, beat and web processes, correct across processes.
+
+Celery's prefork workers and the web process are separate processes, each with its own
+counters; a scrape of ``/metrics`` on the web process must still report the fleet's totals.
+prometheus-client's *multiprocess mode* does that: set ``PROMETHEUS_MULTIPROC_DIR`` to an
+empty directory shared by every process of one host **before any of them start** (the value
+class is chosen when ``prometheus_client`` is first imported), and each process writes its
+samples to memory-mapped files there; :func:`render` then aggregates all of them. Clear the
+directory when the fleet restarts (:func:`prepare_multiproc_dir`), and tell the library when
+a worker child exits (:func:`mark_process_dead`, e.g. from Celery's
+``worker_process_shutdown`` signal) so its live gauges are dropped. Without the variable,
+each process serves its own registry (fine for one process, or the demo).
+
+Metric names, labels and meaning are listed in ``docs/operations.md``. Label values are
+bounded sets (connector names, endpoint templates, rule names, channels, tiers), never lead
+ids, so series counts stay small.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as _multiprocess
+
+__all__ = [
+    "CONTENT_TYPE",
+    "CRM_CALLS",
+    "CRM_CALL_SECONDS",
+    "DECISIONS",
+    "MULTIPROC_ENV",
+    "NOTIFICATIONS",
+    "PENDING_DEPTH",
+    "RATE_LIMIT_WAITS",
+    "RATE_LIMIT_WAIT_SECONDS",
+    "ROUTING_LATENCY",
+    "SLA_ACTIONS",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_REQUESTS",
+    "crm_call",
+    "mark_process_dead",
+    "multiprocess_enabled",
+    "observe_crm_call",
+    "observe_routing_latency",
+    "prepare_multiproc_dir",
+    "rate_limit_wait",
+    "record_decision",
+    "record_notification",
+    "record_sla_action",
+    "render",
+    "set_pending_depth",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Ingest -> owner written spans the CRM's own latency (webhook delivery, API round trips):
+# buckets from 50 ms to 5 min, dense around the one-second target.
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+ROUTING_LATENCY = Histogram(
+    "leadroute_routing_latency_seconds",
+    "Seconds from a lead's ingest (webhook received or poll fetched) to its owner written in the CRM.",
+    ["crm"],
+    buckets=_LATENCY_BUCKETS,
+)
+DECISIONS = Counter(
+    "leadroute_decisions_total",
+    "Routing decisions by matched rule and outcome (rep, queue, account_owner, fallback, skipped...).",
+    ["rule", "outcome"],
+)
+CRM_CALLS = Counter(
+    "leadroute_crm_calls_total",
+    "CRM API calls by connector, endpoint (a template, never an id) and HTTP status or error class.",
+    ["connector", "endpoint", "status"],
+)
+CRM_CALL_SECONDS = Histogram(
+    "leadroute_crm_call_seconds",
+    "CRM API call duration by connector and endpoint.",
+    ["connector", "endpoint"],
+    buckets=_CALL_BUCKETS,
+)
+PENDING_DEPTH = Gauge(
+    "leadroute_pending_depth",
+    "Leads waiting in the pending set to be routed, as last measured by any process.",
+    ["crm"],
+    multiprocess_mode="mostrecent",
+)
+RATE_LIMIT_WAITS = Counter(
+    "leadroute_rate_limit_waits_total",
+    "Times a CRM call waited for the shared rate limit (or a Retry-After) before going out.",
+    ["connector", "reason"],
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "leadroute_rate_limit_wait_seconds_total",
+    "Seconds spent waiting for the shared CRM rate limit or a Retry-After.",
+    ["connector", "reason"],
+)
+NOTIFICATIONS = Counter(
+    "leadroute_notifications_total",
+    "Notifications by channel, kind and status (sent, skipped, duplicate, retriable_error, fatal_error).",
+    ["channel", "kind", "status"],
+)
+SLA_ACTIONS = Counter(
+    "leadroute_sla_actions_total",
+    "SLA breach-ladder actions taken, by tier and action (remind, escalate, reassign, park).",
+    ["tier", "action"],
+)
+WEBHOOK_REQUESTS = Counter(
+    "leadroute_webhook_requests_total",
+    "Webhook requests received, by source (hubspot, salesforce) and outcome (accepted, or the rejection reason).",
+    ["source", "outcome"],
+)
+WEBHOOK_EVENTS = Counter(
+    "leadroute_webhook_events_total",
+    "Events inside accepted webhook requests, by source and result (enqueued, duplicate, ignored).",
+    ["source", "result"],
+)
+
+
+# ------------------------------------------------------------------------------- recording helpers
+
+
+def observe_routing_latency(crm: str, seconds: float) -> None:
+    """Record one lead's ingest -> owner-written latency (negative clock skew counts as 0)."""
+    ROUTING_LATENCY.labels(crm=crm).observe(max(0.0, seconds))
+
+
+def record_decision(rule: str, outcome: str, count: int = 1) -> None:
+    """Count decisions for a rule (``outcome``: the decision's owner kind, or fallback/skipped)."""
+    DECISIONS.labels(rule=rule or "-", outcome=outcome).inc(count)
+
+
+def observe_crm_call(connector: str, endpoint: str, status: int | str, seconds: float | None = None) -> None:
+    """Count one CRM call; ``status`` is the HTTP status, or an error class such as ``timeout``."""
+    CRM_CALLS.labels(connector=connector, endpoint=endpoint, status=str(status)).inc()
+    if seconds is not None:
+        CRM_CALL_SECONDS.labels(connector=connector, endpoint=endpoint).observe(max(0.0, seconds))
+
+
+@contextmanager
+def crm_call(connector: str, endpoint: str) -> Iterator[dict[str, int | str]]:
+    """Time a CRM call; set ``result["status"]`` inside the block (an exception records its class)."""
+    result: dict[str, int | str] = {"status": "ok"}
+    started = time.perf_counter()
+    try:
+        yield result
+    except BaseException as exc:
+        if result["status"] == "ok":
+            result["status"] = type(exc).__name__
+        raise
+    finally:
+        observe_crm_call(connector, endpoint, result["status"], time.perf_counter() - started)
+
+
+def set_pending_depth(crm: str, depth: int) -> None:
+    """Publish the pending-set depth measured from Redis."""
+    PENDING_DEPTH.labels(crm=crm).set(depth)
+
+
+def rate_limit_wait(connector: str, seconds: float, reason: str = "shared_limit") -> None:
+    """Record one wait for the shared rate limit (``reason``: shared_limit, retry_after, daily_quota)."""
+    RATE_LIMIT_WAITS.labels(connector=connector, reason=reason).inc()
+    RATE_LIMIT_WAIT_SECONDS.labels(connector=connector, reason=reason).inc(max(0.0, seconds))
+
+
+def record_notification(channel: str, kind: str, status: str) -> None:
+    """Count one notification attempt's outcome on one channel."""
+    NOTIFICATIONS.labels(channel=channel, kind=kind, status=status).inc()
+
+
+def record_sla_action(tier: str, action: str) -> None:
+    """Count one SLA ladder step taken."""
+    SLA_ACTIONS.labels(tier=tier, action=action).inc()
+
+
+# ------------------------------------------------------------------------------- exposition
+
+
+def multiprocess_enabled() -> bool:
+    """Whether this process writes to (and scrapes from) ``PROMETHEUS_MULTIPROC_DIR``."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def render() -> tuple[bytes, str]:
+    """The Prometheus text exposition and its content type: all processes' samples in multiprocess mode."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE
+    return generate_latest(REGISTRY), CONTENT_TYPE
+
+
+def prepare_multiproc_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Create the multiprocess directory and delete stale ``*.db`` files from a previous run.
+
+    Call it once in the parent (``leadroute demo``, a container entrypoint) before any
+    process that records metrics starts; never while workers are running.
+    """
+    target = path if path is not None else os.environ.get(MULTIPROC_ENV)
+    if not target:
+        return None
+    directory = Path(target)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return directory
+
+
+def mark_process_dead(pid: int | None = None) -> None:
+    """Tell multiprocess mode a process exited so its live gauges vanish (no-op otherwise)."""
+    if multiprocess_enabled():
+        _multiprocess.mark_process_dead(pid if pid is not None else os.getpid())
