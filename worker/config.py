@@ -175,6 +175,34 @@ class Fallback(_Model):
         return self
 
 
+def _seconds(value: Any) -> Any:
+    from connectors.settings import parse_seconds
+
+    return parse_seconds(value)
+
+
+class WorkerSettings(_Model):
+    """How often the beat schedule polls, drains and reconciles; durations like ``15s``, ``5m``, ``1h``."""
+
+    poll_every: float = 15.0
+    drain_every: float = 5.0
+    reconcile_orphans_every: float = 300.0
+    orphan_age: float = 120.0
+    reconcile_loads_every: float = 3600.0
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return _seconds(value)
+
+    @field_validator("*")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration, e.g. 15s")
+        return value
+
+
 class Rule(_Model):
     name: str = Field(min_length=1)
     when: dict[str, Any] = Field(default_factory=dict)
@@ -193,6 +221,7 @@ class ConfigModel(_Model):
     accounts: dict[str, str] = Field(default_factory=dict)
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     connectors: ConnectorsConfig = ConnectorsConfig()
+    worker: WorkerSettings = WorkerSettings()
     rules: tuple[Rule, ...] = ()
     fallback: Fallback
 
@@ -200,10 +229,7 @@ class ConfigModel(_Model):
     @classmethod
     def _queue_ids_as_text(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {
-                str(k): ({str(a): str(b) for a, b in v.items()} if isinstance(v, dict) else v)
-                for k, v in value.items()
-            }
+            return {str(k): ({str(a): str(b) for a, b in v.items()} if isinstance(v, dict) else v) for k, v in value.items()}
         return value
 
 
@@ -421,8 +447,7 @@ def _check_target(
         ref = getattr(target, key, None)
         if ref and ref not in valid:
             hint = suggest(ref, valid) or ("" if valid else f" (no {label}s are defined; add a '{key}s:' section)")
-            out.append(Problem(file, line_for(lines, (*path, key)), _dotted((*path, key)),
-                               f"unknown {label} '{ref}'{hint}"))
+            out.append(Problem(file, line_for(lines, (*path, key)), _dotted((*path, key)), f"unknown {label} '{ref}'{hint}"))
     return out
 
 
@@ -467,18 +492,22 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
         if not rule.when:
             for j in range(i + 1, len(model.rules)):
                 later = model.rules[j]
-                warnings.append(Problem(file, line_for(lines, ("rules", j)), f"rules[{j}]",
-                                        f"rule '{later.name}' can never match: rule '{rule.name}' "
-                                        "above it has no conditions and matches every lead"))
+                warnings.append(
+                    Problem(
+                        file,
+                        line_for(lines, ("rules", j)),
+                        f"rules[{j}]",
+                        f"rule '{later.name}' can never match: rule '{rule.name}' "
+                        "above it has no conditions and matches every lead",
+                    )
+                )
             break
     from worker.routing.normalize import country_code, region_code
 
     territory_order = []
     for name, terr in model.territories.items():
         countries = frozenset(c for c in (country_code(x) for x in terr.countries) if c)
-        states = frozenset(
-            s for s in (region_code(x, c) for x in terr.states for c in countries) if s
-        )
+        states = frozenset(s for s in (region_code(x, c) for x in terr.states for c in countries) if s)
         postcodes = tuple(p.upper().replace(" ", "") for p in terr.postcodes)
         territory_order.append((name, countries, states, postcodes))
     default_zone = ZoneInfo(model.timezone)

@@ -1,0 +1,122 @@
+"""The Celery application: broker on Redis, JSON only, late acks, one queue per kind of work.
+
+Separate queues (``ingest``, ``route``, ``notify``, ``sla``) keep a notification backlog
+from delaying routing. Tasks are acknowledged after they finish and re-queued if the
+worker dies, and every task is idempotent, so a killed worker loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from celery import Celery
+from celery.signals import beat_init, worker_init, worker_process_init
+from kombu import Queue
+
+QUEUES = ("ingest", "route", "notify", "sla")
+
+
+def broker_url(redis_url: str) -> str:
+    """A kombu broker URL for a redis-py URL (``unix://`` becomes ``redis+socket://``)."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix":
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+        return f"redis+socket://{parts.path}?virtual_host={db}"
+    return redis_url
+
+
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    from worker.redis_conn import embedded_url
+
+    return embedded_url()
+
+
+def make_app() -> Celery:
+    """The app, configured from the environment (``REDIS_URL``; embedded Redis when unset)."""
+    app = Celery("leadroute", include=["worker.tasks"])
+    visibility = int(os.environ.get("LEADROUTE_VISIBILITY_TIMEOUT", "600"))
+    app.conf.update(
+        broker_url=broker_url(_redis_url()),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": visibility},
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=300,
+        task_soft_time_limit=240,
+        task_default_queue="route",
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes={
+            "leadroute.poll": {"queue": "ingest"},
+            "leadroute.reconcile_orphans": {"queue": "ingest"},
+            "leadroute.reconcile_loads": {"queue": "ingest"},
+            "leadroute.drain": {"queue": "route"},
+            "leadroute.reroute": {"queue": "route"},
+            "leadroute.notify": {"queue": "notify"},
+            "leadroute.sla_sweep": {"queue": "sla"},
+        },
+        worker_hijack_root_logger=False,
+        beat_max_loop_interval=5,
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_app()
+
+
+def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> dict[str, dict[str, Any]]:
+    """The periodic tasks for a config: poll, drain, reconcile per CRM; the SLA sweep."""
+    schedule: dict[str, dict[str, Any]] = {}
+    for crm in crms:
+        schedule[f"poll-{crm}"] = {"task": "leadroute.poll", "schedule": settings.poll_every, "args": (crm,)}
+        schedule[f"drain-{crm}"] = {"task": "leadroute.drain", "schedule": settings.drain_every, "args": (crm,)}
+        schedule[f"reconcile-orphans-{crm}"] = {
+            "task": "leadroute.reconcile_orphans",
+            "schedule": settings.reconcile_orphans_every,
+            "args": (crm,),
+        }
+    if crms:
+        schedule["reconcile-loads"] = {"task": "leadroute.reconcile_loads", "schedule": settings.reconcile_loads_every}
+    if sweep_every:
+        schedule["sla-sweep"] = {"task": "leadroute.sla_sweep", "schedule": sweep_every}
+    return schedule
+
+
+def _load_checked_config() -> Any:
+    from worker.config import load_config
+    from worker.runtime import config_path
+
+    return load_config(config_path())
+
+
+@beat_init.connect
+def _configure_beat(sender: Any, **_: Any) -> None:
+    """Beat's schedule comes from the routing config (read before the scheduler starts)."""
+    config = _load_checked_config()
+    sla = getattr(config.model, "sla", None)
+    sweep = getattr(sla, "sweep_every", None) if sla is not None else None
+    app.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
+
+
+@worker_init.connect
+def _check_config(**_: Any) -> None:
+    """The worker refuses to start on an invalid routing config (the error names file and line)."""
+    _load_checked_config()
+
+
+@worker_process_init.connect
+def _fresh_runtime(**_: Any) -> None:
+    """Prefork children must not share the parent's Redis or HTTP connections."""
+    from worker.runtime import set_runtime
+
+    set_runtime(None)

@@ -1,0 +1,452 @@
+"""The sync worker's steps as plain functions: poll, route a batch, re-route by hand.
+
+Celery tasks in ``worker.tasks`` are one-line wrappers around these, so tests call them
+directly and a task retry is just calling the same function again. Every step is safe to
+repeat: decisions are idempotent per (crm, object, lead, epoch) in the store, writes set
+the same owner again, and ids leave the pending set only once they are handled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from connectors.base import CrmRecord, OwnerUpdate, RetriableError, WriteResult, WriteStatus
+from worker.config import Assign, RoutingConfig
+from worker.routing.engine import Decision, Router
+from worker.routing.normalize import domain_of
+from worker.runtime import Runtime
+from worker.store import DecisionKey, LeadRef
+
+log = structlog.get_logger("leadroute.pipeline")
+
+LEASE_SECONDS = 120.0
+RETRY_DELAY = 15.0
+WRITTEN_TTL = 7 * 86_400
+
+
+class OwnerNotMapped(ValueError):
+    """A rep or queue has no id in this CRM (``crm_ids`` / ``queues`` in the config)."""
+
+
+def owner_crm_id(config: RoutingConfig, crm: str, owner: str) -> str:
+    """The CRM user or queue id for a decision's owner (rep id or ``queue:NAME``)."""
+    if owner.startswith("queue:"):
+        name = owner.removeprefix("queue:")
+        crm_id = config.model.queues.get(name, {}).get(crm)
+        if not crm_id:
+            raise OwnerNotMapped(f"queue '{name}' has no {crm} id (queues.{name}.{crm})")
+        return crm_id
+    rep = config.reps.get(owner)
+    crm_id = rep.crm_ids.get(crm) if rep else None
+    if not crm_id:
+        raise OwnerNotMapped(f"rep '{owner}' has no {crm} id (crm_ids.{crm})")
+    return crm_id
+
+
+@dataclass
+class Handled:
+    """What happened to one record in a batch."""
+
+    lead_id: str
+    outcome: str
+    epoch: int = 0
+    owner: str | None = None
+    reason: str = ""
+    first_seen: float | None = None
+
+
+@dataclass
+class BatchReport:
+    """The outcome of one route step, for logs, metrics, the demo view and tests."""
+
+    crm: str
+    handled: list[Handled] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+
+    def by_outcome(self, outcome: str) -> list[Handled]:
+        return [h for h in self.handled if h.outcome == outcome]
+
+
+def poll(rt: Runtime, crm: str) -> int:
+    """Move changed records that need routing into the pending set; returns how many.
+
+    The watermark advances only after a page's ids are safely in the pending set. A lock
+    keeps two overlapping polls of the same CRM from reading the same pages twice.
+    """
+    token = rt.store.acquire_lock(f"poll:{crm}", ttl=300)
+    if token is None:
+        log.info("poll_skipped_busy", crm=crm)
+        return 0
+    try:
+        obj = rt.object_name(crm)
+        from connectors.base import Watermark
+
+        since = Watermark.decode(rt.store.watermark(crm, obj))
+        added = 0
+        for page in rt.connector(crm).changes(since, intake_only=True):
+            ids = [r.id for r in page.records if r.needs_routing]
+            added += rt.pending.add(crm, ids, "poll")
+            rt.store.set_watermark(crm, obj, page.watermark.encode())
+            rt.store.extend_lock(f"poll:{crm}", token, 300)
+        return added
+    finally:
+        rt.store.release_lock(f"poll:{crm}", token)
+
+
+def enqueue(rt: Runtime, crm: str, record_ids: list[str], source: str) -> int:
+    """Queue record ids for routing (webhooks, reconciliation, the demo)."""
+    return rt.pending.add(crm, record_ids, source)
+
+
+def batch_limit(rt: Runtime, crm: str, due: int) -> int:
+    """One at a time when traffic is light (latency); the CRM's batch size under a backlog."""
+    maximum = rt.connector(crm).write_batch_max
+    return 1 if due <= 1 else min(due, maximum)
+
+
+def _lead_with_account(rt: Runtime, crm: str, record: CrmRecord) -> dict[str, Any]:
+    lead = dict(record.lead)
+    if not lead.get("account_owner"):
+        domain = domain_of(lead.get("email"), lead.get("website"))
+        if domain:
+            owner = rt.connector(crm).account_owner(domain)
+            if owner:
+                lead["account_owner"] = owner
+    return lead
+
+
+def _written_key(rt: Runtime, key: DecisionKey) -> str:
+    return rt.store.key("written", key.crm, key.object, key.lead_id, key.epoch)
+
+
+def decide(
+    rt: Runtime, key: DecisionKey, lead: Mapping[str, Any], route: Callable[[Router], Decision] | None = None
+) -> dict[str, Any]:
+    """The decision for ``key``: recorded once, replayed on every retry."""
+    overrides = rt.store.unavailable()
+
+    def compute(state: Any) -> dict[str, Any]:
+        router = Router(rt.config, state)
+        decision = route(router) if route else router.route(lead, overrides=overrides)
+        data = decision.to_dict()
+        data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
+        return data
+
+    return rt.store.decide_once(key, compute).decision
+
+
+def route_pending(
+    rt: Runtime,
+    crm: str,
+    limit: int | None = None,
+    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None = None,
+) -> BatchReport:
+    """Claim a batch from the pending set, decide, write owners back, and report.
+
+    ``on_written`` is called once per lead whose owner was written (schedule the SLA timer,
+    enqueue the notification). Retriable CRM failures put the ids back with a delay and
+    raise :class:`RetriableError` after the rest of the batch is handled, so the task retries.
+    """
+    report = BatchReport(crm)
+    due = rt.pending.due(crm)
+    if due == 0:
+        return report
+    items = rt.pending.claim(crm, limit or batch_limit(rt, crm, due), LEASE_SECONDS)
+    if not items:
+        return report
+    first_seen = {i.record_id: i.first_seen for i in items}
+    ids = list(first_seen)
+    conn = rt.connector(crm)
+    try:
+        records = conn.fetch(ids)
+    except RetriableError:
+        rt.pending.retry_later(crm, ids, RETRY_DELAY)
+        raise
+    obj = rt.object_name(crm)
+    done: list[str] = []
+    for rid in ids:
+        if rid not in records:
+            report.handled.append(Handled(rid, "deleted"))
+            rt.store.log_event("skipped", LeadRef(crm, obj, rid), {"why": "record deleted or not found"})
+            done.append(rid)
+    routable = [records[rid] for rid in ids if rid in records]
+    refs = [LeadRef(crm, obj, r.id) for r in routable]
+    epochs = rt.store.epochs(refs)
+    keys = [ref.at(epoch) for ref, epoch in zip(refs, epochs, strict=True)]
+    written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
+    to_write: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
+    for record, key, already in zip(routable, keys, written, strict=True):
+        if already:
+            report.handled.append(Handled(record.id, "already_routed", key.epoch))
+            done.append(record.id)
+            continue
+        if not record.needs_routing and key.epoch == 0:
+            report.handled.append(Handled(record.id, "not_intake", key.epoch, record.owner_id))
+            unwritten = rt.store.decision(key)
+            if (
+                unwritten is not None
+                and unwritten.decision.get("owner_kind") == "rep"
+                and rt.store.first_seen("released", str(key), WRITTEN_TTL)
+            ):
+                rt.store.adjust_load(unwritten.decision["owner"], -1)  # decided, never written: release
+            rt.store.log_event("skipped", key.lead, {"why": "no longer matches the intake condition", "owner": record.owner_id})
+            done.append(record.id)
+            continue
+        decision = decide(rt, key, _lead_with_account(rt, crm, record))
+        to_write.append((record, key, decision))
+    retry: list[str] = []
+    _write_back(rt, crm, to_write, report, done, retry, first_seen, on_written)
+    rt.pending.done(crm, done)
+    if retry:
+        rt.pending.retry_later(crm, retry, RETRY_DELAY)
+        report.retry = retry
+        raise RetriableError(f"{len(retry)} record(s) could not be written yet; retrying", crm=crm)
+    return report
+
+
+def _write_back(
+    rt: Runtime,
+    crm: str,
+    to_write: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]],
+    report: BatchReport,
+    done: list[str],
+    retry: list[str],
+    first_seen: Mapping[str, float],
+    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None,
+) -> None:
+    updates: list[OwnerUpdate] = []
+    pending: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
+    for record, key, decision in to_write:
+        try:
+            owner_id = owner_crm_id(rt.config, crm, decision["owner"])
+        except OwnerNotMapped as exc:
+            decision = _to_fallback(rt, crm, key, decision, f"config: {exc}")
+            owner_id = owner_crm_id(rt.config, crm, decision["owner"])
+        updates.append(OwnerUpdate(record.id, owner_id, decision["reason"]))
+        pending.append((record, key, decision))
+    if not updates:
+        return
+    results = rt.connector(crm).write_owners(updates)
+    fatal: list[tuple[CrmRecord, DecisionKey, dict[str, Any], WriteResult]] = []
+    for (record, key, decision), result in zip(pending, results, strict=True):
+        if result.status is WriteStatus.OK:
+            _mark_written(rt, crm, record, key, decision, report, done, first_seen, on_written)
+        elif result.status is WriteStatus.RETRIABLE:
+            retry.append(record.id)
+        else:
+            fatal.append((record, key, decision, result))
+    if fatal:
+        _fallback_after_refusal(rt, crm, fatal, report, done, retry, first_seen, on_written)
+
+
+def _mark_written(
+    rt: Runtime,
+    crm: str,
+    record: CrmRecord,
+    key: DecisionKey,
+    decision: dict[str, Any],
+    report: BatchReport,
+    done: list[str],
+    first_seen: Mapping[str, float],
+    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None,
+) -> None:
+    rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
+    track_open(rt, crm, record.id, decision["owner"])
+    handled = Handled(record.id, "written", key.epoch, decision["owner"], decision["reason"], first_seen.get(record.id))
+    report.handled.append(handled)
+    done.append(record.id)
+    if on_written is not None:
+        on_written(crm, record, decision, handled)
+
+
+def _to_fallback(rt: Runtime, crm: str, key: DecisionKey, decision: dict[str, Any], why: str) -> dict[str, Any]:
+    """Replace a decision the CRM cannot take with the fallback owner, keeping the trail."""
+    owner = decision["owner"]
+    if not owner.startswith("queue:"):
+        rt.store.adjust_load(owner, -1)
+    fb = rt.config.fallback
+    new_owner = f"queue:{fb.queue}" if fb.queue else str(fb.rep)
+    if not fb.queue:
+        rt.store.adjust_load(new_owner, 1)
+    replaced = dict(decision)
+    replaced.update(
+        owner=new_owner,
+        owner_kind="queue" if fb.queue else "rep",
+        rule="fallback",
+        target=f"fallback {'queue ' + str(fb.queue) if fb.queue else 'rep ' + str(fb.rep)}",
+        reason=f"{decision['reason']} -> refused ({why}) -> fallback {new_owner}",
+        replaced_owner=owner,
+    )
+    rt.store.log_event("fallback_after_refusal", key.lead, {"from": owner, "to": new_owner, "why": why}, key.epoch)
+    log.warning("routed_to_fallback", crm=crm, lead_id=key.lead_id, owner=owner, why=why)
+    return replaced
+
+
+def _fallback_after_refusal(
+    rt: Runtime,
+    crm: str,
+    fatal: list[tuple[CrmRecord, DecisionKey, dict[str, Any], WriteResult]],
+    report: BatchReport,
+    done: list[str],
+    retry: list[str],
+    first_seen: Mapping[str, float],
+    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None,
+) -> None:
+    replaced = []
+    for record, key, decision, result in fatal:
+        why = f"{result.code or 'error'}: {result.message or ''}".strip()
+        new = _to_fallback(rt, crm, key, decision, why)
+        replaced.append((record, key, new))
+    updates = [OwnerUpdate(r.id, owner_crm_id(rt.config, crm, d["owner"]), d["reason"]) for r, _, d in replaced]
+    for (record, key, decision), result in zip(replaced, rt.connector(crm).write_owners(updates), strict=True):
+        if result.ok:
+            _mark_written(rt, crm, record, key, decision, report, done, first_seen, on_written)
+            report.handled[-1].outcome = "fallback_after_refusal"
+        elif result.status is WriteStatus.RETRIABLE:
+            retry.append(record.id)
+        else:
+            report.handled.append(Handled(record.id, "refused", key.epoch, None, result.message or ""))
+            rt.store.log_event("refused", key.lead, {"code": result.code, "message": result.message}, key.epoch)
+            log.error("write_refused", crm=crm, lead_id=record.id, code=result.code, message=result.message)
+            done.append(record.id)
+
+
+@dataclass
+class Rerouted:
+    """The outcome of a manual re-route."""
+
+    lead_id: str
+    epoch: int
+    previous_owner: str | None
+    owner: str
+    reason: str
+    written: bool
+
+
+def reroute(
+    rt: Runtime,
+    crm: str,
+    lead_id: str,
+    *,
+    to_rep: str | None = None,
+    pool: str | None = None,
+    why: str = "",
+    requested_by: str = "cli",
+    key: DecisionKey | None = None,
+) -> Rerouted:
+    """Re-route one lead by hand: a new epoch, load moved from the old owner, the reason recorded.
+
+    ``key`` is given when a task retries a re-route that already opened its epoch.
+    """
+    if to_rep and to_rep not in rt.config.reps:
+        raise ValueError(f"unknown rep '{to_rep}'")
+    if pool and pool not in rt.config.pools:
+        raise ValueError(f"unknown pool '{pool}'")
+    conn = rt.connector(crm)
+    record = conn.fetch([lead_id]).get(lead_id)
+    if record is None:
+        raise LookupError(f"{crm} record {lead_id} not found")
+    obj = rt.object_name(crm)
+    ref = LeadRef(crm, obj, lead_id)
+    previous = rt.store.decision(rt.store.current_key(ref))
+    previous_owner = previous.decision["owner"] if previous else None
+    key = key or rt.store.new_epoch(ref)
+    label = f"manual ({requested_by}{': ' + why if why else ''})"
+    lead = _lead_with_account(rt, crm, record)
+    overrides = rt.store.unavailable()
+    exclude = frozenset({previous_owner}) if previous_owner and not (to_rep or pool) else frozenset()
+
+    def route(router: Router) -> Decision:
+        if to_rep:
+            return router.route_to(lead, Assign(rep=to_rep), label, overrides=overrides)
+        if pool:
+            return router.route_to(lead, Assign(pool=pool), label, overrides=overrides)
+        decision = router.route(lead, overrides=overrides, exclude=exclude)
+        decision.reason = f"{label}: {decision.reason}"
+        return decision
+
+    first = rt.store.decision(key) is None
+    decision = decide(rt, key, lead, route)
+    if first and previous_owner and not previous_owner.startswith("queue:") and previous_owner != decision["owner"]:
+        rt.store.adjust_load(previous_owner, -1)
+    if first:
+        rt.store.log_event(
+            "reroute", ref, {"from": previous_owner, "to": decision["owner"], "by": requested_by, "why": why}, key.epoch
+        )
+    owner_id = owner_crm_id(rt.config, crm, decision["owner"])
+    (result,) = conn.write_owners([OwnerUpdate(lead_id, owner_id, decision["reason"])])
+    if result.status is WriteStatus.RETRIABLE:
+        raise RetriableError(result.message or "owner write failed; retry", crm=crm, code=result.code)
+    if result.ok:
+        rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
+        track_open(rt, crm, lead_id, decision["owner"])
+    return Rerouted(lead_id, key.epoch, previous_owner, decision["owner"], decision["reason"], result.ok)
+
+
+def _open_key(rt: Runtime, crm: str) -> str:
+    return rt.store.key("open", crm)
+
+
+def track_open(rt: Runtime, crm: str, lead_id: str, owner: str) -> None:
+    """Remember who holds an open lead, so loads can be reconciled against the CRM later."""
+    if owner.startswith("queue:"):
+        rt.store.client.hdel(_open_key(rt, crm), lead_id)
+    else:
+        rt.store.client.hset(_open_key(rt, crm), lead_id, owner)
+
+
+def close_open(rt: Runtime, crm: str, lead_id: str) -> None:
+    """The lead was acknowledged, closed or deleted: it no longer counts towards a load."""
+    rt.store.client.hdel(_open_key(rt, crm), lead_id)
+
+
+def reconcile_loads(rt: Runtime, chunk: int = 200) -> dict[str, int]:
+    """Recount every rep's open, unacknowledged leads from the CRM and replace the loads.
+
+    Costs one acknowledgement read per ``chunk`` open leads per CRM; run hourly.
+    """
+    counts: dict[str, int] = {}
+    for crm in rt.crms:
+        held = rt.store.client.hgetall(_open_key(rt, crm))
+        ids = list(held)
+        conn = rt.connector(crm)
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            acks = conn.read_acks(part)
+            gone = []
+            for lead_id in part:
+                ack = acks.get(lead_id)
+                rep = held[lead_id]
+                expected = rt.config.reps[rep].crm_ids.get(crm) if rep in rt.config.reps else None
+                if ack is None or ack.acknowledged or ack.closed or (expected and ack.owner_id != expected):
+                    gone.append(lead_id)
+                else:
+                    counts[rep] = counts.get(rep, 0) + 1
+            if gone:
+                rt.store.client.hdel(_open_key(rt, crm), *gone)
+    rt.store.set_loads(counts)
+    rt.store.log_event("loads_reconciled", None, {"loads": counts})
+    return counts
+
+
+def reconcile_orphans(rt: Runtime, crm: str, min_age: float, now: datetime | None = None) -> int:
+    """Queue records still waiting for an owner after ``min_age`` seconds (lost to downtime)."""
+    cutoff = (now or datetime.now(UTC)).timestamp() - min_age
+    orphans: list[str] = []
+    for page in rt.connector(crm).changes(None, intake_only=True):
+        orphans.extend(r.id for r in page.records if r.needs_routing and r.modstamp.timestamp() <= cutoff)
+    added = rt.pending.add(crm, orphans, "reconcile")
+    if added:
+        rt.store.log_event("orphans_found", None, {"crm": crm, "count": added})
+    return added
+
+
+def latency_since(first_seen: float | None) -> float | None:
+    """Seconds from first sight (webhook or poll) to owner written."""
+    return None if first_seen is None else max(0.0, time.time() - first_seen)

@@ -1,0 +1,88 @@
+"""Everything a worker process needs, built once from the environment.
+
+Tasks, the web process and the CLI all get their config, store and connectors here, so
+there is one place that reads ``LEADROUTE_CONFIG``, ``REDIS_URL`` and ``LEADROUTE_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from connectors.base import Connector, create_connector
+from worker.config import RoutingConfig, load_config
+from worker.pending import PendingSet
+from worker.store import RedisStore
+
+DEFAULT_CONFIG = Path("config/routing.yaml")
+
+
+def config_path() -> Path:
+    """The routing config this process uses: ``$LEADROUTE_CONFIG`` or ``config/routing.yaml``."""
+    return Path(os.environ.get("LEADROUTE_CONFIG") or DEFAULT_CONFIG)
+
+
+@dataclass
+class Runtime:
+    """The config, the shared store and the CRM connectors of one process."""
+
+    config: RoutingConfig
+    store: RedisStore
+    pending: PendingSet
+    _connectors: dict[str, Connector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def build(cls, config: RoutingConfig | None = None, store: RedisStore | None = None) -> Runtime:
+        """From the environment; raises ConfigError or RedisUnavailable with a one-line message."""
+        config = config or load_config(config_path())
+        prefix = os.environ.get("LEADROUTE_PREFIX") or "leadroute"
+        store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix)
+        return cls(config, store, PendingSet(store.client, store.prefix))
+
+    @property
+    def crms(self) -> list[str]:
+        """Connectors enabled in the config, by registry name."""
+        return list(self.config.model.connectors.enabled())
+
+    def connector(self, crm: str) -> Connector:
+        """The process's connector for ``crm`` (built on first use, shared rate limit in Redis)."""
+        with self._lock:
+            if crm not in self._connectors:
+                settings = self.config.model.connectors.enabled().get(crm)
+                self._connectors[crm] = create_connector(crm, settings, redis_client=self.store.client, prefix=self.store.prefix)
+            return self._connectors[crm]
+
+    def object_name(self, crm: str) -> str:
+        """The CRM object leads live in (``Lead``, ``Contact``, ``contacts``)."""
+        settings = self.config.model.connectors.enabled().get(crm)
+        return settings.object if settings is not None else "lead"
+
+    def close(self) -> None:
+        """Release connector sessions."""
+        with self._lock:
+            for conn in self._connectors.values():
+                conn.close()
+            self._connectors.clear()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime (built on first use; Celery prefork children build their own)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.build()
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a runtime (tests, ``leadroute demo``) or clear it."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime

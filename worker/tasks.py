@@ -1,0 +1,118 @@
+"""Thin Celery tasks: each takes ids, calls one pipeline function, and retries what is retriable."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from celery import Task
+
+from connectors.base import CrmRecord, RetriableError
+from worker import pipeline
+from worker.app import app
+from worker.runtime import get_runtime
+from worker.store import DecisionKey
+
+log = structlog.get_logger("leadroute.tasks")
+
+DRAIN_BUDGET_SECONDS = 20.0
+
+
+def _retry_delay(task: Task, exc: RetriableError) -> float:
+    hint = exc.retry_after or 0.0
+    return max(hint, min(60.0, 2.0**task.request.retries))
+
+
+def after_write(crm: str, record: CrmRecord, decision: dict[str, Any], handled: pipeline.Handled) -> None:
+    """What follows an owner write: the notification (own queue) and the SLA timer."""
+    from worker import hooks
+
+    hooks.after_write(get_runtime(), crm, record, decision, handled)
+
+
+@app.task(name="leadroute.poll", bind=True, max_retries=None)
+def poll(self: Task, crm: str) -> int:
+    """Read the CRM's changes since the watermark into the pending set, then drain."""
+    structlog.contextvars.bind_contextvars(crm=crm, task_id=self.request.id)
+    try:
+        added = pipeline.poll(get_runtime(), crm)
+    except RetriableError as exc:
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    if added:
+        drain.delay(crm)
+    return added
+
+
+@app.task(name="leadroute.drain", bind=True, max_retries=None)
+def drain(self: Task, crm: str) -> int:
+    """Route pending leads in batches until none is due or the time budget is spent."""
+    structlog.contextvars.bind_contextvars(crm=crm, task_id=self.request.id)
+    rt = get_runtime()
+    routed = 0
+    deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            report = pipeline.route_pending(rt, crm, on_written=after_write)
+            if not report.handled:
+                break
+            routed += len(report.handled)
+    except RetriableError as exc:
+        log.warning("drain_retry", error=str(exc))
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    if rt.pending.due(crm):
+        drain.delay(crm)
+    return routed
+
+
+@app.task(name="leadroute.reroute", bind=True, max_retries=10)
+def reroute(
+    self: Task,
+    crm: str,
+    lead_id: str,
+    to_rep: str | None = None,
+    pool: str | None = None,
+    why: str = "",
+    requested_by: str = "cli",
+    epoch: int | None = None,
+) -> dict[str, Any]:
+    """A manual re-route; ``epoch`` pins the retries of one request to one decision."""
+    rt = get_runtime()
+    obj = rt.object_name(crm)
+    key = DecisionKey(crm, obj, lead_id, epoch) if epoch is not None else None
+    try:
+        result = pipeline.reroute(rt, crm, lead_id, to_rep=to_rep, pool=pool, why=why, requested_by=requested_by, key=key)
+    except RetriableError as exc:
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    from worker import hooks
+
+    hooks.after_reroute(rt, crm, lead_id, result)
+    return {"lead_id": result.lead_id, "owner": result.owner, "epoch": result.epoch}
+
+
+@app.task(name="leadroute.reconcile_orphans", bind=True, max_retries=3)
+def reconcile_orphans(self: Task, crm: str) -> int:
+    """Queue intake records left unrouted (e.g. lost to downtime), then drain."""
+    rt = get_runtime()
+    try:
+        added = pipeline.reconcile_orphans(rt, crm, rt.config.model.worker.orphan_age)
+    except RetriableError as exc:
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    if added:
+        drain.delay(crm)
+    return added
+
+
+@app.task(name="leadroute.reconcile_loads", bind=True, max_retries=3)
+def reconcile_loads(self: Task) -> dict[str, int]:
+    """Replace every rep's load with the CRM's count of their open, unacknowledged leads."""
+    rt = get_runtime()
+    lock = rt.store.acquire_lock("reconcile-loads", ttl=600)
+    if lock is None:
+        return {}
+    try:
+        return pipeline.reconcile_loads(rt)
+    except RetriableError as exc:
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    finally:
+        rt.store.release_lock("reconcile-loads", lock)
