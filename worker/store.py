@@ -36,6 +36,7 @@ team and the open leads, not with history.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -53,6 +54,7 @@ from worker.redis_conn import DEFAULT_DATA_DIR, connect
 from worker.routing.state import Candidate, Pick, RoutingState, Strategy, describe
 
 DAY = 86_400.0
+CLAIM_CHUNK = 1000  # claims per script call: bounds how long one call holds Redis
 
 _STRATEGY_CODE = {
     Strategy.ROUND_ROBIN: "rr",
@@ -243,7 +245,8 @@ class RedisStore:
         self.decision_ttl_ms = int(decision_ttl * 1000)
         self.log_maxlen = int(log_maxlen)
         self.lease_ms = int(lease_seconds * 1000)
-        self._pick = client.register_script(_lua("pick"))
+        self._loads_key = self.key("loads")
+        self._claim = client.register_script(_lua("claim"))
         self._adjust = client.register_script(_lua("adjust"))
         self._set_loads = client.register_script(_lua("set_loads"))
         self._begin = client.register_script(_lua("begin"))
@@ -268,12 +271,8 @@ class RedisStore:
         """A key under this store's prefix (other modules may use it for their own keys)."""
         return ":".join((self.prefix, *(str(p) for p in parts)))
 
-    @property
-    def _loads_key(self) -> str:
-        return self.key("loads")
-
     def _dkey(self, key: DecisionKey) -> str:
-        return self.key("dec", key.crm, key.object, key.lead_id, key.epoch)
+        return f"{self.prefix}:dec:{key.crm}:{key.object}:{key.lead_id}:{key.epoch}"
 
     def _lease_key(self, key: DecisionKey) -> str:
         return self.key("lease", key.crm, key.object, key.lead_id, key.epoch)
@@ -307,37 +306,17 @@ class RedisStore:
 
     def adjust_load(self, rep_id: str, delta: int) -> int:
         """Add ``delta`` (+1 assigned, -1 acknowledged/reassigned/closed), never below zero."""
-        load, _ = self._adjust(keys=[self._loads_key, self._loads_key], args=[rep_id, int(delta), "", 0])
-        return int(load)
+        return int(self._adjust(keys=[self._loads_key], args=[rep_id, int(delta)]))
 
     def assign(self, rep_id: str) -> int:
         """Record a direct assignment (named rep, account owner): load +1, returns the new load."""
         return self.adjust_load(rep_id, 1)
 
-    def pick(
-        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
-    ) -> Pick:
+    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]) -> Pick:
         """Choose one of ``candidates`` and record it, in one Lua round trip (see ``choose``)."""
-        keys, args = self._pick_call(pool, strategy, members, candidates, None, "")
-        return _to_pick(self._pick(keys=keys, args=args), strategy, candidates)[0]
-
-    def _pick_call(
-        self,
-        pool: str,
-        strategy: Strategy,
-        members: Sequence[str],
-        candidates: Sequence[Candidate],
-        key: DecisionKey | None,
-        journal: str,
-    ) -> tuple[list[str], list[object]]:
-        keys = [self._loads_key, self.key("pool", pool)]
-        if key is not None:
-            keys.append(self._dkey(key))
-        args: list[object] = [_STRATEGY_CODE[Strategy(strategy)], journal, self.decision_ttl_ms, len(members)]
-        args.extend(members)
-        for c in candidates:
-            args += [c.rep_id, c.weight, "" if c.capacity is None else c.capacity]
-        return keys, args
+        batch = _ClaimBatch(self)
+        batch.pick(pool, strategy, members, candidates)
+        return batch.run()[0][0]
 
     def reset_pool(self, pool: str) -> None:
         """Forget a pool's rotation state (round-robin sequence and weighted scores)."""
@@ -417,9 +396,7 @@ class RedisStore:
         fresh, payload, entry_id = self._record(keys=keys, args=args)
         return Decided(key, json.loads(payload), bool(fresh), entry_id)
 
-    def _record_call(
-        self, key: DecisionKey, decision: Mapping[str, Any], token: str
-    ) -> tuple[list[str], list[object]]:
+    def _record_call(self, key: DecisionKey, decision: Mapping[str, Any], token: str) -> tuple[list[str], list[object]]:
         keys = [self._dkey(key), self._lease_key(key), self.key("log")]
         args: list[object] = [
             _dumps(decision),
@@ -438,29 +415,18 @@ class RedisStore:
         :meth:`decisions` (skip leads already decided) and :meth:`record_many`.
         """
         pipe = self.client.pipeline(transaction=False)
-        for req in requests:
-            if isinstance(req, PoolClaim):
-                keys, args = self._pick_call(
-                    req.pool, req.strategy, req.members, req.candidates, req.key, "c:0"
-                )
-                self._pick(keys=keys, args=args, client=pipe)
-            else:
-                self._adjust(
-                    keys=[self._loads_key, self._dkey(req.key)],
-                    args=[req.rep_id, 1, "c:0", self.decision_ttl_ms],
-                    client=pipe,
-                )
-        claims = []
-        for req, raw in zip(requests, pipe.execute(), strict=True):
-            if isinstance(req, PoolClaim):
-                pick, replayed = _to_pick(raw, req.strategy, req.candidates)
-            else:
-                pick, replayed = (
-                    Pick(req.rep_id, int(raw[0]), (), f"direct: {req.rep_id} {raw[0]}"),
-                    bool(raw[1]),
-                )
-            claims.append(Claim(req.key, pick, replayed))
-        return claims
+        batches = []
+        for start in range(0, len(requests), CLAIM_CHUNK):
+            batch = _ClaimBatch(self)
+            for req in requests[start : start + CLAIM_CHUNK]:
+                if isinstance(req, PoolClaim):
+                    batch.pick(req.pool, req.strategy, req.members, req.candidates, req.key, "c:0")
+                else:
+                    batch.direct(req.rep_id, req.key, "c:0")
+            batch.send(pipe)
+            batches.append(batch)
+        outcomes = [o for batch, raw in zip(batches, pipe.execute(), strict=True) for o in batch.parse(raw)]
+        return [Claim(req.key, pick, replayed) for req, (pick, replayed) in zip(requests, outcomes, strict=True)]
 
     def record_many(self, decisions: Sequence[tuple[DecisionKey, Mapping[str, Any]]]) -> list[Decided]:
         """Record many decisions in one pipelined round trip; the first recorded per key wins."""
@@ -496,9 +462,7 @@ class RedisStore:
 
     # ------------------------------------------------------------------ decision log
 
-    def log_event(
-        self, kind: str, lead: LeadRef | str | None, data: Mapping[str, Any], epoch: int | None = None
-    ) -> str:
+    def log_event(self, kind: str, lead: LeadRef | str | None, data: Mapping[str, Any], epoch: int | None = None) -> str:
         """Append a non-decision event (SLA breach, reassignment, acknowledgement...) to the log."""
         fields: dict[str, str] = {"k": kind, "lead": str(lead or ""), "d": _dumps(data)}
         if epoch is not None:
@@ -510,9 +474,7 @@ class RedisStore:
         out: list[LogEntry] = []
         upper = "+"
         while len(out) < count:
-            batch = self.client.xrevrange(
-                self.key("log"), upper, "-", count=max(count, 100) if kind else count
-            )
+            batch = self.client.xrevrange(self.key("log"), upper, "-", count=max(count, 100) if kind else count)
             if not batch:
                 break
             for entry_id, fields in batch:
@@ -522,9 +484,7 @@ class RedisStore:
             upper = "(" + batch[-1][0]
         return out[:count]
 
-    def log_range(
-        self, since: datetime | None = None, until: datetime | None = None, *, batch: int = 1000
-    ) -> Iterator[LogEntry]:
+    def log_range(self, since: datetime | None = None, until: datetime | None = None, *, batch: int = 1000) -> Iterator[LogEntry]:
         """Log entries between two times, oldest first, read in pages (for ``report``)."""
         lower = _stream_id(since, "-")
         upper = _stream_id(until, "+")
@@ -559,9 +519,7 @@ class RedisStore:
 
     # ------------------------------------------------------------------ SLA timers
 
-    def schedule(
-        self, timer_id: str, due_at: float | datetime, payload: Mapping[str, Any] | None = None
-    ) -> None:
+    def schedule(self, timer_id: str, due_at: float | datetime, payload: Mapping[str, Any] | None = None) -> None:
         """Set (or move) a timer; one timer per id, so re-scheduling replaces it."""
         pipe = self.client.pipeline(transaction=True)
         pipe.zadd(self.key("timers"), {timer_id: _epoch_seconds(due_at)})
@@ -585,9 +543,7 @@ class RedisStore:
         removed, _ = pipe.execute()
         return bool(removed)
 
-    def claim_due(
-        self, now: float | datetime | None = None, limit: int = 1000, *, lease: float | None = None
-    ) -> list[Timer]:
+    def claim_due(self, now: float | datetime | None = None, limit: int = 1000, *, lease: float | None = None) -> list[Timer]:
         """Hand the timers due by ``now`` (earliest first, at most ``limit``) to this caller only.
 
         Without ``lease`` a claimed timer is removed. With ``lease`` (seconds) it is re-armed
@@ -598,10 +554,7 @@ class RedisStore:
             keys=[self.key("timers"), self.key("timers", "payload")],
             args=[repr(_epoch_seconds(now)), int(limit), "" if lease is None else repr(float(lease))],
         )
-        return [
-            Timer(raw[i], float(raw[i + 1]), json.loads(raw[i + 2]) if raw[i + 2] else {})
-            for i in range(0, len(raw), 3)
-        ]
+        return [Timer(raw[i], float(raw[i + 1]), json.loads(raw[i + 2]) if raw[i + 2] else {}) for i in range(0, len(raw), 3)]
 
     def timer(self, timer_id: str) -> Timer | None:
         """One open timer, or None."""
@@ -661,9 +614,7 @@ class RedisStore:
 
     def first_seen(self, namespace: str, item_id: str, ttl: float) -> bool:
         """True the first time ``item_id`` is seen in ``namespace`` within ``ttl`` seconds."""
-        return bool(
-            self.client.set(self.key("seen", namespace, item_id), "1", nx=True, px=max(1, int(ttl * 1000)))
-        )
+        return bool(self.client.set(self.key("seen", namespace, item_id), "1", nx=True, px=max(1, int(ttl * 1000))))
 
     # ------------------------------------------------------------------ availability overrides
 
@@ -692,9 +643,7 @@ class RedisStore:
         """Drop a rep's override (back to their configured hours and OOO windows)."""
         return bool(self.client.hdel(self.key("availability"), rep_id))
 
-    def availability(
-        self, rep_ids: Sequence[str] | None = None, now: datetime | None = None
-    ) -> dict[str, Availability]:
+    def availability(self, rep_ids: Sequence[str] | None = None, now: datetime | None = None) -> dict[str, Availability]:
         """Overrides in force at ``now`` (all reps, or those given); expired ones are dropped."""
         now = now or datetime.now(UTC)
         name = self.key("availability")
@@ -712,20 +661,14 @@ class RedisStore:
                 expired.append(rep)
                 continue
             set_at = datetime.fromisoformat(data["set_at"]) if data.get("set_at") else None
-            out[rep] = Availability(
-                rep, bool(data["available"]), until, data.get("reason", ""), data.get("set_by", ""), set_at
-            )
+            out[rep] = Availability(rep, bool(data["available"]), until, data.get("reason", ""), data.get("set_by", ""), set_at)
         if expired and now <= datetime.now(UTC):  # expired in real time too, not just at a future ``now``
             self.client.hdel(name, *expired)
         return out
 
-    def unavailable(
-        self, rep_ids: Sequence[str] | None = None, now: datetime | None = None
-    ) -> dict[str, str]:
+    def unavailable(self, rep_ids: Sequence[str] | None = None, now: datetime | None = None) -> dict[str, str]:
         """Reps forced unavailable right now, as the engine's ``overrides`` (rep id -> reason)."""
-        return {
-            rep: o.reason or "ooo" for rep, o in self.availability(rep_ids, now).items() if not o.available
-        }
+        return {rep: o.reason or "ooo" for rep, o in self.availability(rep_ids, now).items() if not o.available}
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -763,30 +706,101 @@ class DecisionState:
         self._calls += 1
         return f"c:{self._calls - 1}"
 
-    def pick(
-        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
-    ) -> Pick:
-        store = self.store
-        keys, args = store._pick_call(pool, strategy, members, candidates, self.key, self._journal())
-        return _to_pick(store._pick(keys=keys, args=args), strategy, candidates)[0]
+    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]) -> Pick:
+        batch = _ClaimBatch(self.store)
+        batch.pick(pool, strategy, members, candidates, self.key, self._journal())
+        return batch.run()[0][0]
 
     def assign(self, rep_id: str) -> int:
-        store = self.store
-        load, _ = store._adjust(
-            keys=[store._loads_key, store._dkey(self.key)],
-            args=[rep_id, 1, self._journal(), store.decision_ttl_ms],
-        )
-        return int(load)
+        batch = _ClaimBatch(self.store)
+        batch.direct(rep_id, self.key, self._journal())
+        return batch.run()[0][0].load
 
 
-def _to_pick(raw: list[Any], strategy: Strategy, candidates: Sequence[Candidate]) -> tuple[Pick, bool]:
-    rep, load, replayed, *full = raw
-    at_capacity = tuple(str(r) for r in full)
-    if not rep:
-        return Pick(None, at_capacity=at_capacity), bool(replayed)
-    capacity = next((c.capacity for c in candidates if c.rep_id == rep), None)
-    load = int(load)
-    return Pick(rep, load, at_capacity, describe(Strategy(strategy), rep, load, capacity)), bool(replayed)
+class _ClaimBatch:
+    """Arguments for one call of ``claim.lua``: picks and direct claims, in order."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.keys: list[str] = [store._loads_key]
+        self._key_index: dict[str, int] = {}
+        self._sets: dict[tuple[str, ...], int] = {}
+        self._set_args: list[object] = []
+        self._requests: list[object] = []
+        self._parsers: list[tuple[Strategy | None, Sequence[Candidate], str]] = []
+
+    def _key(self, name: str) -> int:
+        index = self._key_index.get(name)
+        if index is None:
+            self.keys.append(name)
+            index = self._key_index[name] = len(self.keys)  # Lua's KEYS is 1-based
+        return index
+
+    def _journal(self, key: DecisionKey | None) -> int:
+        return 0 if key is None else self._key(self.store._dkey(key))
+
+    def pick(
+        self,
+        pool: str,
+        strategy: Strategy,
+        members: Sequence[str],
+        candidates: Sequence[Candidate],
+        key: DecisionKey | None = None,
+        journal: str = "",
+    ) -> None:
+        members = tuple(members)
+        set_index = self._sets.get(members)
+        if set_index is None:
+            set_index = self._sets[members] = len(self._sets) + 1
+            self._set_args += [len(members), *members]
+        self._requests += [
+            "p",
+            self._journal(key),
+            journal,
+            self._key(f"{self.store.prefix}:pool:{pool}"),
+            _STRATEGY_CODE[strategy],
+            set_index,
+            len(candidates),
+            *_candidates_args(tuple(candidates)),
+        ]
+        self._parsers.append((strategy, candidates, ""))
+
+    def direct(self, rep_id: str, key: DecisionKey | None = None, journal: str = "") -> None:
+        self._requests += ["d", self._journal(key), journal, rep_id]
+        self._parsers.append((None, (), rep_id))
+
+    def _args(self) -> list[object]:
+        return [self.store.decision_ttl_ms, len(self._sets), *self._set_args, len(self._parsers), *self._requests]
+
+    def send(self, pipe: redis.client.Pipeline) -> None:
+        self.store._claim(keys=self.keys, args=self._args(), client=pipe)
+
+    def run(self) -> list[tuple[Pick, bool]]:
+        return self.parse(self.store._claim(keys=self.keys, args=self._args()))
+
+    def parse(self, raw: list[Any]) -> list[tuple[Pick, bool]]:
+        out, i = [], 0
+        for strategy, candidates, direct in self._parsers:
+            rep, load, replayed, skipped = raw[i], int(raw[i + 1]), bool(raw[i + 2]), int(raw[i + 3])
+            at_capacity = tuple(raw[i + 4 : i + 4 + skipped])
+            i += 4 + skipped
+            if not rep:
+                out.append((Pick(None, at_capacity=at_capacity), replayed))
+            elif strategy is None:
+                out.append((Pick(rep, load, (), f"direct: {direct} {load}"), replayed))
+            else:
+                capacity = next((c.capacity for c in candidates if c.rep_id == rep), None)
+                out.append((Pick(rep, load, at_capacity, describe(strategy, rep, load, capacity)), replayed))
+        return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _candidates_args(candidates: tuple[Candidate, ...]) -> tuple[object, ...]:
+    """Candidates as script arguments: rep, weight, capacity ("-" for none), repeated."""
+    args: list[object] = []
+    for c in candidates:
+        args += [c.rep_id, int(c.weight), "-" if c.capacity is None else int(c.capacity)]
+    return tuple(args)
 
 
 def _to_entry(entry_id: str, fields: Mapping[str, str]) -> LogEntry:

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from worker.routing.state import Candidate, Pick, RoutingState, Strategy
+from worker.routing.state import Candidate, InMemoryState, Pick, RoutingState, Strategy
 from worker.store import (
     DecisionBusy,
     DecisionKey,
@@ -347,3 +349,50 @@ def test_pick_returns_the_strategy_state_used(store) -> None:
     store.set_loads({"bob": 2})
     pick = store.pick("p", Strategy.LEAST_LOADED, ["bob"], [Candidate("bob", capacity=5)])
     assert pick == Pick("bob", 3, (), "least loaded: bob 3/5")
+
+
+# ---------------------------------------------------------------- batches behave like one-by-one picks
+
+BATCH_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(list(Strategy)),
+            st.sampled_from(["p1", "p2", "p3"]),
+            st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4, unique=True),
+            st.integers(min_value=0, max_value=15),  # which members are candidates
+            st.lists(st.integers(min_value=1, max_value=4), min_size=4, max_size=4),
+            st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=3)), min_size=4, max_size=4),
+        ),
+        st.sampled_from(["a", "b", "z"]),  # a direct assignment
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=BATCH_OPS)
+def test_a_batch_claims_exactly_as_the_same_claims_one_by_one(redis_client, redis_prefix, ops) -> None:
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    store.clear()
+    memory = InMemoryState()
+    requests, expected = [], []
+    for n, op in enumerate(ops):
+        key = LeadRef("sf", "Lead", str(n)).at(0)
+        if isinstance(op, str):
+            requests.append(DirectClaim(key, op))
+            expected.append(memory.assign(op))
+            continue
+        strategy, pool, members, mask, weights, caps = op
+        candidates = [Candidate(m, weights[i], caps[i]) for i, m in enumerate(members) if mask & (1 << i)]
+        requests.append(PoolClaim(key, pool, strategy, members, candidates))
+        expected.append(memory.pick(pool, strategy, members, candidates))
+    claims = store.claim_many(requests)
+    for claim, want in zip(claims, expected, strict=True):
+        if isinstance(want, int):
+            assert claim.pick.load == want
+        else:
+            assert claim.pick == want
+    assert store.loads(["a", "b", "c", "d", "z"]) == memory.loads(["a", "b", "c", "d", "z"])
+    assert [c.pick for c in store.claim_many(requests)] == [c.pick for c in claims]  # retried: replayed
+    assert store.loads(["a", "b", "c", "d", "z"]) == memory.loads(["a", "b", "c", "d", "z"])

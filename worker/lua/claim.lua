@@ -1,0 +1,192 @@
+-- Claims, atomically and in order: picks from pools (exactly the semantics of
+-- worker.routing.state.choose) and direct assignments. A claim may be journaled under a
+-- lead's decision hash: a claim already recorded there is returned, not repeated, so a
+-- retried task never claims twice. One call serves one pick or a whole batch.
+--
+-- KEYS[1] loads hash (rep -> open load); KEYS[2..] pool hashes (s = sequence, last = the
+-- latest rep served, r:<rep> = last served sequence, w:<rep> = smooth weighted score) and
+-- decision hashes, referred to by index.
+-- ARGV[1] journal ttl ms; ARGV[2] member set count, then each set: m, m members (pool order);
+-- then the request count, then each request:
+--   "p", journal key index (0 = none), journal field, pool key index, strategy (rr|wrr|ll),
+--        member set index, candidate count n, n x (rep, weight, capacity or "-")
+--   "d", journal key index (0 = none), journal field, rep
+-- Returns, per request: rep or "", load after the claim, replayed 0/1, skipped count f,
+-- then f reps skipped at capacity.
+
+local ttl = ARGV[1]
+local i = 3
+
+local sets = {}
+for s = 1, tonumber(ARGV[2]) do
+  local m = tonumber(ARGV[i])
+  local members, pos = {}, {}
+  for k = 1, m do
+    members[k] = ARGV[i + k]
+    pos[members[k]] = k - 1
+  end
+  sets[s] = {members = members, pos = pos, m = m}
+  i = i + 1 + m
+end
+
+local loads, loads_dirty = {}, {}
+local function ensure_loads(reps)
+  local missing = {}
+  for _, rep in ipairs(reps) do
+    if loads[rep] == nil then missing[#missing + 1] = rep; loads[rep] = 0 end
+  end
+  for s = 1, #missing, 500 do
+    local e = math.min(s + 499, #missing)
+    local raw = redis.call('HMGET', KEYS[1], unpack(missing, s, e))
+    for k = s, e do loads[missing[k]] = tonumber(raw[k - s + 1]) or 0 end
+  end
+end
+local function bump(rep)
+  ensure_loads({rep})
+  loads[rep] = loads[rep] + 1
+  loads_dirty[rep] = true
+  return loads[rep]
+end
+
+local pools = {}
+local function pool_state(idx)
+  local p = pools[idx]
+  if p == nil then
+    p = {h = {}, dirty = {}}
+    local flat = redis.call('HGETALL', KEYS[idx])
+    for k = 1, #flat, 2 do p.h[flat[k]] = flat[k + 1] end
+    pools[idx] = p
+  end
+  return p
+end
+local function pool_set(p, field, value)
+  p.h[field] = value
+  p.dirty[field] = true
+end
+
+local function pick(p, strategy, set, cands, weights, caps)
+  local out = {"", 0, 0}
+  local n = #cands
+  if n == 0 then return out end
+  -- loads matter only for capacity checks and least loaded
+  local need = strategy == 'll'
+  for k = 1, n do need = need or caps[k] ~= nil end
+  if need then ensure_loads(cands) end
+  local open = {}
+  for k = 1, n do
+    if caps[k] ~= nil and loads[cands[k]] >= caps[k] then
+      out[#out + 1] = cands[k]
+    else
+      open[#open + 1] = k
+    end
+  end
+  if #open == 0 then return out end
+  local chosen
+  if strategy == 'rr' then
+    -- the most recently served current member: 'last' whenever it is still a member,
+    -- else the member with the highest last-served sequence
+    local last = nil
+    if p.h['last'] then last = set.pos[p.h['last']] end
+    if last == nil then
+      local best = 0
+      last = -1
+      for k = 1, set.m do
+        local s = tonumber(p.h['r:' .. set.members[k]]) or 0
+        if s > best then best, last = s, k - 1 end
+      end
+    end
+    local bestd
+    for _, k in ipairs(open) do
+      local d = (set.pos[cands[k]] - last - 1) % set.m
+      if bestd == nil or d < bestd then bestd, chosen = d, k end
+    end
+    local seq = (tonumber(p.h['s']) or 0) + 1
+    pool_set(p, 's', seq)
+    pool_set(p, 'last', cands[chosen])
+    pool_set(p, 'r:' .. cands[chosen], seq)
+  elseif strategy == 'wrr' then
+    local scores, total, best = {}, 0, nil
+    for _, k in ipairs(open) do
+      scores[k] = (tonumber(p.h['w:' .. cands[k]]) or 0) + weights[k]
+      total = total + weights[k]
+      if best == nil or scores[k] > scores[best] then best = k end
+    end
+    chosen = best
+    scores[best] = scores[best] - total
+    for _, k in ipairs(open) do pool_set(p, 'w:' .. cands[k], string.format('%d', scores[k])) end
+  else
+    local default_cap = nil
+    for _, k in ipairs(open) do
+      if caps[k] ~= nil and caps[k] ~= 0 and (default_cap == nil or caps[k] > default_cap) then
+        default_cap = caps[k]
+      end
+    end
+    default_cap = default_cap or 1
+    local best
+    for _, k in ipairs(open) do
+      local cap = caps[k]
+      if cap == nil or cap == 0 then cap = default_cap end
+      local ratio = loads[cands[k]] / cap
+      if best == nil or ratio < best then best, chosen = ratio, k end
+    end
+  end
+  out[1] = cands[chosen]
+  out[2] = bump(cands[chosen])
+  return out
+end
+
+local result = {}
+local requests = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, requests do
+  local kind, jkey, jfield = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local out, seen = nil, nil
+  if jkey > 0 then seen = redis.call('HGET', KEYS[jkey], jfield) end
+  if kind == 'p' then
+    local p_idx, strategy, set, n = tonumber(ARGV[i + 3]), ARGV[i + 4], sets[tonumber(ARGV[i + 5])], tonumber(ARGV[i + 6])
+    if not seen then
+      local cands, weights, caps = {}, {}, {}
+      for k = 1, n do
+        local j = i + 4 + 3 * k
+        cands[k], weights[k], caps[k] = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+      end
+      out = pick(pool_state(p_idx), strategy, set, cands, weights, caps)
+    end
+    i = i + 7 + 3 * n
+  else
+    if not seen then out = {ARGV[i + 3], bump(ARGV[i + 3]), 0} end
+    i = i + 4
+  end
+  if seen then
+    out = cjson.decode(seen)
+    out[3] = 1
+  elseif jkey > 0 then
+    redis.call('HSET', KEYS[jkey], jfield, cjson.encode(out))
+    redis.call('PEXPIRE', KEYS[jkey], ttl)
+  end
+  result[#result + 1] = out[1]
+  result[#result + 1] = out[2]
+  result[#result + 1] = out[3]
+  result[#result + 1] = #out - 3
+  for k = 4, #out do result[#result + 1] = out[k] end
+end
+
+local args = {}
+for rep in pairs(loads_dirty) do
+  args[#args + 1] = rep
+  args[#args + 1] = loads[rep]
+end
+for s = 1, #args, 1000 do
+  redis.call('HSET', KEYS[1], unpack(args, s, math.min(s + 999, #args)))
+end
+for idx, p in pairs(pools) do
+  args = {}
+  for field in pairs(p.dirty) do
+    args[#args + 1] = field
+    args[#args + 1] = p.h[field]
+  end
+  for s = 1, #args, 1000 do
+    redis.call('HSET', KEYS[idx], unpack(args, s, math.min(s + 999, #args)))
+  end
+end
+return result
