@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -135,6 +135,145 @@ def sandbox(
     from sandbox.run import serve
 
     serve(port=port, seed=seed, env_file=env_file)
+
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Routing config (default: $LEADROUTE_CONFIG or config/routing.yaml).")
+]
+CrmOption = Annotated[str, typer.Option("--crm", help="Which CRM the lead lives in: salesforce or hubspot.")]
+
+
+def _runtime(config: Path | None) -> Any:
+    """Config + store for commands that touch shared state; one clear line on failure."""
+    from worker.redis_conn import RedisUnavailable
+    from worker.runtime import Runtime, config_path
+
+    loaded = _load(config or config_path())
+    try:
+        return Runtime.build(config=loaded)
+    except RedisUnavailable as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+
+
+def _check_crm(rt: Any, crm: str) -> None:
+    if crm not in rt.crms:
+        configured = ", ".join(rt.crms) or "none"
+        err.print(f"--crm: '{crm}' is not configured in the connectors section (configured: {configured})")
+        raise typer.Exit(1)
+
+
+@app.command()
+def reroute(
+    lead_id: Annotated[str, typer.Argument(help="The CRM record id of the lead.")],
+    crm: CrmOption,
+    to: Annotated[str | None, typer.Option("--to", help="Give the lead to this rep.")] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="Route the lead through this pool.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the decision log).")] = "",
+    now: Annotated[bool, typer.Option("--now", help="Run inline instead of enqueueing the task.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Re-route one lead by hand: a new routing epoch, load moved, who asked and why recorded."""
+    import getpass
+
+    if to and pool:
+        err.print("give --to or --pool, not both")
+        raise typer.Exit(1)
+    rt = _runtime(config)
+    _check_crm(rt, crm)
+    if to and to not in rt.config.reps:
+        err.print(f"--to: unknown rep '{to}'{_suggest(to, rt.config.reps)}")
+        raise typer.Exit(1)
+    if pool and pool not in rt.config.pools:
+        err.print(f"--pool: unknown pool '{pool}'{_suggest(pool, rt.config.pools)}")
+        raise typer.Exit(1)
+    who = f"{getpass.getuser()} (cli)"
+    if now:
+        from connectors.base import ConnectorError
+        from worker import hooks, pipeline
+
+        try:
+            result = pipeline.reroute(rt, crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who)
+        except (LookupError, ConnectorError) as exc:
+            err.print(str(exc))
+            raise typer.Exit(1) from None
+        hooks.after_reroute(rt, crm, lead_id, result)
+        out.print(f"{lead_id}: {result.previous_owner or '-'} -> {result.owner} (epoch {result.epoch})")
+        out.print(escape(result.reason))
+        return
+    from worker.store import LeadRef
+    from worker.tasks import reroute as reroute_task
+
+    key = rt.store.new_epoch(LeadRef(crm, rt.object_name(crm), lead_id))
+    reroute_task.delay(crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who, epoch=key.epoch)
+    out.print(f"{lead_id}: re-route enqueued (epoch {key.epoch})")
+
+
+def _suggest(name: str, options: Any) -> str:
+    from worker.config import suggest
+
+    return suggest(name, list(options))
+
+
+@app.command()
+def explain(
+    lead_id: Annotated[str, typer.Argument(help="The CRM record id of the lead.")],
+    crm: CrmOption,
+    config: ConfigOption = None,
+) -> None:
+    """Why a lead went where it went: every decision (newest first) and the events around it."""
+    from worker.store import LeadRef
+
+    rt = _runtime(config)
+    _check_crm(rt, crm)
+    ref = LeadRef(crm, rt.object_name(crm), lead_id)
+    decisions = rt.store.decisions_for_lead(ref)
+    events = [e for e in rt.store.log_for_lead(ref) if e.kind != "decision"]
+    if not decisions and not events:
+        err.print(f"no decision recorded for {ref} (decisions are kept for 7 days)")
+        raise typer.Exit(1)
+    for decided in decisions:
+        d = decided.decision
+        when = decided.at.isoformat() if decided.at else d.get("routed_at", "")
+        out.print(f"[bold]epoch {decided.key.epoch}[/bold]  {escape(when)}  config {d.get('config_version', '?')}")
+        out.print(f"  owner:  {escape(str(d['owner']))}")
+        out.print(f"  rule:   {escape(str(d['rule']))}")
+        out.print(f"  reason: {escape(str(d['reason']))}")
+        if d.get("considered"):
+            skipped = d.get("skipped", {})
+            parts = [f"{r} ({skipped[r]})" if r in skipped else r for r in d["considered"]]
+            out.print(f"  considered: {escape(', '.join(parts))}")
+        if d.get("unreadable"):
+            out.print(f"  unreadable fields: {escape(', '.join(d['unreadable']))}")
+    if events:
+        out.print("[bold]events[/bold]")
+        for event in reversed(events):
+            out.print(f"  {event.at.isoformat()}  {escape(event.kind)}  {escape(json.dumps(event.data, default=str))}")
+
+
+@app.command()
+def reps(config: ConfigOption = None) -> None:
+    """Each rep's open load against capacity, availability right now, and out-of-office windows."""
+    from worker.routing.engine import absence, in_hours
+
+    rt = _runtime(config)
+    now = datetime.now(UTC)
+    overrides = rt.store.availability()
+    loads = rt.store.loads(list(rt.config.reps))
+    table = Table(title="Reps")
+    for col in ("rep", "load", "available now", "out of office"):
+        table.add_column(col)
+    for rep_id, rep in rt.config.reps.items():
+        forced = overrides.get(rep_id)
+        why = absence(rep, rt.config, now, rt.store.unavailable())
+        status = why or ("working" if in_hours(rep, rt.config, now) else "outside hours")
+        if forced is not None:
+            until = f" until {forced.until:%Y-%m-%d %H:%M}" if forced.until else ""
+            status += f" (override: {'available' if forced.available else forced.reason or 'away'}{until})"
+        cap = f"/{rep.capacity}" if rep.capacity is not None else ""
+        windows = ", ".join(f"{w.start}..{w.end}" for w in rep.out_of_office)
+        table.add_row(rep_id, f"{loads[rep_id]}{cap}", escape(status), windows)
+    out.print(table)
 
 
 def main() -> None:
