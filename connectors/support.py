@@ -153,7 +153,8 @@ class CallRunner:
         self.calls = 0
         self.rate_waited = 0.0
 
-    def _pace(self, limiters: Sequence[tuple[RateLimiter, float]]) -> None:
+    def pace(self, limiters: Sequence[tuple[RateLimiter, float]]) -> None:
+        """Wait for one token from each limiter (at its rate, slowed near the daily limit)."""
         factor = self.daily.factor()
         for limiter, rate in limiters:
             try:
@@ -164,7 +165,12 @@ class CallRunner:
                 raise RetriableError(f"rate limiter unavailable: {exc}", crm=self.crm, code="REDIS") from None
             if waited > 0:
                 self.rate_waited += waited
-                metrics.RATE_WAIT_SECONDS.labels(self.crm).inc(waited)
+                metrics.rate_limit_wait(self.crm, waited, "daily_quota" if factor < 1 else "shared_limit")
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter for the ``attempt``-th retry (1-based)."""
+        ceiling = min(self.retry.max_wait, self.retry.initial_wait * 2 ** (attempt - 1))
+        return self.rng.uniform(self.retry.initial_wait / 2, max(self.retry.initial_wait / 2, ceiling))
 
     def call(
         self,
@@ -181,7 +187,7 @@ class CallRunner:
         """
 
         def attempt() -> T:
-            self._pace(limiters)
+            self.pace(limiters)
             started = time.perf_counter()
             status = "200"
             try:
@@ -199,8 +205,7 @@ class CallRunner:
                         limiter.block(block)
                 raise error from None
             finally:
-                metrics.CALLS.labels(self.crm, endpoint, status).inc()
-                metrics.CALL_SECONDS.labels(self.crm, endpoint).observe(time.perf_counter() - started)
+                metrics.observe_crm_call(self.crm, endpoint, status, time.perf_counter() - started)
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -214,8 +219,15 @@ class CallRunner:
                 error=str(exc),
             )
 
+        def hint_too_long(state: RetryCallState) -> bool:
+            # a CRM that says "come back in an hour" gets the work handed back, not a sleeping worker
+            exc = state.outcome.exception() if state.outcome else None
+            return (getattr(exc, "retry_after", None) or 0) > self.retry.max_wait
+
         retrying = Retrying(
-            stop=stop_after_attempt(attempts or self.retry.attempts) | stop_after_delay(self.retry.max_total),
+            stop=stop_after_attempt(attempts or self.retry.attempts)
+            | stop_after_delay(self.retry.max_total)
+            | hint_too_long,
             wait=_RetryWait(self.retry, self.rng),
             retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retriable),
             sleep=self.sleep,

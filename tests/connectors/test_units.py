@@ -227,7 +227,7 @@ def test_retriable_errors_are_retried_and_honour_retry_after() -> None:
             raise item
         return item
 
-    assert _runner(clock).call("x", fn) == "ok"
+    assert _runner(clock, max_wait=5).call("x", fn) == "ok"
     assert 2.0 <= clock.slept[0] <= 2.25  # the hint, plus a little jitter
     assert 0.05 <= clock.slept[1] <= 0.2  # exponential backoff with jitter
 
@@ -241,6 +241,17 @@ def test_retries_are_bounded_and_the_error_stays_retriable() -> None:
     with pytest.raises(RetriableError):
         _runner(clock).call("x", fn)
     assert len(clock.slept) == 3  # 4 attempts
+
+
+def test_a_hint_longer_than_we_wait_hands_the_work_back() -> None:
+    clock = _Clock()
+
+    def fn() -> None:
+        raise RetriableError("daily limit", status=403, code="REQUEST_LIMIT_EXCEEDED", retry_after=3600)
+
+    with pytest.raises(RetriableError, match="daily limit"):
+        _runner(clock).call("x", fn)
+    assert clock.slept == []
 
 
 def test_fatal_errors_are_not_retried() -> None:
