@@ -272,9 +272,7 @@ class RedisServer:
         try:
             while True:
                 if self.process.poll() is not None:
-                    err = (self.process.stderr.read() if self.process.stderr else b"").decode(
-                        errors="replace"
-                    )
+                    err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
                     log_tail = _tail(self.data_dir / "redis.log")
                     raise RedisUnavailable(self.url, f"redis-server exited: {_reason(err or log_tail)}")
                 try:

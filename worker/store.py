@@ -748,11 +748,13 @@ class _ClaimBatch:
         key: DecisionKey | None = None,
         journal: str = "",
     ) -> None:
-        members = tuple(members)
-        set_index = self._sets.get(members)
-        if set_index is None:
-            set_index = self._sets[members] = len(self._sets) + 1
-            self._set_args += [len(members), *members]
+        set_index = 0  # only round robin needs the pool's member order
+        if strategy == Strategy.ROUND_ROBIN:
+            members = tuple(members)
+            set_index = self._sets.get(members, 0)
+            if not set_index:
+                set_index = self._sets[members] = len(self._sets) + 1
+                self._set_args += [len(members), *members]
         self._requests += [
             "p",
             self._journal(key),

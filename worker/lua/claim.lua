@@ -9,7 +9,8 @@
 -- ARGV[1] journal ttl ms; ARGV[2] member set count, then each set: m, m members (pool order);
 -- then the request count, then each request:
 --   "p", journal key index (0 = none), journal field, pool key index, strategy (rr|wrr|ll),
---        member set index, candidate count n, n x (rep, weight, capacity or "-")
+--        member set index (0 unless round robin), candidate count n,
+--        n x (rep, weight, capacity or "-")
 --   "d", journal key index (0 = none), journal field, rep
 -- Returns, per request: rep or "", load after the claim, replayed 0/1, skipped count f,
 -- then f reps skipped at capacity.
@@ -42,9 +43,12 @@ local function ensure_loads(reps)
   end
 end
 local function bump(rep)
-  ensure_loads({rep})
-  loads[rep] = loads[rep] + 1
-  loads_dirty[rep] = true
+  if loads[rep] == nil then -- not read yet: one HINCRBY, written already
+    loads[rep] = redis.call('HINCRBY', KEYS[1], rep, 1)
+  else
+    loads[rep] = loads[rep] + 1
+    loads_dirty[rep] = true
+  end
   return loads[rep]
 end
 
