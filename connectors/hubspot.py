@@ -1,0 +1,621 @@
+"""HubSpot contacts through hubspot-api-client: search reads, batch updates, owners.
+
+The client is built as ``HubSpot(access_token=..., host=..., ssl_ca_cert=...)`` with
+urllib3 retries switched off: its ``Retry`` would not retry the POSTs that search and batch
+calls are anyway, and retrying is ours (tenacity, honouring ``Retry-After`` and the
+``X-HubSpot-RateLimit-*`` headers) so every attempt is paced by the shared bucket.
+
+Reads use the search API filtered and sorted on ``lastmodifieddate`` (epoch-millisecond
+strings; ``hs_lastmodifieddate`` silently fails for contacts), paged with ``after``. Search
+refuses to page past 10,000 results, so a long backlog is read in windows: when the cap is
+near, the filter is re-anchored on the last timestamp seen (and on ``hs_object_id`` within
+that millisecond if a single millisecond holds more than the cap). Search has its own
+budget (5 requests/s), so it has its own bucket.
+
+Writes are ``batch/update`` calls of up to 100 contacts. HubSpot reports unknown ids per
+record (207) but rejects a whole batch for one invalid value (400, e.g. an archived owner);
+such a batch is split in halves until the bad records are isolated, so the good ones are
+still written and each bad one gets its own fatal result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import redis
+import urllib3
+from urllib3.util.retry import Retry
+
+from connectors.base import (
+    AckSignal,
+    ChangePage,
+    Connector,
+    ConnectorConfigError,
+    ConnectorError,
+    CrmRecord,
+    CrmUser,
+    FatalError,
+    OwnerUpdate,
+    RetriableError,
+    Watermark,
+    WriteResult,
+)
+from connectors.mapping import as_text, evaluate, to_lead
+from connectors.ratelimit import LocalTokenBucket, RateLimiter, TokenBucket
+from connectors.redact import register_secret
+from connectors.settings import Condition, HubSpotSettings
+from connectors.support import AccountCache, CallRunner, DailyUsage, get_logger
+
+__all__ = ["HubSpotConnector", "HubSpotCredentials", "filter_groups"]
+
+T = TypeVar("T")
+DEFAULT_API_BASE = "https://api.hubapi.com"
+BATCH_MAX = 100
+SEARCH_RESULT_CAP = 10_000
+MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
+MODIFIED = "lastmodifieddate"
+OWNER = "hubspot_owner_id"
+NOTE_TO_CONTACT = 202
+_ID_RE = re.compile(r"^\d{1,20}$")
+_DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
+RETRIABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "LOCKED", "TIMEOUT", "SERVICE_UNAVAILABLE"})
+
+Filter = dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- search filters
+
+
+def _value(value: Any) -> str:
+    text = as_text(value) if isinstance(value, bool | int | float) else str(value)
+    return text
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _op_alternatives(name: str, op: str, operand: Any) -> list[list[Filter]]:
+    """One operator as OR-of-AND filters, matching :mod:`connectors.mapping` (missing reads as "")."""
+    has = {"propertyName": name, "operator": "HAS_PROPERTY"}
+    hasnt = {"propertyName": name, "operator": "NOT_HAS_PROPERTY"}
+    if op == "exists":
+        return [[has]] if operand else [[hasnt]]
+    if op == "eq":
+        return [[hasnt]] if _blank(operand) else [[{"propertyName": name, "operator": "EQ", "value": _value(operand)}]]
+    if op == "ne":
+        if _blank(operand):
+            return [[has]]
+        return [[{"propertyName": name, "operator": "NEQ", "value": _value(operand)}], [hasnt]]
+    if op in ("in", "not_in"):
+        values = [_value(v) for v in operand if not _blank(v)]
+        blank = len(values) != len(operand)
+        listed = {"propertyName": name, "operator": "IN" if op == "in" else "NOT_IN", "values": values}
+        if op == "in":
+            return ([[listed]] if values else []) + ([[hasnt]] if blank else [])
+        if blank:
+            return [[listed, has]] if values else [[has]]
+        return [[listed], [hasnt]]
+    hs_op = {"gt": "GT", "gte": "GTE", "lt": "LT", "lte": "LTE"}[op]
+    return [[{"propertyName": name, "operator": hs_op, "value": _value(operand)}]]
+
+
+def _and(left: list[list[Filter]], right: list[list[Filter]]) -> list[list[Filter]]:
+    return [a + b for a in left for b in right]
+
+
+def _dnf(condition: Condition) -> list[list[Filter]]:
+    if condition.all is not None:
+        out: list[list[Filter]] = [[]]
+        for child in condition.all:
+            out = _and(out, _dnf(child))
+            if len(out) > 64:
+                raise OverflowError
+        return out
+    if condition.any is not None:
+        return [group for child in condition.any for group in _dnf(child)]
+    out = [[]]
+    for op, operand in condition.operators().items():
+        out = _and(out, _op_alternatives(condition.field or "", op, operand))
+    return out
+
+
+def filter_groups(condition: Condition | None, extra: Sequence[Filter] = ()) -> list[dict[str, Any]] | None:
+    """Search ``filterGroups`` for ``condition`` AND ``extra``, or ``None`` if HubSpot's limits
+    (5 groups, 6 filters each, 18 in all) cannot hold it: then only ``extra`` is sent and the
+    condition is applied to what comes back."""
+    if condition is None:
+        return [{"filters": list(extra)}] if extra else []
+    try:
+        groups = [list(extra) + g for g in _dnf(condition)]
+    except OverflowError:
+        return None
+    if not groups:
+        return None
+    if (len(groups) > MAX_GROUPS or any(len(g) > MAX_FILTERS_PER_GROUP for g in groups)
+            or sum(len(g) for g in groups) > MAX_FILTERS):
+        return None
+    return [{"filters": g} for g in groups]
+
+
+def parse_hs_datetime(value: Any) -> datetime | None:
+    """HubSpot datetimes: ISO 8601 (``2024-05-01T12:00:00.123Z``) or epoch milliseconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+# ----------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True)
+class HubSpotCredentials:
+    """Private-app token and where to send it. ``repr`` shows no secret."""
+
+    access_token: str = field(repr=False)
+    api_base: str = DEFAULT_API_BASE
+    ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        register_secret(self.access_token)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HubSpotCredentials:
+        """``HUBSPOT_ACCESS_TOKEN`` (required), ``HUBSPOT_API_BASE``, ``LEADROUTE_CA_BUNDLE``."""
+        env = os.environ if env is None else env
+        token = (env.get("HUBSPOT_ACCESS_TOKEN") or "").strip()
+        if not token:
+            raise ConnectorConfigError("HUBSPOT_ACCESS_TOKEN is not set (a private app's access token)", crm="hubspot")
+        ca_bundle = (env.get("LEADROUTE_CA_BUNDLE") or "").strip() or None
+        if ca_bundle and not Path(ca_bundle).is_file():
+            raise ConnectorConfigError(f"LEADROUTE_CA_BUNDLE {ca_bundle} is not a file", crm="hubspot")
+        base = ((env.get("HUBSPOT_API_BASE") or "").strip() or DEFAULT_API_BASE).rstrip("/")
+        return cls(access_token=token, api_base=base, ca_bundle=ca_bundle)
+
+
+# ----------------------------------------------------------------------------- connector
+
+
+class HubSpotConnector(Connector):
+    """Contacts in one HubSpot portal. See the module docstring for the how and why."""
+
+    name: ClassVar[str] = "hubspot"
+    write_batch_max: ClassVar[int] = BATCH_MAX
+
+    def __init__(
+        self,
+        settings: HubSpotSettings,
+        credentials: HubSpotCredentials,
+        *,
+        limiter: RateLimiter | None = None,
+        search_limiter: RateLimiter | None = None,
+        redis_client: redis.Redis | None = None,
+        prefix: str = "leadroute",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from hubspot import HubSpot
+
+        self.settings = settings
+        self.credentials = credentials
+        self.log = get_logger(self.name)
+        self.daily = DailyUsage(self.name, settings.daily_limit, self.log)
+        self.runner = CallRunner(self.name, retry=settings.retry, daily=self.daily, classify=self._classify,
+                                 log=self.log, sleep=sleep)
+        conn = hashlib.sha1(f"{credentials.api_base}|{credentials.access_token}".encode()).hexdigest()[:12]
+
+        def bucket(kind: str, limit: Any) -> RateLimiter:
+            if redis_client is not None:
+                return TokenBucket(redis_client, f"{prefix}:ratelimit:hubspot:{conn}:{kind}", rate=limit.rate,
+                                   capacity=limit.burst, sleep=sleep)
+            return LocalTokenBucket(rate=limit.rate, capacity=limit.burst, sleep=sleep)
+
+        self.limiter = limiter or bucket("general", settings.rate_limit)
+        self.search_limiter = search_limiter or bucket("search", settings.search_rate_limit)
+        lookup = settings.account_lookup
+        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:hubspot", ttl=lookup.ttl,
+                                     negative_ttl=lookup.negative_ttl)
+        self._timeout = (settings.timeout.connect, settings.timeout.read)
+        client = HubSpot(
+            access_token=credentials.access_token,
+            host=credentials.api_base,
+            ssl_ca_cert=credentials.ca_bundle,
+            retry=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0, raise_on_status=False),
+        )
+        # each discovery property builds a new ApiClient (and connection pool): build each once
+        self._contacts_search = client.crm.contacts.search_api
+        self._contacts_batch = client.crm.contacts.batch_api
+        self._owners = client.crm.owners.owners_api
+        self._companies_search = client.crm.companies.search_api
+        self._notes = client.crm.objects.notes.basic_api
+        self._apis = [self._contacts_search, self._contacts_batch, self._owners, self._companies_search, self._notes]
+        self._properties = self._wanted_properties()
+
+    @classmethod
+    def from_env(
+        cls,
+        settings: HubSpotSettings | None = None,
+        *,
+        redis_client: redis.Redis | None = None,
+        prefix: str = "leadroute",
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> HubSpotConnector:
+        """Build from settings (defaults: contacts) and ``HUBSPOT_*`` environment variables."""
+        settings = settings or HubSpotSettings()
+        if not isinstance(settings, HubSpotSettings):
+            raise ConnectorConfigError("hubspot connector needs HubSpotSettings", crm="hubspot")
+        return cls(settings, HubSpotCredentials.from_env(env), redis_client=redis_client, prefix=prefix, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"HubSpotConnector(object='contacts', api={self.credentials.api_base!r})"
+
+    def close(self) -> None:
+        for api in self._apis:
+            pool = getattr(api.api_client.rest_client, "pool_manager", None)
+            if pool is not None:
+                pool.clear()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _wanted_properties(self) -> list[str]:
+        s = self.settings
+        wanted = [MODIFIED, OWNER, "createdate", *s.fields]
+        for cond in (s.intake, s.acknowledged_when, s.closed_when):
+            if cond is not None:
+                wanted.extend(sorted(cond.fields()))
+        if s.reason.field:
+            wanted.append(s.reason.field)
+        return list(dict.fromkeys(wanted))
+
+    def _classify(self, exc: BaseException) -> ConnectorError:
+        """HTTP status and HubSpot's category -> retriable or fatal, with the rate-limit hint."""
+        if isinstance(exc, ConnectorError):
+            return exc
+        status = getattr(exc, "status", None)
+        if status is not None and hasattr(exc, "reason") and type(exc).__name__.endswith("Exception"):
+            headers = {str(k).lower(): str(v) for k, v in dict(getattr(exc, "headers", None) or {}).items()}
+            body = _json(getattr(exc, "body", None))
+            category = str(body.get("category") or body.get("errorType") or "") or None
+            message = str(body.get("message") or getattr(exc, "reason", "") or f"HTTP {status}")
+            status = int(status)
+            self._note_headers(headers)
+            if status == 0:
+                reason = str(getattr(exc, "reason", ""))
+                if "CERTIFICATE" in reason.upper() or "SSL" in reason.upper():
+                    return FatalError(f"TLS failure talking to HubSpot (check LEADROUTE_CA_BUNDLE): {reason[:300]}",
+                                      crm=self.name, code="TLS", status=0)
+                return RetriableError(reason[:300] or "no response", crm=self.name, code="TRANSPORT", status=0)
+            if status == 429:
+                policy = str(body.get("policyName") or "")
+                return RetriableError(message, crm=self.name, code=policy or "RATE_LIMIT", status=429,
+                                      retry_after=_rate_limit_wait(headers, policy))
+            if status >= 500 or status in (408, 423) or (category or "") in RETRIABLE_CATEGORIES:
+                return RetriableError(message, crm=self.name, code=category or str(status), status=status,
+                                      retry_after=_retry_after(headers))
+            return FatalError(message, crm=self.name, code=category or str(status), status=status)
+        if isinstance(exc, urllib3.exceptions.HTTPError):
+            reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, urllib3.exceptions.SSLError):
+                return FatalError(f"TLS failure talking to HubSpot (check LEADROUTE_CA_BUNDLE): {reason}", crm=self.name,
+                                  code="TLS", status=0)
+            return RetriableError(f"{type(exc).__name__}: {reason}", crm=self.name, code="TRANSPORT", status=0)
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return RetriableError(f"{type(exc).__name__}: {exc}", crm=self.name, code="TRANSPORT", status=0)
+        return FatalError(f"{type(exc).__name__}: {exc}", crm=self.name, code="ERROR")
+
+    def _note_headers(self, headers: Mapping[str, str]) -> None:
+        daily, remaining = headers.get("x-hubspot-ratelimit-daily"), headers.get("x-hubspot-ratelimit-daily-remaining")
+        if daily and remaining and daily.isdigit() and remaining.isdigit():
+            self.daily.update(int(daily) - int(remaining), int(daily))
+
+    def _call(self, endpoint: str, fn: Callable[[], tuple[Any, int, Any]], *, search: bool = False) -> Any:
+        """One API call with ``_return_http_data_only=False``: paced, retried, headers read."""
+        limiter = (self.search_limiter, self.settings.search_rate_limit.rate) if search else (
+            self.limiter, self.settings.rate_limit.rate)
+
+        def once() -> Any:
+            data, _status, headers = fn()
+            self._note_headers({str(k).lower(): str(v) for k, v in dict(headers or {}).items()})
+            return data
+
+        return self.runner.call(endpoint, once, limiters=[limiter])
+
+    def _opts(self) -> dict[str, Any]:
+        return {"_return_http_data_only": False, "_request_timeout": self._timeout}
+
+    def _search(self, body: dict[str, Any], endpoint: str = "contacts/search") -> Any:
+        return self._call(endpoint, lambda: self._contacts_search.do_search_with_http_info(body, **self._opts()),
+                          search=True)
+
+    def _record(self, obj: Any) -> CrmRecord:
+        props = dict(obj.properties or {})
+        record_id = str(obj.id)
+        modstamp = parse_hs_datetime(props.get(MODIFIED)) or parse_hs_datetime(obj.updated_at) or datetime.now(UTC)
+        return CrmRecord(
+            id=record_id,
+            modstamp=modstamp,
+            owner_id=props.get(OWNER) or None,
+            lead=to_lead(props, self.settings.fields, record_id),
+            fields=props,
+            needs_routing=evaluate(self.settings.intake, props),
+            crm=self.name,
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def changes(self, since: Watermark | None, *, intake_only: bool = True) -> Iterator[ChangePage]:
+        """Contacts by ``lastmodifieddate`` (from ``overlap`` before the watermark), oldest first,
+        in search windows of at most 10,000 results."""
+        watermark = since or Watermark(datetime.fromtimestamp(0, UTC))
+        limit = self.settings.search_page_size
+        intake = self.settings.intake if intake_only else None
+        anchor = _ms(since.since(self.settings.overlap)) if since is not None else None
+        after = 0
+        tie: tuple[int, str] | None = None  # (millisecond, last id) when one millisecond overflows a window
+        while True:
+            if tie is not None:
+                extra: list[Filter] = [
+                    {"propertyName": MODIFIED, "operator": "EQ", "value": str(tie[0])},
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": tie[1]},
+                ]
+                sort = "hs_object_id"
+            else:
+                extra = [] if anchor is None else [{"propertyName": MODIFIED, "operator": "GTE", "value": str(anchor)}]
+                sort = MODIFIED
+            groups = filter_groups(intake, extra)
+            if groups is None:
+                groups = [{"filters": extra}] if extra else []
+            body: dict[str, Any] = {"filterGroups": groups, "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+                                    "properties": self._properties, "limit": limit}
+            if after:
+                body["after"] = str(after)
+            page = self._search(body, "contacts/search:changes")
+            records = [self._record(obj) for obj in page.results or []]
+            fresh = [r for r in records if r.key not in watermark.seen and (not intake_only or r.needs_routing)]
+            watermark = watermark.advance(records, self.settings.overlap)
+            yield ChangePage(fresh, watermark)
+            next_after = page.paging.next.after if page.paging and page.paging.next else None
+            if next_after is None:
+                if tie is None:
+                    return
+                anchor, after, tie = tie[0] + 1, 0, None  # past the crowded millisecond
+                continue
+            if int(next_after) < SEARCH_RESULT_CAP:
+                after = int(next_after)
+                continue
+            # the search cap: start a new window where this one ended
+            last = records[-1]
+            if tie is not None:
+                tie, after = (tie[0], last.id), 0
+            elif anchor is not None and _ms(last.modstamp) <= anchor:
+                tie, after = (anchor, last.id), 0
+            else:
+                anchor, after = _ms(last.modstamp), 0
+
+    def _batch_read(self, ids: Sequence[str], properties: list[str], endpoint: str) -> list[Any]:
+        valid = list(dict.fromkeys(i for i in ids if _ID_RE.match(i)))
+        found: list[Any] = []
+        for start in range(0, len(valid), BATCH_MAX):
+            chunk = valid[start : start + BATCH_MAX]
+            body = {"inputs": [{"id": i} for i in chunk], "properties": properties}
+            data = self._call(endpoint, lambda b=body: self._contacts_batch.read_with_http_info(b, **self._opts()))
+            found.extend(data.results or [])
+        return found
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, CrmRecord]:
+        return {r.id: r for r in (self._record(o) for o in self._batch_read(ids, self._properties, "contacts/batch/read"))}
+
+    def read_acks(self, ids: Sequence[str]) -> dict[str, AckSignal]:
+        s = self.settings
+        props = [MODIFIED, OWNER]
+        for cond in (s.acknowledged_when, s.closed_when):
+            if cond is not None:
+                props.extend(sorted(cond.fields()))
+        out: dict[str, AckSignal] = {}
+        for obj in self._batch_read(ids, list(dict.fromkeys(props)), "contacts/batch/read:acks"):
+            values = dict(obj.properties or {})
+            record_id = str(obj.id)
+            out[record_id] = AckSignal(
+                id=record_id,
+                acknowledged=s.acknowledged_when is not None and evaluate(s.acknowledged_when, values),
+                closed=s.closed_when is not None and evaluate(s.closed_when, values),
+                owner_id=values.get(OWNER) or None,
+                modstamp=parse_hs_datetime(values.get(MODIFIED)),
+                fields=values,
+            )
+        return out
+
+    def list_owners(self) -> list[CrmUser]:
+        """Active owners, then archived ones (inactive): ids are the owners API ``id``s."""
+        out: list[CrmUser] = []
+        for archived in (False, True):
+            after: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": 500, "archived": archived, **self._opts()}
+                if after:
+                    kwargs["after"] = after
+                page = self._call("owners", lambda k=kwargs: self._owners.get_page_with_http_info(**k))
+                for owner in page.results or []:
+                    name = " ".join(p for p in (owner.first_name, owner.last_name) if p) or (owner.email or "")
+                    out.append(CrmUser(id=str(owner.id), name=name, email=owner.email,
+                                       active=not archived and not owner.archived))
+                after = page.paging.next.after if page.paging and page.paging.next else None
+                if not after:
+                    break
+        return out
+
+    def account_owner(self, domain: str) -> str | None:
+        """Owner of the oldest company whose ``domain`` is ``domain``; cached in Redis."""
+        domain = (domain or "").strip().lower()
+        if not _DOMAIN_RE.match(domain):
+            return None
+        hit, owner = self.accounts.get(domain)
+        if hit:
+            return owner
+        body = {
+            "filterGroups": [{"filters": [{"propertyName": "domain", "operator": "EQ", "value": domain}]}],
+            "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
+            "properties": ["domain", OWNER, "createdate"],
+            "limit": 10,
+        }
+        data = self._call("companies/search",
+                          lambda: self._companies_search.do_search_with_http_info(body, **self._opts()), search=True)
+        owner = next((str(c.properties[OWNER]) for c in data.results or [] if (c.properties or {}).get(OWNER)), None)
+        self.accounts.put(domain, owner)
+        return owner
+
+    # ------------------------------------------------------------------ writes
+
+    def _update(self, inputs: list[dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
+        """One batch/update (split on a whole-batch validation error); results by id."""
+        body = {"inputs": inputs}
+        try:
+            data = self._call(endpoint, lambda: self._contacts_batch.update_with_http_info(body, **self._opts()))
+        except ConnectorError as exc:
+            if not exc.retriable and exc.status == 400 and len(inputs) > 1:
+                middle = len(inputs) // 2
+                self.log.info("batch refused as a whole: splitting to isolate the bad records", size=len(inputs),
+                              code=exc.code)
+                return {**self._update(inputs[:middle], endpoint), **self._update(inputs[middle:], endpoint)}
+            return {i["id"]: WriteResult.failure(i["id"], exc) for i in inputs}
+        results = {str(r.id): WriteResult.success(str(r.id)) for r in data.results or []}
+        for error in getattr(data, "errors", None) or []:
+            context = error.context or {}
+            ids = [str(x) for key in ("ids", "id") for x in (context.get(key) or [])]
+            category = str(error.category or "ERROR")
+            for record_id in ids:
+                results[record_id] = WriteResult.failure(record_id, retriable=category in RETRIABLE_CATEGORIES,
+                                                         code=category, message=str(error.message or ""))
+        for item in inputs:  # neither written nor refused: unknown, so try again later
+            results.setdefault(item["id"], WriteResult.failure(item["id"], retriable=True, code="NO_RESULT",
+                                                               message="not in the batch response"))
+        return results
+
+    def _write(self, properties: dict[str, dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
+        results: dict[str, WriteResult] = {}
+        items = [{"id": i, "properties": p} for i, p in properties.items() if _ID_RE.match(i)]
+        for record_id in properties:
+            if not _ID_RE.match(record_id):
+                results[record_id] = WriteResult.failure(record_id, retriable=False, code="INVALID_ID",
+                                                         message="HubSpot record ids are numeric")
+        size = min(self.settings.write_batch_size, BATCH_MAX)
+        for start in range(0, len(items), size):
+            results.update(self._update(items[start : start + size], endpoint))
+        from connectors import metrics
+
+        for result in results.values():
+            metrics.RECORDS_WRITTEN.labels(self.name, result.status.value).inc()
+        return results
+
+    def _reason_text(self, reason: str) -> str:
+        limit = self.settings.reason.max_length
+        return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+    def write_owners(self, updates: Sequence[OwnerUpdate]) -> list[WriteResult]:
+        reason = self.settings.reason
+        props: dict[str, dict[str, Any]] = {}
+        for update in updates:  # the last update of an id wins; HubSpot refuses duplicate ids
+            values: dict[str, Any] = {OWNER: update.owner_id}
+            if reason.field and update.reason is not None:
+                values[reason.field] = self._reason_text(update.reason)
+            props[update.id] = values
+        results = self._write(props, "contacts/batch/update:owners")
+        if reason.activity:
+            results = self._add_notes(results, {u.id: u.reason for u in updates if u.reason})
+        return [results[u.id] for u in updates]
+
+    def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
+        setting = self.settings.reason
+        if setting.field:
+            results = self._write({i: {setting.field: self._reason_text(r)} for i, r in reasons.items()},
+                                  "contacts/batch/update:reasons")
+        else:
+            results = {i: WriteResult.success(i) for i in reasons}
+        if setting.activity:
+            results = self._add_notes(results, dict(reasons))
+        return [results[i] for i in reasons]
+
+    def _add_notes(self, results: dict[str, WriteResult], notes: Mapping[str, str]) -> dict[str, WriteResult]:
+        """A note on each successfully written contact (one call each: the API has no batch with
+        associations we can rely on); a failure becomes a warning, the write stands."""
+        out = dict(results)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        for record_id, result in results.items():
+            text = notes.get(record_id)
+            if not (result.ok and text):
+                continue
+            body = {
+                "properties": {"hs_note_body": text, "hs_timestamp": stamp},
+                "associations": [{"to": {"id": record_id}, "types": [
+                    {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}],
+            }
+            try:
+                self._call("notes", lambda b=body: self._notes.create_with_http_info(b, **self._opts()))
+            except ConnectorError as exc:
+                out[record_id] = WriteResult(result.id, result.status, result.code, result.message,
+                                             f"reason note not created: {exc}")
+        return out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _json(body: Any) -> dict[str, Any]:
+    import json
+
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if isinstance(body, str):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _rate_limit_wait(headers: Mapping[str, str], policy: str) -> float:
+    """How long to pause after a 429: Retry-After when sent; else one slot of the policy's window."""
+    hinted = _retry_after(headers)
+    if hinted is not None:
+        return hinted
+    if policy == "SECONDLY":
+        return 1.0
+    if policy == "DAILY":
+        return 3600.0
+    try:
+        interval = float(headers.get("x-hubspot-ratelimit-interval-milliseconds", "10000")) / 1000
+    except ValueError:
+        interval = 10.0
+    return max(1.0, interval / 10)
