@@ -1,0 +1,482 @@
+"""The admin API under ``/__sandbox`` (a prefix neither CRM uses).
+
+Tests, benchmarks and ``leadroute demo`` use it to read the full state, load data in bulk
+without spending API calls, act as a sales rep would in the CRM's UI (change a status, log an
+activity, take ownership, convert, delete), inject faults, tune limits and read request
+counters.  It is not rate limited, not counted and needs no token: it listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .clock import hs_datetime, now_ms, today_str
+from .faults import merge_limits
+from .hubspot import note_logged
+from .ids import to_sf18
+from .server import Ctx, Resp
+from .state import RequestError, SandboxState, generate
+
+A = "/__sandbox"
+
+
+def _body(ctx: Ctx) -> Any:
+    if not ctx.body.strip():
+        return {}
+    try:
+        return json.loads(ctx.body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"admin body is not valid JSON: {exc}") from exc
+
+
+def _obj(ctx: Ctx) -> dict[str, Any]:
+    body = _body(ctx)
+    if not isinstance(body, dict):
+        raise ValueError("admin body must be a JSON object")
+    return body
+
+
+def _app(ctx: Ctx) -> Any:
+    return ctx.app
+
+
+def info(ctx: Ctx) -> Resp:
+    """Everything a client needs to connect (used by the subprocess runner and the CLI)."""
+    s = ctx.state
+    return Resp(200, {
+        "base_url": ctx.base_url,
+        "salesforce_instance_url": ctx.base_url,
+        "salesforce_login_url": ctx.base_url,
+        "salesforce_api_version": s.sf_api_version,
+        "salesforce_org_id": s.sf.org_id,
+        **{f"salesforce_{k}": v for k, v in s.sf_credentials.items()},
+        "hubspot_base_url": ctx.base_url,
+        "hubspot_access_token": s.hs_access_token,
+        "hubspot_portal_id": s.hs.portal_id,
+        "admin_url": ctx.base_url + A,
+    })
+
+
+def health(ctx: Ctx) -> Resp:
+    return Resp(200, {"ok": True})
+
+
+def full_state(ctx: Ctx) -> Resp:
+    return Resp(200, ctx.state.to_json())
+
+
+def reset(ctx: Ctx) -> Resp:
+    body = _obj(ctx)
+    if "seed" in body:
+        if not isinstance(body["seed"], dict):
+            raise ValueError("seed must be an object")
+        ctx.state.seed = body["seed"]
+    ctx.state.reset()
+    _app(ctx).counters.clear()
+    return Resp(200, {"ok": True})
+
+
+def do_generate(ctx: Ctx) -> Resp:
+    made = generate(ctx.state, _obj(ctx))
+    return Resp(200, {"created": made})
+
+
+def counters(ctx: Ctx) -> Resp:
+    return Resp(200, _app(ctx).counters.to_json())
+
+
+def clear_counters(ctx: Ctx) -> Resp:
+    _app(ctx).counters.clear()
+    return Resp(200, {"ok": True})
+
+
+def get_faults(ctx: Ctx) -> Resp:
+    return Resp(200, ctx.state.faults.to_json())
+
+
+def put_faults(ctx: Ctx) -> Resp:
+    body = _obj(ctx)
+    ctx.state.faults.reset()
+    ctx.state.faults.configure(body)
+    return Resp(200, ctx.state.faults.to_json())
+
+
+def patch_faults(ctx: Ctx) -> Resp:
+    ctx.state.faults.configure(_obj(ctx))
+    return Resp(200, ctx.state.faults.to_json())
+
+
+def clear_faults(ctx: Ctx) -> Resp:
+    ctx.state.faults.reset()
+    return Resp(200, ctx.state.faults.to_json())
+
+
+def add_scripted(ctx: Ctx) -> Resp:
+    body = _body(ctx)
+    items = body if isinstance(body, list) else [body]
+    for item in items:
+        ctx.state.faults.add_scripted(item)
+    return Resp(200, ctx.state.faults.to_json())
+
+
+def get_limits(ctx: Ctx) -> Resp:
+    s = ctx.state
+    return Resp(200, {"limits": s.limits, "usage": _usage(s)})
+
+
+def _usage(s: SandboxState) -> dict[str, Any]:
+    from .clock import wall_ms
+
+    now = wall_ms()
+    return {
+        "salesforce": {"api_requests": s.sf_api_used},
+        "hubspot": {"daily": s.hs_daily_used, "ten_second_window": s.hs_ten_second.used(now),
+                    "search_second_window": s.hs_search_second.used(now)},
+    }
+
+
+def patch_limits(ctx: Ctx) -> Resp:
+    body = _obj(ctx)
+    merged = {api: dict(v) for api, v in ctx.state.limits.items()}
+    for api, values in body.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"limits.{api} must be an object")
+        merged.setdefault(api, {}).update(values)
+    ctx.state.limits = merge_limits(merged)
+    return Resp(200, {"limits": ctx.state.limits, "usage": _usage(ctx.state)})
+
+
+def reset_usage(ctx: Ctx) -> Resp:
+    s = ctx.state
+    s.sf_api_used = 0
+    s.hs_daily_used = 0
+    s.hs_ten_second.clear()
+    s.hs_search_second.clear()
+    return Resp(200, {"limits": s.limits, "usage": _usage(s)})
+
+
+def expire_sessions(ctx: Ctx) -> Resp:
+    n = len(ctx.state.sessions)
+    ctx.state.sessions.clear()
+    return Resp(200, {"expired": n})
+
+
+# --- Salesforce records and rep actions ------------------------------------------------------
+
+
+def _sf_obj(ctx: Ctx) -> Any:
+    obj = ctx.state.sf.sobject(ctx.params["sobject"])
+    if obj is None:
+        raise RequestError(404, {"error": f"unknown sObject {ctx.params['sobject']}"})
+    return obj
+
+
+def _sf_rec(ctx: Ctx) -> tuple[Any, dict[str, Any]]:
+    obj = _sf_obj(ctx)
+    found = ctx.state.sf.by_id.get(to_sf18(ctx.params["id"]))
+    if found is None or found[0] != obj.name:
+        raise RequestError(404, {"error": f"no {obj.name} {ctx.params['id']}"})
+    return obj, found[1]
+
+
+def _render_sf(ctx: Ctx, obj: Any, rec: dict[str, Any]) -> dict[str, Any]:
+    return ctx.state.sf.render(obj.name, rec, ctx.state.sf_api_version)
+
+
+def _rep(ctx: Ctx, rec: dict[str, Any], body: dict[str, Any]) -> str | None:
+    """Who is acting: ``as`` in the body, else the record's owner if a user, else the integration user."""
+    if body.get("as"):
+        return to_sf18(str(body["as"]))
+    owner = rec.get("OwnerId")
+    if owner and owner.startswith("005"):
+        return owner
+    return ctx.state.sf.integration_user_id
+
+
+def sf_list(ctx: Ctx) -> Resp:
+    obj = _sf_obj(ctx)
+    rows = ctx.state.sf.live(obj.name, include_deleted=True)
+    return Resp(200, {"totalSize": len(rows), "records": [_render_sf(ctx, obj, r) for r in rows]})
+
+
+def sf_create(ctx: Ctx) -> Resp:
+    """Bulk load (``{"records": [...]}``) or create one record as a rep/web form would."""
+    obj = _sf_obj(ctx)
+    body = _body(ctx)
+    sf = ctx.state.sf
+    if isinstance(body, dict) and "records" in body:
+        made = [sf.insert_raw(obj.name, r)["Id"] for r in body["records"]]
+        return Resp(201, {"ids": made})
+    if not isinstance(body, dict):
+        raise ValueError("body must be a record object or {\"records\": [...]}")
+    assign = bool(body.pop("assign", False))
+    actor = to_sf18(str(body.pop("as"))) if body.get("as") else sf.integration_user_id
+    values, read_only = sf.parse_payload(obj, body)
+    err = sf.check_values(obj, values, read_only, creating=True)
+    if err:
+        raise RequestError(400, [err])
+    rec = sf.apply(obj, None, values, actor=actor, auto_assign=assign)
+    return Resp(201, _render_sf(ctx, obj, rec))
+
+
+def sf_get(ctx: Ctx) -> Resp:
+    obj, rec = _sf_rec(ctx)
+    return Resp(200, _render_sf(ctx, obj, rec))
+
+
+def sf_edit(ctx: Ctx) -> Resp:
+    """Edit fields as a rep in the UI (validated like the API; assignment rules do not run)."""
+    obj, rec = _sf_rec(ctx)
+    body = _obj(ctx)
+    actor = _rep(ctx, rec, body)
+    body.pop("as", None)
+    sf = ctx.state.sf
+    values, read_only = sf.parse_payload(obj, body)
+    err = sf.check_values(obj, values, read_only, creating=False, existing=rec)
+    if err:
+        raise RequestError(400, [err])
+    sf.apply(obj, rec, values, actor=actor, auto_assign=False)
+    return Resp(200, _render_sf(ctx, obj, rec))
+
+
+def sf_delete(ctx: Ctx) -> Resp:
+    obj, rec = _sf_rec(ctx)
+    ctx.state.sf.delete(rec, _rep(ctx, rec, {}))
+    return Resp(200, _render_sf(ctx, obj, rec))
+
+
+def sf_status(ctx: Ctx) -> Resp:
+    _sf_rec(ctx)
+    body = _obj(ctx)
+    if "status" not in body:
+        raise ValueError("body needs 'status'")
+    ctx.body = json.dumps({"Status": body["status"], **({"as": body["as"]} if body.get("as") else {})}).encode()
+    return sf_edit(ctx)
+
+
+def sf_owner(ctx: Ctx) -> Resp:
+    _sf_rec(ctx)
+    body = _obj(ctx)
+    if not body.get("owner_id"):
+        raise ValueError("body needs 'owner_id'")
+    ctx.body = json.dumps({"OwnerId": body["owner_id"], **({"as": body["as"]} if body.get("as") else {})}).encode()
+    return sf_edit(ctx)
+
+
+def sf_activity(ctx: Ctx) -> Resp:
+    """Log a completed Task on the lead/contact, as a rep's call or email would."""
+    obj, rec = _sf_rec(ctx)
+    if obj.name not in ("Lead", "Contact"):
+        raise ValueError("activities can be logged on Lead or Contact")
+    body = _obj(ctx)
+    actor = _rep(ctx, rec, body)
+    kind = str(body.get("type", "Call"))
+    sf = ctx.state.sf
+    task_obj = sf.schema["Task"]
+    values = {
+        "Subject": body.get("subject", f"{kind} with {rec.get('Name') or rec['Id']}"),
+        "Status": "Completed", "Priority": "Normal", "Type": kind,
+        "TaskSubtype": "Call" if kind == "Call" else "Email" if kind == "Email" else "Task",
+        "WhoId": rec["Id"], "OwnerId": actor, "ActivityDate": today_str(),
+        "Description": body.get("description"),
+    }
+    task = sf.apply(task_obj, None, values, actor=actor, auto_assign=False)
+    task["CompletedDateTime"] = task["CreatedDate"]
+    rec["LastActivityDate"] = today_str()
+    sf.touch(rec, actor, modstamp_only=True)
+    return Resp(201, {"task": _render_sf(ctx, task_obj, task), "record": _render_sf(ctx, obj, rec)})
+
+
+def sf_convert(ctx: Ctx) -> Resp:
+    """Convert a lead: creates (or reuses by name) an Account and a Contact owned by the lead owner."""
+    obj, rec = _sf_rec(ctx)
+    if obj.name != "Lead":
+        raise ValueError("only leads can be converted")
+    if rec.get("IsConverted"):
+        raise ValueError("lead is already converted")
+    body = _obj(ctx)
+    actor = _rep(ctx, rec, body)
+    sf = ctx.state.sf
+    owner = rec.get("OwnerId") if (rec.get("OwnerId") or "").startswith("005") else actor
+    company = rec.get("Company") or "Unknown"
+    account = next((a for a in sf.live("Account") if (a.get("Name") or "").lower() == company.lower()), None)
+    if account is None:
+        account = sf.apply(sf.schema["Account"], None, {"Name": company, "Website": rec.get("Website"),
+                                                        "OwnerId": owner}, actor=actor, auto_assign=False)
+    contact = sf.apply(sf.schema["Contact"], None, {
+        "FirstName": rec.get("FirstName"), "LastName": rec.get("LastName"), "Email": rec.get("Email"),
+        "Phone": rec.get("Phone"), "Title": rec.get("Title"), "AccountId": account["Id"], "OwnerId": owner,
+        "LeadSource": rec.get("LeadSource"),
+    }, actor=actor, auto_assign=False)
+    rec.update({"IsConverted": True, "Status": "Closed - Converted", "ConvertedDate": today_str(),
+                "ConvertedAccountId": account["Id"], "ConvertedContactId": contact["Id"]})
+    sf.touch(rec, actor)
+    return Resp(200, {"lead": _render_sf(ctx, obj, rec), "account_id": account["Id"], "contact_id": contact["Id"]})
+
+
+# --- HubSpot records and rep actions ---------------------------------------------------------
+
+
+def _hs_type(ctx: Ctx) -> str:
+    otype = ctx.params["otype"]
+    if otype not in ctx.state.hs.objects:
+        raise RequestError(404, {"error": f"unknown HubSpot object type {otype}"})
+    return otype
+
+
+def _hs_rec(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+    otype = _hs_type(ctx)
+    rec = ctx.state.hs.objects[otype].get(ctx.params["id"])
+    if rec is None:
+        raise RequestError(404, {"error": f"no {otype} {ctx.params['id']}"})
+    return otype, rec
+
+
+def _render_hs(ctx: Ctx, otype: str, rec: dict[str, Any]) -> dict[str, Any]:
+    hs = ctx.state.hs
+    out = hs.render(otype, rec, sorted(set(hs.props[otype]) | set(rec["properties"])))
+    out["associations"] = rec["associations"]
+    return out
+
+
+def hs_list(ctx: Ctx) -> Resp:
+    otype = _hs_type(ctx)
+    rows = list(ctx.state.hs.objects[otype].values())
+    return Resp(200, {"total": len(rows), "results": [_render_hs(ctx, otype, r) for r in rows]})
+
+
+def hs_create(ctx: Ctx) -> Resp:
+    otype = _hs_type(ctx)
+    body = _obj(ctx)
+    hs = ctx.state.hs
+    if "records" in body:
+        made = [hs.insert_raw(otype, r)["id"] for r in body["records"]]
+        return Resp(201, {"ids": made})
+    props = body.get("properties", body)
+    problems = hs.validate_properties(otype, props)
+    if problems:
+        raise RequestError(400, {"error": "invalid properties", "problems": problems})
+    rec = hs.apply(otype, None, props)
+    return Resp(201, _render_hs(ctx, otype, rec))
+
+
+def hs_get(ctx: Ctx) -> Resp:
+    otype, rec = _hs_rec(ctx)
+    return Resp(200, _render_hs(ctx, otype, rec))
+
+
+def _hs_edit(ctx: Ctx, otype: str, rec: dict[str, Any], props: dict[str, Any]) -> Resp:
+    hs = ctx.state.hs
+    problems = hs.validate_properties(otype, props)
+    if problems:
+        raise RequestError(400, {"error": "invalid properties", "problems": problems})
+    hs.apply(otype, rec, props)
+    return Resp(200, _render_hs(ctx, otype, rec))
+
+
+def hs_edit(ctx: Ctx) -> Resp:
+    otype, rec = _hs_rec(ctx)
+    body = _obj(ctx)
+    return _hs_edit(ctx, otype, rec, body.get("properties", body))
+
+
+def hs_delete(ctx: Ctx) -> Resp:
+    otype, rec = _hs_rec(ctx)
+    ctx.state.hs.archive(rec)
+    return Resp(200, _render_hs(ctx, otype, rec))
+
+
+def hs_status(ctx: Ctx) -> Resp:
+    otype, rec = _hs_rec(ctx)
+    body = _obj(ctx)
+    if "status" not in body:
+        raise ValueError("body needs 'status' (an hs_lead_status value such as IN_PROGRESS)")
+    return _hs_edit(ctx, otype, rec, {"hs_lead_status": body["status"]})
+
+
+def hs_owner(ctx: Ctx) -> Resp:
+    otype, rec = _hs_rec(ctx)
+    body = _obj(ctx)
+    if not body.get("owner_id"):
+        raise ValueError("body needs 'owner_id'")
+    return _hs_edit(ctx, otype, rec, {"hubspot_owner_id": str(body["owner_id"])})
+
+
+def hs_activity(ctx: Ctx) -> Resp:
+    """Log a note/call on a contact: creates an associated note and updates the activity rollups."""
+    otype, rec = _hs_rec(ctx)
+    if otype != "contacts":
+        raise ValueError("activities can be logged on contacts")
+    body = _obj(ctx)
+    hs = ctx.state.hs
+    ts = now_ms()
+    owner = str(body.get("as") or rec["properties"].get("hubspot_owner_id") or "")
+    kind = str(body.get("type", "CALL")).upper()
+    note = hs.apply("notes", None, {"hs_timestamp": hs_datetime(ts),
+                                    "hs_note_body": body.get("body", f"{kind.title()} logged by owner {owner}"),
+                                    **({"hubspot_owner_id": owner} if owner else {})})
+    note["associations"]["contacts"] = [rec["id"]]
+    rec["associations"].setdefault("notes", []).append(note["id"])
+    note_logged(hs, rec, ts, sales_activity=kind in ("CALL", "EMAIL", "MEETING"))
+    return Resp(201, {"note": _render_hs(ctx, "notes", note), "record": _render_hs(ctx, otype, rec)})
+
+
+def hs_convert(ctx: Ctx) -> Resp:
+    otype, rec = _hs_rec(ctx)
+    return _hs_edit(ctx, otype, rec, {"lifecyclestage": "opportunity", "hs_lead_status": "OPEN_DEAL"})
+
+
+def hs_owner_edit(ctx: Ctx) -> Resp:
+    """Archive/unarchive or rename an owner (e.g. a rep who left)."""
+    owner = ctx.state.hs.owners.get(ctx.params["id"])
+    if owner is None:
+        raise RequestError(404, {"error": f"no owner {ctx.params['id']}"})
+    body = _obj(ctx)
+    for key in ("archived", "email", "firstName", "lastName", "teams"):
+        if key in body:
+            owner[key] = body[key]
+    owner["updatedAt"] = hs_datetime(now_ms())
+    return Resp(200, owner)
+
+
+S = A + r"/salesforce/(?P<sobject>\w+)"
+H = A + r"/hubspot/(?P<otype>contacts|companies|notes)"
+
+ROUTES: list[tuple[str, str, str, Any, Any]] = [
+    ("GET", A + r"/health", "admin", "health", health),
+    ("GET", A + r"/info", "admin", "info", info),
+    ("GET", A + r"/state", "admin", "state", full_state),
+    ("POST", A + r"/reset", "admin", "reset", reset),
+    ("POST", A + r"/generate", "admin", "generate", do_generate),
+    ("GET", A + r"/counters", "admin", "counters", counters),
+    ("DELETE", A + r"/counters", "admin", "counters", clear_counters),
+    ("GET", A + r"/faults", "admin", "faults", get_faults),
+    ("PUT", A + r"/faults", "admin", "faults", put_faults),
+    ("PATCH", A + r"/faults", "admin", "faults", patch_faults),
+    ("DELETE", A + r"/faults", "admin", "faults", clear_faults),
+    ("POST", A + r"/faults/scripted", "admin", "faults", add_scripted),
+    ("GET", A + r"/limits", "admin", "limits", get_limits),
+    ("PATCH", A + r"/limits", "admin", "limits", patch_limits),
+    ("POST", A + r"/limits/reset-usage", "admin", "limits", reset_usage),
+    ("POST", A + r"/salesforce/expire-sessions", "admin", "sessions", expire_sessions),
+    ("PATCH", A + r"/hubspot/owners/(?P<id>[^/]+)", "admin", "owners", hs_owner_edit),
+    ("GET", H, "admin", "hs", hs_list),
+    ("POST", H, "admin", "hs", hs_create),
+    ("GET", H + r"/(?P<id>[^/]+)", "admin", "hs", hs_get),
+    ("PATCH", H + r"/(?P<id>[^/]+)", "admin", "hs", hs_edit),
+    ("DELETE", H + r"/(?P<id>[^/]+)", "admin", "hs", hs_delete),
+    ("POST", H + r"/(?P<id>[^/]+)/status", "admin", "hs", hs_status),
+    ("POST", H + r"/(?P<id>[^/]+)/owner", "admin", "hs", hs_owner),
+    ("POST", H + r"/(?P<id>[^/]+)/activity", "admin", "hs", hs_activity),
+    ("POST", H + r"/(?P<id>[^/]+)/convert", "admin", "hs", hs_convert),
+    ("GET", S, "admin", "sf", sf_list),
+    ("POST", S, "admin", "sf", sf_create),
+    ("GET", S + r"/(?P<id>\w+)", "admin", "sf", sf_get),
+    ("PATCH", S + r"/(?P<id>\w+)", "admin", "sf", sf_edit),
+    ("DELETE", S + r"/(?P<id>\w+)", "admin", "sf", sf_delete),
+    ("POST", S + r"/(?P<id>\w+)/status", "admin", "sf", sf_status),
+    ("POST", S + r"/(?P<id>\w+)/owner", "admin", "sf", sf_owner),
+    ("POST", S + r"/(?P<id>\w+)/activity", "admin", "sf", sf_activity),
+    ("POST", S + r"/(?P<id>\w+)/convert", "admin", "sf", sf_convert),
+]
