@@ -74,7 +74,8 @@ def target(url: str | None, server_binary: str | None) -> Iterator[tuple[redis.R
         return
     binary = server_binary or redis_server_binary()
     with tempfile.TemporaryDirectory(prefix="leadroute-bench-") as tmp:
-        server = RedisServer(data_dir=Path(tmp), port=free_port(), persistent=False, binary=binary).start()
+        server = RedisServer(data_dir=Path(tmp), port=free_port(), persistent=False, binary=binary, die_with_parent=True)
+        server.start()
         try:
             yield client_from_url(server.url), "bench", f"throwaway {binary} on loopback"
         finally:

@@ -48,7 +48,7 @@ def redis_url(redis_owned: bool, tmp_path_factory: pytest.TempPathFactory) -> It
     data_dir: Path = tmp_path_factory.mktemp("redis")
     last: RedisUnavailable | None = None
     for _ in range(3):  # a free port can be taken between choosing and binding it
-        server = RedisServer(data_dir=data_dir, port=free_port(), persistent=False, binary=binary)
+        server = RedisServer(data_dir=data_dir, port=free_port(), persistent=False, binary=binary, die_with_parent=True)
         try:
             server.start()
         except RedisUnavailable as exc:

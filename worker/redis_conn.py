@@ -207,6 +207,9 @@ class RedisServer:
 
     ``persistent`` turns on RDB snapshots and the append-only file in ``data_dir``;
     otherwise the server keeps nothing on disk (the test suite's throwaway server).
+    ``die_with_parent`` (Linux) has the kernel stop the server if the process that started
+    it is killed outright, so throwaway servers never outlive a crashed test run. Either
+    way the server is stopped when the starting interpreter exits normally.
     """
 
     data_dir: Path
@@ -217,6 +220,7 @@ class RedisServer:
     process: subprocess.Popen[bytes] | None = None
     owned: bool = True
     owner_pid: int = field(default_factory=os.getpid)
+    die_with_parent: bool = False
 
     @property
     def url(self) -> str:
@@ -264,9 +268,11 @@ class RedisServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop it
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         except OSError as exc:
             raise RedisUnavailable(self.url, f"could not start {binary}: {_reason(exc)}") from None
+        atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         client = client_from_url(self.url, retry=None, socket_connect_timeout=0.5)
         try:
@@ -309,6 +315,15 @@ class RedisServer:
             proc.stderr.close()
         if self.unix_socket is not None:
             self.unix_socket.unlink(missing_ok=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -364,7 +379,6 @@ def start_embedded(data_dir: Path | str = DEFAULT_DATA_DIR) -> RedisServer:
         else:
             server.start()
             owner_file.write_text(str(os.getpid()))
-            atexit.register(server.stop)
     _embedded[redis_dir] = server
     return server
 

