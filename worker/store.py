@@ -700,7 +700,23 @@ class DecisionState:
     _calls: int = field(default=0, repr=False)
 
     def loads(self, rep_ids: Sequence[str]) -> dict[str, int]:
-        return self.store.loads(rep_ids)
+        """Loads as this decision's first attempt saw them: its own journaled claims left out.
+
+        So a retry makes the same eligibility calls (capacity) and replays the same claims.
+        """
+        if not rep_ids:
+            return {}
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.hmget(self.store._loads_key, list(rep_ids))
+        pipe.hgetall(self.store._dkey(self.key))
+        values, record = pipe.execute()
+        loads = {rep: int(v) if v else 0 for rep, v in zip(rep_ids, values, strict=True)}
+        for name, entry in record.items():
+            if name.startswith("c:"):
+                rep = json.loads(entry)["o"][0]
+                if rep in loads:
+                    loads[rep] = max(0, loads[rep] - 1)
+        return loads
 
     def _journal(self) -> str:
         self._calls += 1

@@ -86,6 +86,32 @@ def test_journal_replays_each_step_of_a_multi_step_decision(store) -> None:
     assert store.loads(["triage"]) == {"triage": 1}
 
 
+def test_a_retry_sees_the_loads_its_first_attempt_saw(store) -> None:
+    """The engine's capacity pre-check must not count the lead's own earlier claim."""
+    store.set_loads({"ann": 4})
+    capped = [Candidate("ann", capacity=5)]
+
+    def engine(state: RoutingState) -> dict:
+        if state.loads(["ann"])["ann"] >= 5:  # the engine's own eligibility filter
+            return {"owner": "triage", "load": state.assign("triage")}
+        pick = state.pick("inbound", RR, ["ann"], capped)
+        return {"owner": pick.rep_id, "load": pick.load}
+
+    first = engine(store.for_decision(LEAD.at(0)))  # ...and the worker dies before recording
+    retry = store.decide_once(LEAD.at(0), engine)
+    assert first == retry.decision == {"owner": "ann", "load": 5}
+    assert store.loads(["ann", "triage"]) == {"ann": 5, "triage": 0}
+
+
+def test_a_retry_that_goes_another_way_gives_the_earlier_claim_back(store) -> None:
+    store.for_decision(LEAD.at(0)).pick("inbound", RR, TEAM, CANDIDATES)  # ann, then the worker dies
+    assert store.loads(["ann"]) == {"ann": 1}
+    # the config changed meanwhile: the retry assigns the lead to a named rep instead
+    retry = store.decide_once(LEAD.at(0), lambda state: {"owner": "dan", "load": state.assign("dan")})
+    assert retry.decision == {"owner": "dan", "load": 1}
+    assert store.loads([*TEAM, "dan"]) == {"ann": 0, "bob": 0, "cat": 0, "dan": 1}
+
+
 def test_a_second_worker_waits_for_the_first_and_gets_its_decision(store) -> None:
     started, release = threading.Event(), threading.Event()
 

@@ -1,7 +1,9 @@
 -- Claims, atomically and in order: picks from pools (exactly the semantics of
 -- worker.routing.state.choose) and direct assignments. A claim may be journaled under a
--- lead's decision hash: a claim already recorded there is returned, not repeated, so a
--- retried task never claims twice. One call serves one pick or a whole batch.
+-- lead's decision hash: a claim already recorded there for the same target (pool, or rep)
+-- is returned, not repeated, so a retried task never claims twice; one recorded for another
+-- target (the retry went another way) is released and replaced. One call serves one pick
+-- or a whole batch.
 --
 -- KEYS[1] loads hash (rep -> open load); KEYS[2..] pool hashes (s = sequence, last = the
 -- latest rep served, r:<rep> = last served sequence, w:<rep> = smooth weighted score) and
@@ -139,35 +141,52 @@ local function pick(p, strategy, set, cands, weights, caps)
   return out
 end
 
+local function release(rep)
+  ensure_loads({rep})
+  loads[rep] = math.max(0, loads[rep] - 1)
+  loads_dirty[rep] = true
+end
+
 local result = {}
 local requests = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, requests do
   local kind, jkey, jfield = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local out, seen = nil, nil
-  if jkey > 0 then seen = redis.call('HGET', KEYS[jkey], jfield) end
-  if kind == 'p' then
-    local p_idx, strategy, set, n = tonumber(ARGV[i + 3]), ARGV[i + 4], sets[tonumber(ARGV[i + 5])], tonumber(ARGV[i + 6])
-    if not seen then
+  local size = kind == 'p' and 7 + 3 * tonumber(ARGV[i + 6]) or 4
+  local sig = kind == 'p' and ('p:' .. KEYS[tonumber(ARGV[i + 3])]) or ('d:' .. ARGV[i + 3])
+  local out = nil
+  if jkey > 0 then
+    local seen = redis.call('HGET', KEYS[jkey], jfield)
+    if seen then
+      local rec = cjson.decode(seen)
+      if rec.s == sig then
+        out = rec.o
+        out[3] = 1
+      elseif rec.o[1] ~= '' then
+        -- a retry that took another path (e.g. the state changed in between): the earlier
+        -- claim no longer stands, so give its load back before claiming anew
+        release(rec.o[1])
+      end
+    end
+  end
+  if out == nil then
+    if kind == 'p' then
+      local n = tonumber(ARGV[i + 6])
       local cands, weights, caps = {}, {}, {}
       for k = 1, n do
         local j = i + 4 + 3 * k
         cands[k], weights[k], caps[k] = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
       end
-      out = pick(pool_state(p_idx), strategy, set, cands, weights, caps)
+      out = pick(pool_state(tonumber(ARGV[i + 3])), ARGV[i + 4], sets[tonumber(ARGV[i + 5])], cands, weights, caps)
+    else
+      out = {ARGV[i + 3], bump(ARGV[i + 3]), 0}
     end
-    i = i + 7 + 3 * n
-  else
-    if not seen then out = {ARGV[i + 3], bump(ARGV[i + 3]), 0} end
-    i = i + 4
+    if jkey > 0 then
+      redis.call('HSET', KEYS[jkey], jfield, cjson.encode({s = sig, o = out}))
+      redis.call('PEXPIRE', KEYS[jkey], ttl)
+    end
   end
-  if seen then
-    out = cjson.decode(seen)
-    out[3] = 1
-  elseif jkey > 0 then
-    redis.call('HSET', KEYS[jkey], jfield, cjson.encode(out))
-    redis.call('PEXPIRE', KEYS[jkey], ttl)
-  end
+  i = i + size
   result[#result + 1] = out[1]
   result[#result + 1] = out[2]
   result[#result + 1] = out[3]
@@ -175,13 +194,20 @@ for _ = 1, requests do
   for k = 4, #out do result[#result + 1] = out[k] end
 end
 
-local args = {}
+local args, zero = {}, {}
 for rep in pairs(loads_dirty) do
-  args[#args + 1] = rep
-  args[#args + 1] = loads[rep]
+  if loads[rep] > 0 then
+    args[#args + 1] = rep
+    args[#args + 1] = loads[rep]
+  else
+    zero[#zero + 1] = rep
+  end
 end
 for s = 1, #args, 1000 do
   redis.call('HSET', KEYS[1], unpack(args, s, math.min(s + 999, #args)))
+end
+for s = 1, #zero, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(zero, s, math.min(s + 999, #zero)))
 end
 for idx, p in pairs(pools) do
   args = {}
