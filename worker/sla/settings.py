@@ -151,7 +151,7 @@ class Tier(_Model):
             if ladder[j].after <= ladder[j - 1].after:
                 raise PydanticCustomError(
                     "ladder_order",
-                    "step {step} (after {this}) must come later than step {before} (after {prev}); "
+                    "after {this} must be later than the step before it (after {prev}); "
                     "list the steps in increasing 'after'",
                     {"step": j, "before": j - 1, "this": format_duration(ladder[j].after),
                      "prev": format_duration(ladder[j - 1].after)},
