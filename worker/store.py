@@ -13,8 +13,9 @@ pick), and adds:
   lead, runs the engine against a *journaled* view of the state (:class:`DecisionState`),
   and records the result, first one wins. Every pick or assignment made through the view
   is written to the lead's journal in the same script that makes it, so a task that dies
-  after claiming and is retried gets the same pick back and never claims twice. A
-  deliberate re-route opens a new epoch (:meth:`RedisStore.new_epoch`). For batches,
+  after claiming and is retried gets the same pick back and never claims twice (and a
+  retry that takes another path gives the earlier claim back). A deliberate re-route
+  opens a new epoch (:meth:`RedisStore.new_epoch`). For batches,
   :meth:`RedisStore.claim_many` and :meth:`RedisStore.record_many` do the same in one
   pipelined round trip each.
 * Loads: +1/-1 never below zero (:meth:`~RedisStore.adjust_load`), set-all from a

@@ -1,7 +1,7 @@
 """Correct under concurrency, with real processes racing on one Redis.
 
-Each scenario starts N OS processes (forked before connecting, each with its own connection), lines them up
-on a barrier so they really overlap, and checks the shared outcome.
+Each scenario starts N OS processes (from a fork server, each with its own connection),
+lines them up on a barrier so they really overlap, and checks the shared outcome.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def _store(url: str, prefix: str) -> RedisStore:
 
 def _race(target: Callable[..., Any], procs: int, *args: Any) -> list[Any]:
     """Run ``target(barrier, index, *args)`` in ``procs`` processes; their return values."""
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("forkserver")  # clean children even if the test process has threads
+    ctx.set_forkserver_preload([__name__])
     barrier = ctx.Barrier(procs)
     results = ctx.Queue()
     workers = [ctx.Process(target=_run, args=(results, target, barrier, i, *args)) for i in range(procs)]
