@@ -14,11 +14,12 @@ did not create, so:
     True when the suite started the server itself (so flushing it is allowed).
 ``redis_prefix`` (function, ``str``)
     A key prefix unique to the test, e.g. ``t-3f9a1c2b``. Put every key under it (e.g.
-    ``RedisStore(redis_client, prefix=redis_prefix)``); its keys are deleted afterwards.
+    ``RedisStore(redis_client, prefix=redis_prefix)``); on an external ``REDIS_URL``
+    every key starting with it is deleted after the test.
 ``redis_client`` (function, ``redis.Redis``)
     A ``decode_responses=True`` client on a clean namespace: on the suite's own server its
-    database is flushed before the test; on an external ``REDIS_URL`` the test's prefix
-    is cleaned up after it.
+    database is flushed before the test; on an external ``REDIS_URL`` nothing is flushed
+    and isolation comes from ``redis_prefix``.
 """
 
 from __future__ import annotations
@@ -63,8 +64,15 @@ def redis_url(redis_owned: bool, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    return f"t-{uuid4().hex[:8]}"
+def redis_prefix(redis_url: str, redis_owned: bool) -> Iterator[str]:
+    prefix = f"t-{uuid4().hex[:8]}"
+    yield prefix
+    if not redis_owned:  # on someone else's Redis, leave nothing behind (our own is flushed)
+        client = client_from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.unlink(*keys[i : i + 500])
+        client.close()
 
 
 @pytest.fixture
@@ -72,11 +80,5 @@ def redis_client(redis_url: str, redis_owned: bool, redis_prefix: str) -> Iterat
     client = client_from_url(redis_url)
     if redis_owned:
         client.flushdb()
-    try:
-        yield client
-    finally:
-        if not redis_owned:
-            keys = list(client.scan_iter(match=f"{redis_prefix}:*", count=1000))
-            for i in range(0, len(keys), 500):
-                client.unlink(*keys[i : i + 500])
-        client.close()
+    yield client
+    client.close()

@@ -100,7 +100,8 @@ def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> Non
     assert (tmp_path / "redis" / "appendonly.aof").exists()
 
 
-def test_child_processes_share_the_embedded_server(tmp_path) -> None:
+def test_child_processes_share_the_embedded_server(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
     server = redis_conn.start_embedded(tmp_path)
     try:
         client = connect(None, tmp_path)

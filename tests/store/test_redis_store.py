@@ -361,9 +361,9 @@ def test_two_prefixes_share_one_redis_without_seeing_each_other(redis_client, re
     a.schedule("lead", 1)
     a.record(LEAD.at(0), {"owner": "ann"})
     assert b.loads(["ann"]) == {"ann": 0} and b.claim_due(now=10) == [] and b.decision(LEAD.at(0)) is None
-    assert all(k.startswith(f"{redis_prefix}-a:") for k in redis_client.scan_iter(match="*"))
+    assert all(k.startswith(f"{redis_prefix}-a:") for k in redis_client.scan_iter(match=f"{redis_prefix}*"))
     assert b.clear() == 0 and a.clear() > 0
-    assert list(redis_client.scan_iter(match="*")) == []
+    assert list(redis_client.scan_iter(match=f"{redis_prefix}*")) == []
 
 
 def test_prefix_must_be_a_plain_word(redis_client) -> None:
