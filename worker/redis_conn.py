@@ -52,6 +52,7 @@ CONNECT_TIMEOUT = 3.0
 SOCKET_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
 RETRIES = 5
+STARTUP_RETRIES = 3
 
 
 class RedisUnavailable(RuntimeError):
@@ -150,13 +151,18 @@ def connect(url: str | None = None, data_dir: Path | str = DEFAULT_DATA_DIR) -> 
     """The shared Redis: ``url``, else ``$REDIS_URL``, else the embedded server in ``data_dir``.
 
     Raises :class:`RedisUnavailable` (one printable line) if it cannot be reached or started.
+    The start-up probe retries briefly (about half a second) so a user is told at once; the
+    returned client retries with backoff for longer, for blips while running.
     """
     url = url or os.environ.get(ENV_URL) or None
     if url is None:
         url = start_embedded(data_dir).url
-    client = client_from_url(url)
-    check(client, url)
-    return client
+    probe = client_from_url(url, retry=Retry(ExponentialBackoff(cap=0.25, base=0.05), STARTUP_RETRIES))
+    try:
+        check(probe, url)
+    finally:
+        probe.close()
+    return client_from_url(url)
 
 
 # --------------------------------------------------------------------------- server launcher
