@@ -96,7 +96,7 @@ def _mask_pair(match: re.Match[str]) -> str:
     value = match.group(3)
     if value.strip("\"'") == MASK:
         return match.group(0)
-    quote = value[0] if value[:1] in ("\"", "'") else ""
+    quote = value[0] if value[:1] in ('"', "'") else ""
     return f"{match.group(1)}{match.group(2)}{quote}{MASK}{quote}"
 
 
@@ -155,9 +155,7 @@ def redact_value(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {
-            k: (MASK if is_secret_key(k) and v not in (None, "") else redact_value(v, _depth + 1)) for k, v in value.items()
-        }
+        return {k: (MASK if is_secret_key(k) and v not in (None, "") else redact_value(v, _depth + 1)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [redact_value(v, _depth + 1) for v in value]
     if isinstance(value, bytes):

@@ -47,7 +47,7 @@ def lines(out: io.StringIO) -> list[dict[str, object]]:
         ("smtp://mailer:p%40ss-word@smtp.example.com:587", "p%40ss-word"),
         ('{"refresh_token": "rt-9f8e7d6c5b4a", "ok": true}', "rt-9f8e7d6c5b4a"),
         ("{'password': 'two words here'}", "two words here"),
-        ("password=\"quoted value with spaces\"", "quoted value with spaces"),
+        ('password="quoted value with spaces"', "quoted value with spaces"),
         ("sessionId: " + "abcdef0123456789", "abcdef0123456789"),
         ("x-api-key: k-123456789", "k-123456789"),
         ("HUBSPOT_ACCESS_TOKEN=" + HUBSPOT_PAT, HUBSPOT_PAT),
@@ -125,7 +125,10 @@ def test_structlog_lines_are_json_with_bound_context_and_masked_keys(stream: io.
     assert first["level"] == "info"
     assert first["logger"] == "worker.tasks"
     assert {k: first[k] for k in ("lead_id", "crm", "task_id", "config_version")} == {
-        "lead_id": "00Q1", "crm": "salesforce", "task_id": "t-1", "config_version": "cfg-abc",
+        "lead_id": "00Q1",
+        "crm": "salesforce",
+        "task_id": "t-1",
+        "config_version": "cfg-abc",
     }
     assert first["access_token"] == MASK
     assert first["password"] == MASK
