@@ -24,7 +24,6 @@ def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
     configure_logging("DEBUG", "json", stream=out)
     yield out
-    configure_logging("INFO", "json", stream=io.StringIO())  # detach from this test's buffer
 
 
 def lines(out: io.StringIO) -> list[dict[str, object]]:
