@@ -320,7 +320,7 @@ class _Receivers:
         obj = self.settings.hubspot_object
         wanted = {f"{obj}.{kind}" for kind in _HUBSPOT_EVENTS}
         generic = {f"object.{kind}" for kind in _HUBSPOT_EVENTS}
-        type_id = _HUBSPOT_TYPE_IDS.get(obj, obj)
+        type_ids = {obj, _HUBSPOT_TYPE_IDS.get(obj, obj)}  # "0-1" in payloads; "contact" also accepted
         items: list[tuple[str, str]] = []
         ignored = 0
         for index, event in enumerate(events):
@@ -332,7 +332,7 @@ class _Receivers:
             kind = event.get("subscriptionType")
             if not isinstance(kind, str):
                 raise Reject(400, f"event {index} lacks subscriptionType", "bad_payload")
-            relevant = kind in wanted or (kind in generic and str(event.get("objectTypeId", "")) == type_id)
+            relevant = kind in wanted or (kind in generic and str(event.get("objectTypeId", "")) in type_ids)
             if not relevant:
                 ignored += 1
                 continue

@@ -13,6 +13,9 @@ Signature vectors and message shapes come from the vendors' own material:
 * HubSpot v1/v2: the worked examples on HubSpot's "v1 request validation" and "v2 request
   validation" FAQ pages (developers.hubspot.com/docs/faq/v1-request-validation, .../v2-...),
   and the same client-library test data.
+* HubSpot event type names (``contact.creation``, ``contact.propertyChange``, ``object.*``
+  with ``objectTypeId``): the ``eventType`` enum of HubSpot's webhooks OpenAPI spec
+  (``shared/specs/hubspot/webhooks.json``, ``SubscriptionCreateRequest``).
 * Salesforce: the ``notifications``/``notificationsResponse`` elements of the outbound
   messaging WSDL (Salesforce SOAP API Developer Guide, "Understanding the Outbound
   Messaging WSDL"), namespace ``http://soap.sforce.com/2005/09/outbound``.
@@ -154,10 +157,11 @@ def test_events_of_other_objects_and_kinds_are_acknowledged_but_ignored(hubspot:
         event(11, 202, "contact.deletion"),
         event(12, 203, "object.creation", objectTypeId="0-1"),  # the newer generic form, for contacts
         event(13, 204, "object.creation", objectTypeId="0-3"),  # a deal
+        event(14, 205, "contact.restore"),  # a restored contact needs an owner again
     ]
     response = post_hubspot(hubspot, batch)
-    assert response.json() == {"enqueued": 1, "duplicates": 0, "ignored": 3}
-    assert queue.ids == ["203"]
+    assert response.json() == {"enqueued": 2, "duplicates": 0, "ignored": 3}
+    assert queue.ids == ["203", "205"]
 
 
 def test_a_replayed_event_is_enqueued_once(hubspot: str, queue: Queue) -> None:
