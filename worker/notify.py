@@ -661,6 +661,10 @@ class Channel(Protocol):
 _MRKDWN_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _slack_escape(text: str) -> str:
     """Lead data is untrusted: ``<!channel>`` in a company name must not ping a workspace."""
     return text.translate(_MRKDWN_ESCAPES)
@@ -698,9 +702,13 @@ class SlackChannel:
     def blocks(message: Message) -> list[dict[str, Any]]:
         """The Block Kit layout: headline, fact fields, why, identifiers, and a link to the record."""
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": message.headline[:150], "emoji": False}},
+            {"type": "header", "text": {"type": "plain_text", "text": _clip(message.headline, 150), "emoji": False}},
         ]
-        facts = [{"type": "mrkdwn", "text": f"*{label}*\n{_slack_escape(value)}"} for label, value in message.lead.fields()]
+        # Slack rejects the whole message (invalid_blocks) if a field is over 2,000 characters:
+        # a lead with an absurdly long company name must still reach its rep.
+        facts = [
+            {"type": "mrkdwn", "text": f"*{label}*\n{_slack_escape(_clip(value, 300))}"} for label, value in message.lead.fields()
+        ]
         if message.sla_deadline:
             facts.append({"type": "mrkdwn", "text": f"*SLA deadline*\n{_slack_escape(message.deadline_text())}"})
         if facts:

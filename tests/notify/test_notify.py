@@ -232,6 +232,14 @@ def test_slack_escapes_untrusted_lead_data(http_server: ScriptedServer) -> None:
     assert body["blocks"][0]["text"]["type"] == "plain_text"  # shown literally, never parsed
 
 
+def test_absurdly_long_lead_data_is_clipped_to_what_slack_accepts(http_server: ScriptedServer) -> None:
+    msg = notify.assigned(DECISION, {**LEAD, "company": "A" * 5000}, ANA, decision_id="d")
+    assert slack_channel(http_server).send(msg).ok
+    blocks = http_server.requests[0].json()["blocks"]
+    assert len(blocks[0]["text"]["text"]) <= 150
+    assert all(len(f["text"]) <= 2000 for f in blocks[1]["fields"])
+
+
 def test_a_link_to_the_crm_record_becomes_a_button(http_server: ScriptedServer) -> None:
     url = "https://acme.lightning.force.com/lightning/r/Lead/00Q5g000001AbCd/view"
     msg = notify.assigned(DECISION, LEAD, ANA, decision_id="d", url=url)
