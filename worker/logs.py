@@ -233,6 +233,9 @@ def _drop_color_message(_logger: WrappedLogger, _method: str, event_dict: EventD
     return event_dict
 
 
+_LEADING = ("timestamp", "level", "event", "logger")
+
+
 class _LeadrouteHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marker class so reconfiguration replaces our handler and leaves others (pytest's) alone."""
 
@@ -258,7 +261,13 @@ def configure_logging(level: str = "INFO", fmt: str | None = None, *, stream: Te
     ]
     renderer: Processor
     if chosen == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=str)
+        json_renderer = structlog.processors.JSONRenderer(sort_keys=False, default=str)
+
+        def renderer(logger: WrappedLogger, method: str, event_dict: EventDict) -> Any:
+            # Readers scan the same leading fields on every line: when, how bad, what, where.
+            head = {k: event_dict.pop(k) for k in _LEADING if k in event_dict}
+            return json_renderer(logger, method, {**head, **event_dict})
+
     else:
         renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     formatter = structlog.stdlib.ProcessorFormatter(

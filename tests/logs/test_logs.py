@@ -120,6 +120,7 @@ def test_structlog_lines_are_json_with_bound_context_and_masked_keys(stream: io.
         log.info("owner written", owner="rep-7", access_token="at-1234567890", password="hunter2")
     log.info("after the block")
     first, second = lines(stream)
+    assert list(first)[:4] == ["timestamp", "level", "event", "logger"]  # the same leading fields on every line
     assert first["event"] == "owner written"
     assert first["level"] == "info"
     assert first["logger"] == "worker.tasks"
