@@ -106,6 +106,7 @@ def test_the_whole_ladder_on_the_clock_each_step_at_its_minute(
     assert [(n.kind, n.to, n.role) for n in notices[2:]] == [
         ("assigned", "tom", "new_owner"), ("reassigned_from", "sarah", "previous_owner"), ("reassigned_from", "maria", "manager"),
     ]
+    assert notices[2].deadline == minutes(45) and notices[3].deadline == minutes(15)  # each owner's own deadline
     tom = SlaRecord.from_payload(lead, store.timer(timer_id(lead)).payload)
     assert (tom.owner, tom.earlier, tom.reassignments, tom.epoch) == ("tom", ("sarah",), 1, 1)
     assert tom.deadline == minutes(45).timestamp()  # recomputed from the reassignment

@@ -750,13 +750,15 @@ class SlaService:
         pipe.xadd(self.store.key("log"), fields, maxlen=self.store.log_maxlen, approximate=True)
 
     def _notice(self, item: _Item, action: Action, kind: str, to: str | None, role: str, reason: str) -> Notice:
+        """One message; an ``assigned`` notice carries the new owner's own deadline."""
         record = item.record
         step = "x" if action.step is None else str(action.step)
+        deadline = item.new_record.deadline if kind == "assigned" and item.new_record else record.deadline
         return Notice(
             kind=kind, to=to, role=role, lead=record.lead, tier=record.tier, reason=reason,
             notice_id=f"{record.timer_id}#{record.epoch}:{action.kind.value}:{step}:{role}",
             step=None if action.step is None else action.step + 1,
-            deadline=_dt(record.deadline), owner=record.owner, epoch=record.epoch,
+            deadline=_dt(deadline), owner=record.owner, epoch=record.epoch,
             new_owner=item.target, decision=item.decision, fields=item.fields, reassignments=record.reassignments,
         )
 
