@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
     rng = random.Random(42)
-    config = parse_config(yaml.safe_dump(build_config(rng)), "bench.yaml")
+    config = parse_config(yaml.safe_dump(build_config(rng), sort_keys=False), "bench.yaml")
     leads = make_leads(rng, args.leads)
     router = Router(config, InMemoryState())
     at = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)

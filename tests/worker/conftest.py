@@ -1,0 +1,72 @@
+"""A running stack for worker tests: the sandbox CRM, a real Redis, the demo config pointed at both."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from sandbox.run import running
+from worker.config import RoutingConfig, parse_config
+from worker.pending import PendingSet
+from worker.runtime import Runtime
+from worker.store import RedisStore
+
+DEMO_CONFIG = Path("config/routing.yaml")
+FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 1.0, "max_total": 30, "lock_attempts": 3}
+
+
+def routing_test_config(overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], RoutingConfig]:
+    """The demo config with quick retries and generous client-side rate limits (the sandbox keeps its own)."""
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    data = copy.deepcopy(data)
+    sf, hs = data["connectors"]["salesforce"], data["connectors"]["hubspot"]
+    sf["retry"] = hs["retry"] = FAST_RETRY
+    sf["rate_limit"] = {"requests": 2000, "per_seconds": 1, "burst": 200}
+    hs["rate_limit"] = {"requests": 2000, "per_seconds": 10, "burst": 50}
+    hs["search_rate_limit"] = {"requests": 200, "per_seconds": 1, "burst": 20}
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    return data, parse_config(yaml.safe_dump(data, sort_keys=False), "test-routing.yaml")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    with running() as info:
+        yield info
+
+
+@pytest.fixture
+def admin(sandbox: Any) -> Iterator[Any]:
+    client = sandbox.admin
+    client.reset()
+    client.clear_faults()
+    client.reset_usage()
+    client.set_limits(hubspot={"search_per_second": 1000, "ten_second_limit": 100_000})
+    yield client
+    client.clear_faults()
+
+
+@pytest.fixture
+def make_runtime(
+    sandbox: Any, admin: Any, redis_client: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Runtime]]:
+    for name, value in sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    made: list[Runtime] = []
+
+    def make(config: RoutingConfig | None = None) -> Runtime:
+        config = config or routing_test_config()[1]
+        store = RedisStore(redis_client, prefix=redis_prefix)
+        rt = Runtime(config, store, PendingSet(redis_client, redis_prefix))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()

@@ -1,0 +1,159 @@
+"""The sync pipeline against the sandbox CRM over HTTPS and a real Redis, without Celery.
+
+Leads are created in both CRMs, polled, routed, and written back; every lead must end with
+the owner the config dictates, the reason on the record, and its decision in the log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.base import RetriableError
+from worker import pipeline
+from worker.config import parse_config
+from worker.routing.engine import Router
+from worker.routing.state import InMemoryState
+from worker.runtime import Runtime
+from worker.store import LeadRef
+from tests.worker.conftest import routing_test_config
+from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+
+INTAKE_QUEUE = "00G5e000000InTkEAK"
+
+
+def load_leads(rt: Runtime, admin: Any, n: int, seed: int = 7) -> dict[str, dict[str, list[str]]]:
+    """Create ``n`` leads in each CRM; returns the ids and the canonical leads behind them."""
+    leads = list(synthetic_leads(n, seed=seed))
+    sf_map = dict(rt.config.model.connectors.salesforce.fields)
+    hs_map = dict(rt.config.model.connectors.hubspot.fields)
+    sf_ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in leads])
+    hs_ids = admin.hs_load([{"properties": hubspot_contact(lead, hs_map)} for lead in leads])
+    return {"salesforce": {"ids": sf_ids}, "hubspot": {"ids": hs_ids}}
+
+
+def drain(rt: Runtime, crm: str, on_written: Any = None) -> list[pipeline.Handled]:
+    handled: list[pipeline.Handled] = []
+    for _ in range(1000):
+        report = pipeline.route_pending(rt, crm, on_written=on_written)
+        if not report.handled:
+            return handled
+        handled.extend(report.handled)
+    raise AssertionError("pending set never drained")
+
+
+def crm_owner(rt: Runtime, crm: str, owner: str) -> str:
+    return pipeline.owner_crm_id(rt.config, crm, owner)
+
+
+def test_polled_leads_in_both_crms_end_with_the_owner_the_config_dictates(make_runtime: Any, admin: Any) -> None:
+    rt = make_runtime()
+    created = load_leads(rt, admin, 60)
+    for crm in ("salesforce", "hubspot"):
+        polled = pipeline.poll(rt, crm)
+        assert polled >= 60  # ours, plus the seed's leads waiting in intake
+        assert pipeline.poll(rt, crm) == 0  # the watermark moved: nothing is handed out twice
+        handled = drain(rt, crm)
+        assert Counter(h.outcome for h in handled) == {"written": polled}
+        conn = rt.connector(crm)
+        records = conn.fetch(created[crm]["ids"])
+        offline = Router(rt.config, InMemoryState())
+        pools: Counter[str] = Counter()
+        for rid in created[crm]["ids"]:
+            decided = rt.store.decision(LeadRef(crm, rt.object_name(crm), rid).at(0))
+            assert decided is not None, f"no decision logged for {rid}"
+            decision = decided.decision
+            record = records[rid]
+            assert record.owner_id == crm_owner(rt, crm, decision["owner"])
+            reason_field = "Routing_Reason__c" if crm == "salesforce" else "leadroute_reason"
+            assert record.fields.get(reason_field) or admin_reason(admin, crm, rid, reason_field) == decision["reason"][:255]
+            expected = offline.route(dict(record.lead, account_owner=decision["facts"].get("account_owner")),
+                                     at=datetime.fromisoformat(decision["routed_at"]))
+            assert decision["rule"] == expected.rule, rid
+            if decision["target"].startswith("pool "):
+                pools[decision["target"]] += 1
+                assert decision["owner"] in rt.config.pools[decision["target"].removeprefix("pool ")].members
+            else:
+                assert decision["owner"] == expected.owner, rid
+        assert sum(pools.values()) > 0
+
+
+def admin_reason(admin: Any, crm: str, rid: str, field: str) -> Any:
+    if crm == "salesforce":
+        return admin.sf_record("Lead", rid).get(field)
+    return admin.hs_record(rid)["properties"].get(field)
+
+
+def test_a_lead_already_taken_by_a_human_is_left_alone(make_runtime: Any, admin: Any) -> None:
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 3)["salesforce"]["ids"]
+    pipeline.poll(rt, "salesforce")
+    admin.sf_change_owner(ids[0], "0055e000001KiMnAAK")  # kim grabbed it in the CRM
+    handled = {h.lead_id: h.outcome for h in drain(rt, "salesforce")}
+    assert {i: handled[i] for i in ids} == {ids[0]: "not_intake", ids[1]: "written", ids[2]: "written"}
+    assert admin.sf_record("Lead", ids[0])["OwnerId"] == "0055e000001KiMnAAK"
+
+
+def test_a_retried_batch_replays_decisions_and_never_claims_twice(
+    make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "RETRY_DELAY", 0.0)  # failed ids are due again at once
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 20)["hubspot"]["ids"]
+    pipeline.poll(rt, "hubspot")
+    admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/contacts/batch/update", count=50)
+    with pytest.raises(RetriableError):
+        pipeline.route_pending(rt, "hubspot", limit=100)
+    refs = [LeadRef("hubspot", "contacts", rid).at(0) for rid in ids]
+    before = [d.decision["owner"] for d in rt.store.decisions(refs)]
+    loads_after_failure = rt.store.all_loads()
+    admin.clear_faults()
+    handled = drain(rt, "hubspot")
+    assert Counter(h.outcome for h in handled) == {"written": len(handled)}
+    assert set(ids) <= {h.lead_id for h in handled}
+    assert [d.decision["owner"] for d in rt.store.decisions(refs)] == before  # replayed, not re-decided
+    assert rt.store.all_loads() == loads_after_failure  # and not re-claimed
+    assert sum(loads_after_failure.values()) == sum(1 for h in handled if not h.owner.startswith("queue:"))
+
+
+def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error(make_runtime: Any, admin: Any) -> None:
+    data, _ = routing_test_config()
+    kim = next(r for r in data["reps"] if r["id"] == "kim")
+    kim["crm_ids"]["salesforce"] = "0055e000001FoRmAAK"  # a deactivated user: Salesforce refuses it as owner
+    rt = make_runtime(parse_config(yaml.safe_dump(data, sort_keys=False)))
+    manhattan = {"first_name": "Sam", "last_name": "Lee", "email": "sam@bigapple.nyc", "company": "Big Apple",
+                 "country": "US", "state": "NY", "postcode": "10001", "employees": "60"}
+    other = next(iter(synthetic_leads(1, seed=3)))
+    sf_map = dict(rt.config.model.connectors.salesforce.fields)
+    ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in (manhattan, other)])
+    pipeline.poll(rt, "salesforce")
+    handled = {h.lead_id: h for h in drain(rt, "salesforce")}
+    refused = handled[ids[0]]
+    assert refused.outcome == "fallback_after_refusal"
+    assert refused.owner == "queue:triage"
+    assert "INACTIVE_OWNER_OR_USER" in refused.reason
+    assert admin.sf_record("Lead", ids[0])["OwnerId"] == "00G5e000000TriAgeAAA"
+    assert rt.store.all_loads().get("kim", 0) == 0  # the refused claim was released
+    assert handled[ids[1]].outcome == "written"
+
+
+def test_manual_reroute_opens_a_new_epoch_and_moves_the_load(make_runtime: Any, admin: Any) -> None:
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
+    pipeline.poll(rt, "salesforce")
+    first = next(h for h in drain(rt, "salesforce") if h.lead_id == ids[0])
+    before = rt.store.all_loads()
+    result = pipeline.reroute(rt, "salesforce", ids[0], to_rep="lee", why="customer asked", requested_by="ops")
+    assert (result.epoch, result.owner, result.previous_owner) == (1, "lee", first.owner)
+    assert admin.sf_record("Lead", ids[0])["OwnerId"] == "0055e000001LeEpAAK"
+    loads = rt.store.all_loads()
+    if first.owner != "lee":
+        assert loads.get("lee", 0) == before.get("lee", 0) + 1
+        if not first.owner.startswith("queue:"):
+            assert loads.get(first.owner, 0) == before[first.owner] - 1
+    events = [e.kind for e in rt.store.log_for_lead(LeadRef("salesforce", "Lead", ids[0]))]
+    assert "reroute" in events
