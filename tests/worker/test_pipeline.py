@@ -14,13 +14,13 @@ import pytest
 import yaml
 
 from connectors.base import RetriableError
+from tests.worker.conftest import routing_test_config
 from worker import pipeline
 from worker.config import parse_config
 from worker.routing.engine import Router
 from worker.routing.state import InMemoryState
 from worker.runtime import Runtime
 from worker.store import LeadRef
-from tests.worker.conftest import routing_test_config
 from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
 
 INTAKE_QUEUE = "00G5e000000InTkEAK"
