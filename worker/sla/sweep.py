@@ -55,6 +55,7 @@ __all__ = [
     "SlaService",
     "SweepReport",
     "sweep",
+    "tier_of",
 ]
 
 MARK_TTL_MS = 2 * 86_400_000  # how long "this action was done" marks are kept
