@@ -440,6 +440,21 @@ def hs_owner_edit(ctx: Ctx) -> Resp:
     return Resp(200, owner)
 
 
+def start_recording(ctx: Ctx) -> Resp:
+    _app(ctx).recording = []
+    return Resp(200, {"recording": True})
+
+
+def get_recording(ctx: Ctx) -> Resp:
+    return Resp(200, {"exchanges": _app(ctx).recording or []})
+
+
+def stop_recording(ctx: Ctx) -> Resp:
+    app = _app(ctx)
+    exchanges, app.recording = app.recording or [], None
+    return Resp(200, {"exchanges": exchanges})
+
+
 S = A + r"/salesforce/(?P<sobject>\w+)"
 H = A + r"/hubspot/(?P<otype>contacts|companies|notes)"
 
@@ -460,6 +475,9 @@ ROUTES: list[tuple[str, str, str, Any, Any]] = [
     ("PATCH", A + r"/limits", "admin", "limits", patch_limits),
     ("POST", A + r"/limits/reset-usage", "admin", "limits", reset_usage),
     ("POST", A + r"/salesforce/expire-sessions", "admin", "sessions", expire_sessions),
+    ("POST", A + r"/recording", "admin", "recording", start_recording),
+    ("GET", A + r"/recording", "admin", "recording", get_recording),
+    ("DELETE", A + r"/recording", "admin", "recording", stop_recording),
     ("PATCH", A + r"/hubspot/owners/(?P<id>[^/]+)", "admin", "owners", hs_owner_edit),
     ("GET", H, "admin", "hs", hs_list),
     ("POST", H, "admin", "hs", hs_create),

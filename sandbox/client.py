@@ -102,6 +102,16 @@ class AdminClient:
     def expire_sessions(self) -> Any:
         return self.request("POST", "/salesforce/expire-sessions")
 
+    def start_recording(self) -> Any:
+        """Record every API request/response from now on (``stop_recording`` returns them)."""
+        return self.request("POST", "/recording")
+
+    def recording(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/recording")["exchanges"]
+
+    def stop_recording(self) -> list[dict[str, Any]]:
+        return self.request("DELETE", "/recording")["exchanges"]
+
     # Salesforce records and rep actions
     def sf_records(self, sobject: str) -> Any:
         return self.request("GET", f"/salesforce/{sobject}")["records"]

@@ -140,6 +140,43 @@ def _tls_files(directory: Path, host: str) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
+class _CoalescingTransport:
+    """Merges the header and body writes of one response into a single TLS record and syscall.
+
+    uvicorn writes the status line and headers, then the body, as two ``transport.write`` calls;
+    over TLS each becomes its own record and TCP segment, which costs both ends a round of
+    encryption and a system call per response.  Writes made in one event-loop turn are joined.
+    """
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _protocol_class() -> type:
     """uvicorn's HTTP protocol, remembering each connection's transport for the drop fault."""
     try:
@@ -150,6 +187,7 @@ def _protocol_class() -> type:
     class TrackingProtocol(Base):  # type: ignore[misc,valid-type]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self.transport = _CoalescingTransport(transport, self.loop)
             peer = transport.get_extra_info("peername")
             self._sandbox_peer = (peer[0], peer[1]) if peer else None
             if self._sandbox_peer:
@@ -195,7 +233,7 @@ class _Built:
         config = uvicorn.Config(
             self.app, ssl_keyfile=str(key_path), ssl_certfile=str(cert_path), http=_protocol_class(),
             loop="asyncio", lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=75,
-            backlog=2048,
+            backlog=2048, proxy_headers=False, server_header=False,
         )
         self.server = uvicorn.Server(config)
         s = self.state

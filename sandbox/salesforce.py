@@ -294,7 +294,13 @@ def query(ctx: Ctx, include_deleted: bool = False) -> Resp:
         cq = compile_query(q, sf)
     except SoqlError as exc:
         return Resp(400, [{"message": exc.render(q), "errorCode": exc.code}])
-    rows = [r for r in sf.live(cq.sobject, include_deleted) if cq.predicate(r)]
+    if cq.id_filter is not None:
+        found = (sf.by_id.get(i) for i in cq.id_filter)
+        candidates = [f[1] for f in found if f is not None and f[0] == cq.sobject
+                      and (include_deleted or not f[1].get("IsDeleted"))]
+    else:
+        candidates = sf.live(cq.sobject, include_deleted)
+    rows = [r for r in candidates if cq.predicate(r)]
     if cq.count_only:
         return Resp(200, {"totalSize": len(rows), "done": True, "records": []})
     if cq.aggregate:

@@ -111,11 +111,16 @@ class SandboxApp:
 
         self.state = state
         self.counters = Counters()
+        self.recording: list[dict[str, Any]] | None = None  # request/response log, when switched on
         self.routes: dict[str, list[Route]] = {"salesforce": [], "hubspot": [], "oauth": [], "admin": []}
         for module in (salesforce, hubspot, admin):
             for method, pattern, api, name, handler in module.ROUTES:
                 name_fn = name if callable(name) else (lambda _p, n=name: n)
                 self.routes[api].append(Route(method, re.compile(pattern), api, name_fn, handler))
+        self.by_method: dict[tuple[str, str], list[Route]] = defaultdict(list)
+        for api, routes in self.routes.items():
+            for route in routes:
+                self.by_method[(api, route.method)].append(route)
 
     def classify(self, path: str) -> str | None:
         if path.startswith("/services/data"):
@@ -140,10 +145,9 @@ class SandboxApp:
         if scope["type"] != "http":
             return
         method = scope["method"]
-        raw_path = scope["path"]
-        path = raw_path.rstrip("/") or "/"
+        path = scope["path"].rstrip("/") or "/"
         api = self.classify(path)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}  # already lower-case
         body = b""
         if method in ("POST", "PATCH", "PUT", "DELETE"):
             chunks = []
@@ -160,9 +164,10 @@ class SandboxApp:
             return
         host = headers.get("host", "127.0.0.1")
         endpoint = route.name(params)
-        ctx = Ctx(self.state, method, path, params, parse_qs(scope["query_string"].decode("latin-1"),
-                                                               keep_blank_values=True),
-                  headers, body, route.api, endpoint, f"https://{host}", app=self)
+        qs = scope["query_string"]
+        query = parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}
+        ctx = Ctx(self.state, method, path, params, query, headers, body, route.api, endpoint, f"https://{host}",
+                  app=self)
         if api == "admin":
             try:
                 resp = route.handler(ctx)
@@ -198,14 +203,27 @@ class SandboxApp:
             resp.headers.append((b"sforce-limit-info",
                                  f"api-usage={used}/{self.state.limits['salesforce']['daily_api_requests']}".encode()))
         self.counters.add(counter_key, str(resp.status))
+        if self.recording is not None and len(self.recording) < 10_000:
+            self.recording.append(self.exchange(scope, ctx, resp))
         await self.send(send, resp)
+
+    @staticmethod
+    def exchange(scope: dict[str, Any], ctx: Ctx, resp: Resp) -> dict[str, Any]:
+        """One recorded request/response pair (for contract tests against the vendors' OpenAPI specs)."""
+        body = resp.raw.decode("utf-8", "replace") if resp.raw is not None else \
+            ("" if resp.body is None else json.dumps(resp.body))
+        return {
+            "api": ctx.api, "endpoint": ctx.endpoint, "method": ctx.method, "path": scope["path"],
+            "query": scope["query_string"].decode("latin-1"),
+            "request_headers": ctx.headers, "request_body": ctx.body.decode("utf-8", "replace"),
+            "status": resp.status, "response_headers": {k.decode(): v.decode() for k, v in resp.headers},
+            "content_type": resp.content_type.decode(), "response_body": body,
+        }
 
     def match(self, api: str | None, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
         if api is None:
             return None, {}
-        for route in self.routes[api]:
-            if route.method != method:
-                continue
+        for route in self.by_method.get((api, method), ()):
             m = route.pattern.fullmatch(path)
             if m:
                 return route, m.groupdict()

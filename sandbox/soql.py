@@ -502,6 +502,7 @@ class CompiledQuery:
     offset: int | None
     count_only: bool
     aggregate: bool
+    id_filter: tuple[str, ...] | None = None  # ids the WHERE clause restricts to (an index lookup)
 
 
 _TYPE_WORD = {"int": "integer", "double": "double", "currency": "double", "percent": "double",
@@ -763,7 +764,19 @@ def compile_query(query: str, catalog: Catalog) -> CompiledQuery:
     for item in ast.order:
         col = _bind_path(catalog, obj, item.field)
         order.append((col.getter, item.descending, item.nulls_first, col.fields[-1]))
-    return CompiledQuery(obj.name, columns, predicate, order, ast.limit, ast.offset, count_only, aggregate)
+    return CompiledQuery(obj.name, columns, predicate, order, ast.limit, ast.offset, count_only, aggregate,
+                         _id_filter(ast.where))
+
+
+def _id_filter(where: Any) -> tuple[str, ...] | None:
+    """``Id = 'x'`` / ``Id IN (...)`` at the top level (or inside a top-level AND) narrows the scan."""
+    items = where.items if isinstance(where, BoolOp) and where.op == "AND" else (where,)
+    for node in items:
+        if isinstance(node, Comparison) and len(node.field.path) == 1 and node.field.path[0].lower() == "id":
+            lits = node.value if isinstance(node.value, tuple) else (node.value,)
+            if node.op in ("=", "IN") and all(lit.kind == "string" for lit in lits):
+                return tuple(dict.fromkeys(to_sf18(str(lit.value)) for lit in lits))
+    return None
 
 
 def sort_records(rows: list[dict[str, Any]], order: list[tuple[Getter, bool, bool, SfField]]) -> list[dict[str, Any]]:
