@@ -59,7 +59,6 @@ __all__ = ["HubSpotConnector", "HubSpotCredentials", "filter_groups"]
 T = TypeVar("T")
 DEFAULT_API_BASE = "https://api.hubapi.com"
 BATCH_MAX = 100
-SEARCH_RESULT_CAP = 10_000
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 MODIFIED = "lastmodifieddate"
 OWNER = "hubspot_owner_id"
@@ -271,10 +270,16 @@ class HubSpotConnector(Connector):
         return f"HubSpotConnector(object='contacts', api={self.credentials.api_base!r})"
 
     def close(self) -> None:
+        """Close pooled connections (urllib3 2's ``PoolManager.clear`` alone leaves them open)."""
         for api in self._apis:
-            pool = getattr(api.api_client.rest_client, "pool_manager", None)
-            if pool is not None:
-                pool.clear()
+            manager = getattr(api.api_client.rest_client, "pool_manager", None)
+            if manager is None:
+                continue
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    pool.close()
+            manager.clear()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -401,7 +406,7 @@ class HubSpotConnector(Connector):
                     return
                 anchor, after, tie = tie[0] + 1, 0, None  # past the crowded millisecond
                 continue
-            if int(next_after) < SEARCH_RESULT_CAP:
+            if int(next_after) < self.settings.search_result_cap:
                 after = int(next_after)
                 continue
             # the search cap: start a new window where this one ended

@@ -322,7 +322,7 @@ class SalesforceConnector(Connector):
                                      negative_ttl=lookup.negative_ttl)
         self._sleep = sleep
         self._timeout = (settings.timeout.connect, settings.timeout.read)
-        self._http = requests.Session()
+        self._http = _Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
         self._http.mount("https://", adapter)
         self._http.mount("http://", adapter)
@@ -332,6 +332,7 @@ class SalesforceConnector(Connector):
         self._sf: Salesforce | None = None
         self._login_lock = threading.Lock()
         self.logins = 0
+        self._retry_hint: float | None = None
         self._select = self._select_fields()
 
     @classmethod
@@ -375,6 +376,13 @@ class SalesforceConnector(Connector):
         return out
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Every response: remember a Retry-After (simple-salesforce's errors drop headers) and
+        read the daily usage."""
+        if response.status_code in (429, 503):
+            try:
+                self._retry_hint = float(response.headers.get("Retry-After", ""))
+            except ValueError:
+                self._retry_hint = None
         info = response.headers.get("Sforce-Limit-Info")
         if info:
             match = _LIMIT_RE.search(info)
@@ -393,17 +401,22 @@ class SalesforceConnector(Connector):
                 return self._http.post(url, data=creds.token_request(), timeout=self._timeout)
 
             response = self.runner.call("oauth2/token", post)
-            if response.status_code >= 500:
-                raise RetriableError(f"token endpoint answered {response.status_code}", crm=self.name,
-                                     status=response.status_code, code="LOGIN")
+            status = response.status_code
+            if status >= 500 or status in (408, 429):
+                hint = response.headers.get("Retry-After", "")
+                raise RetriableError(f"token endpoint answered {status}", crm=self.name, status=status, code="LOGIN",
+                                     retry_after=float(hint) if hint.replace(".", "", 1).isdigit() else None)
             try:
                 body = response.json()
             except ValueError:
                 body = {}
-            if response.status_code != 200 or "access_token" not in body:
+            if not isinstance(body, dict):
+                code, message = _sf_error(body)
+                body = {"error": code, "error_description": message}
+            if status != 200 or "access_token" not in body:
                 reason = body.get("error_description") or body.get("error") or response.text[:200]
                 raise FatalError(f"Salesforce login ({creds.flow}) refused: {reason}", crm=self.name,
-                                 status=response.status_code, code=str(body.get("error") or "LOGIN_FAILED"))
+                                 status=status, code=str(body.get("error") or "LOGIN_FAILED"))
             token = str(body["access_token"])
             instance = str(body.get("instance_url") or creds.instance_url or "")
             if not instance:
@@ -435,7 +448,9 @@ class SalesforceConnector(Connector):
             if isinstance(exc, SalesforceMalformedRequest | SalesforceRefusedRequest | SalesforceResourceNotFound):
                 return FatalError(message, crm=self.name, code=code, status=status)
             if status >= 500 or status in (408, 420, 429):
-                return RetriableError(message or f"HTTP {status}", crm=self.name, code=code, status=status)
+                hint, self._retry_hint = self._retry_hint, None
+                return RetriableError(message or f"HTTP {status}", crm=self.name, code=code, status=status,
+                                      retry_after=hint if status in (429, 503) else None)
             return FatalError(message or f"HTTP {status}", crm=self.name, code=code, status=status)
         if isinstance(exc, requests.exceptions.SSLError):
             return FatalError(f"TLS failure talking to Salesforce (check LEADROUTE_CA_BUNDLE): {exc}", crm=self.name,
@@ -556,10 +571,13 @@ class SalesforceConnector(Connector):
             CrmUser(id=r["Id"], name=r.get("Name") or "", email=r.get("Email"), active=bool(r.get("IsActive")))
             for r in self._query("SELECT Id, Name, Email, IsActive FROM User ORDER BY Name", "query:users")
         ]
-        queues = [
-            CrmUser(id=r["Id"], name=r.get("Name") or "", email=r.get("Email"), active=True, kind="queue")
-            for r in self._query("SELECT Id, Name, Email FROM Group WHERE Type = 'Queue' ORDER BY Name", "query:queues")
-        ]
+        try:
+            rows = self._query("SELECT Id, Name, Email FROM Group WHERE Type = 'Queue' ORDER BY Name", "query:queues")
+        except FatalError as exc:  # e.g. no permission to read Group: users are still worth having
+            self.log.warning("could not list queues", error=str(exc))
+            rows = []
+        queues = [CrmUser(id=r["Id"], name=r.get("Name") or "", email=r.get("Email"), active=True, kind="queue")
+                  for r in rows]
         return users + queues
 
     def account_owner(self, domain: str) -> str | None:
@@ -703,6 +721,21 @@ class SalesforceConnector(Connector):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+class _Session(requests.Session):
+    """A session whose CA bundle wins over ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``.
+
+    requests lets those variables override ``session.verify`` (they are commonly set to the
+    system store); the sandbox's throwaway CA would then never be trusted. Proxies from the
+    environment still apply.
+    """
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
 
 
 def _connection_id(credentials: SalesforceCredentials) -> str:

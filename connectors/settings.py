@@ -356,6 +356,7 @@ class HubSpotSettings(_ConnectorBase):
     search_rate_limit: RateLimitSettings = RateLimitSettings(requests=5, per_seconds=1.0, burst=1, headroom=0.05)
     write_batch_size: int = Field(default=100, ge=1, le=100)
     search_page_size: int = Field(default=200, ge=1, le=200)
+    search_result_cap: int = Field(default=10_000, ge=200, le=10_000)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,167 @@
+"""The contract every connector keeps, run against both, through the real libraries over HTTPS."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+
+from connectors.base import Connector, OwnerUpdate, Watermark, WriteStatus, create_connector
+from connectors.redact import MASK
+
+from .conftest import Crm
+
+
+def drain(conn: Connector, since: Watermark | None, **kwargs: object) -> tuple[list[str], Watermark | None]:
+    ids: list[str] = []
+    watermark = since
+    for page in conn.changes(since, **kwargs):  # type: ignore[arg-type]
+        ids.extend(r.id for r in page.records)
+        watermark = page.watermark
+    return ids, watermark
+
+
+def test_changes_page_with_watermarks_and_never_repeat(crm: Crm) -> None:
+    first, watermark = drain(crm.connector, None)
+    assert first and len(first) == len(set(first))
+    assert watermark is not None
+
+    again, watermark2 = drain(crm.connector, Watermark.decode(watermark.encode()))
+    assert again == []  # the overlap window re-reads them, the watermark filters them out
+    assert watermark2 is not None
+
+    new = crm.generate(3)
+    crm.touch(first[0])
+    later, _ = drain(crm.connector, watermark2)
+    assert sorted(later) == sorted([*new, first[0]])
+
+
+def test_changes_apply_the_intake_condition(crm: Crm) -> None:
+    ids, _ = drain(crm.connector, None)
+    taken = ids[0]
+    owner, _ = crm.owners()
+    [result] = crm.connector.write_owners([OwnerUpdate(taken, owner, "routed")])
+    assert result.ok
+    if crm.name == "salesforce":
+        crm.acknowledge(taken)  # the default Lead intake is "open, not contacted"
+    remaining, _ = drain(crm.connector, None)
+    assert taken not in remaining
+    everything, _ = drain(crm.connector, None, intake_only=False)
+    assert taken in everything
+    record = crm.connector.fetch([taken])[taken]
+    assert record.needs_routing is False and record.owner_id == owner
+
+
+def test_fetch_returns_fresh_canonical_leads(crm: Crm) -> None:
+    ids = crm.generate(2)
+    crm.delete(ids[1])
+    unknown = "00Q5e0000009zzzEAA" if crm.name == "salesforce" else "987654321"
+    found = crm.connector.fetch([ids[0], ids[1], unknown, "not an id"])
+    assert list(found) == [ids[0]]
+    lead = found[ids[0]].lead
+    assert lead["id"] == ids[0]
+    assert lead["email"] and "@" in lead["email"]
+    assert lead["company"] and lead["country"]
+    assert lead["employees"] is not None and lead["score"] is not None
+
+
+def test_write_owners_reports_each_record(crm: Crm) -> None:
+    ids = crm.generate(5)
+    owner, other = crm.owners()
+    bogus_owner = "0055e000009BoGuSAAA" if crm.name == "salesforce" else "99999999"
+    missing = "00Q5e0000009zzzEAA" if crm.name == "salesforce" else "987654321"
+    updates = [
+        OwnerUpdate(ids[0], owner, "Rule 'enterprise': round robin -> Sarah"),
+        OwnerUpdate(ids[1], other, "Rule 'smb'"),
+        OwnerUpdate(ids[2], bogus_owner, "to nobody"),
+        OwnerUpdate(missing, owner, "gone"),
+        OwnerUpdate(ids[3], owner, None),
+    ]
+    results = crm.connector.write_owners(updates)
+    assert [r.id for r in results] == [u.id for u in updates]
+    assert [r.status for r in results] == [WriteStatus.OK, WriteStatus.OK, WriteStatus.FATAL, WriteStatus.FATAL,
+                                           WriteStatus.OK]
+    assert results[2].code and results[3].code
+    assert crm.owner(ids[0]) == owner and crm.reason(ids[0]) == "Rule 'enterprise': round robin -> Sarah"
+    assert crm.owner(ids[1]) == other
+    assert crm.owner(ids[3]) == owner and crm.reason(ids[3]) is None
+    assert crm.owner(ids[4]) != owner
+
+
+def test_attach_reasons(crm: Crm) -> None:
+    ids = crm.generate(2)
+    results = crm.connector.attach_reasons({ids[0]: "SLA: reminded owner", ids[1]: "SLA: escalated to manager"})
+    assert all(r.ok for r in results)
+    assert crm.reason(ids[0]) == "SLA: reminded owner"
+    assert crm.reason(ids[1]) == "SLA: escalated to manager"
+
+
+def test_read_acks(crm: Crm) -> None:
+    ids = crm.generate(3)
+    crm.acknowledge(ids[0])
+    crm.delete(ids[2])
+    acks = crm.connector.read_acks(ids)
+    assert set(acks) == {ids[0], ids[1]}
+    assert acks[ids[0]].acknowledged is True
+    assert acks[ids[1]].acknowledged is False
+    assert acks[ids[1]].closed is False
+    assert acks[ids[0]].modstamp is not None
+
+
+def test_list_owners(crm: Crm) -> None:
+    owners = crm.connector.list_owners()
+    assert len({o.id for o in owners}) == len(owners)
+    assert any(o.active for o in owners)
+    assert any(not o.active for o in owners)  # the seeds keep a former rep / an archived owner
+    assert all(o.name for o in owners)
+
+
+def test_account_owner_by_domain_is_cached(crm: Crm) -> None:
+    owner = crm.connector.account_owner("globex.com")
+    assert owner
+    before = crm.admin.counters()["total"]
+    assert crm.connector.account_owner("GLOBEX.com") == owner
+    assert crm.connector.account_owner("no-such-company-domain.com") is None
+    assert crm.connector.account_owner("no-such-company-domain.com") is None
+    assert crm.admin.counters()["total"] == before + 1  # one lookup for the unknown domain, then cached
+    assert crm.connector.account_owner("not a domain") is None
+
+
+def test_batches_are_the_largest_the_crm_allows(crm: Crm) -> None:
+    size = crm.connector.write_batch_max
+    ids = crm.generate(size * 2 + 1)
+    owner, _ = crm.owners()
+    results = crm.connector.write_owners([OwnerUpdate(i, owner, "bulk") for i in ids])
+    assert all(r.ok for r in results)
+    assert crm.writes("200") == 3  # 2 full batches and the remainder
+    owners = crm.all_owners()
+    assert all(owners[i] == owner for i in ids)
+
+
+def test_registry_builds_from_the_environment(crm: Crm, sandbox: object, redis_client: object) -> None:
+    conn = create_connector(crm.name, crm.connector.settings, env=sandbox.env())  # type: ignore[attr-defined]
+    try:
+        assert type(conn) is type(crm.connector)
+        assert conn.list_owners()
+    finally:
+        conn.close()
+
+
+def test_no_secret_in_reprs_errors_or_logs(crm: Crm, sandbox: object) -> None:
+    env = sandbox.env()  # type: ignore[attr-defined]
+    secrets = [env["HUBSPOT_ACCESS_TOKEN"], env["SALESFORCE_CLIENT_SECRET"], env["SALESFORCE_PASSWORD"]]
+    with structlog.testing.capture_logs() as logs:
+        crm.connector.list_owners()
+        crm.admin.script_fault("503", api=crm.name, count=1)
+        crm.connector.list_owners()  # a retry is logged
+        bad = {**env, "HUBSPOT_ACCESS_TOKEN": "pat-na1-wrong-token-1234", "SALESFORCE_CLIENT_SECRET": "wrong-secret-1234"}
+        wrong = create_connector(crm.name, crm.connector.settings, env=bad)
+        with pytest.raises(Exception) as info:
+            wrong.list_owners()
+        wrong.close()
+    text = " ".join([repr(crm.connector), repr(getattr(crm.connector, "credentials", "")), str(info.value),
+                     repr(info.value), repr(logs)])
+    assert logs
+    for secret in [*secrets, "pat-na1-wrong-token-1234", "wrong-secret-1234"]:
+        assert secret not in text
+    assert "wrong-secret-1234" not in str(info.value.__context__ or "")
+    assert MASK in str(info.value) or "refused" in str(info.value) or "401" in str(info.value)
