@@ -1,7 +1,9 @@
 """Time helpers shared by both emulators.
 
-Both CRMs expose "modified since" watermarks, so the sandbox keeps one strictly increasing
-millisecond clock: two writes never share a timestamp, which keeps watermark paging exact.
+Both CRMs expose "modified since" watermarks, so the sandbox keeps a millisecond clock that never
+goes backwards (even if the wall clock does).  Like the real CRMs it lets writes in the same
+millisecond share a timestamp — watermark code must cope with ties — while every write to one
+record still moves that record's stamp forward (see :func:`advance`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ _last_ms = 0
 
 
 def now_ms() -> int:
-    """Current epoch milliseconds, strictly greater than any value returned before."""
+    """Current epoch milliseconds, never less than any value returned before."""
     global _last_ms
     with _lock:
-        value = max(int(time.time() * 1000), _last_ms + 1)
+        value = max(int(time.time() * 1000), _last_ms)
         _last_ms = value
         return value
+
+
+def advance(previous: int | None) -> int:
+    """A write stamp for a record last stamped ``previous``: now, but strictly after ``previous``."""
+    global _last_ms
+    now = now_ms()
+    if previous is not None and now <= previous:
+        with _lock:
+            now = previous + 1
+            _last_ms = max(_last_ms, now)
+    return now
 
 
 def wall_ms() -> int:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .clock import hs_datetime, now_ms, parse_date, parse_datetime_ms, wall_ms
+from .clock import advance, hs_datetime, now_ms, parse_date, parse_datetime_ms, wall_ms
 from .ids import correlation_id
 from .schema import HS_MODIFIED_PROPERTY, HS_SINGULAR
 from .server import JSON_HS, Ctx, Resp
@@ -484,7 +484,7 @@ def note_logged(hs: HubSpotStore, contact: dict[str, Any], ts: int, *, sales_act
     if sales_activity:
         props["hs_last_sales_activity_timestamp"] = hs_datetime(ts)
         props["notes_last_contacted"] = hs_datetime(ts)
-    contact["updatedAt"] = now_ms()
+    contact["updatedAt"] = advance(contact["updatedAt"])
     hs.version += 1
 
 

@@ -233,7 +233,7 @@ class _Built:
         config = uvicorn.Config(
             self.app, ssl_keyfile=str(key_path), ssl_certfile=str(cert_path), http=_protocol_class(),
             loop="asyncio", lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=75,
-            backlog=2048, proxy_headers=False, server_header=False,
+            backlog=2048, proxy_headers=False, server_header=False, timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
         s = self.state

@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qs
 
-from .clock import now_ms
+from .clock import wall_ms
 from .ids import KEY_PREFIXES, is_sf_id, sf_type_of, to_sf18
 from .server import Ctx, Resp
 from .soql import CompiledQuery, SoqlError, compile_query, format_value, sort_records
@@ -46,7 +46,7 @@ def authenticate(ctx: Ctx) -> Resp | None:
     session = ctx.state.sessions.get(token) if token else None
     if session is None:
         return invalid_session()
-    if now_ms() >= session.expires_ms:
+    if wall_ms() >= session.expires_ms:
         ctx.state.sessions.pop(session.token, None)
         return invalid_session()
     ctx.session = session
@@ -65,7 +65,7 @@ def charge_api(ctx: Ctx) -> Resp | None:
 def new_session(ctx: Ctx, user_id: str) -> SfSession:
     state = ctx.state
     token = state.sf.org_id[:15] + "!AQ" + secrets.token_urlsafe(72)[:96]
-    issued = now_ms()
+    issued = wall_ms()
     session = SfSession(token, user_id, issued, issued + state.limits["salesforce"]["session_ttl_seconds"] * 1000)
     state.sessions[token] = session
     return session

@@ -650,6 +650,9 @@ def _compile_cmp(cmp: Comparison, col: Column) -> Callable[[dict[str, Any]], boo
     get = col.getter
     op = cmp.op
     lits = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
+    if op == "LIKE" and (f.type not in STRING_TYPES or f.type in ("id", "reference")):
+        raise SoqlError("INVALID_QUERY_FILTER_OPERATOR",
+                        f"invalid operator on field '{f.name}': LIKE needs a text field", cmp.pos)
     for lit in lits:
         _check_literal(f, lit, op)
         if lit.kind == "dateliteral" and op in ("IN", "NOT IN"):

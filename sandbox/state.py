@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .clock import hs_datetime, now_ms, parse_date, parse_datetime_ms, sf_datetime
+from .clock import advance, hs_datetime, now_ms, parse_date, parse_datetime_ms, sf_datetime
 from .faults import Faults, RollingWindow, merge_limits
 from .ids import SfIdFactory, is_sf_id, sf_type_of, to_sf18
 from .schema import (
@@ -266,7 +266,7 @@ class SalesforceStore:
     def apply(self, obj: SfObject, rec: dict[str, Any] | None, values: dict[str, Any], *, actor: str | None,
               auto_assign: bool) -> dict[str, Any]:
         """Create (rec is None) or update a record; stamps and assignment rules applied."""
-        ts = now_ms()
+        ts = advance(rec.get("SystemModstamp") if rec is not None else None)
         creating = rec is None
         if rec is None:
             rec = {"Id": self.ids.new(obj.name), "IsDeleted": False, "CreatedDate": ts,
@@ -308,7 +308,7 @@ class SalesforceStore:
         return None
 
     def touch(self, rec: dict[str, Any], actor: str | None, *, modstamp_only: bool = False) -> None:
-        ts = now_ms()
+        ts = advance(rec.get("SystemModstamp"))
         rec["SystemModstamp"] = ts
         if not modstamp_only:
             rec["LastModifiedDate"] = ts
@@ -541,7 +541,7 @@ class HubSpotStore:
         return problems
 
     def apply(self, otype: str, rec: dict[str, Any] | None, props: dict[str, Any]) -> dict[str, Any]:
-        ts = now_ms()
+        ts = advance(rec["updatedAt"] if rec is not None else None)
         if rec is None:
             rec = {"id": self.new_id(otype), "properties": {}, "createdAt": ts, "updatedAt": ts,
                    "archived": False, "archivedAt": None, "associations": {}}
@@ -569,7 +569,7 @@ class HubSpotStore:
         return rec
 
     def archive(self, rec: dict[str, Any]) -> None:
-        ts = now_ms()
+        ts = advance(rec["updatedAt"])
         rec["archived"] = True
         rec["archivedAt"] = ts
         rec["updatedAt"] = ts
@@ -718,7 +718,6 @@ def generate(state: SandboxState, spec: dict[str, Any]) -> dict[str, int]:
         if sobject not in ("Lead", "Contact"):
             raise ValueError("salesforce generation supports Lead and Contact")
         people = synthetic_people(int(count), seed)
-        stamp = now_ms()
         for p in people:
             raw: dict[str, Any] = {"FirstName": p["first"], "LastName": p["last"], "Email": p["email"]}
             if sobject == "Lead":
@@ -730,8 +729,7 @@ def generate(state: SandboxState, spec: dict[str, Any]) -> dict[str, int]:
                 raw.update({"MailingCountry": p["country"], "MailingState": p["state"]})
             if owner:
                 raw["OwnerId"] = owner
-            state.sf.insert_raw(sobject, raw, stamp=stamp)
-            stamp = max(stamp + 1, now_ms())
+            state.sf.insert_raw(sobject, raw, stamp=now_ms())
         made[f"salesforce.{sobject}"] = int(count)
     for otype, count in hs_spec.items():
         if otype != "contacts":
