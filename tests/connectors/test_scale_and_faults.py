@@ -304,3 +304,51 @@ def test_daily_limit_used_up_hands_the_work_back(make_salesforce: Callable[..., 
     assert time.monotonic() - started < 2  # not hammering, not sleeping an hour
     assert {(r.status, r.code) for r in results} == {(WriteStatus.RETRIABLE, "REQUEST_LIMIT_EXCEEDED")}
     assert calls(admin, SF_WRITE) == 1
+
+
+# ----------------------------------------------------------------------------- dropped connections
+
+
+def test_dropped_connections(crm: Crm) -> None:
+    crm.owners()
+    write = "batch/update" if crm.name == "hubspot" else "composite"
+    crm.admin.script_fault("drop", api=crm.name, endpoint=write, count=2)
+    ids, owner = write_all(crm, crm.connector.write_batch_max * 2)
+    assert crm.writes("dropped") == 2
+    assert crm.writes("200") == 2
+    assert_all_owned(crm, ids, owner)
+
+
+# ----------------------------------------------------------------------------- auth flows and reasons
+
+
+@pytest.mark.parametrize("flow", ["client_credentials", "password"])
+def test_salesforce_auth_flows(flow: str, sandbox: Any, admin: Any) -> None:
+    conn = SalesforceConnector.from_env(sf_settings(), env={**sandbox.env(), "SALESFORCE_AUTH_FLOW": flow})
+    try:
+        assert conn.credentials.flow == flow
+        assert conn.list_owners()
+    finally:
+        conn.close()
+
+
+def test_salesforce_reasons_as_tasks(make_salesforce: Callable[..., SalesforceConnector], admin: Any) -> None:
+    conn = make_salesforce(sf_settings(reason={"field": "Routing_Reason__c", "activity": True}))
+    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    ids = crm.generate(3)
+    owner, _ = crm.owners()
+    results = conn.write_owners([OwnerUpdate(i, owner, f"why {n}") for n, i in enumerate(ids)])
+    assert all(r.ok and r.warning is None for r in results)
+    tasks = {t["WhoId"]: t for t in admin.sf_records("Task")}
+    assert {tasks[i]["Description"] for i in ids} == {"why 0", "why 1", "why 2"}
+    assert calls(admin, "salesforce POST /composite/sobjects", "200") == 1  # one collection for all Tasks
+
+
+def test_hubspot_reasons_as_notes(make_hubspot: Callable[..., HubSpotConnector], admin: Any) -> None:
+    conn = make_hubspot(hs_settings(reason={"activity": True}))
+    crm = Crm("hubspot", conn, admin, HS_WRITE, HS_SEARCH)
+    ids = crm.generate(2)
+    results = conn.attach_reasons({ids[0]: "SLA: escalated", ids[1]: "SLA: reassigned"})
+    assert all(r.ok and r.warning is None for r in results)
+    bodies = sorted(n["properties"]["hs_note_body"] for n in admin.hs_records("notes"))
+    assert bodies == ["SLA: escalated", "SLA: reassigned"]
