@@ -232,7 +232,7 @@ class HubSpotConnector(Connector):
         self.limiter = limiter or bucket("general", settings.rate_limit)
         self.search_limiter = search_limiter or bucket("search", settings.search_rate_limit)
         lookup = settings.account_lookup
-        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:hubspot", ttl=lookup.ttl,
+        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:hubspot:{conn}", ttl=lookup.ttl,
                                      negative_ttl=lookup.negative_ttl)
         self._timeout = (settings.timeout.connect, settings.timeout.read)
         client = HubSpot(

@@ -318,8 +318,9 @@ class SalesforceConnector(Connector):
             else LocalTokenBucket(rate=rate.rate, capacity=rate.burst, sleep=sleep)
         )
         lookup = settings.account_lookup
-        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:salesforce", ttl=lookup.ttl,
-                                     negative_ttl=lookup.negative_ttl)
+        mode = "ac" if lookup.contacts else "a"  # answers differ by lookup mode: never share them
+        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:salesforce:{_connection_id(credentials)}:{mode}",
+                                     ttl=lookup.ttl, negative_ttl=lookup.negative_ttl)
         self._sleep = sleep
         self._timeout = (settings.timeout.connect, settings.timeout.read)
         self._http = _Session()

@@ -165,3 +165,15 @@ def test_no_secret_in_reprs_errors_or_logs(crm: Crm, sandbox: object) -> None:
         assert secret not in text
     assert "wrong-secret-1234" not in str(info.value.__context__ or "")
     assert MASK in str(info.value) or "refused" in str(info.value) or "401" in str(info.value)
+
+
+def test_salesforce_account_owner_through_contacts(make_salesforce: object, admin: object) -> None:
+    from .conftest import sf_settings
+
+    admin.sf_create("Contact", {"LastName": "Buyer", "Email": "buyer@acquired-subsidiary.com",  # type: ignore[attr-defined]
+                                "AccountId": "0015e0000004AccAAE"})
+    plain = make_salesforce()  # type: ignore[operator]
+    assert plain.account_owner("acquired-subsidiary.com") is None
+    with_contacts = make_salesforce(sf_settings(account_lookup={"contacts": True, "ttl": 0, "negative_ttl": 0}))  # type: ignore[operator]
+    assert with_contacts.account_owner("acquired-subsidiary.com") == "0055e000001LeEpAAK"
+    assert with_contacts.account_owner("umbrella.io") == "0055e000001AnAsAAK"  # a bare-domain Website
