@@ -666,20 +666,21 @@ class SalesforceConnector(Connector):
 
     def write_owners(self, updates: Sequence[OwnerUpdate]) -> list[WriteResult]:
         reason = self.settings.reason
-        payloads = []
-        for update in updates:
+        payloads: dict[str, dict[str, Any]] = {}
+        for update in updates:  # the last update of an id wins: a collection refuses duplicate ids
             fields: dict[str, Any] = {"OwnerId": update.owner_id}
             if reason.field and update.reason is not None:
                 fields[reason.field] = self._reason_text(update.reason)
-            payloads.append(self._payload(update.id, **fields))
-        results = self._write(payloads, "composite:owners")
+            payloads[update.id] = self._payload(update.id, **fields)
+        results = self._write(list(payloads.values()), "composite:owners")
         if reason.activity:
             notes = {u.id: u.reason for u in updates if u.reason}
             results = self._add_activities(results, notes)
-        return results
+        by_id = {r.id: r for r in results}
+        return [by_id[u.id] for u in updates]
 
     def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
-        ids = list(reasons)
+        ids = list(dict.fromkeys(reasons))
         setting = self.settings.reason
         if setting.field:
             results = self._write([self._payload(i, **{setting.field: self._reason_text(reasons[i])}) for i in ids],

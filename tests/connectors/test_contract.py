@@ -177,3 +177,12 @@ def test_salesforce_account_owner_through_contacts(make_salesforce: object, admi
     with_contacts = make_salesforce(sf_settings(account_lookup={"contacts": True, "ttl": 0, "negative_ttl": 0}))  # type: ignore[operator]
     assert with_contacts.account_owner("acquired-subsidiary.com") == "0055e000001LeEpAAK"
     assert with_contacts.account_owner("umbrella.io") == "0055e000001AnAsAAK"  # a bare-domain Website
+
+
+def test_duplicate_ids_in_one_batch_last_one_wins(crm: Crm) -> None:
+    ids = crm.generate(2)
+    owner, other = crm.owners()
+    results = crm.connector.write_owners([OwnerUpdate(ids[0], owner), OwnerUpdate(ids[1], owner),
+                                          OwnerUpdate(ids[0], other)])
+    assert [r.id for r in results] == [ids[0], ids[1], ids[0]] and all(r.ok for r in results)
+    assert crm.owner(ids[0]) == other and crm.writes("200") == 1
