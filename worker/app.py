@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
-from celery.signals import beat_init, worker_init, worker_process_init
-from kombu import Queue
+from celery.signals import setup_logging, worker_process_init
+from kombu import Exchange, Queue
 
 QUEUES = ("ingest", "route", "notify", "sla")
 
@@ -54,15 +54,17 @@ def make_app() -> Celery:
         task_time_limit=300,
         task_soft_time_limit=240,
         task_default_queue="route",
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        task_default_exchange="route",
+        task_default_routing_key="route",
         task_routes={
-            "leadroute.poll": {"queue": "ingest"},
-            "leadroute.reconcile_orphans": {"queue": "ingest"},
-            "leadroute.reconcile_loads": {"queue": "ingest"},
-            "leadroute.drain": {"queue": "route"},
-            "leadroute.reroute": {"queue": "route"},
-            "leadroute.notify": {"queue": "notify"},
-            "leadroute.sla_sweep": {"queue": "sla"},
+            "leadroute.poll": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.reconcile_orphans": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.reconcile_loads": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.drain": {"queue": "route", "routing_key": "route"},
+            "leadroute.reroute": {"queue": "route", "routing_key": "route"},
+            "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
+            "leadroute.sla_sweep": {"queue": "sla", "routing_key": "sla"},
         },
         worker_hijack_root_logger=False,
         beat_max_loop_interval=5,
@@ -99,19 +101,16 @@ def _load_checked_config() -> Any:
     return load_config(config_path())
 
 
-@beat_init.connect
-def _configure_beat(sender: Any, **_: Any) -> None:
-    """Beat's schedule comes from the routing config (read before the scheduler starts)."""
+@app.on_after_finalize.connect
+def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
+    """Worker and beat read the routing config at start-up: beat takes its schedule from it,
+    and an invalid file stops either process with a message naming file and line."""
     config = _load_checked_config()
     sla = getattr(config.model, "sla", None)
     sweep = getattr(sla, "sweep_every", None) if sla is not None else None
-    app.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
-
-
-@worker_init.connect
-def _check_config(**_: Any) -> None:
-    """The worker refuses to start on an invalid routing config (the error names file and line)."""
-    _load_checked_config()
+    if sweep is not None and hasattr(sweep, "total_seconds"):
+        sweep = sweep.total_seconds()
+    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
 
 
 @worker_process_init.connect
@@ -120,3 +119,11 @@ def _fresh_runtime(**_: Any) -> None:
     from worker.runtime import set_runtime
 
     set_runtime(None)
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    """structlog for every process (JSON when not on a terminal), secrets redacted."""
+    from worker.logs import configure_from_env
+
+    configure_from_env()

@@ -276,6 +276,26 @@ def reps(config: ConfigOption = None) -> None:
     out.print(table)
 
 
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    config: ConfigOption = None,
+) -> None:
+    """Run the web process: webhook receivers (HubSpot, Salesforce), /healthz and /metrics."""
+    import os
+
+    import uvicorn
+
+    from worker.logs import configure_from_env
+
+    if config is not None:
+        os.environ["LEADROUTE_CONFIG"] = str(config)
+    _runtime(config)  # fail fast, with one line, on a bad config or an unreachable Redis
+    configure_from_env()
+    uvicorn.run("worker.webserver:build_app", factory=True, host=host, port=port, log_config=None)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

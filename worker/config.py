@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.settings import ConnectorsConfig
+from worker.notify import NotificationsConfig
 from worker.routing.conditions import CANONICAL_FIELDS, ConditionError, compile_when
 from worker.routing.state import Strategy
 from worker.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
@@ -222,6 +223,7 @@ class ConfigModel(_Model):
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     connectors: ConnectorsConfig = ConnectorsConfig()
     worker: WorkerSettings = WorkerSettings()
+    notifications: NotificationsConfig = NotificationsConfig()
     rules: tuple[Rule, ...] = ()
     fallback: Fallback
 

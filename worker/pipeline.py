@@ -8,6 +8,7 @@ the same owner again, and ids leave the pending set only once they are handled.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from worker.store import DecisionKey, LeadRef
 
 log = structlog.get_logger("leadroute.pipeline")
 
-LEASE_SECONDS = 120.0
-RETRY_DELAY = 15.0
+LEASE_SECONDS = float(os.environ.get("LEADROUTE_PENDING_LEASE", "120"))
+RETRY_DELAY = float(os.environ.get("LEADROUTE_RETRY_DELAY", "15"))
 WRITTEN_TTL = 7 * 86_400
 
 

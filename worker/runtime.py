@@ -13,6 +13,7 @@ from pathlib import Path
 
 from connectors.base import Connector, create_connector
 from worker.config import RoutingConfig, load_config
+from worker.notify import Notifier
 from worker.pending import PendingSet
 from worker.store import RedisStore
 
@@ -32,6 +33,7 @@ class Runtime:
     store: RedisStore
     pending: PendingSet
     _connectors: dict[str, Connector] = field(default_factory=dict)
+    _notifier: Notifier | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -54,6 +56,14 @@ class Runtime:
                 settings = self.config.model.connectors.enabled().get(crm)
                 self._connectors[crm] = create_connector(crm, settings, redis_client=self.store.client, prefix=self.store.prefix)
             return self._connectors[crm]
+
+    @property
+    def notifier(self) -> Notifier:
+        """The enabled notification channels (secrets from the environment), built on first use."""
+        with self._lock:
+            if self._notifier is None:
+                self._notifier = Notifier.from_config(self.config.model.notifications)
+            return self._notifier
 
     def object_name(self, crm: str) -> str:
         """The CRM object leads live in (``Lead``, ``Contact``, ``contacts``)."""

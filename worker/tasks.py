@@ -116,3 +116,26 @@ def reconcile_loads(self: Task) -> dict[str, int]:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     finally:
         rt.store.release_lock("reconcile-loads", lock)
+
+
+@app.task(name="leadroute.notify", bind=True, max_retries=8)
+def notify(
+    self: Task,
+    crm: str,
+    obj: str,
+    lead_id: str,
+    epoch: int,
+    lead: dict[str, Any] | None = None,
+    sla_deadline: str | None = None,
+) -> bool:
+    """Tell the owner about a new lead; a failing channel is retried, never blocking routing."""
+    from datetime import datetime
+
+    from worker import hooks
+
+    rt = get_runtime()
+    deadline = datetime.fromisoformat(sla_deadline) if sla_deadline else None
+    report = hooks.notify_assigned(rt, DecisionKey(crm, obj, lead_id, epoch), lead, deadline)
+    if report is not None and report.retry:
+        raise self.retry(countdown=max(report.retry_after or 0.0, min(300.0, 2.0 ** self.request.retries)))
+    return report is not None and report.ok

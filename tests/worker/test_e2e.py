@@ -1,0 +1,263 @@
+"""End to end: real Celery worker and beat processes, a real Redis, the sandbox CRM over HTTPS.
+
+Leads are created in both sandbox CRMs through their APIs (the real client libraries); beat
+polls, the worker routes and writes owners back, and a local HTTP endpoint receives the
+signed notification webhooks. The tests then read the CRMs and the store to check that
+every lead ended exactly where the config says, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from hubspot import HubSpot
+from hubspot.crm.contacts import SimplePublicObjectInputForCreate
+from simple_salesforce import Salesforce
+
+from tests.worker.conftest import routing_test_config
+from worker import pipeline
+from worker.config import parse_config
+from worker.routing.engine import Router
+from worker.routing.state import InMemoryState
+from worker.runtime import Runtime
+from worker.store import LeadRef
+from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+
+ROOT = Path(__file__).resolve().parents[2]
+INTAKE_QUEUE = "00G5e000000InTkEAK"
+WEBHOOK_SECRET = "e2e-webhook-secret"
+
+
+class Sink:
+    """A local HTTP endpoint standing in for the generic notification webhook."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def per_lead(self) -> Counter[str]:
+        return Counter(m["lead"]["id"] for m in self.received)
+
+
+class Stack:
+    """The config file, environment and worker/beat processes for one test."""
+
+    def __init__(self, tmp: Path, sandbox: Any, redis_url: str, prefix: str, sink: Sink) -> None:
+        data, _ = routing_test_config({
+            "worker": {"poll_every": "1s", "drain_every": "1s", "reconcile_orphans_every": "1h",
+                       "reconcile_loads_every": "1h"},
+            "notifications": {"channels": ["webhook"], "webhook": {"url": sink.url, "timeout": 5}},
+        })
+        self.config_path = tmp / "routing.yaml"
+        self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.config = parse_config(self.config_path.read_text(), str(self.config_path))
+        self.env = dict(os.environ)
+        self.env.update(sandbox.env())
+        self.env.update({
+            "REDIS_URL": redis_url, "LEADROUTE_PREFIX": prefix, "LEADROUTE_CONFIG": str(self.config_path),
+            "LEADROUTE_WEBHOOK_SECRET": WEBHOOK_SECRET, "LEADROUTE_VISIBILITY_TIMEOUT": "10",
+            "LEADROUTE_PENDING_LEASE": "5", "LEADROUTE_RETRY_DELAY": "1", "LEADROUTE_LOG_FORMAT": "json",
+            "PYTHONPATH": str(ROOT),
+        })
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+        if name == "worker":
+            cmd = [*celery, "worker", "-Q", "ingest,route,notify,sla", "-c", "2", "--pool", "prefork",
+                   "-n", f"e2e-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        else:
+            cmd = [*celery, "beat", "-l", "INFO", "--schedule", str(self.tmp / "beat-schedule")]
+        log = (self.tmp / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            try:
+                self.kill(name, signal.SIGTERM)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self.kill(name, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.tmp.glob("*.log"))
+
+
+@pytest.fixture
+def stack(tmp_path: Path, sandbox: Any, admin: Any, redis_url: str, redis_client: Any, redis_prefix: str,
+          make_runtime: Callable[..., Runtime]) -> Iterator[tuple[Stack, Runtime, Sink]]:
+    sink = Sink()
+    s = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink)
+    rt = make_runtime(s.config)
+    try:
+        yield s, rt, sink
+    finally:
+        s.stop()
+        sink.server.shutdown()
+
+
+def create_through_apis(sandbox: Any, config: Any, n: int, seed: int) -> dict[str, list[str]]:
+    """Create ``n`` leads in each CRM with the real client libraries (not the admin API)."""
+    leads = list(synthetic_leads(n, seed=seed))
+    session = requests.Session()
+    session.verify = str(sandbox.ca_bundle)
+    sf = Salesforce(instance_url=sandbox.salesforce_instance_url, session_id=_sf_token(sandbox, session),
+                    session=session, version=sandbox.env()["SALESFORCE_API_VERSION"])
+    sf_map = dict(config.model.connectors.salesforce.fields)
+    sf_ids: list[str] = []
+    for start in range(0, n, 200):
+        records = [{"attributes": {"type": "Lead"}, **salesforce_lead(lead, sf_map, INTAKE_QUEUE)}
+                   for lead in leads[start:start + 200]]
+        result = sf.restful("composite/sobjects", method="POST",
+                            data=json.dumps({"allOrNone": True, "records": records}),
+                            headers={"Sforce-Auto-Assign": "FALSE"})
+        sf_ids.extend(r["id"] for r in result)
+    hs = HubSpot(access_token=sandbox.env()["HUBSPOT_ACCESS_TOKEN"], host=sandbox.hubspot_base_url,
+                 ssl_ca_cert=str(sandbox.ca_bundle))
+    hs_map = dict(config.model.connectors.hubspot.fields)
+    hs_ids = [
+        hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties=hubspot_contact(lead, hs_map))).id
+        for lead in leads
+    ]
+    return {"salesforce": sf_ids, "hubspot": hs_ids}
+
+
+def _sf_token(sandbox: Any, session: requests.Session) -> str:
+    env = sandbox.env()
+    response = session.post(f"{env['SALESFORCE_LOGIN_URL']}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": env["SALESFORCE_CLIENT_ID"],
+        "client_secret": env["SALESFORCE_CLIENT_SECRET"],
+    })
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, stack: Stack, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}\n{stack.logs()}")
+
+
+def decided(rt: Runtime, crm: str, ids: list[str]) -> int:
+    refs = [LeadRef(crm, rt.object_name(crm), i).at(0) for i in ids]
+    written = rt.store.client.mget([rt.store.key("written", k.crm, k.object, k.lead_id, 0) for k in refs])
+    return sum(1 for w in written if w)
+
+
+def assert_routed_as_configured(rt: Runtime, crm: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each lead's CRM owner is its decision's owner, the reason is written, and the rule is the config's."""
+    records = rt.connector(crm).fetch(ids)
+    offline = Router(rt.config, InMemoryState())
+    reason_field = "Routing_Reason__c" if crm == "salesforce" else "leadroute_reason"
+    decisions = {}
+    for rid in ids:
+        found = rt.store.decisions_for_lead(LeadRef(crm, rt.object_name(crm), rid))
+        assert len(found) == 1, f"{rid}: {len(found)} decisions"
+        decision = found[0].decision
+        record = records[rid]
+        assert record.owner_id == pipeline.owner_crm_id(rt.config, crm, decision["owner"]), rid
+        assert record.fields.get(reason_field) == decision["reason"][:255], rid
+        expected = offline.route(dict(record.lead, account_owner=decision["facts"].get("account_owner")),
+                                 at=datetime.fromisoformat(decision["routed_at"]))
+        assert decision["rule"] == expected.rule, rid
+        if decision["target"].startswith("pool "):
+            assert decision["owner"] in rt.config.pools[decision["target"].removeprefix("pool ")].members
+        else:
+            assert decision["owner"] == expected.owner, rid
+        decisions[rid] = decision
+    return decisions
+
+
+def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_once(stack: Any, sandbox: Any) -> None:
+    s, rt, sink = stack
+    created = create_through_apis(sandbox, rt.config, 1000, seed=11)
+    s.start("worker")
+    s.start("beat")
+    every = created["salesforce"] + created["hubspot"]
+    wait_until(lambda: decided(rt, "salesforce", created["salesforce"]) + decided(rt, "hubspot", created["hubspot"])
+               == len(every), 240, s, "2,000 owners written")
+    rep_owned = 0
+    for crm, ids in created.items():
+        decisions = assert_routed_as_configured(rt, crm, ids)
+        rep_owned += sum(1 for d in decisions.values() if d["owner_kind"] == "rep")
+        for rid, decision in decisions.items():
+            wanted = 1 if decision["owner_kind"] == "rep" else 0
+            wait_until(lambda rid=rid, wanted=wanted: sink.per_lead()[rid] >= wanted, 60, s, f"notification {rid}")
+    time.sleep(2)  # any duplicate would have arrived by now
+    per_lead = sink.per_lead()
+    assert all(per_lead[rid] <= 1 for rid in every), "a lead was notified twice"
+    assert sum(per_lead[rid] for rid in every) == rep_owned
+    assert sum(rt.store.loads(list(rt.config.reps)).values()) >= rep_owned
+
+
+def test_killing_the_worker_mid_batch_loses_nothing_and_claims_nothing_twice(stack: Any, admin: Any) -> None:
+    s, rt, _ = stack
+    sf_map = dict(rt.config.model.connectors.salesforce.fields)
+    admin.patch_faults(latency_ms=40)  # slow the CRM so the kill lands mid-batch
+    ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in synthetic_leads(400, seed=5)])
+    s.start("worker")
+    s.start("beat")
+    wait_until(lambda: decided(rt, "salesforce", ids) >= 40, 120, s, "the first owners")
+    s.kill("worker")
+    assert decided(rt, "salesforce", ids) < len(ids), "the kill came too late to test anything"
+    s.start("worker")
+    wait_until(lambda: decided(rt, "salesforce", ids) == len(ids), 240, s, "every owner after the restart")
+    decisions = assert_routed_as_configured(rt, "salesforce", ids)
+    claims = Counter(d["owner"] for d in decisions.values() if d["owner_kind"] == "rep")
+    loads = rt.store.loads(list(rt.config.reps))
+    seed_leads = sum(loads.values()) - sum(claims.values())
+    assert 0 <= seed_leads <= 8, f"loads {loads} do not match one claim per lead {claims}"
+    for rep, n in claims.items():
+        assert n <= loads[rep] <= n + seed_leads
+
+
+def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: Any) -> None:
+    s, rt, _ = stack
+    s.start("worker")
+    s.start("beat")
+    hs_map = dict(rt.config.model.connectors.hubspot.fields)
+    admin.set_faults(error_503_rate=1.0, apis=["hubspot"])
+    ids = admin.hs_load([{"properties": hubspot_contact(lead, hs_map)} for lead in synthetic_leads(150, seed=9)])
+    time.sleep(6)
+    assert decided(rt, "hubspot", ids) == 0
+    admin.clear_faults()
+    wait_until(lambda: decided(rt, "hubspot", ids) == len(ids), 180, s, "the backlog to drain")
+    assert_routed_as_configured(rt, "hubspot", ids)
