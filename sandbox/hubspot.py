@@ -95,7 +95,8 @@ def rate_limited(state: SandboxState, policy: str, retry_after_s: int, injected:
     headers = rate_headers(state, now, interval=policy != "SECONDLY")
     if policy == "TEN_SECONDLY_ROLLING" and not injected:
         headers = [(k, b"0") if k == b"x-hubspot-ratelimit-remaining" else (k, v) for k, v in headers]
-    headers.append((b"retry-after", str(max(1, retry_after_s)).encode()))
+    if policy != "DAILY":  # waiting until midnight is not a retry; urllib3 would sleep for hours
+        headers.append((b"retry-after", str(max(1, retry_after_s)).encode()))
     return Resp(429, body, headers=headers, content_type=JSON_HS)
 
 
