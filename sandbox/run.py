@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -288,10 +289,26 @@ def serve(port: int = 0, seed: Path | None = None, env_file: Path | None = None,
             print("Press Ctrl-C to stop.", file=sys.stderr)
 
     threading.Thread(target=announce, daemon=True).start()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; with these
+    # handlers that ends in an exception here (so the temporary CA files are removed), not a kill.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         built.server.run(sockets=[built.sock])
+    except KeyboardInterrupt:
+        pass
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
     finally:
         built.cleanup()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 @contextlib.contextmanager
