@@ -122,6 +122,13 @@ def _lead_with_account(rt: Runtime, crm: str, record: CrmRecord) -> dict[str, An
     return lead
 
 
+def _owner_matches(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any]) -> bool:
+    try:
+        return record.owner_id == owner_crm_id(rt.config, crm, decision["owner"])
+    except OwnerNotMapped:
+        return False
+
+
 def _written_key(rt: Runtime, key: DecisionKey) -> str:
     return rt.store.key("written", key.crm, key.object, key.lead_id, key.epoch)
 
@@ -182,14 +189,20 @@ def route_pending(
     keys = [ref.at(epoch) for ref, epoch in zip(refs, epochs, strict=True)]
     written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
     to_write: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
+    to_finish: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
     for record, key, already in zip(routable, keys, written, strict=True):
         if already:
             report.handled.append(Handled(record.id, "already_routed", key.epoch))
             done.append(record.id)
             continue
         if not record.needs_routing and key.epoch == 0:
+            recorded = rt.store.decision(key)
+            if recorded is not None and _owner_matches(rt, crm, record, recorded.decision):
+                # our own write landed but the worker died before noting it: finish the job
+                to_finish.append((record, key, recorded.decision))
+                continue
             report.handled.append(Handled(record.id, "not_intake", key.epoch, record.owner_id))
-            unwritten = rt.store.decision(key)
+            unwritten = recorded
             if (
                 unwritten is not None
                 and unwritten.decision.get("owner_kind") == "rep"
@@ -202,6 +215,8 @@ def route_pending(
         decision = decide(rt, key, _lead_with_account(rt, crm, record))
         to_write.append((record, key, decision))
     retry: list[str] = []
+    for record, key, decision in to_finish:
+        _mark_written(rt, crm, record, key, decision, report, done, first_seen, on_written)
     _write_back(rt, crm, to_write, report, done, retry, first_seen, on_written)
     rt.pending.done(crm, done)
     if retry:

@@ -157,3 +157,24 @@ def test_manual_reroute_opens_a_new_epoch_and_moves_the_load(make_runtime: Any, 
             assert loads.get(first.owner, 0) == before[first.owner] - 1
     events = [e.kind for e in rt.store.log_for_lead(LeadRef("salesforce", "Lead", ids[0]))]
     assert "reroute" in events
+
+
+def test_a_write_that_landed_before_the_worker_died_is_finished_not_redone(make_runtime: Any, admin: Any) -> None:
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
+    pipeline.poll(rt, "salesforce")
+    first = next(h for h in drain(rt, "salesforce") if h.lead_id == ids[0])
+    key = LeadRef("salesforce", "Lead", ids[0]).at(0)
+    rt.store.client.delete(rt.store.key("written", "salesforce", "Lead", ids[0], 0))  # died before noting it
+    loads = rt.store.all_loads()
+    admin.clear_counters()
+    rt.pending.add("salesforce", [ids[0]], "reconcile")
+    finished: list[str] = []
+    (again,) = drain(rt, "salesforce", on_written=lambda crm, record, decision, handled: finished.append(record.id))
+    assert (again.outcome, again.owner) == ("written", first.owner)
+    assert finished == [ids[0]]  # the notification and SLA clock still happen
+    assert rt.store.all_loads() == loads
+    calls = admin.counters()["endpoints"]
+    assert "salesforce PATCH /composite/sobjects" not in calls  # no second owner write
+    assert calls  # (the counters did record the fetch)
+    assert rt.store.decision(key) is not None
