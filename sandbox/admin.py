@@ -67,12 +67,12 @@ def full_state(ctx: Ctx) -> Resp:
 
 
 def reset(ctx: Ctx) -> Resp:
+    """Back to the seed the sandbox started with, or to the seed given in the body (this time only)."""
     body = _obj(ctx)
-    if "seed" in body:
-        if not isinstance(body["seed"], dict):
-            raise ValueError("seed must be an object")
-        ctx.state.seed = body["seed"]
-    ctx.state.reset()
+    seed = body.get("seed")
+    if seed is not None and not isinstance(seed, dict):
+        raise ValueError("seed must be an object")
+    ctx.state.reset(seed)
     _app(ctx).counters.clear()
     return Resp(200, {"ok": True})
 

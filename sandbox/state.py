@@ -616,9 +616,9 @@ class SandboxState:
         self.sessions: dict[str, SfSession] = {}
         self.reset()
 
-    def reset(self) -> None:
-        """Reload the seed; clears faults, usage counters and query cursors (sessions survive)."""
-        seed = copy.deepcopy(self.seed)
+    def reset(self, seed: dict[str, Any] | None = None) -> None:
+        """Reload the start-up seed (or ``seed``); clears faults, usage and query cursors (sessions survive)."""
+        seed = copy.deepcopy(self.seed if seed is None else seed)
         sf_seed = seed.get("salesforce") or {}
         hs_seed = seed.get("hubspot") or {}
         self.sf = SalesforceStore(sf_seed)

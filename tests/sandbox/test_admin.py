@@ -26,9 +26,11 @@ def first_lead(sf: Salesforce) -> dict[str, object]:
 
 def test_rep_changes_a_status_and_the_poller_sees_it(sf: Salesforce, admin: AdminClient) -> None:
     before = first_lead(sf)
+    watermark = sf.query("SELECT SystemModstamp FROM Lead ORDER BY SystemModstamp DESC LIMIT 1")["records"][0]
+    time.sleep(0.002)
     admin.sf_set_status(str(before["Id"]), "Working - Contacted")
     after = sf.query(f"SELECT Id, Status, SystemModstamp FROM Lead WHERE SystemModstamp > "
-                     f"{str(before['SystemModstamp']).replace('+0000', 'Z')}")["records"]
+                     f"{watermark['SystemModstamp'].replace('+0000', 'Z')}")["records"]
     assert [(r["Id"], r["Status"]) for r in after] == [(before["Id"], "Working - Contacted")]
     with pytest.raises(AdminError) as info:
         admin.sf_set_status(str(before["Id"]), "Daydreaming")
