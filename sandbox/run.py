@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -202,6 +203,11 @@ def _protocol_class() -> type:
     return TrackingProtocol
 
 
+def _quiet_shutdown(record: logging.LogRecord) -> bool:
+    """Idle keep-alive TLS connections outlive the graceful-shutdown timeout; that is not an error."""
+    return "timeout graceful shutdown exceeded" not in record.getMessage()
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -237,6 +243,7 @@ class _Built:
             backlog=2048, proxy_headers=False, server_header=False, timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
+        logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown)
         s = self.state
         connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
         self.info = SandboxInfo(
