@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class SandboxInfo:
     salesforce_security_token: str
     hubspot_access_token: str
     hubspot_portal_id: int
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def base_url(self) -> str:
