@@ -384,21 +384,28 @@ class RedisStore:
                 raise DecisionBusy(f"lead {key} is being decided by another worker")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+        state = DecisionState(self, key)
         try:
-            decision = compute(DecisionState(self, key))
+            decision = compute(state)
         except BaseException:
             self._unlock(keys=[lease_key], args=[token, ""])  # let a retry start at once
             raise
-        return self.record(key, decision, token=token)
+        return self.record(key, decision, token=token, claims_used=state.calls)
 
-    def record(self, key: DecisionKey, decision: Mapping[str, Any], *, token: str = "") -> Decided:
+    def record(
+        self, key: DecisionKey, decision: Mapping[str, Any], *, token: str = "", claims_used: int | None = None
+    ) -> Decided:
         """Record ``decision`` for ``key`` unless one is recorded already (which is returned)."""
-        keys, args = self._record_call(key, decision, token)
+        keys, args = self._record_call(key, decision, token, claims_used)
         fresh, payload, entry_id = self._record(keys=keys, args=args)
         return Decided(key, json.loads(payload), bool(fresh), entry_id)
 
-    def _record_call(self, key: DecisionKey, decision: Mapping[str, Any], token: str) -> tuple[list[str], list[object]]:
-        keys = [self._dkey(key), self._lease_key(key), self.key("log")]
+    def _record_call(
+        self, key: DecisionKey, decision: Mapping[str, Any], token: str, claims_used: int | None = None
+    ) -> tuple[list[str], list[object]]:
+        """``claims_used``: how many journaled claims the recorded compute made; any beyond
+        them were made by an earlier attempt that died and took another path, and are released."""
+        keys = [self._dkey(key), self._lease_key(key), self.key("log"), self._loads_key]
         args: list[object] = [
             _dumps(decision),
             token,
@@ -406,6 +413,7 @@ class RedisStore:
             self.log_maxlen,
             str(key.lead),
             key.epoch,
+            "" if claims_used is None else int(claims_used),
         ]
         return keys, args
 
@@ -718,6 +726,11 @@ class DecisionState:
                 if rep in loads:
                     loads[rep] = max(0, loads[rep] - 1)
         return loads
+
+    @property
+    def calls(self) -> int:
+        """How many claims (picks and assignments) this compute made so far."""
+        return self._calls
 
     def _journal(self) -> str:
         self._calls += 1

@@ -112,6 +112,16 @@ def test_a_retry_that_goes_another_way_gives_the_earlier_claim_back(store) -> No
     assert store.loads([*TEAM, "dan"]) == {"ann": 0, "bob": 0, "cat": 0, "dan": 1}
 
 
+def test_claims_a_dead_attempt_made_beyond_what_the_retry_needed_are_given_back(store) -> None:
+    first = store.for_decision(LEAD.at(0))  # claims ann, then assigns a backup, then the worker dies
+    first.pick("inbound", RR, TEAM, CANDIDATES)
+    first.assign("dan")
+    assert store.loads(["ann", "dan"]) == {"ann": 1, "dan": 1}
+    retry = store.decide_once(LEAD.at(0), route)  # the retry stops after the pick
+    assert retry.decision["owner"] == "ann"
+    assert store.loads(["ann", "dan"]) == {"ann": 1, "dan": 0}
+
+
 def test_a_second_worker_waits_for_the_first_and_gets_its_decision(store) -> None:
     started, release = threading.Event(), threading.Event()
 

@@ -172,7 +172,7 @@ def wait_until(check: Callable[[], bool], timeout: float, stack: Stack, what: st
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}\n{stack.logs()}")
 
 
@@ -182,10 +182,11 @@ def decided(rt: Runtime, crm: str, ids: list[str]) -> int:
     return sum(1 for w in written if w)
 
 
-def assert_routed_as_configured(rt: Runtime, crm: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+def assert_routed_as_configured(rt: Runtime, admin: Any, crm: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     """Each lead's CRM owner is its decision's owner, the reason is written, and the rule is the config's."""
     records = rt.connector(crm).fetch(ids)
-    offline = Router(rt.config, InMemoryState())
+    stored = {r["Id"] if crm == "salesforce" else r["id"]: r for r in
+              (admin.sf_records("Lead") if crm == "salesforce" else admin.hs_records())}
     reason_field = "Routing_Reason__c" if crm == "salesforce" else "leadroute_reason"
     decisions = {}
     for rid in ids:
@@ -194,19 +195,23 @@ def assert_routed_as_configured(rt: Runtime, crm: str, ids: list[str]) -> dict[s
         decision = found[0].decision
         record = records[rid]
         assert record.owner_id == pipeline.owner_crm_id(rt.config, crm, decision["owner"]), rid
-        assert record.fields.get(reason_field) == decision["reason"][:255], rid
-        expected = offline.route(dict(record.lead, account_owner=decision["facts"].get("account_owner")),
-                                 at=datetime.fromisoformat(decision["routed_at"]))
-        assert decision["rule"] == expected.rule, rid
+        fields = stored[rid] if crm == "salesforce" else stored[rid]["properties"]
+        assert fields.get(reason_field) == decision["reason"][:255], rid
+        lead = dict(record.lead, account_owner=decision["facts"].get("account_owner"))
+        expected = Router(rt.config, InMemoryState()).route(lead, at=datetime.fromisoformat(decision["routed_at"]))
+        pool_was_full = "had nobody available" in decision["reason"] and expected.target.startswith("pool ")
+        assert decision["rule"] == expected.rule or pool_was_full, (rid, decision["reason"], expected.reason)
         if decision["target"].startswith("pool "):
             assert decision["owner"] in rt.config.pools[decision["target"].removeprefix("pool ")].members
-        else:
+        elif not pool_was_full:
             assert decision["owner"] == expected.owner, rid
         decisions[rid] = decision
     return decisions
 
 
-def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_once(stack: Any, sandbox: Any) -> None:
+def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_once(
+    stack: Any, sandbox: Any, admin: Any
+) -> None:
     s, rt, sink = stack
     created = create_through_apis(sandbox, rt.config, 1000, seed=11)
     s.start("worker")
@@ -216,7 +221,7 @@ def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_o
                == len(every), 240, s, "2,000 owners written")
     rep_owned = 0
     for crm, ids in created.items():
-        decisions = assert_routed_as_configured(rt, crm, ids)
+        decisions = assert_routed_as_configured(rt, admin, crm, ids)
         rep_owned += sum(1 for d in decisions.values() if d["owner_kind"] == "rep")
         for rid, decision in decisions.items():
             wanted = 1 if decision["owner_kind"] == "rep" else 0
@@ -231,22 +236,21 @@ def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_o
 def test_killing_the_worker_mid_batch_loses_nothing_and_claims_nothing_twice(stack: Any, admin: Any) -> None:
     s, rt, _ = stack
     sf_map = dict(rt.config.model.connectors.salesforce.fields)
-    admin.patch_faults(latency_ms=40)  # slow the CRM so the kill lands mid-batch
-    ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in synthetic_leads(400, seed=5)])
+    admin.patch_faults(latency_ms=250, apis=["salesforce"])  # slow the CRM so the kill lands mid-batch
+    ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in synthetic_leads(1000, seed=5)])
     s.start("worker")
     s.start("beat")
-    wait_until(lambda: decided(rt, "salesforce", ids) >= 40, 120, s, "the first owners")
+    wait_until(lambda: decided(rt, "salesforce", ids) >= 1, 120, s, "the first owners")
     s.kill("worker")
     assert decided(rt, "salesforce", ids) < len(ids), "the kill came too late to test anything"
     s.start("worker")
     wait_until(lambda: decided(rt, "salesforce", ids) == len(ids), 240, s, "every owner after the restart")
-    decisions = assert_routed_as_configured(rt, "salesforce", ids)
-    claims = Counter(d["owner"] for d in decisions.values() if d["owner_kind"] == "rep")
-    loads = rt.store.loads(list(rt.config.reps))
-    seed_leads = sum(loads.values()) - sum(claims.values())
-    assert 0 <= seed_leads <= 8, f"loads {loads} do not match one claim per lead {claims}"
-    for rep, n in claims.items():
-        assert n <= loads[rep] <= n + seed_leads
+    assert_routed_as_configured(rt, admin, "salesforce", ids)
+    everyone = [r["Id"] for r in admin.sf_records("Lead")]  # ours and the seed's leads
+    recorded = [d for d in rt.store.decisions([LeadRef("salesforce", "Lead", i).at(0) for i in everyone]) if d]
+    claims = Counter(d.decision["owner"] for d in recorded if d.decision["owner_kind"] == "rep")
+    loads = {rep: n for rep, n in rt.store.loads(list(rt.config.reps)).items() if n}
+    assert loads == dict(claims), f"a lead's claim was counted twice or lost: loads {loads}, claims {dict(claims)}"
 
 
 def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: Any) -> None:
@@ -260,4 +264,4 @@ def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: 
     assert decided(rt, "hubspot", ids) == 0
     admin.clear_faults()
     wait_until(lambda: decided(rt, "hubspot", ids) == len(ids), 180, s, "the backlog to drain")
-    assert_routed_as_configured(rt, "hubspot", ids)
+    assert_routed_as_configured(rt, admin, "hubspot", ids)
