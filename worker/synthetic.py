@@ -63,25 +63,33 @@ def to_crm_fields(lead: Mapping[str, Any], field_map: Mapping[str, str], extra: 
     return body
 
 
+NUMERIC = ("employees", "annual_revenue", "score")
+
+
+def _crm_ready(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """CRMs reject text in numeric fields: keep plain numbers, drop the rest (left unknown)."""
+    out = dict(lead)
+    for name in NUMERIC:
+        if name in out:
+            text = str(out[name]).replace(",", "").strip()
+            if text.isdigit():
+                out[name] = int(text)
+            else:
+                out.pop(name)
+    return out
+
+
 def salesforce_lead(lead: Mapping[str, Any], field_map: Mapping[str, str], owner_id: str) -> dict[str, Any]:
-    """A Salesforce Lead body: required LastName/Company, numbers as numbers, owned by the intake queue."""
-    body = to_crm_fields(lead, field_map, {
+    """A Salesforce Lead body: required LastName/Company, owned by the intake queue."""
+    return to_crm_fields(_crm_ready(lead), field_map, {
         "FirstName": lead.get("first_name"), "LastName": lead.get("last_name") or "Unknown",
         "Company": lead.get("company") or "Unknown", "Status": "Open - Not Contacted", "OwnerId": owner_id,
     })
-    for name, value in list(body.items()):
-        if name in ("NumberOfEmployees", "Lead_Score__c", "AnnualRevenue"):
-            text = str(value).replace(",", "")
-            if text.isdigit():
-                body[name] = int(text)
-            else:
-                body.pop(name)  # Salesforce rejects non-numbers in numeric fields; leave it unknown
-    return body
 
 
 def hubspot_contact(lead: Mapping[str, Any], field_map: Mapping[str, str]) -> dict[str, Any]:
     """HubSpot contact properties (every property is text), new and unowned."""
-    props = to_crm_fields(lead, field_map, {
+    props = to_crm_fields(_crm_ready(lead), field_map, {
         "firstname": lead.get("first_name"), "lastname": lead.get("last_name"), "hs_lead_status": "NEW",
     })
     return {k: str(v) for k, v in props.items() if v is not None}

@@ -136,6 +136,7 @@ def create_through_apis(sandbox: Any, config: Any, n: int, seed: int) -> dict[st
     leads = list(synthetic_leads(n, seed=seed))
     session = requests.Session()
     session.verify = str(sandbox.ca_bundle)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
     sf = Salesforce(instance_url=sandbox.salesforce_instance_url, session_id=_sf_token(sandbox, session),
                     session=session, version=sandbox.env()["SALESFORCE_API_VERSION"])
     sf_map = dict(config.model.connectors.salesforce.fields)
