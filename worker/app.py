@@ -65,6 +65,7 @@ def make_app() -> Celery:
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
             "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
             "leadroute.sla_sweep": {"queue": "sla", "routing_key": "sla"},
+            "leadroute.sla_notify": {"queue": "notify", "routing_key": "notify"},
         },
         worker_hijack_root_logger=False,
         beat_max_loop_interval=5,
@@ -106,10 +107,7 @@ def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
     """Worker and beat read the routing config at start-up: beat takes its schedule from it,
     and an invalid file stops either process with a message naming file and line."""
     config = _load_checked_config()
-    sla = getattr(config.model, "sla", None)
-    sweep = getattr(sla, "sweep_every", None) if sla is not None else None
-    if sweep is not None and hasattr(sweep, "total_seconds"):
-        sweep = sweep.total_seconds()
+    sweep = config.sla.settings.sweep_every.total_seconds() if config.sla is not None else None
     sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
 
 

@@ -276,6 +276,87 @@ def reps(config: ConfigOption = None) -> None:
     out.print(table)
 
 
+def _sla(rt: Any) -> Any:
+    if rt.sla is None:
+        err.print("the config has no 'sla:' section, so there are no SLA clocks")
+        raise typer.Exit(1)
+    return rt.sla
+
+
+@app.command()
+def sweep(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run one SLA sweep now: remind, escalate, reassign or park every lead whose step is due."""
+    rt = _runtime(config)
+    report = _sla(rt).sweep(dry_run=dry_run)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), default=str) + "\n")
+        return
+    lines = report.lines()
+    for line in lines:
+        out.print(escape(line))
+    if not lines:
+        out.print("nothing due" + (" (dry run)" if dry_run else ""))
+
+
+@app.command()
+def ack(
+    lead_id: Annotated[str, typer.Argument(help="The CRM record id of the lead.")],
+    crm: CrmOption,
+    config: ConfigOption = None,
+) -> None:
+    """Record that the owner acknowledged a lead: its SLA clock stops and their load drops."""
+    import getpass
+
+    from worker.pipeline import close_open
+    from worker.store import LeadRef
+
+    rt = _runtime(config)
+    _check_crm(rt, crm)
+    ref = LeadRef(crm, rt.object_name(crm), lead_id)
+    result = _sla(rt).acknowledge(ref, by=f"{getpass.getuser()} (cli)")
+    if result is None:
+        err.print(f"{ref}: no open SLA clock (already acknowledged, parked, or in no tier)")
+        raise typer.Exit(1)
+    close_open(rt, crm, lead_id)
+    verdict = "within SLA" if result.within_sla else "SLA missed"
+    out.print(f"{lead_id}: acknowledged by {result.owner} after {result.since_assigned} ({verdict}, tier {result.tier})")
+
+
+@app.command()
+def ooo(
+    rep: Annotated[str, typer.Argument(help="The rep's id in the config.")],
+    until: Annotated[str | None, typer.Option(help="Back on this date (YYYY-MM-DD) or time (ISO 8601).")] = None,
+    reason: Annotated[str, typer.Option(help="Shown in decisions and `leadroute reps`.")] = "ooo",
+    back: Annotated[bool, typer.Option("--back", help="Clear the override: the rep is available again.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Mark a rep out of office now: routing skips them and their open leads follow the SLA ladder."""
+    import getpass
+
+    rt = _runtime(config)
+    if rep not in rt.config.reps:
+        err.print(f"unknown rep '{rep}'{_suggest(rep, rt.config.reps)}")
+        raise typer.Exit(1)
+    if back:
+        rt.store.clear_availability(rep)
+        out.print(f"{rep}: back, routing to them resumes")
+        return
+    end = None
+    if until:
+        end = _parse_at(until)
+        if len(until) == 10 and end is not None:  # a date: back at the start of that day in their zone
+            end = datetime.fromisoformat(until).replace(tzinfo=rt.config.zones[rep])
+    rt.store.set_availability(rep, False, until=end, reason=reason, set_by=getpass.getuser())
+    out.print(f"{rep}: out of office" + (f" until {end.isoformat()}" if end else ""))
+    if rt.sla is not None:
+        for line in rt.sla.rep_went_away(rep).lines():
+            out.print(escape(line))
+
+
 @app.command()
 def web(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time
 from pathlib import Path
 from types import UnionType
@@ -86,6 +86,7 @@ class Rep(_Model):
     manager: str | None = None
     out_of_office: tuple[OutOfOffice, ...] = ()
     active: bool = True
+    country: str | None = None  # ISO code for public holidays on the SLA clock; else from the time zone
 
     @field_validator("skills", "languages", mode="before")
     @classmethod
@@ -224,6 +225,7 @@ class ConfigModel(_Model):
     connectors: ConnectorsConfig = ConnectorsConfig()
     worker: WorkerSettings = WorkerSettings()
     notifications: NotificationsConfig = NotificationsConfig()
+    sla: dict[str, Any] | None = None  # validated by worker.sla.settings.compile_sla, with locations
     rules: tuple[Rule, ...] = ()
     fallback: Fallback
 
@@ -335,6 +337,7 @@ class RoutingConfig:
     compiled_segments: tuple[tuple[str, Any], ...]
     crm_owner_index: dict[str, str]
     warnings: tuple[Problem, ...]
+    sla: Any = None
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -514,7 +517,7 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
         territory_order.append((name, countries, states, postcodes))
     default_zone = ZoneInfo(model.timezone)
     zones = {r.id: ZoneInfo(r.timezone) if r.timezone else default_zone for r in model.reps}
-    return RoutingConfig(
+    config = RoutingConfig(
         model=model,
         file=file,
         version_hash=_version_hash(model),
@@ -526,6 +529,20 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
         crm_owner_index={cid: r.id for r in model.reps for cid in r.crm_ids.values()},
         warnings=tuple(warnings),
     )
+    return _with_sla(config, lines)
+
+
+def _with_sla(config: RoutingConfig, lines: dict[PathKey, int]) -> RoutingConfig:
+    """Validate and compile the ``sla:`` section against the rest; errors located like the others."""
+    from worker.sla.settings import compile_sla
+
+    check = compile_sla(config.model.sla, config)
+    file = config.file
+    if check.errors:
+        raise ConfigError([Problem(file, line_for(lines, path), _dotted(path), msg) for path, msg in check.errors])
+    extra = [Problem(file, line_for(lines, path), _dotted(path), msg) for path, msg in check.warnings]
+    return replace(config, sla=check.compiled if config.model.sla is not None else None,
+                   warnings=config.warnings + tuple(extra))
 
 
 def load_config(path: str | Path) -> RoutingConfig:

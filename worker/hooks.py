@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from connectors.base import CrmRecord
 from worker import metrics, pipeline
-from worker.notify import Recipient, SendReport, assigned, send_once
+from worker.notify import Recipient, SendReport, assigned, escalation, parked, reassigned_from, reminder, send_once
 from worker.runtime import Runtime
-from worker.store import DecisionKey
+from worker.store import DecisionKey, LeadRef
 
 log = structlog.get_logger("leadroute.hooks")
 
@@ -38,10 +38,75 @@ def after_reroute(rt: Runtime, crm: str, lead_id: str, result: pipeline.Rerouted
 
 def start_sla(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], epoch: int) -> datetime | None:
     """Start the lead's SLA clock if a tier applies; returns the acknowledgement deadline."""
-    service = getattr(rt, "sla", None)
-    if service is None:
+    service = rt.sla
+    if service is None or decision.get("owner_kind") != "rep":
         return None
-    return service.start_for_decision(crm, record, decision, epoch)
+    # the clock starts when the owner is written, not when the lead was created
+    clock = service.start(LeadRef(crm, rt.object_name(crm), record.id), decision["owner"], record.lead, epoch=epoch)
+    return None if clock is None else datetime.fromtimestamp(clock.deadline, UTC)
+
+
+def enqueue_sla_notice(notice: Any) -> None:
+    """SLA notices go out on the notify queue, like every other message."""
+    from worker.tasks import sla_notify
+
+    sla_notify.delay(notice_to_dict(notice))
+
+
+def notice_to_dict(notice: Any) -> dict[str, Any]:
+    """A JSON-safe form of a ``worker.sla.sweep.Notice`` for the task queue."""
+    return {
+        "kind": notice.kind, "to": notice.to, "role": notice.role,
+        "lead": [notice.lead.crm, notice.lead.object, notice.lead.lead_id], "tier": notice.tier,
+        "reason": notice.reason, "notice_id": notice.notice_id, "step": notice.step,
+        "deadline": notice.deadline.isoformat() if notice.deadline else None, "owner": notice.owner,
+        "epoch": notice.epoch, "new_owner": notice.new_owner,
+        "decision": dict(notice.decision) if notice.decision else None,
+        "fields": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in (notice.fields or {}).items()},
+        "reassignments": notice.reassignments,
+    }
+
+
+def send_sla_notice(rt: Runtime, data: dict[str, Any]) -> SendReport | None:
+    """Turn an SLA notice into its message (reminder, escalation, reassignment, park) and send it once."""
+    lead_ref = LeadRef(*data["lead"])
+    notifications = rt.config.model.notifications
+    if data["to"] is None:
+        recipient = notifications.alert_recipient()
+    elif data["to"] in rt.config.reps:
+        recipient = Recipient.from_rep(rt.config.reps[data["to"]])
+    else:
+        return None
+    decided = rt.store.decision(lead_ref.at(data["epoch"]))
+    decision = data.get("decision") or (decided.decision if decided else {"reason": data["reason"]})
+    lead = data.get("fields") or decision.get("facts") or {}
+    deadline = datetime.fromisoformat(data["deadline"]) if data.get("deadline") else datetime.now(UTC)
+    common = {"decision_id": data["notice_id"], "crm": lead_ref.crm,
+              "url": notifications.record_url(lead_ref.crm, lead_ref.lead_id)}
+
+    def rep(rep_id: str | None) -> Recipient:
+        found = rt.config.reps.get(rep_id or "")
+        return Recipient.from_rep(found) if found else Recipient(id=rep_id or "?", name=rep_id or "?", email="", slack_id="")
+
+    kind = data["kind"]
+    if kind == "reminder":
+        message = reminder(decision, lead, recipient, sla_deadline=deadline, **common)
+    elif kind == "escalation":
+        message = escalation(decision, lead, recipient, owner=rep(data["owner"]), sla_deadline=deadline, **common)
+    elif kind == "assigned":
+        message = assigned(decision, lead, recipient, sla_deadline=deadline, **common)
+    elif kind == "reassigned_from":
+        message = reassigned_from(decision, lead, recipient, new_owner=rep(data["new_owner"]), why=data["reason"], **common)
+    elif kind == "parked":
+        queue = str(decision.get("owner", "")).removeprefix("queue:") or "fallback"
+        message = parked(decision, lead, recipient, queue=queue, reassignments=data["reassignments"], **common)
+    else:
+        log.error("unknown_sla_notice", kind=kind)
+        return None
+    report = send_once(rt.store, data["notice_id"], rt.notifier, message)
+    for channel, result in report.results.items():
+        metrics.record_notification(channel, kind, result.outcome.value)
+    return report
 
 
 def enqueue_notification(

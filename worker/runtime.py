@@ -10,6 +10,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from connectors.base import Connector, create_connector
 from worker.config import RoutingConfig, load_config
@@ -34,6 +35,7 @@ class Runtime:
     pending: PendingSet
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _notifier: Notifier | None = None
+    _sla: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -53,7 +55,7 @@ class Runtime:
         """The process's connector for ``crm`` (built on first use, shared rate limit in Redis)."""
         with self._lock:
             if crm not in self._connectors:
-                settings = self.config.model.connectors.enabled().get(crm)
+                settings = self._connector_settings().enabled().get(crm)
                 self._connectors[crm] = create_connector(crm, settings, redis_client=self.store.client, prefix=self.store.prefix)
             return self._connectors[crm]
 
@@ -64,6 +66,30 @@ class Runtime:
             if self._notifier is None:
                 self._notifier = Notifier.from_config(self.config.model.notifications)
             return self._notifier
+
+    def _connector_settings(self) -> Any:
+        """Connector settings with the SLA section's acknowledgement signals folded in."""
+        from worker.sla.settings import connectors_with_signals
+
+        sla = self.config.sla.settings if self.config.sla is not None else None
+        return connectors_with_signals(self.config.model.connectors, sla)
+
+    @property
+    def sla(self) -> Any:
+        """The SLA service (None when the config has no ``sla:`` section)."""
+        if self.config.sla is None:
+            return None
+        if self._sla is None:
+            from worker.sla.sweep import SlaService
+
+            crms = {crm: self.connector(crm) for crm in self.crms}
+            self._sla = SlaService(self.store, self.config.sla, self.config, crms, notify=self._notify_sla)
+        return self._sla
+
+    def _notify_sla(self, notice: Any) -> None:
+        from worker.hooks import enqueue_sla_notice
+
+        enqueue_sla_notice(notice)
 
     def object_name(self, crm: str) -> str:
         """The CRM object leads live in (``Lead``, ``Contact``, ``contacts``)."""

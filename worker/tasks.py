@@ -139,3 +139,26 @@ def notify(
     if report is not None and report.retry:
         raise self.retry(countdown=max(report.retry_after or 0.0, min(300.0, 2.0 ** self.request.retries)))
     return report is not None and report.ok
+
+
+@app.task(name="leadroute.sla_notify", bind=True, max_retries=8)
+def sla_notify(self: Task, notice: dict[str, Any]) -> bool:
+    """Send one SLA notice (reminder, escalation, reassignment, park alert), once per channel."""
+    from worker import hooks
+
+    report = hooks.send_sla_notice(get_runtime(), notice)
+    if report is not None and report.retry:
+        raise self.retry(countdown=max(report.retry_after or 0.0, min(300.0, 2.0 ** self.request.retries)))
+    return report is not None and report.ok
+
+
+@app.task(name="leadroute.sla_sweep", bind=True, max_retries=0)
+def sla_sweep(self: Task) -> dict[str, Any]:
+    """Claim the SLA timers that are due and climb each lead's ladder; costs what is due, not what is open."""
+    rt = get_runtime()
+    if rt.sla is None:
+        return {}
+    report = rt.sla.sweep()
+    for line in report.lines():
+        log.info("sla", action=line)
+    return report.to_dict()
