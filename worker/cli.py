@@ -126,6 +126,24 @@ def _print_table(config: RoutingConfig, decisions: list, summary: dict) -> None:
 
 
 @app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
+    rate: Annotated[float, typer.Option(help="Synthetic leads per minute, across both CRMs.")] = 30.0,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Routing config for the demo.")] = Path(
+        "config/routing.yaml"
+    ),
+) -> None:
+    """Run everything locally: sandbox CRM, Redis, worker, beat, web, a stream of leads, and a live view."""
+    from worker.demo import run_demo
+
+    _load(config)  # a bad config is reported here, before anything starts
+    if rate <= 0:
+        err.print("--rate must be positive")
+        raise typer.Exit(1)
+    raise typer.Exit(run_demo(config, duration, rate))
+
+
+@app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8443,
     seed: Annotated[Path | None, typer.Option(help="Seed JSON (default: the shipped realistic seed).")] = None,
