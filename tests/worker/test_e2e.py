@@ -71,11 +71,13 @@ class Sink:
 class Stack:
     """The config file, environment and worker/beat processes for one test."""
 
-    def __init__(self, tmp: Path, sandbox: Any, redis_url: str, prefix: str, sink: Sink) -> None:
+    def __init__(self, tmp: Path, sandbox: Any, redis_url: str, prefix: str, sink: Sink,
+                 overrides: dict[str, Any] | None = None) -> None:
         data, _ = routing_test_config({
             "worker": {"poll_every": "1s", "drain_every": "1s", "reconcile_orphans_every": "1h",
                        "reconcile_loads_every": "1h"},
             "notifications": {"channels": ["webhook"], "webhook": {"url": sink.url, "timeout": 5}},
+            **(overrides or {}),
         })
         self.config_path = tmp / "routing.yaml"
         self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
