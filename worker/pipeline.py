@@ -149,136 +149,140 @@ def decide(
     return rt.store.decide_once(key, compute).decision
 
 
-def route_pending(
-    rt: Runtime,
-    crm: str,
-    limit: int | None = None,
-    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None = None,
-) -> BatchReport:
+OnWritten = Callable[[str, CrmRecord, dict[str, Any], "Handled"], None]
+Pending = tuple[CrmRecord, DecisionKey, dict[str, Any]]
+
+
+def route_pending(rt: Runtime, crm: str, limit: int | None = None, on_written: OnWritten | None = None) -> BatchReport:
     """Claim a batch from the pending set, decide, write owners back, and report.
 
     ``on_written`` is called once per lead whose owner was written (schedule the SLA timer,
     enqueue the notification). Retriable CRM failures put the ids back with a delay and
     raise :class:`RetriableError` after the rest of the batch is handled, so the task retries.
     """
-    report = BatchReport(crm)
     due = rt.pending.due(crm)
     if due == 0:
-        return report
+        return BatchReport(crm)
     items = rt.pending.claim(crm, limit or batch_limit(rt, crm, due), LEASE_SECONDS)
-    if not items:
-        return report
-    first_seen = {i.record_id: i.first_seen for i in items}
-    ids = list(first_seen)
-    conn = rt.connector(crm)
-    try:
-        records = conn.fetch(ids)
-    except RetriableError:
-        rt.pending.retry_later(crm, ids, RETRY_DELAY)
-        raise
-    obj = rt.object_name(crm)
-    done: list[str] = []
-    for rid in ids:
-        if rid not in records:
-            report.handled.append(Handled(rid, "deleted"))
-            rt.store.log_event("skipped", LeadRef(crm, obj, rid), {"why": "record deleted or not found"})
-            done.append(rid)
-    routable = [records[rid] for rid in ids if rid in records]
-    refs = [LeadRef(crm, obj, r.id) for r in routable]
-    epochs = rt.store.epochs(refs)
-    keys = [ref.at(epoch) for ref, epoch in zip(refs, epochs, strict=True)]
-    written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
-    to_write: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
-    to_finish: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
-    for record, key, already in zip(routable, keys, written, strict=True):
-        if already:
-            report.handled.append(Handled(record.id, "already_routed", key.epoch))
-            done.append(record.id)
-            continue
-        if not record.needs_routing and key.epoch == 0:
-            recorded = rt.store.decision(key)
-            if recorded is not None and _owner_matches(rt, crm, record, recorded.decision):
-                # our own write landed but the worker died before noting it: finish the job
-                to_finish.append((record, key, recorded.decision))
-                continue
-            report.handled.append(Handled(record.id, "not_intake", key.epoch, record.owner_id))
-            unwritten = recorded
-            if (
-                unwritten is not None
-                and unwritten.decision.get("owner_kind") == "rep"
-                and rt.store.first_seen("released", str(key), WRITTEN_TTL)
-            ):
-                rt.store.adjust_load(unwritten.decision["owner"], -1)  # decided, never written: release
-            rt.store.log_event("skipped", key.lead, {"why": "no longer matches the intake condition", "owner": record.owner_id})
-            done.append(record.id)
-            continue
-        decision = decide(rt, key, _lead_with_account(rt, crm, record))
-        to_write.append((record, key, decision))
-    retry: list[str] = []
-    for record, key, decision in to_finish:
-        _mark_written(rt, crm, record, key, decision, report, done, first_seen, on_written)
-    _write_back(rt, crm, to_write, report, done, retry, first_seen, on_written)
-    rt.pending.done(crm, done)
-    if retry:
-        rt.pending.retry_later(crm, retry, RETRY_DELAY)
-        report.retry = retry
-        raise RetriableError(f"{len(retry)} record(s) could not be written yet; retrying", crm=crm)
-    return report
+    return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_written).run()
 
 
-def _write_back(
-    rt: Runtime,
-    crm: str,
-    to_write: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]],
-    report: BatchReport,
-    done: list[str],
-    retry: list[str],
-    first_seen: Mapping[str, float],
-    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None,
-) -> None:
-    updates: list[OwnerUpdate] = []
-    pending: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
-    for record, key, decision in to_write:
+class _Batch:
+    """One claimed batch: what is done, what must be retried, and the report, in one place."""
+
+    def __init__(self, rt: Runtime, crm: str, first_seen: dict[str, float], on_written: OnWritten | None) -> None:
+        self.rt, self.crm, self.first_seen, self.on_written = rt, crm, first_seen, on_written
+        self.report = BatchReport(crm)
+        self.done: list[str] = []
+        self.retry: list[str] = []
+
+    def run(self) -> BatchReport:
+        rt, crm, ids = self.rt, self.crm, list(self.first_seen)
+        if not ids:
+            return self.report
         try:
-            owner_id = owner_crm_id(rt.config, crm, decision["owner"])
-        except OwnerNotMapped as exc:
-            decision = _to_fallback(rt, crm, key, decision, f"config: {exc}")
-            owner_id = owner_crm_id(rt.config, crm, decision["owner"])
-        updates.append(OwnerUpdate(record.id, owner_id, decision["reason"]))
-        pending.append((record, key, decision))
-    if not updates:
-        return
-    results = rt.connector(crm).write_owners(updates)
-    fatal: list[tuple[CrmRecord, DecisionKey, dict[str, Any], WriteResult]] = []
-    for (record, key, decision), result in zip(pending, results, strict=True):
-        if result.status is WriteStatus.OK:
-            _mark_written(rt, crm, record, key, decision, report, done, first_seen, on_written)
-        elif result.status is WriteStatus.RETRIABLE:
-            retry.append(record.id)
-        else:
-            fatal.append((record, key, decision, result))
-    if fatal:
-        _fallback_after_refusal(rt, crm, fatal, report, done, retry, first_seen, on_written)
+            records = rt.connector(crm).fetch(ids)
+        except RetriableError:
+            rt.pending.retry_later(crm, ids, RETRY_DELAY)
+            raise
+        obj = rt.object_name(crm)
+        for rid in ids:
+            if rid not in records:
+                self.report.handled.append(Handled(rid, "deleted"))
+                rt.store.log_event("skipped", LeadRef(crm, obj, rid), {"why": "record deleted or not found"})
+                self.done.append(rid)
+        routable = [records[rid] for rid in ids if rid in records]
+        refs = [LeadRef(crm, obj, r.id) for r in routable]
+        keys = [ref.at(epoch) for ref, epoch in zip(refs, rt.store.epochs(refs), strict=True)]
+        written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
+        to_write: list[Pending] = []
+        for record, key, already in zip(routable, keys, written, strict=True):
+            if already:
+                self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
+                self.done.append(record.id)
+            elif not record.needs_routing and key.epoch == 0:
+                self._no_longer_intake(record, key)
+            else:
+                to_write.append((record, key, decide(rt, key, _lead_with_account(rt, crm, record))))
+        self._write_back(to_write)
+        rt.pending.done(crm, self.done)
+        if self.retry:
+            rt.pending.retry_later(crm, self.retry, RETRY_DELAY)
+            self.report.retry = self.retry
+            raise RetriableError(f"{len(self.retry)} record(s) could not be written yet; retrying", crm=crm)
+        return self.report
 
+    def _no_longer_intake(self, record: CrmRecord, key: DecisionKey) -> None:
+        """Someone got there first: a human, or our own write whose worker died before noting it."""
+        rt = self.rt
+        recorded = rt.store.decision(key)
+        if recorded is not None and _owner_matches(rt, self.crm, record, recorded.decision):
+            self._mark_written(record, key, recorded.decision)  # finish the job, don't redo it
+            return
+        self.report.handled.append(Handled(record.id, "not_intake", key.epoch, record.owner_id))
+        if (
+            recorded is not None
+            and recorded.decision.get("owner_kind") == "rep"
+            and rt.store.first_seen("released", str(key), WRITTEN_TTL)
+        ):
+            rt.store.adjust_load(recorded.decision["owner"], -1)  # decided, never written: release
+        rt.store.log_event("skipped", key.lead, {"why": "no longer matches the intake condition", "owner": record.owner_id})
+        self.done.append(record.id)
 
-def _mark_written(
-    rt: Runtime,
-    crm: str,
-    record: CrmRecord,
-    key: DecisionKey,
-    decision: dict[str, Any],
-    report: BatchReport,
-    done: list[str],
-    first_seen: Mapping[str, float],
-    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None,
-) -> None:
-    rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
-    track_open(rt, crm, record.id, decision["owner"])
-    handled = Handled(record.id, "written", key.epoch, decision["owner"], decision["reason"], first_seen.get(record.id))
-    report.handled.append(handled)
-    done.append(record.id)
-    if on_written is not None:
-        on_written(crm, record, decision, handled)
+    def _write_back(self, to_write: list[Pending]) -> None:
+        rt, crm = self.rt, self.crm
+        updates: list[OwnerUpdate] = []
+        pending: list[Pending] = []
+        for record, key, decision in to_write:
+            try:
+                owner_id = owner_crm_id(rt.config, crm, decision["owner"])
+            except OwnerNotMapped as exc:
+                decision = _to_fallback(rt, crm, key, decision, f"config: {exc}")
+                owner_id = owner_crm_id(rt.config, crm, decision["owner"])
+            updates.append(OwnerUpdate(record.id, owner_id, decision["reason"]))
+            pending.append((record, key, decision))
+        if not updates:
+            return
+        fatal: list[tuple[CrmRecord, DecisionKey, dict[str, Any], WriteResult]] = []
+        for (record, key, decision), result in zip(pending, rt.connector(crm).write_owners(updates), strict=True):
+            if result.status is WriteStatus.OK:
+                self._mark_written(record, key, decision)
+            elif result.status is WriteStatus.RETRIABLE:
+                self.retry.append(record.id)
+            else:
+                fatal.append((record, key, decision, result))
+        if fatal:
+            self._fallback_after_refusal(fatal)
+
+    def _fallback_after_refusal(self, fatal: list[tuple[CrmRecord, DecisionKey, dict[str, Any], WriteResult]]) -> None:
+        rt, crm = self.rt, self.crm
+        replaced = [
+            (record, key, _to_fallback(rt, crm, key, decision, f"{result.code or 'error'}: {result.message or ''}".strip()))
+            for record, key, decision, result in fatal
+        ]
+        updates = [OwnerUpdate(r.id, owner_crm_id(rt.config, crm, d["owner"]), d["reason"]) for r, _, d in replaced]
+        for (record, key, decision), result in zip(replaced, rt.connector(crm).write_owners(updates), strict=True):
+            if result.ok:
+                self._mark_written(record, key, decision).outcome = "fallback_after_refusal"
+            elif result.status is WriteStatus.RETRIABLE:
+                self.retry.append(record.id)
+            else:
+                self.report.handled.append(Handled(record.id, "refused", key.epoch, None, result.message or ""))
+                rt.store.log_event("refused", key.lead, {"code": result.code, "message": result.message}, key.epoch)
+                log.error("write_refused", crm=crm, lead_id=record.id, code=result.code, message=result.message)
+                self.done.append(record.id)
+
+    def _mark_written(self, record: CrmRecord, key: DecisionKey, decision: dict[str, Any]) -> Handled:
+        rt = self.rt
+        rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
+        track_open(rt, self.crm, record.id, decision["owner"])
+        handled = Handled(record.id, "written", key.epoch, decision["owner"], decision["reason"],
+                          self.first_seen.get(record.id))
+        self.report.handled.append(handled)
+        self.done.append(record.id)
+        if self.on_written is not None:
+            self.on_written(self.crm, record, decision, handled)
+        return handled
 
 
 def _to_fallback(rt: Runtime, crm: str, key: DecisionKey, decision: dict[str, Any], why: str) -> dict[str, Any]:
@@ -302,35 +306,6 @@ def _to_fallback(rt: Runtime, crm: str, key: DecisionKey, decision: dict[str, An
     rt.store.log_event("fallback_after_refusal", key.lead, {"from": owner, "to": new_owner, "why": why}, key.epoch)
     log.warning("routed_to_fallback", crm=crm, lead_id=key.lead_id, owner=owner, why=why)
     return replaced
-
-
-def _fallback_after_refusal(
-    rt: Runtime,
-    crm: str,
-    fatal: list[tuple[CrmRecord, DecisionKey, dict[str, Any], WriteResult]],
-    report: BatchReport,
-    done: list[str],
-    retry: list[str],
-    first_seen: Mapping[str, float],
-    on_written: Callable[[str, CrmRecord, dict[str, Any], Handled], None] | None,
-) -> None:
-    replaced = []
-    for record, key, decision, result in fatal:
-        why = f"{result.code or 'error'}: {result.message or ''}".strip()
-        new = _to_fallback(rt, crm, key, decision, why)
-        replaced.append((record, key, new))
-    updates = [OwnerUpdate(r.id, owner_crm_id(rt.config, crm, d["owner"]), d["reason"]) for r, _, d in replaced]
-    for (record, key, decision), result in zip(replaced, rt.connector(crm).write_owners(updates), strict=True):
-        if result.ok:
-            _mark_written(rt, crm, record, key, decision, report, done, first_seen, on_written)
-            report.handled[-1].outcome = "fallback_after_refusal"
-        elif result.status is WriteStatus.RETRIABLE:
-            retry.append(record.id)
-        else:
-            report.handled.append(Handled(record.id, "refused", key.epoch, None, result.message or ""))
-            rt.store.log_event("refused", key.lead, {"code": result.code, "message": result.message}, key.epoch)
-            log.error("write_refused", crm=crm, lead_id=record.id, code=result.code, message=result.message)
-            done.append(record.id)
 
 
 @dataclass
