@@ -64,7 +64,7 @@ CONFIG = textwrap.dedent(
     pools:
       sales: {members: [sarah, tom, ana, mike]}
     queues:
-      triage: {salesforce: "00G5e000000TriAgeAAA"}
+      triage: {salesforce: "00G5e000000TrIaEAK"}
     rules:
       - {name: everyone, assign: {pool: sales}}
     fallback: {queue: triage}

@@ -20,7 +20,7 @@ from sandbox.client import AdminClient
 from sandbox.run import SandboxInfo, running
 
 SARAH_SF, MIKE_SF, FORMER_SF = "0055e000001AbCdAAK", "0055e000001MiKeAAK", "0055e000001FoRmAAK"
-TRIAGE_SF, INTAKE_SF, PARTNERS_SF = "00G5e000000TriAgeAAA", "00G5e000000InTkEAK", "00G5e000000PaRtNAAA"
+TRIAGE_SF, INTAKE_SF, PARTNERS_SF = "00G5e000000TrIaEAK", "00G5e000000InTkEAK", "00G5e000000PaRtEAK"
 SARAH_HS, MIKE_HS, TRIAGE_HS, ARCHIVED_HS = "51234567", "51234568", "51230000", "51234599"
 NO_RETRY = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0, raise_on_status=False)
 

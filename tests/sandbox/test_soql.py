@@ -11,7 +11,7 @@ from sandbox.soql import SoqlError, compile_query, parse, sort_records, tokenize
 from sandbox.state import SalesforceStore
 
 OWNER = "0055e000001AbCdAAK"
-QUEUE = "00G5e000000TriAgeAAA"
+QUEUE = "00G5e000000TrIaEAK"
 
 
 @pytest.fixture(scope="module")

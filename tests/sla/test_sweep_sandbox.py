@@ -44,7 +44,7 @@ CONFIG = textwrap.dedent(
     pools:
       sales: {members: [sarah, tom, ana]}
     queues:
-      triage: {salesforce: "00G5e000000TriAgeAAA", hubspot: "51230000"}
+      triage: {salesforce: "00G5e000000TrIaEAK", hubspot: "51230000"}
     connectors:
       salesforce:
         fields: {Id: id, Company: company, LeadSource: lead_source, Lead_Score__c: score}

@@ -135,7 +135,7 @@ def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error(make_runti
     assert refused.outcome == "fallback_after_refusal"
     assert refused.owner == "queue:triage"
     assert "INACTIVE_OWNER_OR_USER" in refused.reason
-    assert admin.sf_record("Lead", ids[0])["OwnerId"] == "00G5e000000TriAgeAAA"
+    assert admin.sf_record("Lead", ids[0])["OwnerId"] == "00G5e000000TrIaEAK"
     assert rt.store.all_loads().get("kim", 0) == 0  # the refused claim was released
     assert handled[ids[1]].outcome == "written"
 

@@ -31,7 +31,7 @@ SLA = {
     "acknowledged_when": {"salesforce": {"field": "Status", "not_in": ["Open - Not Contacted"]}},
 }
 MARIA = "0055e000001MaRiAAK"  # in no pool, so always a change of owner
-TRIAGE = "00G5e000000TriAgeAAA"
+TRIAGE = "00G5e000000TrIaEAK"
 
 
 @pytest.fixture
