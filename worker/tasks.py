@@ -60,6 +60,9 @@ def drain(self: Task, crm: str) -> int:
     except RetriableError as exc:
         log.warning("drain_retry", error=str(exc))
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    from worker import metrics
+
+    metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):
         drain.delay(crm)
     return routed
