@@ -268,3 +268,53 @@ def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: 
     admin.clear_faults()
     wait_until(lambda: decided(rt, "hubspot", ids) == len(ids), 180, s, "the backlog to drain")
     assert_routed_as_configured(rt, admin, "hubspot", ids)
+
+
+def test_webhooks_route_leads_and_forged_stale_or_replayed_events_change_nothing(stack: Any, admin: Any) -> None:
+    from worker.redis_conn import free_port
+    from worker.web import hubspot_v3_signature
+
+    s, rt, _ = stack
+    secret = "e2e-hubspot-app-secret"
+    s.env["HUBSPOT_APP_SECRET"] = secret
+    s.config_path.write_text(s.config_path.read_text().replace("poll_every: 1s", "poll_every: 1h"))  # webhooks only
+    port = free_port()
+    s.start("worker")
+    log = (s.tmp / "web.log").open("ab")
+    s.procs["web"] = subprocess.Popen([sys.executable, "-m", "worker.cli", "web", "--port", str(port)], cwd=ROOT,
+                                      env=s.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/webhooks/hubspot"
+    wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), 60, s, "the web process")
+    hs_map = dict(rt.config.model.connectors.hubspot.fields)
+    ids = admin.hs_load([{"properties": hubspot_contact(lead, hs_map)} for lead in synthetic_leads(5, seed=4)])
+
+    def post(events: list[dict[str, Any]], *, key: str = secret, age_ms: int = 0) -> requests.Response:
+        body = json.dumps(events).encode()
+        ts = str(int(time.time() * 1000) - age_ms)
+        return requests.post(url, data=body, timeout=10, headers={
+            "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts,
+            "X-HubSpot-Signature-v3": hubspot_v3_signature(key, "POST", url, body, ts)})
+
+    def event(n: int, object_id: str) -> dict[str, Any]:
+        return {"eventId": n, "subscriptionId": 1, "portalId": 62515, "appId": 1, "occurredAt": int(time.time() * 1000),
+                "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": int(object_id)}
+
+    assert post([event(1, ids[0])], key="forged").status_code == 401
+    assert post([event(2, ids[1])], age_ms=6 * 60 * 1000).status_code == 401  # older than 5 minutes
+    accepted = post([event(3, ids[2]), event(4, ids[3])])
+    assert accepted.status_code == 200, accepted.text
+    wait_until(lambda: decided(rt, "hubspot", [ids[2], ids[3]]) == 2, 60, s, "the webhook leads to be routed")
+    replay = post([event(3, ids[2])])
+    assert replay.status_code == 200 and replay.json()["duplicates"] == 1
+    time.sleep(3)
+    assert decided(rt, "hubspot", [ids[0], ids[1], ids[4]]) == 0  # rejected events routed nothing
+    for lead_id in (ids[2], ids[3]):
+        assert len(rt.store.decisions_for_lead(LeadRef("hubspot", "contacts", lead_id))) == 1
+    assert rt.pending.depth("hubspot") == 0
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
