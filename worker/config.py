@@ -507,6 +507,15 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
                     )
                 )
             break
+    for crm in model.connectors.enabled():
+        for i, rep in enumerate(model.reps):
+            if rep.active and crm not in rep.crm_ids:
+                warnings.append(Problem(file, line_for(lines, ("reps", i, "crm_ids")), f"reps[{i}].crm_ids",
+                                        f"rep '{rep.id}' has no {crm} id: {crm} leads routed to them go to the fallback"))
+        for name, ids in model.queues.items():
+            if crm not in ids:
+                warnings.append(Problem(file, line_for(lines, ("queues", name)), f"queues.{name}",
+                                        f"queue '{name}' has no {crm} id: it cannot own {crm} leads"))
     from worker.routing.normalize import country_code, region_code
 
     territory_order = []

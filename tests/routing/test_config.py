@@ -218,3 +218,11 @@ def test_typos_deep_in_the_connectors_section_get_suggestions() -> None:
         f"config/routing.yaml:{line_of(text, 'objcet')}: connectors.salesforce.objcet: "
         "unknown key 'objcet' (did you mean 'object'?)"
     )
+
+
+def test_reps_and_queues_without_an_id_in_a_configured_crm_are_warned_about() -> None:
+    text = BASE + "connectors:\n  hubspot: {}\n"
+    config = parse_config(text, "config/routing.yaml")
+    messages = [w.message for w in config.warnings]
+    assert "rep 'tom' has no hubspot id: hubspot leads routed to them go to the fallback" in messages
+    assert not any("queue 'triage'" in m for m in messages)  # it has a hubspot id
