@@ -24,6 +24,8 @@ def after_write(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, An
     metrics.record_decision(decision["rule"], handled.outcome)
     log.info("owner_written", lead_id=record.id, crm=crm, owner=decision["owner"], rule=decision["rule"],
              latency_s=None if latency is None else round(latency, 3))
+    if handled.outcome == "fallback_after_refusal":
+        alert_refusal(crm, rt.object_name(crm), record.id, handled.epoch, decision)
     deadline = start_sla(rt, crm, record, decision, handled.epoch)
     if decision.get("owner_kind") == "rep":
         enqueue_notification(crm, rt.object_name(crm), record.id, handled.epoch, record.lead, deadline)
@@ -44,6 +46,18 @@ def start_sla(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any]
     # the clock starts when the owner is written, not when the lead was created
     clock = service.start(LeadRef(crm, rt.object_name(crm), record.id), decision["owner"], record.lead, epoch=epoch)
     return None if clock is None else datetime.fromtimestamp(clock.deadline, UTC)
+
+
+def alert_refusal(crm: str, obj: str, lead_id: str, epoch: int, decision: dict[str, Any]) -> None:
+    """The CRM refused the chosen owner for good: the lead is in the fallback, and someone must look."""
+    from worker.tasks import sla_notify
+
+    sla_notify.delay({
+        "kind": "parked", "to": None, "role": "alert", "lead": [crm, obj, lead_id], "tier": "",
+        "reason": decision["reason"], "notice_id": f"refused:{crm}:{obj}:{lead_id}#{epoch}", "step": None,
+        "deadline": None, "owner": decision.get("replaced_owner"), "epoch": epoch, "new_owner": decision["owner"],
+        "decision": decision, "fields": {}, "reassignments": 0,
+    })
 
 
 def enqueue_sla_notice(notice: Any) -> None:

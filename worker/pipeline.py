@@ -263,7 +263,7 @@ class _Batch:
         updates = [OwnerUpdate(r.id, owner_crm_id(rt.config, crm, d["owner"]), d["reason"]) for r, _, d in replaced]
         for (record, key, decision), result in zip(replaced, rt.connector(crm).write_owners(updates), strict=True):
             if result.ok:
-                self._mark_written(record, key, decision).outcome = "fallback_after_refusal"
+                self._mark_written(record, key, decision, outcome="fallback_after_refusal")
             elif result.status is WriteStatus.RETRIABLE:
                 self.retry.append(record.id)
             else:
@@ -272,11 +272,13 @@ class _Batch:
                 log.error("write_refused", crm=crm, lead_id=record.id, code=result.code, message=result.message)
                 self.done.append(record.id)
 
-    def _mark_written(self, record: CrmRecord, key: DecisionKey, decision: dict[str, Any]) -> Handled:
+    def _mark_written(
+        self, record: CrmRecord, key: DecisionKey, decision: dict[str, Any], outcome: str = "written"
+    ) -> Handled:
         rt = self.rt
         rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
         track_open(rt, self.crm, record.id, decision["owner"])
-        handled = Handled(record.id, "written", key.epoch, decision["owner"], decision["reason"],
+        handled = Handled(record.id, outcome, key.epoch, decision["owner"], decision["reason"],
                           self.first_seen.get(record.id))
         self.report.handled.append(handled)
         self.done.append(record.id)

@@ -15,7 +15,7 @@ import yaml
 
 from connectors.base import RetriableError
 from tests.worker.conftest import routing_test_config
-from worker import pipeline
+from worker import hooks, pipeline
 from worker.config import parse_config
 from worker.routing.engine import Router
 from worker.routing.state import InMemoryState
@@ -119,7 +119,9 @@ def test_a_retried_batch_replays_decisions_and_never_claims_twice(
     assert sum(loads_after_failure.values()) == sum(1 for h in handled if not h.owner.startswith("queue:"))
 
 
-def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error(make_runtime: Any, admin: Any) -> None:
+def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_alert(
+    make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data, _ = routing_test_config()
     kim = next(r for r in data["reps"] if r["id"] == "kim")
     kim["crm_ids"]["salesforce"] = "0055e000001FoRmAAK"  # a deactivated user: Salesforce refuses it as owner
@@ -130,7 +132,12 @@ def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error(make_runti
     sf_map = dict(rt.config.model.connectors.salesforce.fields)
     ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in (manhattan, other)])
     pipeline.poll(rt, "salesforce")
-    handled = {h.lead_id: h for h in drain(rt, "salesforce")}
+    alerts: list[dict[str, Any]] = []
+    monkeypatch.setattr("worker.tasks.sla_notify.delay", alerts.append)
+    monkeypatch.setattr("worker.tasks.notify.delay", lambda *a, **k: None)
+    handled = {h.lead_id: h for h in drain(rt, "salesforce", on_written=lambda *a: hooks.after_write(rt, *a))}
+    assert [(a["kind"], a["to"], a["lead"][2]) for a in alerts] == [("parked", None, ids[0])]  # the alert channel
+    assert hooks.send_sla_notice(rt, alerts[0]) is not None  # it renders as a park alert
     refused = handled[ids[0]]
     assert refused.outcome == "fallback_after_refusal"
     assert refused.owner == "queue:triage"
