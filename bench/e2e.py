@@ -213,17 +213,6 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-def proc_pss_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return None
-
-
 def proc_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of one process."""
     try:
