@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, task_prerun, worker_process_init
 from kombu import Exchange, Queue
 
 QUEUES = ("ingest", "route", "notify", "sla")
@@ -125,3 +125,12 @@ def _logging(**_: Any) -> None:
     from worker.logs import configure_from_env
 
     configure_from_env()
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """Each task's log lines carry its own id, never a previous task's values."""
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))

@@ -111,14 +111,21 @@ def batch_limit(rt: Runtime, crm: str, due: int) -> int:
     return 1 if due <= 1 else min(due, maximum)
 
 
-def _lead_with_account(rt: Runtime, crm: str, record: CrmRecord) -> dict[str, Any]:
+def _lead_with_account(
+    rt: Runtime, crm: str, record: CrmRecord, owners: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """The canonical lead, with the account owner of its company domain (looked up once per batch)."""
     lead = dict(record.lead)
     if not lead.get("account_owner"):
         domain = domain_of(lead.get("email"), lead.get("website"))
         if domain:
-            owner = rt.connector(crm).account_owner(domain)
-            if owner:
-                lead["account_owner"] = owner
+            if owners is None or domain not in owners:
+                found = rt.connector(crm).account_owner(domain)
+                if owners is None:
+                    owners = {}
+                owners[domain] = found
+            if owners[domain]:
+                lead["account_owner"] = owners[domain]
     return lead
 
 
@@ -196,6 +203,7 @@ class _Batch:
         keys = [ref.at(epoch) for ref, epoch in zip(refs, rt.store.epochs(refs), strict=True)]
         written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
         to_write: list[Pending] = []
+        owners: dict[str, str | None] = {}  # account owner per company domain, one lookup each
         for record, key, already in zip(routable, keys, written, strict=True):
             if already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
@@ -203,7 +211,7 @@ class _Batch:
             elif not record.needs_routing and key.epoch == 0:
                 self._no_longer_intake(record, key)
             else:
-                to_write.append((record, key, decide(rt, key, _lead_with_account(rt, crm, record))))
+                to_write.append((record, key, decide(rt, key, _lead_with_account(rt, crm, record, owners))))
         self._write_back(to_write)
         rt.pending.done(crm, self.done)
         if self.retry:

@@ -17,6 +17,8 @@ from worker.store import DecisionKey
 log = structlog.get_logger("leadroute.tasks")
 
 DRAIN_BUDGET_SECONDS = 20.0
+DRAIN_SLOTS = 4
+DRAIN_LOCK_TTL = 30.0
 
 
 def _retry_delay(task: Task, exc: RetriableError) -> float:
@@ -34,7 +36,7 @@ def after_write(crm: str, record: CrmRecord, decision: dict[str, Any], handled: 
 @app.task(name="leadroute.poll", bind=True, max_retries=None)
 def poll(self: Task, crm: str) -> int:
     """Read the CRM's changes since the watermark into the pending set, then drain."""
-    structlog.contextvars.bind_contextvars(crm=crm, task_id=self.request.id)
+    structlog.contextvars.bind_contextvars(crm=crm)
     try:
         added = pipeline.poll(get_runtime(), crm)
     except RetriableError as exc:
@@ -46,9 +48,18 @@ def poll(self: Task, crm: str) -> int:
 
 @app.task(name="leadroute.drain", bind=True, max_retries=None)
 def drain(self: Task, crm: str) -> int:
-    """Route pending leads in batches until none is due or the time budget is spent."""
-    structlog.contextvars.bind_contextvars(crm=crm, task_id=self.request.id)
+    """Route pending leads in batches until none is due or the time budget is spent.
+
+    Under light traffic one drain per CRM runs at a time, so leads that arrive meanwhile
+    gather into the next batch instead of several small batches queueing for the same
+    rate limit; under a backlog up to ``DRAIN_SLOTS`` drains share the work.
+    """
+    structlog.contextvars.bind_contextvars(crm=crm)
     rt = get_runtime()
+    backlog = rt.pending.due(crm) > rt.connector(crm).write_batch_max
+    slot, token = _drain_slot(rt, crm, DRAIN_SLOTS if backlog else 1)
+    if token is None:
+        return 0  # another drain holds the slot and loops until the pending set is empty
     routed = 0
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:
@@ -57,15 +68,27 @@ def drain(self: Task, crm: str) -> int:
             if not report.handled:
                 break
             routed += len(report.handled)
+            rt.store.extend_lock(slot, token, DRAIN_LOCK_TTL)
     except RetriableError as exc:
         log.warning("drain_retry", error=str(exc))
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    finally:
+        rt.store.release_lock(slot, token)
     from worker import metrics
 
     metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):
         drain.delay(crm)
     return routed
+
+
+def _drain_slot(rt: Any, crm: str, slots: int) -> tuple[str, str | None]:
+    for i in range(slots):
+        name = f"drain:{crm}:{i}"
+        token = rt.store.acquire_lock(name, ttl=DRAIN_LOCK_TTL)
+        if token is not None:
+            return name, token
+    return "", None
 
 
 @app.task(name="leadroute.reroute", bind=True, max_retries=10)
