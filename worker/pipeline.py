@@ -141,10 +141,19 @@ def _written_key(rt: Runtime, key: DecisionKey) -> str:
 
 
 def decide(
-    rt: Runtime, key: DecisionKey, lead: Mapping[str, Any], route: Callable[[Router], Decision] | None = None
+    rt: Runtime,
+    key: DecisionKey,
+    lead: Mapping[str, Any],
+    route: Callable[[Router], Decision] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The decision for ``key``: recorded once, replayed on every retry."""
-    overrides = rt.store.unavailable()
+    """The decision for ``key``: recorded once, replayed on every retry.
+
+    ``overrides`` (reps forced unavailable) is read from the store unless the caller already
+    has it for the whole batch.
+    """
+    if overrides is None:
+        overrides = rt.store.unavailable()
 
     def compute(state: Any) -> dict[str, Any]:
         router = Router(rt.config, state)
@@ -204,6 +213,7 @@ class _Batch:
         written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
         to_write: list[Pending] = []
         owners: dict[str, str | None] = {}  # account owner per company domain, one lookup each
+        overrides = rt.store.unavailable()  # once per batch
         for record, key, already in zip(routable, keys, written, strict=True):
             if already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
@@ -211,7 +221,8 @@ class _Batch:
             elif not record.needs_routing and key.epoch == 0:
                 self._no_longer_intake(record, key)
             else:
-                to_write.append((record, key, decide(rt, key, _lead_with_account(rt, crm, record, owners))))
+                lead = _lead_with_account(rt, crm, record, owners)
+                to_write.append((record, key, decide(rt, key, lead, overrides=overrides)))
         self._write_back(to_write)
         rt.pending.done(crm, self.done)
         if self.retry:
