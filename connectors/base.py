@@ -331,6 +331,10 @@ class Connector(ABC):
     def account_owner(self, domain: str) -> str | None:
         """The owner of the account whose company domain is ``domain`` (cached), if any."""
 
+    def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
+        """Account owners for many domains; connectors that can look them up in one call override this."""
+        return {domain: self.account_owner(domain) for domain in dict.fromkeys(domains)}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

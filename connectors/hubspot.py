@@ -58,6 +58,7 @@ __all__ = ["HubSpotConnector", "HubSpotCredentials", "filter_groups"]
 
 T = TypeVar("T")
 DEFAULT_API_BASE = "https://api.hubapi.com"
+ACCOUNT_CHUNK = 50  # domains per companies search (IN filter), well inside one page
 BATCH_MAX = 100
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 MODIFIED = "lastmodifieddate"
@@ -489,6 +490,45 @@ class HubSpotConnector(Connector):
         owner = next((str(c.properties[OWNER]) for c in data.results or [] if (c.properties or {}).get(OWNER)), None)
         self.accounts.put(domain, owner)
         return owner
+
+    def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
+        """Owners for many domains: cached ones from Redis, the rest in one search per 50 domains."""
+        out: dict[str, str | None] = {}
+        missing: list[str] = []
+        for raw in dict.fromkeys(domains):
+            domain = (raw or "").strip().lower()
+            if not _DOMAIN_RE.match(domain):
+                out[raw] = None
+                continue
+            hit, owner = self.accounts.get(domain)
+            if hit:
+                out[raw] = owner
+            else:
+                missing.append(domain)
+        for start in range(0, len(missing), ACCOUNT_CHUNK):
+            chunk = missing[start:start + ACCOUNT_CHUNK]
+            body = {
+                "filterGroups": [{"filters": [{"propertyName": "domain", "operator": "IN", "values": chunk}]}],
+                "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
+                "properties": ["domain", OWNER, "createdate"],
+                "limit": 200,
+            }
+            data = self._call("companies/search",
+                              lambda body=body: self._companies_search.do_search_with_http_info(body, **self._opts()),
+                              search=True)
+            if data.paging is not None and getattr(data.paging, "next", None):
+                out.update({d: self.account_owner(d) for d in chunk})  # crowded domains: one by one
+                continue
+            found: dict[str, str | None] = {}
+            for company in data.results or []:
+                props = company.properties or {}
+                domain = str(props.get("domain") or "").lower()
+                if domain in chunk and found.get(domain) is None and props.get(OWNER):
+                    found[domain] = str(props[OWNER])
+            for domain in chunk:
+                self.accounts.put(domain, found.get(domain))
+                out[domain] = found.get(domain)
+        return out
 
     # ------------------------------------------------------------------ writes
 

@@ -212,8 +212,10 @@ class _Batch:
         keys = [ref.at(epoch) for ref, epoch in zip(refs, rt.store.epochs(refs), strict=True)]
         written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
         to_write: list[Pending] = []
-        owners: dict[str, str | None] = {}  # account owner per company domain, one lookup each
         overrides = rt.store.unavailable()  # once per batch
+        domains = [d for r in routable if not r.lead.get("account_owner")
+                   if (d := domain_of(r.lead.get("email"), r.lead.get("website")))]
+        owners = rt.connector(crm).account_owners(domains) if domains else {}  # one lookup per batch
         for record, key, already in zip(routable, keys, written, strict=True):
             if already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))

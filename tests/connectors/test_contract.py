@@ -186,3 +186,14 @@ def test_duplicate_ids_in_one_batch_last_one_wins(crm: Crm) -> None:
                                           OwnerUpdate(ids[0], other)])
     assert [r.id for r in results] == [ids[0], ids[1], ids[0]] and all(r.ok for r in results)
     assert crm.owner(ids[0]) == other and crm.writes("200") == 1
+
+
+def test_account_owners_for_many_domains_match_the_one_by_one_answers(crm: Crm) -> None:
+    connector = crm.connector
+    domains = ["globex.com", "initech.com", "unknown-domain.example", "globex.com", ""]
+    many = connector.account_owners(domains)
+    assert set(many) == {"globex.com", "initech.com", "unknown-domain.example", ""}
+    for domain in ("globex.com", "initech.com", "unknown-domain.example"):
+        assert many[domain] == connector.account_owner(domain), domain
+    assert many["globex.com"] is not None and many["unknown-domain.example"] is None
+

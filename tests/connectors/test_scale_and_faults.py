@@ -352,3 +352,12 @@ def test_hubspot_reasons_as_notes(make_hubspot: Callable[..., HubSpotConnector],
     assert all(r.ok and r.warning is None for r in results)
     bodies = sorted(n["properties"]["hs_note_body"] for n in admin.hs_records("notes"))
     assert bodies == ["SLA: escalated", "SLA: reassigned"]
+
+
+def test_hubspot_looks_up_many_domains_in_one_companies_search(make_hubspot: Any, admin: Any) -> None:
+    connector = make_hubspot()
+    admin.clear_counters()
+    owners = connector.account_owners([f"fresh-{i}.example" for i in range(30)] + ["initech.com"])
+    assert owners["initech.com"] is not None and owners["fresh-0.example"] is None
+    calls = admin.counters()["endpoints"]
+    assert calls["hubspot POST /crm/v3/objects/companies/search"]["total"] == 1
