@@ -227,6 +227,15 @@ def reroute(
     out.print(f"{lead_id}: re-route enqueued (epoch {key.epoch})")
 
 
+def _lead(config: Path | None, crm: str, lead_id: str) -> tuple[Any, Any]:
+    """The runtime and the lead's reference, after checking the CRM is configured."""
+    from worker.store import LeadRef
+
+    rt = _runtime(config)
+    _check_crm(rt, crm)
+    return rt, LeadRef(crm, rt.object_name(crm), lead_id)
+
+
 def _suggest(name: str, options: Any) -> str:
     from worker.config import suggest
 
@@ -240,11 +249,7 @@ def explain(
     config: ConfigOption = None,
 ) -> None:
     """Why a lead went where it went: every decision (newest first) and the events around it."""
-    from worker.store import LeadRef
-
-    rt = _runtime(config)
-    _check_crm(rt, crm)
-    ref = LeadRef(crm, rt.object_name(crm), lead_id)
+    rt, ref = _lead(config, crm, lead_id)
     decisions = rt.store.decisions_for_lead(ref)
     events = [e for e in rt.store.log_for_lead(ref) if e.kind != "decision"]
     if not decisions and not events:
@@ -330,11 +335,8 @@ def ack(
     import getpass
 
     from worker.pipeline import close_open
-    from worker.store import LeadRef
 
-    rt = _runtime(config)
-    _check_crm(rt, crm)
-    ref = LeadRef(crm, rt.object_name(crm), lead_id)
+    rt, ref = _lead(config, crm, lead_id)
     result = _sla(rt).acknowledge(ref, by=f"{getpass.getuser()} (cli)")
     if result is None:
         err.print(f"{ref}: no open SLA clock (already acknowledged, parked, or in no tier)")
