@@ -64,6 +64,7 @@ def make_app() -> Celery:
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
             "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
+            "leadroute.notify_many": {"queue": "notify", "routing_key": "notify"},
             "leadroute.sla_sweep": {"queue": "sla", "routing_key": "sla"},
             "leadroute.sla_notify": {"queue": "notify", "routing_key": "notify"},
         },

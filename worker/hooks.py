@@ -17,18 +17,51 @@ log = structlog.get_logger("leadroute.hooks")
 
 
 def after_write(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], handled: pipeline.Handled) -> None:
-    """An owner was written: metrics, the SLA clock, and the rep's notification on its own queue."""
-    latency = pipeline.latency_since(handled.first_seen)
-    if latency is not None:
-        metrics.observe_routing_latency(crm, latency)
-    metrics.record_decision(decision["rule"], handled.outcome)
-    log.info("owner_written", lead_id=record.id, crm=crm, owner=decision["owner"], rule=decision["rule"],
-             latency_s=None if latency is None else round(latency, 3))
-    if handled.outcome == "fallback_after_refusal":
-        alert_refusal(crm, rt.object_name(crm), record.id, handled.epoch, decision)
-    deadline = start_sla(rt, crm, record, decision, handled.epoch)
-    if decision.get("owner_kind") == "rep":
-        enqueue_notification(crm, rt.object_name(crm), record.id, handled.epoch, record.lead, deadline)
+    """One owner was written (see :func:`after_batch`)."""
+    after_batch(rt, crm, [(record, decision, handled)])
+
+
+def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]) -> None:
+    """A batch of owners was written: metrics, SLA clocks in one transaction, one notify task."""
+    obj = rt.object_name(crm)
+    for record, decision, handled in written:
+        latency = pipeline.latency_since(handled.first_seen)
+        if latency is not None:
+            metrics.observe_routing_latency(crm, latency)
+        metrics.record_decision(decision["rule"], handled.outcome)
+        if handled.outcome == "fallback_after_refusal":
+            alert_refusal(crm, obj, record.id, handled.epoch, decision)
+    log.info("owners_written", crm=crm, count=len(written))
+    deadlines = start_sla_many(rt, crm, written)
+    items = [
+        {"lead_id": record.id, "epoch": handled.epoch, "lead": record.lead,
+         "sla_deadline": deadlines[record.id].isoformat() if deadlines.get(record.id) else None}
+        for record, decision, handled in written
+        if decision.get("owner_kind") == "rep"
+    ]
+    if items:
+        from worker.tasks import notify_many
+
+        notify_many.delay(crm, obj, items)
+
+
+def start_sla_many(
+    rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]
+) -> dict[str, datetime | None]:
+    """Start the SLA clocks of a batch of newly owned leads; returns each lead's deadline."""
+    service = rt.sla
+    reps = [(record, decision, handled) for record, decision, handled in written if decision.get("owner_kind") == "rep"]
+    if service is None or not reps:
+        return {}
+    obj = rt.object_name(crm)
+    clocks = service.start_many(
+        [(LeadRef(crm, obj, record.id), decision["owner"], record.lead, None, handled.epoch)
+         for record, decision, handled in reps]
+    )
+    return {
+        record.id: (datetime.fromtimestamp(clock.deadline, UTC) if clock is not None else None)
+        for (record, _, _), clock in zip(reps, clocks, strict=True)
+    }
 
 
 def after_reroute(rt: Runtime, crm: str, lead_id: str, result: pipeline.Rerouted) -> None:
@@ -39,13 +72,9 @@ def after_reroute(rt: Runtime, crm: str, lead_id: str, result: pipeline.Rerouted
 
 
 def start_sla(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], epoch: int) -> datetime | None:
-    """Start the lead's SLA clock if a tier applies; returns the acknowledgement deadline."""
-    service = rt.sla
-    if service is None or decision.get("owner_kind") != "rep":
-        return None
-    # the clock starts when the owner is written, not when the lead was created
-    clock = service.start(LeadRef(crm, rt.object_name(crm), record.id), decision["owner"], record.lead, epoch=epoch)
-    return None if clock is None else datetime.fromtimestamp(clock.deadline, UTC)
+    """Start one lead's SLA clock if a tier applies; returns the acknowledgement deadline."""
+    handled = pipeline.Handled(record.id, "written", epoch, decision.get("owner"))
+    return start_sla_many(rt, crm, [(record, decision, handled)]).get(record.id)
 
 
 def alert_refusal(crm: str, obj: str, lead_id: str, epoch: int, decision: dict[str, Any]) -> None:

@@ -166,31 +166,44 @@ def decide(
 
 
 OnWritten = Callable[[str, CrmRecord, dict[str, Any], "Handled"], None]
+Written = tuple[CrmRecord, dict[str, Any], "Handled"]
+OnBatch = Callable[[str, list[Written]], None]
 Pending = tuple[CrmRecord, DecisionKey, dict[str, Any]]
 
 
-def route_pending(rt: Runtime, crm: str, limit: int | None = None, on_written: OnWritten | None = None) -> BatchReport:
+def route_pending(
+    rt: Runtime,
+    crm: str,
+    limit: int | None = None,
+    on_written: OnWritten | None = None,
+    on_batch: OnBatch | None = None,
+) -> BatchReport:
     """Claim a batch from the pending set, decide, write owners back, and report.
 
-    ``on_written`` is called once per lead whose owner was written (schedule the SLA timer,
-    enqueue the notification). Retriable CRM failures put the ids back with a delay and
-    raise :class:`RetriableError` after the rest of the batch is handled, so the task retries.
+    ``on_written`` is called once per lead whose owner was written; ``on_batch`` once per
+    batch with all of them (start SLA clocks and queue notifications in one go). Retriable CRM
+    failures put the ids back with a delay and raise :class:`RetriableError` after the rest of
+    the batch is handled, so the task retries.
     """
     due = rt.pending.due(crm)
     if due == 0:
         return BatchReport(crm)
     items = rt.pending.claim(crm, limit or batch_limit(rt, crm, due), LEASE_SECONDS)
-    return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_written).run()
+    return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_written, on_batch).run()
 
 
 class _Batch:
     """One claimed batch: what is done, what must be retried, and the report, in one place."""
 
-    def __init__(self, rt: Runtime, crm: str, first_seen: dict[str, float], on_written: OnWritten | None) -> None:
-        self.rt, self.crm, self.first_seen, self.on_written = rt, crm, first_seen, on_written
+    def __init__(
+        self, rt: Runtime, crm: str, first_seen: dict[str, float], on_written: OnWritten | None,
+        on_batch: OnBatch | None = None,
+    ) -> None:
+        self.rt, self.crm, self.first_seen, self.on_written, self.on_batch = rt, crm, first_seen, on_written, on_batch
         self.report = BatchReport(crm)
         self.done: list[str] = []
         self.retry: list[str] = []
+        self.written: list[tuple[CrmRecord, DecisionKey, dict[str, Any], Handled]] = []
 
     def run(self) -> BatchReport:
         rt, crm, ids = self.rt, self.crm, list(self.first_seen)
@@ -226,6 +239,7 @@ class _Batch:
                 lead = _lead_with_account(rt, crm, record, owners)
                 to_write.append((record, key, decide(rt, key, lead, overrides=overrides)))
         self._write_back(to_write)
+        self._after_writes()
         rt.pending.done(crm, self.done)
         if self.retry:
             rt.pending.retry_later(crm, self.retry, RETRY_DELAY)
@@ -296,16 +310,31 @@ class _Batch:
     def _mark_written(
         self, record: CrmRecord, key: DecisionKey, decision: dict[str, Any], outcome: str = "written"
     ) -> Handled:
-        rt = self.rt
-        rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
-        track_open(rt, self.crm, record.id, decision["owner"])
         handled = Handled(record.id, outcome, key.epoch, decision["owner"], decision["reason"],
                           self.first_seen.get(record.id))
         self.report.handled.append(handled)
         self.done.append(record.id)
-        if self.on_written is not None:
-            self.on_written(self.crm, record, decision, handled)
+        self.written.append((record, key, decision, handled))
         return handled
+
+    def _after_writes(self) -> None:
+        """Note every written owner in one round trip, then hand them to the callbacks."""
+        if not self.written:
+            return
+        rt, crm = self.rt, self.crm
+        pipe = rt.store.client.pipeline(transaction=False)
+        for record, key, decision, _ in self.written:
+            pipe.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
+            if decision["owner"].startswith("queue:"):
+                pipe.hdel(rt.store.key("open", crm), record.id)
+            else:
+                pipe.hset(rt.store.key("open", crm), record.id, decision["owner"])
+        pipe.execute()
+        for record, _, decision, handled in self.written:
+            if self.on_written is not None:
+                self.on_written(crm, record, decision, handled)
+        if self.on_batch is not None:
+            self.on_batch(crm, [(record, decision, handled) for record, _, decision, handled in self.written])
 
 
 def _to_fallback(rt: Runtime, crm: str, key: DecisionKey, decision: dict[str, Any], why: str) -> dict[str, Any]:

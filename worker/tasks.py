@@ -26,11 +26,11 @@ def _retry_delay(task: Task, exc: RetriableError) -> float:
     return max(hint, min(60.0, 2.0**task.request.retries))
 
 
-def after_write(crm: str, record: CrmRecord, decision: dict[str, Any], handled: pipeline.Handled) -> None:
-    """What follows an owner write: the notification (own queue) and the SLA timer."""
+def after_batch(crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]) -> None:
+    """What follows a batch of owner writes: SLA clocks and the notifications (own queue)."""
     from worker import hooks
 
-    hooks.after_write(get_runtime(), crm, record, decision, handled)
+    hooks.after_batch(get_runtime(), crm, written)
 
 
 @app.task(name="leadroute.poll", bind=True, max_retries=None)
@@ -64,7 +64,7 @@ def drain(self: Task, crm: str) -> int:
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:
         while time.monotonic() < deadline:
-            report = pipeline.route_pending(rt, crm, on_written=after_write)
+            report = pipeline.route_pending(rt, crm, on_batch=after_batch)
             if not report.handled:
                 break
             routed += len(report.handled)
@@ -188,3 +188,26 @@ def sla_sweep(self: Task) -> dict[str, Any]:
     for line in report.lines():
         log.info("sla", action=line)
     return report.to_dict()
+
+
+@app.task(name="leadroute.notify_many", bind=True, max_retries=8)
+def notify_many(self: Task, crm: str, obj: str, items: list[dict[str, Any]]) -> int:
+    """Tell the owners of a batch about their new leads; a retry re-sends only what did not go out."""
+    from datetime import datetime
+
+    from worker import hooks
+
+    rt = get_runtime()
+    retry_after: list[float] = []
+    sent = 0
+    for item in items:
+        deadline = datetime.fromisoformat(item["sla_deadline"]) if item.get("sla_deadline") else None
+        report = hooks.notify_assigned(rt, DecisionKey(crm, obj, item["lead_id"], item["epoch"]), item.get("lead"),
+                                       deadline)
+        if report is not None and report.retry:
+            retry_after.append(report.retry_after or 0.0)
+        elif report is not None and report.ok:
+            sent += 1
+    if retry_after:  # send_once skips the channels that already delivered
+        raise self.retry(countdown=max(max(retry_after), min(300.0, 2.0 ** self.request.retries)))
+    return sent

@@ -134,7 +134,7 @@ def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_ale
     pipeline.poll(rt, "salesforce")
     alerts: list[dict[str, Any]] = []
     monkeypatch.setattr("worker.tasks.sla_notify.delay", alerts.append)
-    monkeypatch.setattr("worker.tasks.notify.delay", lambda *a, **k: None)
+    monkeypatch.setattr("worker.tasks.notify_many.delay", lambda *a, **k: None)
     handled = {h.lead_id: h for h in drain(rt, "salesforce", on_written=lambda *a: hooks.after_write(rt, *a))}
     assert [(a["kind"], a["to"], a["lead"][2]) for a in alerts] == [("parked", None, ids[0])]  # the alert channel
     assert hooks.send_sla_notice(rt, alerts[0]) is not None  # it renders as a park alert
