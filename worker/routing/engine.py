@@ -326,7 +326,7 @@ class _Context:
         fb = self.config.fallback
         prefix = f"{why} -> " if why else ""
         if fb.queue:
-            return _Outcome(f"queue:{fb.queue}", "queue", f"fallback queue {fb.queue}", prefix.rstrip(" ->"))
+            return _Outcome(f"queue:{fb.queue}", "queue", f"fallback queue {fb.queue}", why or "")
         outcome = self.relationship(str(fb.rep), "fallback rep")
         if outcome is not None:
             outcome.target = f"fallback rep {fb.rep}"
