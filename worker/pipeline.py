@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +166,23 @@ def decide(
     return rt.store.decide_once(key, compute).decision
 
 
+DECIDE_THREADS = 8
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+
+
+def _decide_all(
+    rt: Runtime, work: list[tuple[DecisionKey, dict[str, Any]]], overrides: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Decide a batch, overlapping the Redis round trips of different leads (each stays atomic)."""
+    global _pool, _pool_pid
+    if len(work) <= 1:
+        return [decide(rt, key, lead, overrides=overrides) for key, lead in work]
+    if _pool is None or _pool_pid != os.getpid():  # one pool per (forked) worker process
+        _pool, _pool_pid = ThreadPoolExecutor(DECIDE_THREADS, thread_name_prefix="decide"), os.getpid()
+    return list(_pool.map(lambda item: decide(rt, item[0], item[1], overrides=overrides), work))
+
+
 OnWritten = Callable[[str, CrmRecord, dict[str, Any], "Handled"], None]
 Written = tuple[CrmRecord, dict[str, Any], "Handled"]
 OnBatch = Callable[[str, list[Written]], None]
@@ -229,6 +247,7 @@ class _Batch:
         domains = [d for r in routable if not r.lead.get("account_owner")
                    if (d := domain_of(r.lead.get("email"), r.lead.get("website")))]
         owners = rt.connector(crm).account_owners(domains) if domains else {}  # one lookup per batch
+        to_decide: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
         for record, key, already in zip(routable, keys, written, strict=True):
             if already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
@@ -236,8 +255,9 @@ class _Batch:
             elif not record.needs_routing and key.epoch == 0:
                 self._no_longer_intake(record, key)
             else:
-                lead = _lead_with_account(rt, crm, record, owners)
-                to_write.append((record, key, decide(rt, key, lead, overrides=overrides)))
+                to_decide.append((record, key, _lead_with_account(rt, crm, record, owners)))
+        decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
+        to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
         self._write_back(to_write)
         self._after_writes()
         rt.pending.done(crm, self.done)
