@@ -444,6 +444,23 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _message(
+    kind: Kind,
+    decision: Mapping[str, Any],
+    decision_id: str,
+    to: Recipient,
+    summary: LeadSummary,
+    subject: str,
+    headline: str,
+    sla_deadline: datetime | None = None,
+    notes: tuple[str, ...] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Message:
+    """Every template's common part: the decision's reason and rule travel with each message."""
+    return Message(kind, decision_id, to, summary, _one_line(subject), headline, str(decision.get("reason") or ""),
+                   str(decision.get("rule") or ""), sla_deadline, notes, dict(extra or {}))
+
+
 def assigned(
     decision: Mapping[str, Any],
     lead: LeadInput | None,
@@ -457,17 +474,8 @@ def assigned(
     """A new lead for ``rep``: the facts, the deadline and why they got it."""
     summary = _summary(decision, lead, crm, url)
     headline = f"New lead for you: {summary.display}"
-    return Message(
-        Kind.ASSIGNED,
-        decision_id,
-        rep,
-        summary,
-        _one_line(f"New lead: {summary.display}"),
-        headline,
-        str(decision.get("reason") or ""),
-        str(decision.get("rule") or ""),
-        sla_deadline,
-    )
+    return _message(Kind.ASSIGNED, decision, decision_id, rep, summary, f"New lead: {summary.display}", headline,
+                    sla_deadline)
 
 
 def reminder(
@@ -484,17 +492,8 @@ def reminder(
     summary = _summary(decision, lead, crm, url)
     due = format_deadline(sla_deadline, rep.timezone)
     headline = f"Reminder: {summary.display} is waiting for you (SLA {due})"
-    return Message(
-        Kind.REMINDER,
-        decision_id,
-        rep,
-        summary,
-        _one_line(f"Reminder: {summary.display} (SLA {due})"),
-        headline,
-        str(decision.get("reason") or ""),
-        str(decision.get("rule") or ""),
-        sla_deadline,
-    )
+    return _message(Kind.REMINDER, decision, decision_id, rep, summary, f"Reminder: {summary.display} (SLA {due})",
+                    headline, sla_deadline)
 
 
 def escalation(
@@ -511,20 +510,8 @@ def escalation(
     """To the owner's manager: the SLA was breached and the owner has not acknowledged."""
     summary = _summary(decision, lead, crm, url)
     headline = f"SLA breached: {owner.display} has not acknowledged {summary.display}"
-    notes = (f"Owner: {owner.display}",)
-    return Message(
-        Kind.ESCALATION,
-        decision_id,
-        manager,
-        summary,
-        _one_line(f"SLA breached: {summary.display}"),
-        headline,
-        str(decision.get("reason") or ""),
-        str(decision.get("rule") or ""),
-        sla_deadline,
-        notes,
-        {"owner": owner.id},
-    )
+    return _message(Kind.ESCALATION, decision, decision_id, manager, summary, f"SLA breached: {summary.display}",
+                    headline, sla_deadline, (f"Owner: {owner.display}",), {"owner": owner.id})
 
 
 def reassigned_from(
@@ -541,19 +528,9 @@ def reassigned_from(
     """To the previous owner: the lead has moved on, so they stop working it."""
     summary = _summary(decision, lead, crm, url)
     headline = f"{summary.display} was reassigned from you to {new_owner.display} ({why})"
-    return Message(
-        Kind.REASSIGNED_FROM,
-        decision_id,
-        previous_owner,
-        summary,
-        _one_line(f"Reassigned: {summary.display}"),
-        headline,
-        str(decision.get("reason") or ""),
-        str(decision.get("rule") or ""),
-        None,
-        (f"New owner: {new_owner.display}",),
-        {"new_owner": new_owner.id},
-    )
+    return _message(Kind.REASSIGNED_FROM, decision, decision_id, previous_owner, summary,
+                    f"Reassigned: {summary.display}", headline, None, (f"New owner: {new_owner.display}",),
+                    {"new_owner": new_owner.id})
 
 
 def parked(
@@ -570,19 +547,9 @@ def parked(
     """An alert: nobody acknowledged after ``reassignments`` reassignments, so the lead sits in a queue."""
     summary = _summary(decision, lead, crm, url)
     headline = f"Lead parked: {summary.display} moved to queue {queue} after {reassignments} reassignment(s)"
-    return Message(
-        Kind.PARKED,
-        decision_id,
-        alert,
-        summary,
-        _one_line(f"Lead parked in {queue}: {summary.display}"),
-        headline,
-        str(decision.get("reason") or ""),
-        str(decision.get("rule") or ""),
-        None,
-        (f"Queue: {queue}", f"Reassignments: {reassignments}"),
-        {"queue": queue, "reassignments": reassignments},
-    )
+    return _message(Kind.PARKED, decision, decision_id, alert, summary, f"Lead parked in {queue}: {summary.display}",
+                    headline, None, (f"Queue: {queue}", f"Reassignments: {reassignments}"),
+                    {"queue": queue, "reassignments": reassignments})
 
 
 # =============================================================================== results
