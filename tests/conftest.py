@@ -16,6 +16,8 @@ did not create, so:
     A key prefix unique to the test, e.g. ``t-3f9a1c2b``. Put every key under it (e.g.
     ``RedisStore(redis_client, prefix=redis_prefix)``); on an external ``REDIS_URL``
     every key starting with it is deleted after the test.
+``sandbox`` (session) and ``admin`` (function)
+    The sandbox CRM over HTTPS, and its admin client with the sandbox reset to its seed.
 ``redis_client`` (function, ``redis.Redis``)
     A ``decode_responses=True`` client on a clean namespace: on the suite's own server its
     database is flushed before the test; on an external ``REDIS_URL`` nothing is flushed
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -82,3 +85,26 @@ def redis_client(redis_url: str, redis_owned: bool, redis_prefix: str) -> Iterat
         client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    """One sandbox CRM (over HTTPS, in a thread) for the session's connector, worker and SLA tests."""
+    from sandbox.run import running
+
+    with running() as info:
+        yield info
+
+
+@pytest.fixture
+def admin(sandbox: Any) -> Iterator[Any]:
+    """The sandbox back at its seed, faults and usage cleared, with HubSpot's search limit out of the way
+    (it would only slow the suite; tests of it set it back)."""
+    client = sandbox.admin
+    client.reset()
+    client.clear_faults()
+    client.reset_usage()
+    client.set_limits(hubspot={"search_per_second": 1000, "ten_second_limit": 100_000})
+    yield client
+    client.clear_faults()
+

@@ -19,7 +19,6 @@ from connectors.base import Connector
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
 from connectors.settings import HubSpotSettings, SalesforceSettings
-from sandbox import run as sandbox_run
 
 FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 2.0, "max_total": 30, "lock_attempts": 3}
 SF_FIELDS = {
@@ -49,24 +48,6 @@ def hs_settings(**overrides: Any) -> HubSpotSettings:
     }
     data.update(overrides)
     return HubSpotSettings.model_validate(data)
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[Any]:
-    with sandbox_run.running() as info:
-        yield info
-
-
-@pytest.fixture
-def admin(sandbox: Any) -> Iterator[Any]:
-    client = sandbox.admin
-    client.reset()
-    client.clear_faults()
-    client.reset_usage()
-    # the sandbox's own search limit would only slow the suite; tests of it set it back
-    client.set_limits(hubspot={"search_per_second": 1000, "ten_second_limit": 100_000})
-    yield client
-    client.clear_faults()
 
 
 @pytest.fixture

@@ -29,8 +29,6 @@ from worker.sla.settings import CompiledSla, compile_sla, connectors_with_signal
 from worker.sla.sweep import Notice, SlaService
 from worker.store import LeadRef, RedisStore
 
-sandbox_run = pytest.importorskip("sandbox.run", reason="the sandbox CRM package is not available")
-
 FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 2.0, "max_total": 30, "lock_attempts": 3}
 CONFIG = textwrap.dedent(
     """\
@@ -79,12 +77,6 @@ OBJECT = {"salesforce": "Lead", "hubspot": "contacts"}
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Any]:
-    with sandbox_run.running() as info:
-        yield info
-
-
-@pytest.fixture(scope="module")
 def config() -> RoutingConfig:
     return parse_config(CONFIG, "routing.yaml")
 
@@ -94,16 +86,6 @@ def sla(config: RoutingConfig) -> CompiledSla:
     check = compile_sla(yaml.safe_load(SLA), config)
     assert check.ok and check.compiled is not None, check.errors
     return check.compiled
-
-
-@pytest.fixture
-def admin(sandbox: Any) -> Any:
-    client = sandbox.admin
-    client.reset()
-    client.clear_faults()
-    client.reset_usage()
-    client.set_limits(hubspot={"search_per_second": 1000, "ten_second_limit": 100_000})
-    return client
 
 
 @pytest.fixture(params=["salesforce", "hubspot"])

@@ -11,7 +11,6 @@ import pytest
 import redis
 import yaml
 
-from sandbox.run import running
 from worker.config import RoutingConfig, parse_config
 from worker.pending import PendingSet
 from worker.runtime import Runtime
@@ -33,23 +32,6 @@ def routing_test_config(overrides: dict[str, Any] | None = None) -> tuple[dict[s
     for key, value in (overrides or {}).items():
         data[key] = value
     return data, parse_config(yaml.safe_dump(data, sort_keys=False), "test-routing.yaml")
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[Any]:
-    with running() as info:
-        yield info
-
-
-@pytest.fixture
-def admin(sandbox: Any) -> Iterator[Any]:
-    client = sandbox.admin
-    client.reset()
-    client.clear_faults()
-    client.reset_usage()
-    client.set_limits(hubspot={"search_per_second": 1000, "ten_second_limit": 100_000})
-    yield client
-    client.clear_faults()
 
 
 @pytest.fixture
