@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -141,6 +140,24 @@ def _written_key(rt: Runtime, key: DecisionKey) -> str:
     return rt.store.key("written", key.crm, key.object, key.lead_id, key.epoch)
 
 
+def _compute(
+    rt: Runtime,
+    key: DecisionKey,
+    lead: Mapping[str, Any],
+    route: Callable[[Router], Decision] | None,
+    overrides: Mapping[str, str],
+    at: datetime | None = None,
+) -> Callable[[Any], dict[str, Any]]:
+    def compute(state: Any) -> dict[str, Any]:
+        router = Router(rt.config, state)
+        decision = route(router) if route else router.route(lead, at=at, overrides=overrides)
+        data = decision.to_dict()
+        data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
+        return data
+
+    return compute
+
+
 def decide(
     rt: Runtime,
     key: DecisionKey,
@@ -155,32 +172,18 @@ def decide(
     """
     if overrides is None:
         overrides = rt.store.unavailable()
-
-    def compute(state: Any) -> dict[str, Any]:
-        router = Router(rt.config, state)
-        decision = route(router) if route else router.route(lead, overrides=overrides)
-        data = decision.to_dict()
-        data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
-        return data
-
-    return rt.store.decide_once(key, compute).decision
-
-
-DECIDE_THREADS = 8
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
+    return rt.store.decide_once(key, _compute(rt, key, lead, route, overrides)).decision
 
 
 def _decide_all(
     rt: Runtime, work: list[tuple[DecisionKey, dict[str, Any]]], overrides: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """Decide a batch, overlapping the Redis round trips of different leads (each stays atomic)."""
-    global _pool, _pool_pid
+    """Decide a batch in a few Redis round trips for all of it (each lead still idempotent)."""
     if len(work) <= 1:
         return [decide(rt, key, lead, overrides=overrides) for key, lead in work]
-    if _pool is None or _pool_pid != os.getpid():  # one pool per (forked) worker process
-        _pool, _pool_pid = ThreadPoolExecutor(DECIDE_THREADS, thread_name_prefix="decide"), os.getpid()
-    return list(_pool.map(lambda item: decide(rt, item[0], item[1], overrides=overrides), work))
+    at = datetime.now(UTC)  # one routing time for the batch, so that a replayed compute repeats itself
+    return [d.decision for d in rt.store.decide_many([(key, _compute(rt, key, lead, None, overrides, at))
+                                                      for key, lead in work])]
 
 
 OnWritten = Callable[[str, CrmRecord, dict[str, Any], "Handled"], None]

@@ -132,6 +132,7 @@ class PoolClaim:
     strategy: Strategy
     members: Sequence[str]
     candidates: Sequence[Candidate]
+    index: int = 0  # the n-th claim of this lead's decision (its journal entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ class DirectClaim:
 
     key: DecisionKey
     rep_id: str
+    index: int = 0  # the n-th claim of this lead's decision (its journal entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,8 +372,12 @@ class RedisStore:
         :class:`DecisionBusy`. If the computing worker dies, the next one replays its
         journaled picks, so a lead never claims twice.
         """
+        return self._decide_one(key, compute, uuid.uuid4().hex, wait)
+
+    def _decide_one(
+        self, key: DecisionKey, compute: Callable[[RoutingState], Mapping[str, Any]], token: str, wait: float | None
+    ) -> Decided:
         dkey, lease_key = self._dkey(key), self._lease_key(key)
-        token = uuid.uuid4().hex
         deadline = time.monotonic() + (self.lease_ms / 1000 if wait is None else wait)
         delay = 0.001
         while True:
@@ -391,6 +397,83 @@ class RedisStore:
             self._unlock(keys=[lease_key], args=[token, ""])  # let a retry start at once
             raise
         return self.record(key, decision, token=token, claims_used=state.calls)
+
+    def decide_many(
+        self, items: Sequence[tuple[DecisionKey, Callable[[RoutingState], Mapping[str, Any]]]]
+    ) -> list[Decided]:
+        """:meth:`decide_once` for a batch, in a few round trips for all of it instead of several per lead.
+
+        Leases are taken and recorded decisions read in one pipeline. Then each lead's
+        ``compute`` runs against a replaying state: loads come from one snapshot, and at its
+        first claim not made yet the compute stops; the claims of all the stopped leads are
+        made in one script call (in order, exactly as one by one, each journaled), and those
+        leads run again from the start with the answers so far. Most leads need one claim,
+        so most batches take one round. The decisions are recorded in one pipeline. A lead
+        another worker is deciding, or whose journal shows an earlier attempt that died, is
+        decided alone with :meth:`decide_once`'s semantics. ``compute`` must be deterministic
+        given the state's answers (pass the routing time in, don't read the clock).
+        """
+        token = uuid.uuid4().hex
+        pipe = self.client.pipeline(transaction=False)
+        for key, _ in items:
+            self._begin(keys=[self._dkey(key), self._lease_key(key)], args=[token, self.lease_ms], client=pipe)
+        pipe.hgetall(self._loads_key)
+        *begun, raw_loads = pipe.execute()
+        results: dict[int, Decided] = {}
+        alone: list[int] = []
+        active: dict[int, _Replay] = {}
+        for i, ((key, _), (status, *rest)) in enumerate(zip(items, begun, strict=True)):
+            if status == "done":
+                results[i] = Decided(key, json.loads(rest[0]), False, rest[1])
+            elif status == "go" and not (rest and int(rest[0])):
+                active[i] = _Replay(key)
+            else:  # busy elsewhere, or an earlier attempt's journal to replay
+                alone.append(i)
+        snapshot = {rep: int(v) for rep, v in raw_loads.items()}
+        finished: dict[int, tuple[Mapping[str, Any], int]] = {}
+        try:
+            while active:
+                needed: list[tuple[int, PoolClaim | DirectClaim]] = []
+                for i, replay in list(active.items()):
+                    state = replay.state(snapshot)
+                    try:
+                        decision = items[i][1](state)
+                    except _ClaimNeeded as need:
+                        needed.append((i, need.request))
+                        continue
+                    except _Diverged:
+                        alone.append(i)
+                    else:
+                        finished[i] = (decision, state.calls)
+                    del active[i]
+                if not needed:
+                    break
+                pipe = self.client.pipeline(transaction=False)
+                parse = self._send_claims(pipe, [request for _, request in needed])
+                pipe.hgetall(self._loads_key)
+                replies = pipe.execute()
+                snapshot = {rep: int(v) for rep, v in replies[-1].items()}
+                for (i, request), claim in zip(needed, parse(replies[:-1]), strict=True):
+                    active[i].claims.append((_signature(request), claim.pick))
+        except BaseException:
+            self._release_leases([items[i][0] for i in (*active, *alone, *finished)], token)
+            raise
+        if finished:
+            pipe = self.client.pipeline(transaction=False)
+            for i, (decision, used) in finished.items():
+                keys, args = self._record_call(items[i][0], decision, token, used)
+                self._record(keys=keys, args=args, client=pipe)
+            for i, (fresh, payload, entry_id) in zip(finished, pipe.execute(), strict=True):
+                results[i] = Decided(items[i][0], json.loads(payload), bool(fresh), entry_id)
+        for i in alone:
+            results[i] = self._decide_one(items[i][0], items[i][1], token, None)
+        return [results[i] for i in range(len(items))]
+
+    def _release_leases(self, keys: Sequence[DecisionKey], token: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            self._unlock(keys=[self._lease_key(key)], args=[token, ""], client=pipe)
+        pipe.execute()
 
     def record(
         self, key: DecisionKey, decision: Mapping[str, Any], *, token: str = "", claims_used: int | None = None
@@ -424,18 +507,30 @@ class RedisStore:
         :meth:`decisions` (skip leads already decided) and :meth:`record_many`.
         """
         pipe = self.client.pipeline(transaction=False)
+        parse = self._send_claims(pipe, requests)
+        return parse(pipe.execute())
+
+    def _send_claims(
+        self, pipe: redis.client.Pipeline, requests: Sequence[PoolClaim | DirectClaim]
+    ) -> Callable[[list[Any]], list[Claim]]:
+        """Queue the claim scripts on ``pipe``; the returned function reads their replies
+        (the first of the pipeline's replies; any after them are the caller's)."""
         batches = []
         for start in range(0, len(requests), CLAIM_CHUNK):
             batch = _ClaimBatch(self)
             for req in requests[start : start + CLAIM_CHUNK]:
                 if isinstance(req, PoolClaim):
-                    batch.pick(req.pool, req.strategy, req.members, req.candidates, req.key, "c:0")
+                    batch.pick(req.pool, req.strategy, req.members, req.candidates, req.key, f"c:{req.index}")
                 else:
-                    batch.direct(req.rep_id, req.key, "c:0")
+                    batch.direct(req.rep_id, req.key, f"c:{req.index}")
             batch.send(pipe)
             batches.append(batch)
-        outcomes = [o for batch, raw in zip(batches, pipe.execute(), strict=True) for o in batch.parse(raw)]
-        return [Claim(req.key, pick, replayed) for req, (pick, replayed) in zip(requests, outcomes, strict=True)]
+
+        def parse(replies: list[Any]) -> list[Claim]:
+            outcomes = [o for batch, raw in zip(batches, replies, strict=False) for o in batch.parse(raw)]
+            return [Claim(req.key, pick, replayed) for req, (pick, replayed) in zip(requests, outcomes, strict=True)]
+
+        return parse
 
     def record_many(self, decisions: Sequence[tuple[DecisionKey, Mapping[str, Any]]]) -> list[Decided]:
         """Record many decisions in one pipelined round trip; the first recorded per key wins."""
@@ -745,6 +840,68 @@ class DecisionState:
         batch = _ClaimBatch(self.store)
         batch.direct(rep_id, self.key, self._journal())
         return batch.run()[0][0].load
+
+
+class _ClaimNeeded(Exception):
+    """A replaying compute reached a claim not made yet; :meth:`RedisStore.decide_many` makes it."""
+
+    def __init__(self, request: PoolClaim | DirectClaim) -> None:
+        super().__init__(f"claim {request.index} of {request.key} not made yet")
+        self.request = request
+
+
+class _Diverged(Exception):
+    """A replaying compute asked for another claim than the one made for it: decide it alone."""
+
+
+def _signature(request: PoolClaim | DirectClaim) -> tuple[object, ...]:
+    if isinstance(request, PoolClaim):
+        return ("p", request.pool, request.strategy, tuple(request.members), tuple(request.candidates))
+    return ("d", request.rep_id)
+
+
+@dataclass
+class _Replay:
+    """One lead of a :meth:`RedisStore.decide_many` batch: the answers its compute got so far."""
+
+    key: DecisionKey
+    loads_seen: list[dict[str, int]] = field(default_factory=list)
+    claims: list[tuple[tuple[object, ...], Pick]] = field(default_factory=list)
+
+    def state(self, snapshot: Mapping[str, int]) -> _ReplayState:
+        return _ReplayState(self, snapshot)
+
+
+class _ReplayState:
+    """The routing state for one run of a replayed compute (see :class:`_Replay`)."""
+
+    def __init__(self, replay: _Replay, snapshot: Mapping[str, int]) -> None:
+        self.replay, self.snapshot = replay, snapshot
+        self._loads_calls = 0
+        self.calls = 0
+
+    def loads(self, rep_ids: Sequence[str]) -> dict[str, int]:
+        seen = self.replay.loads_seen
+        if self._loads_calls == len(seen):
+            seen.append({rep: self.snapshot.get(rep, 0) for rep in rep_ids})
+        self._loads_calls += 1
+        return dict(seen[self._loads_calls - 1])
+
+    def _claim(self, request: PoolClaim | DirectClaim) -> Pick:
+        self.calls += 1
+        made = self.replay.claims
+        if request.index == len(made):
+            raise _ClaimNeeded(request)
+        signature, pick = made[request.index]
+        if signature != _signature(request):
+            raise _Diverged(str(request.key))
+        return pick
+
+    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]) -> Pick:
+        return self._claim(PoolClaim(self.replay.key, pool, strategy, tuple(members), tuple(candidates), self.calls))
+
+    def assign(self, rep_id: str) -> int:
+        return self._claim(DirectClaim(self.replay.key, rep_id, self.calls)).load
 
 
 class _ClaimBatch:

@@ -7,7 +7,7 @@ which makes the final pick atomic (advance a rotation, bump a load).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +48,12 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form for logs, the decision log and ``simulate --format jsonl``."""
-        return asdict(self)
+        return {
+            "lead_id": self.lead_id, "owner": self.owner, "owner_kind": self.owner_kind, "rule": self.rule,
+            "target": self.target, "config_version": self.config_version, "routed_at": self.routed_at,
+            "reason": self.reason, "considered": list(self.considered), "skipped": dict(self.skipped),
+            "strategy_state": self.strategy_state, "unreadable": list(self.unreadable), "facts": dict(self.facts),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
