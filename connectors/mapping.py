@@ -9,13 +9,13 @@ the record we read. Its semantics are documented on :class:`connectors.settings.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
 from connectors.settings import Condition
 
-__all__ = ["as_text", "evaluate", "to_lead"]
+__all__ = ["as_text", "compile_condition", "evaluate", "to_lead"]
 
 
 def as_text(value: Any) -> str:
@@ -66,19 +66,50 @@ def _compare(actual: Any, op: str, bound: Any) -> bool:
     return bool(left <= right)
 
 
-def _test(value: Any, op: str, operand: Any) -> bool:
-    text = as_text(value)
+Test = Callable[[Any], bool]
+
+
+def _compile_test(op: str, operand: Any) -> Test:
     if op == "eq":
-        return text == as_text(operand)
+        target = as_text(operand)
+        return lambda value: as_text(value) == target
     if op == "ne":
-        return text != as_text(operand)
+        target = as_text(operand)
+        return lambda value: as_text(value) != target
     if op == "in":
-        return text in {as_text(v) for v in operand}
+        targets = frozenset(as_text(v) for v in operand)
+        return lambda value: as_text(value) in targets
     if op == "not_in":
-        return text not in {as_text(v) for v in operand}
+        targets = frozenset(as_text(v) for v in operand)
+        return lambda value: as_text(value) not in targets
     if op == "exists":
-        return (text != "") == bool(operand)
-    return _compare(value, op, operand)
+        wanted = bool(operand)
+        return lambda value: (as_text(value) != "") == wanted
+    return lambda value: _compare(value, op, operand)
+
+
+def compile_condition(condition: Condition | None) -> Callable[[Mapping[str, Any]], bool]:
+    """``condition`` as a function of a record's CRM fields, built once (the poll tests every record)."""
+    if condition is None:
+        return lambda fields: True
+    if condition.all is not None:
+        parts = [compile_condition(c) for c in condition.all]
+        return lambda fields: all(part(fields) for part in parts)
+    if condition.any is not None:
+        parts = [compile_condition(c) for c in condition.any]
+        return lambda fields: any(part(fields) for part in parts)
+    name = condition.field or ""
+    lowered = name.lower()
+    tests = [_compile_test(op, operand) for op, operand in condition.operators().items()]
+
+    def test(fields: Mapping[str, Any]) -> bool:
+        value = fields[name] if name in fields else next((v for k, v in fields.items() if k.lower() == lowered), None)
+        return all(t(value) for t in tests)
+
+    return test
+
+
+_compiled: dict[int, tuple[Condition, Callable[[Mapping[str, Any]], bool]]] = {}
 
 
 def evaluate(condition: Condition | None, fields: Mapping[str, Any]) -> bool:
@@ -89,17 +120,12 @@ def evaluate(condition: Condition | None, fields: Mapping[str, Any]) -> bool:
     """
     if condition is None:
         return True
-    if condition.all is not None:
-        return all(evaluate(c, fields) for c in condition.all)
-    if condition.any is not None:
-        return any(evaluate(c, fields) for c in condition.any)
-    name = condition.field or ""
-    if name in fields:
-        value = fields[name]
-    else:
-        lowered = name.lower()
-        value = next((v for k, v in fields.items() if k.lower() == lowered), None)
-    return all(_test(value, op, operand) for op, operand in condition.operators().items())
+    entry = _compiled.get(id(condition))
+    if entry is None or entry[0] is not condition:
+        if len(_compiled) > 4096:
+            _compiled.clear()
+        entry = _compiled[id(condition)] = (condition, compile_condition(condition))
+    return entry[1](fields)
 
 
 def to_lead(fields: Mapping[str, Any], field_map: Mapping[str, str], record_id: str) -> dict[str, Any]:

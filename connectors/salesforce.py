@@ -749,11 +749,11 @@ def _connection_id(credentials: SalesforceCredentials) -> str:
 
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
-    record = dict(record)
+    """Drop the ``attributes`` entries from a record just parsed (in place: it is ours alone)."""
     record.pop("attributes", None)
-    for key, value in list(record.items()):
-        if isinstance(value, dict):
-            record[key] = _strip(value)
+    for value in record.values():
+        if type(value) is dict:
+            _strip(value)
     return record
 
 

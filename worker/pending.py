@@ -17,6 +17,8 @@ from importlib import resources
 
 import redis
 
+ADD_CHUNK = 2000  # ids per script call: bounds how long one call holds Redis
+
 
 @dataclass(frozen=True, slots=True)
 class PendingItem:
@@ -33,9 +35,8 @@ class PendingSet:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._claim = client.register_script(
-            resources.files("worker").joinpath("lua", "claim_due.lua").read_text()
-        )
+        self._claim = client.register_script(resources.files("worker").joinpath("lua", "claim_due.lua").read_text())
+        self._add = client.register_script(resources.files("worker").joinpath("lua", "pending_add.lua").read_text())
 
     def _keys(self, crm: str) -> list[str]:
         return [f"{self.prefix}:pending:{crm}", f"{self.prefix}:pending:{crm}:meta"]
@@ -45,12 +46,11 @@ class PendingSet:
         if not record_ids:
             return 0
         at = time.time() if now is None else now
-        zkey, meta = self._keys(crm)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zadd(zkey, {rid: at for rid in record_ids}, nx=True)
-        for rid in record_ids:
-            pipe.hsetnx(meta, rid, json.dumps({"s": source, "t": at}))
-        return int(pipe.execute()[0])
+        meta = json.dumps({"s": source, "t": at})
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(record_ids), ADD_CHUNK):
+            self._add(keys=self._keys(crm), args=[repr(at), meta, *record_ids[start : start + ADD_CHUNK]], client=pipe)
+        return sum(int(n) for n in pipe.execute())
 
     def claim(self, crm: str, limit: int, lease: float, now: float | None = None) -> list[PendingItem]:
         """Take up to ``limit`` due ids (oldest first), leased for ``lease`` seconds."""
