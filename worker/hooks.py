@@ -55,7 +55,7 @@ def start_sla_many(
         return {}
     obj = rt.object_name(crm)
     clocks = service.start_many(
-        [(LeadRef(crm, obj, record.id), decision["owner"], record.lead, None, handled.epoch)
+        [(LeadRef(crm, obj, record.id), decision["owner"], handled.lead or record.lead, None, handled.epoch)
          for record, decision, handled in reps]
     )
     return {

@@ -20,7 +20,7 @@ import structlog
 from connectors.base import CrmRecord, OwnerUpdate, RetriableError, WriteResult, WriteStatus
 from worker.config import Assign, RoutingConfig
 from worker.routing.engine import Decision, Router
-from worker.routing.normalize import domain_of
+from worker.routing.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.runtime import Runtime
 from worker.store import DecisionKey, LeadRef
 
@@ -60,6 +60,7 @@ class Handled:
     owner: str | None = None
     reason: str = ""
     first_seen: float | None = None
+    lead: NormalizedLead | None = field(default=None, repr=False, compare=False)  # as the engine read it
 
 
 @dataclass
@@ -143,11 +144,14 @@ def _written_key(rt: Runtime, key: DecisionKey) -> str:
 def _compute(
     rt: Runtime,
     key: DecisionKey,
-    lead: Mapping[str, Any],
+    lead: Mapping[str, Any] | NormalizedLead,
     route: Callable[[Router], Decision] | None,
     overrides: Mapping[str, str],
     at: datetime | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
+    if route is None and not isinstance(lead, NormalizedLead):
+        lead = normalize_lead(lead)  # once, though decide_many may run compute several times
+
     def compute(state: Any) -> dict[str, Any]:
         router = Router(rt.config, state)
         decision = route(router) if route else router.route(lead, at=at, overrides=overrides)
@@ -161,7 +165,7 @@ def _compute(
 def decide(
     rt: Runtime,
     key: DecisionKey,
-    lead: Mapping[str, Any],
+    lead: Mapping[str, Any] | NormalizedLead,
     route: Callable[[Router], Decision] | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -176,7 +180,7 @@ def decide(
 
 
 def _decide_all(
-    rt: Runtime, work: list[tuple[DecisionKey, dict[str, Any]]], overrides: Mapping[str, str]
+    rt: Runtime, work: list[tuple[DecisionKey, NormalizedLead]], overrides: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """Decide a batch in a few Redis round trips for all of it (each lead still idempotent)."""
     if len(work) <= 1:
@@ -225,6 +229,7 @@ class _Batch:
         self.done: list[str] = []
         self.retry: list[str] = []
         self.written: list[tuple[CrmRecord, DecisionKey, dict[str, Any], Handled]] = []
+        self.leads: dict[str, NormalizedLead] = {}
 
     def run(self) -> BatchReport:
         rt, crm, ids = self.rt, self.crm, list(self.first_seen)
@@ -250,7 +255,7 @@ class _Batch:
         domains = [d for r in routable if not r.lead.get("account_owner")
                    if (d := domain_of(r.lead.get("email"), r.lead.get("website")))]
         owners = rt.connector(crm).account_owners(domains) if domains else {}  # one lookup per batch
-        to_decide: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
+        to_decide: list[tuple[CrmRecord, DecisionKey, NormalizedLead]] = []
         for record, key, already in zip(routable, keys, written, strict=True):
             if already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
@@ -258,9 +263,10 @@ class _Batch:
             elif not record.needs_routing and key.epoch == 0:
                 self._no_longer_intake(record, key)
             else:
-                to_decide.append((record, key, _lead_with_account(rt, crm, record, owners)))
+                to_decide.append((record, key, normalize_lead(_lead_with_account(rt, crm, record, owners))))
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
+        self.leads = {record.id: lead for record, _, lead in to_decide}
         self._write_back(to_write)
         self._after_writes()
         rt.pending.done(crm, self.done)
@@ -334,7 +340,7 @@ class _Batch:
         self, record: CrmRecord, key: DecisionKey, decision: dict[str, Any], outcome: str = "written"
     ) -> Handled:
         handled = Handled(record.id, outcome, key.epoch, decision["owner"], decision["reason"],
-                          self.first_seen.get(record.id))
+                          self.first_seen.get(record.id), self.leads.get(record.id))
         self.report.handled.append(handled)
         self.done.append(record.id)
         self.written.append((record, key, decision, handled))

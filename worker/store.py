@@ -186,6 +186,12 @@ class Availability:
     set_at: datetime | None = None
 
 
+def _decided(key: DecisionKey, sent: str, reply: list[Any]) -> Decided:
+    """What ``record.lua`` answered: ours (``sent``) recorded, or the one recorded before."""
+    fresh, payload, entry_id = reply
+    return Decided(key, json.loads(sent if fresh else payload), bool(fresh), entry_id)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -460,11 +466,13 @@ class RedisStore:
             raise
         if finished:
             pipe = self.client.pipeline(transaction=False)
+            sent: list[str] = []
             for i, (decision, used) in finished.items():
                 keys, args = self._record_call(items[i][0], decision, token, used)
                 self._record(keys=keys, args=args, client=pipe)
-            for i, (fresh, payload, entry_id) in zip(finished, pipe.execute(), strict=True):
-                results[i] = Decided(items[i][0], json.loads(payload), bool(fresh), entry_id)
+                sent.append(str(args[0]))
+            for i, text, reply in zip(finished, sent, pipe.execute(), strict=True):
+                results[i] = _decided(items[i][0], text, reply)
         for i in alone:
             results[i] = self._decide_one(items[i][0], items[i][1], token, None)
         return [results[i] for i in range(len(items))]
@@ -480,8 +488,7 @@ class RedisStore:
     ) -> Decided:
         """Record ``decision`` for ``key`` unless one is recorded already (which is returned)."""
         keys, args = self._record_call(key, decision, token, claims_used)
-        fresh, payload, entry_id = self._record(keys=keys, args=args)
-        return Decided(key, json.loads(payload), bool(fresh), entry_id)
+        return _decided(key, str(args[0]), self._record(keys=keys, args=args))
 
     def _record_call(
         self, key: DecisionKey, decision: Mapping[str, Any], token: str, claims_used: int | None = None
@@ -535,13 +542,12 @@ class RedisStore:
     def record_many(self, decisions: Sequence[tuple[DecisionKey, Mapping[str, Any]]]) -> list[Decided]:
         """Record many decisions in one pipelined round trip; the first recorded per key wins."""
         pipe = self.client.pipeline(transaction=False)
+        sent: list[str] = []
         for key, decision in decisions:
             keys, args = self._record_call(key, decision, "")
             self._record(keys=keys, args=args, client=pipe)
-        return [
-            Decided(key, json.loads(payload), bool(fresh), entry_id)
-            for (key, _), (fresh, payload, entry_id) in zip(decisions, pipe.execute(), strict=True)
-        ]
+            sent.append(str(args[0]))
+        return [_decided(key, text, reply) for (key, _), text, reply in zip(decisions, sent, pipe.execute(), strict=True)]
 
     def decision(self, key: DecisionKey) -> Decided | None:
         """The recorded decision for ``key``, if any (and not expired)."""

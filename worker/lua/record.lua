@@ -3,7 +3,7 @@
 -- ARGV: decision json, owner token (or ""), ttl ms, log max length, lead, epoch, claims used
 -- ("" = unknown). Journaled claims c:n with n >= claims used were made by an earlier attempt
 -- that died and went another way; their loads are given back when the decision is recorded.
--- Returns {1, json, entry id} when this call recorded it, {0, json, entry id} when an
+-- Returns {1, "", entry id} when this call recorded it (the caller has the json), {0, json, entry id} when an
 -- earlier decision stands.
 local d = redis.call('HMGET', KEYS[1], 'd', 'id')
 if d[1] then return {0, d[1], d[2] or ''} end
@@ -26,4 +26,4 @@ end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'id', id)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-return {1, ARGV[1], id}
+return {1, '', id}

@@ -153,13 +153,14 @@ class Router:
 
     def route(
         self,
-        lead: Mapping[str, Any],
+        lead: Mapping[str, Any] | NormalizedLead,
         at: datetime | None = None,
         overrides: Mapping[str, str] | None = None,
         exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         """Decide the owner of one lead; never raises for bad lead data, never leaves it unrouted.
 
+        ``lead`` is a raw lead, or one normalised already (a caller deciding it more than once).
         ``at`` is the routing time for leads without ``created_at``; ``overrides`` forces a
         rep unavailable (rep id -> reason, e.g. an OOO set from the CLI); ``exclude`` lists
         reps that must not get this lead (earlier owners, on reassignment).
@@ -198,12 +199,12 @@ class Router:
 
     def _start(
         self,
-        lead: Mapping[str, Any],
+        lead: Mapping[str, Any] | NormalizedLead,
         at: datetime | None,
         overrides: Mapping[str, str] | None,
         exclude: frozenset[str],
     ) -> tuple[NormalizedLead, _Context]:
-        normalized = normalize_lead(lead)
+        normalized = lead if isinstance(lead, NormalizedLead) else normalize_lead(lead)
         facts = derive_facts(normalized, self.config)
         created = facts.get("created_at")
         when = created if isinstance(created, datetime) else (at or datetime.now(UTC))

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.routing.engine import Router, absence, derive_facts
-from worker.routing.normalize import normalize_lead
+from worker.routing.normalize import NormalizedLead, normalize_lead
 from worker.routing.state import InMemoryState
 from worker.sla.clock import WorkCalendar, calendar_for, elapsed
 from worker.sla.policy import Act, Action, Plan, Seen, SlaRecord, decide, lead_of, open_record, reassigned, timer_id
@@ -271,9 +271,9 @@ class SlaService:
 
     def start_many(
         self,
-        assignments: Sequence[tuple[LeadRef, str, Mapping[str, Any], datetime | None, int]],
+        assignments: Sequence[tuple[LeadRef, str, Mapping[str, Any] | NormalizedLead, datetime | None, int]],
     ) -> list[SlaRecord | None]:
-        """Start clocks for a batch of ``(lead, owner, raw lead fields, assigned at, epoch)`` in one transaction.
+        """Start clocks for a batch of ``(lead, owner, raw or normalised lead fields, assigned at, epoch)`` in one transaction.
 
         Leads owned by a queue, or matching no tier, get no clock (and any old clock of theirs
         is closed: the lead was re-routed). The tier is chosen on the lead's derived facts
@@ -284,6 +284,7 @@ class SlaService:
         stale: list[str] = []
         owners = sorted({owner for _, owner, _, _, _ in assignments if owner in self.config.reps})
         off = self._off_periods(owners, _now(None))
+        calendars: dict[str, WorkCalendar | None] = {}
         pipe = self.store.client.pipeline(transaction=False)
         for tid, old_owner in self._owners_of([timer_id(a[0]) for a in assignments]).items():
             pipe.srem(self._rep_key(old_owner), tid)  # a re-routed lead leaves its old owner's index
@@ -291,12 +292,15 @@ class SlaService:
             when = _now(at)
             tier = None
             if owner in self.config.reps and self.sla.tiers:
-                tier = self.sla.tier_for(derive_facts(normalize_lead(fields), self.config))
+                lead_now = fields if isinstance(fields, NormalizedLead) else normalize_lead(fields)
+                tier = self.sla.tier_for(derive_facts(lead_now, self.config))
             if tier is None:
                 out.append(None)
                 stale.append(timer_id(lead))
                 continue
-            record = open_record(lead, tier, owner, when, self._calendar(owner, off), epoch=epoch,
+            if owner not in calendars:
+                calendars[owner] = self._calendar(owner, off)
+            record = open_record(lead, tier, owner, when, calendars[owner], epoch=epoch,
                                  away_policy=self.sla.away_policy(tier))
             out.append(record)
             timers.append((record.timer_id, self._first_due(record), record.to_payload()))
