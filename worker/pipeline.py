@@ -352,12 +352,13 @@ class _Batch:
             return
         rt, crm = self.rt, self.crm
         pipe = rt.store.client.pipeline(transaction=False)
-        for record, key, decision, _ in self.written:
-            pipe.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
-            if decision["owner"].startswith("queue:"):
-                pipe.hdel(rt.store.key("open", crm), record.id)
-            else:
-                pipe.hset(rt.store.key("open", crm), record.id, decision["owner"])
+        rt.store.set_flags([_written_key(rt, key) for _, key, _, _ in self.written], WRITTEN_TTL, pipe)
+        owned = {record.id: d["owner"] for record, _, d, _ in self.written if not d["owner"].startswith("queue:")}
+        queued = [record.id for record, _, d, _ in self.written if d["owner"].startswith("queue:")]
+        if owned:
+            pipe.hset(rt.store.key("open", crm), mapping=owned)
+        if queued:
+            pipe.hdel(rt.store.key("open", crm), *queued)
         pipe.execute()
         for record, _, decision, handled in self.written:
             if self.on_written is not None:

@@ -56,6 +56,7 @@ from worker.routing.state import Candidate, Pick, RoutingState, Strategy, descri
 
 DAY = 86_400.0
 CLAIM_CHUNK = 1000  # claims per script call: bounds how long one call holds Redis
+SCRIPT_CHUNK = 500  # leads per begin/record script call, likewise
 
 _STRATEGY_CODE = {
     Strategy.ROUND_ROBIN: "rr",
@@ -186,12 +187,6 @@ class Availability:
     set_at: datetime | None = None
 
 
-def _decided(key: DecisionKey, sent: str, reply: list[Any]) -> Decided:
-    """What ``record.lua`` answered: ours (``sent``) recorded, or the one recorded before."""
-    fresh, payload, entry_id = reply
-    return Decided(key, json.loads(sent if fresh else payload), bool(fresh), entry_id)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -262,6 +257,7 @@ class RedisStore:
         self._record = client.register_script(_lua("record"))
         self._claim_due = client.register_script(_lua("claim_due"))
         self._unlock = client.register_script(_lua("unlock"))
+        self._flags = client.register_script(_lua("flags"))
 
     @classmethod
     def connect(
@@ -421,10 +417,13 @@ class RedisStore:
         """
         token = uuid.uuid4().hex
         pipe = self.client.pipeline(transaction=False)
-        for key, _ in items:
-            self._begin(keys=[self._dkey(key), self._lease_key(key)], args=[token, self.lease_ms], client=pipe)
+        for start in range(0, len(items), SCRIPT_CHUNK):
+            keys = [k for key, _ in items[start : start + SCRIPT_CHUNK] for k in (self._dkey(key), self._lease_key(key))]
+            self._begin(keys=keys, args=[token, self.lease_ms], client=pipe)
         pipe.hgetall(self._loads_key)
-        *begun, raw_loads = pipe.execute()
+        *replies, raw_loads = pipe.execute()
+        flat = [value for reply in replies for value in reply]
+        begun = [flat[i : i + 3] for i in range(0, len(flat), 3)]
         results: dict[int, Decided] = {}
         alone: list[int] = []
         active: dict[int, _Replay] = {}
@@ -465,14 +464,8 @@ class RedisStore:
             self._release_leases([items[i][0] for i in (*active, *alone, *finished)], token)
             raise
         if finished:
-            pipe = self.client.pipeline(transaction=False)
-            sent: list[str] = []
-            for i, (decision, used) in finished.items():
-                keys, args = self._record_call(items[i][0], decision, token, used)
-                self._record(keys=keys, args=args, client=pipe)
-                sent.append(str(args[0]))
-            for i, text, reply in zip(finished, sent, pipe.execute(), strict=True):
-                results[i] = _decided(items[i][0], text, reply)
+            recorded = self._record_all([(items[i][0], decision, token, used) for i, (decision, used) in finished.items()])
+            results.update(zip(finished, recorded, strict=True))
         for i in alone:
             results[i] = self._decide_one(items[i][0], items[i][1], token, None)
         return [results[i] for i in range(len(items))]
@@ -487,25 +480,31 @@ class RedisStore:
         self, key: DecisionKey, decision: Mapping[str, Any], *, token: str = "", claims_used: int | None = None
     ) -> Decided:
         """Record ``decision`` for ``key`` unless one is recorded already (which is returned)."""
-        keys, args = self._record_call(key, decision, token, claims_used)
-        return _decided(key, str(args[0]), self._record(keys=keys, args=args))
+        return self._record_all([(key, decision, token, claims_used)])[0]
 
-    def _record_call(
-        self, key: DecisionKey, decision: Mapping[str, Any], token: str, claims_used: int | None = None
-    ) -> tuple[list[str], list[object]]:
-        """``claims_used``: how many journaled claims the recorded compute made; any beyond
-        them were made by an earlier attempt that died and took another path, and are released."""
-        keys = [self._dkey(key), self._lease_key(key), self.key("log"), self._loads_key]
-        args: list[object] = [
-            _dumps(decision),
-            token,
-            self.decision_ttl_ms,
-            self.log_maxlen,
-            str(key.lead),
-            key.epoch,
-            "" if claims_used is None else int(claims_used),
+    def _record_all(self, entries: Sequence[tuple[DecisionKey, Mapping[str, Any], str, int | None]]) -> list[Decided]:
+        """Record decisions (key, decision, lease token, claims used) in one round trip.
+
+        ``claims used``: how many journaled claims the recorded compute made; any beyond them
+        were made by an earlier attempt that died and took another path, and are released.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        sent = [_dumps(decision) for _, decision, _, _ in entries]
+        log_key = self.key("log")
+        for start in range(0, len(entries), SCRIPT_CHUNK):
+            keys: list[str] = [log_key, self._loads_key]
+            args: list[object] = [self.decision_ttl_ms, self.log_maxlen]
+            for (key, _, token, used), text in zip(entries[start : start + SCRIPT_CHUNK], sent[start : start + SCRIPT_CHUNK],
+                                                   strict=True):
+                keys += [self._dkey(key), self._lease_key(key)]
+                args += [text, token, str(key.lead), key.epoch, "" if used is None else int(used)]
+            self._record(keys=keys, args=args, client=pipe)
+        flat = [value for reply in pipe.execute() for value in reply]
+        return [
+            Decided(key, json.loads(text if fresh else payload), bool(fresh), entry_id)
+            for (key, _, _, _), text, fresh, payload, entry_id
+            in zip(entries, sent, flat[0::3], flat[1::3], flat[2::3], strict=True)
         ]
-        return keys, args
 
     def claim_many(self, requests: Sequence[PoolClaim | DirectClaim]) -> list[Claim]:
         """Claim for many leads in one pipelined round trip, each idempotent on its key.
@@ -541,13 +540,7 @@ class RedisStore:
 
     def record_many(self, decisions: Sequence[tuple[DecisionKey, Mapping[str, Any]]]) -> list[Decided]:
         """Record many decisions in one pipelined round trip; the first recorded per key wins."""
-        pipe = self.client.pipeline(transaction=False)
-        sent: list[str] = []
-        for key, decision in decisions:
-            keys, args = self._record_call(key, decision, "")
-            self._record(keys=keys, args=args, client=pipe)
-            sent.append(str(args[0]))
-        return [_decided(key, text, reply) for (key, _), text, reply in zip(decisions, sent, pipe.execute(), strict=True)]
+        return self._record_all([(key, decision, "", None) for key, decision in decisions])
 
     def decision(self, key: DecisionKey) -> Decided | None:
         """The recorded decision for ``key``, if any (and not expired)."""
@@ -721,6 +714,11 @@ class RedisStore:
             self.release_lock(name, token)
 
     # ------------------------------------------------------------------ de-duplication
+
+    def set_flags(self, keys: Sequence[str], ttl: float, pipe: redis.client.Pipeline | None = None) -> None:
+        """Set many flag keys (full key names) to "1" for ``ttl`` seconds, in one script call per 1,000."""
+        for start in range(0, len(keys), 1000):
+            self._flags(keys=list(keys[start : start + 1000]), args=[max(1, int(ttl))], client=pipe or self.client)
 
     def first_seen(self, namespace: str, item_id: str, ttl: float) -> bool:
         """True the first time ``item_id`` is seen in ``namespace`` within ``ttl`` seconds."""

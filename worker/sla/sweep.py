@@ -285,11 +285,13 @@ class SlaService:
         owners = sorted({owner for _, owner, _, _, _ in assignments if owner in self.config.reps})
         off = self._off_periods(owners, _now(None))
         calendars: dict[str, WorkCalendar | None] = {}
+        opened: dict[tuple[str, str, datetime], SlaRecord] = {}  # a batch shares its clock times per (tier, owner)
+        now = _now(None)
         pipe = self.store.client.pipeline(transaction=False)
         for tid, old_owner in self._owners_of([timer_id(a[0]) for a in assignments]).items():
             pipe.srem(self._rep_key(old_owner), tid)  # a re-routed lead leaves its old owner's index
         for lead, owner, fields, at, epoch in assignments:
-            when = _now(at)
+            when = now if at is None else _now(at)
             tier = None
             if owner in self.config.reps and self.sla.tiers:
                 lead_now = fields if isinstance(fields, NormalizedLead) else normalize_lead(fields)
@@ -298,10 +300,14 @@ class SlaService:
                 out.append(None)
                 stale.append(timer_id(lead))
                 continue
-            if owner not in calendars:
-                calendars[owner] = self._calendar(owner, off)
-            record = open_record(lead, tier, owner, when, calendars[owner], epoch=epoch,
-                                 away_policy=self.sla.away_policy(tier))
+            template = opened.get((tier.name, owner, when))
+            if template is None:
+                if owner not in calendars:
+                    calendars[owner] = self._calendar(owner, off)
+                record = opened[(tier.name, owner, when)] = open_record(
+                    lead, tier, owner, when, calendars[owner], epoch=epoch, away_policy=self.sla.away_policy(tier))
+            else:
+                record = replace(template, lead=lead, epoch=epoch)
             out.append(record)
             timers.append((record.timer_id, self._first_due(record), record.to_payload()))
             pipe.sadd(self._rep_key(owner), record.timer_id)
