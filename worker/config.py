@@ -188,6 +188,7 @@ class WorkerSettings(_Model):
 
     poll_every: float = 15.0
     drain_every: float = 5.0
+    poll_backlog_deferral: float = 60.0
     reconcile_orphans_every: float = 300.0
     orphan_age: float = 120.0
     reconcile_loads_every: float = 3600.0

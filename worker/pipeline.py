@@ -75,12 +75,20 @@ class BatchReport:
         return [h for h in self.handled if h.outcome == outcome]
 
 
-def poll(rt: Runtime, crm: str) -> int:
+POLL_BACKLOG_BATCHES = 4  # more than this many full batches due is a backlog (see poll)
+
+
+def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) -> int:
     """Move changed records that need routing into the pending set; returns how many.
 
-    The watermark advances only after a page's ids are safely in the pending set. A lock
-    keeps two overlapping polls of the same CRM from reading the same pages twice.
+    The watermark advances only after a page's ids are safely in the pending set, and
+    ``on_page`` is told how many each page added (so draining starts before the last page).
+    A lock keeps two overlapping polls of the same CRM from reading the same pages twice.
+    While a backlog is due, a poll is put off for up to ``worker.poll_backlog_deferral``: the
+    drain needs the API budget, and the poll's overlap window would only read the backlog again.
     """
+    if _defer_for_backlog(rt, crm):
+        return 0
     token = rt.store.acquire_lock(f"poll:{crm}", ttl=300)
     if token is None:
         log.info("poll_skipped_busy", crm=crm)
@@ -93,12 +101,26 @@ def poll(rt: Runtime, crm: str) -> int:
         added = 0
         for page in rt.connector(crm).changes(since, intake_only=True):
             ids = [r.id for r in page.records if r.needs_routing]
-            added += rt.pending.add(crm, ids, "poll")
+            fresh = rt.pending.add(crm, ids, "poll")
             rt.store.set_watermark(crm, obj, page.watermark.encode())
             rt.store.extend_lock(f"poll:{crm}", token, 300)
+            added += fresh
+            if fresh and on_page is not None:
+                on_page(fresh)
+        rt.store.client.set(rt.store.key("polled", crm), repr(time.time()), ex=86_400)
         return added
     finally:
         rt.store.release_lock(f"poll:{crm}", token)
+
+
+def _defer_for_backlog(rt: Runtime, crm: str) -> bool:
+    if rt.pending.due(crm) <= POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max:
+        return False
+    last = rt.store.client.get(rt.store.key("polled", crm))
+    if last is None or time.time() - float(last) >= rt.config.model.worker.poll_backlog_deferral:
+        return False
+    log.info("poll_deferred_backlog", crm=crm, due=rt.pending.due(crm))
+    return True
 
 
 def enqueue(rt: Runtime, crm: str, record_ids: list[str], source: str) -> int:

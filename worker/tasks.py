@@ -37,13 +37,17 @@ def after_batch(crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipelin
 def poll(self: Task, crm: str) -> int:
     """Read the CRM's changes since the watermark into the pending set, then drain."""
     structlog.contextvars.bind_contextvars(crm=crm)
+    kicked: list[bool] = []
+
+    def kick(_added: int) -> None:  # route the first page while later ones are read
+        if not kicked:
+            kicked.append(True)
+            drain.delay(crm)
+
     try:
-        added = pipeline.poll(get_runtime(), crm)
+        return pipeline.poll(get_runtime(), crm, on_page=kick)
     except RetriableError as exc:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
-    if added:
-        drain.delay(crm)
-    return added
 
 
 @app.task(name="leadroute.drain", bind=True, max_retries=None)
@@ -57,9 +61,12 @@ def drain(self: Task, crm: str) -> int:
     structlog.contextvars.bind_contextvars(crm=crm)
     rt = get_runtime()
     backlog = rt.pending.due(crm) > rt.connector(crm).write_batch_max
-    slot, token = _drain_slot(rt, crm, DRAIN_SLOTS if backlog else 1)
+    slots = DRAIN_SLOTS if backlog else 1
+    slot, token = _drain_slot(rt, crm, slots)
     if token is None:
-        return 0  # another drain holds the slot and loops until the pending set is empty
+        return 0  # other drains hold the slots and loop until the pending set is empty
+    if backlog and slot != f"drain:{crm}:{slots - 1}":
+        drain.delay(crm)  # fan out: the next drain takes the next slot, until all are busy
     routed = 0
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:

@@ -6,6 +6,7 @@ the owner the config dictates, the reason on the record, and its decision in the
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -184,3 +185,22 @@ def test_a_write_that_landed_before_the_worker_died_is_finished_not_redone(make_
     assert "salesforce PATCH /composite/sobjects" not in calls  # no second owner write
     assert calls  # (the counters did record the fetch)
     assert rt.store.decision(key) is not None
+
+
+def test_a_poll_waits_while_a_backlog_drains_but_never_longer_than_the_deferral(make_runtime: Any, admin: Any) -> None:
+    rt = make_runtime()
+    crm = "salesforce"
+    load_leads(rt, admin, 3, seed=41)
+    pages: list[int] = []
+    first = pipeline.poll(rt, crm, on_page=pages.append)
+    assert first >= 3 and sum(pages) == first  # each page reports what it added, as it goes
+
+    backlog = pipeline.POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max + 1
+    rt.pending.add(crm, [f"00Q5e00000Bk{i:06d}" for i in range(backlog)], "test")
+    later = load_leads(rt, admin, 2, seed=42)["salesforce"]["ids"]
+    assert pipeline.poll(rt, crm) == 0  # the drain has the API budget; the new leads wait
+    assert not set(later) & set(rt.pending.client.zrange(f"{rt.pending.prefix}:pending:{crm}", 0, -1))
+
+    deferral = rt.config.model.worker.poll_backlog_deferral
+    rt.store.client.set(rt.store.key("polled", crm), repr(time.time() - deferral - 1))
+    assert pipeline.poll(rt, crm) == 2  # deferred long enough: polled despite the backlog
