@@ -66,6 +66,7 @@ DEFAULT_API_VERSION = "60.0"
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 COLLECTION_MAX = 200
 IDS_PER_QUERY = 200
+ACCOUNT_DOMAINS_PER_QUERY = 50  # LIKE clauses per query: keeps the GET URL well under Salesforce's 16 KB
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))?$")
@@ -614,6 +615,48 @@ class SalesforceConnector(Connector):
                 owner = rows[0]["Account"].get("OwnerId") or None
         self.accounts.put(domain, owner)
         return owner
+
+    def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
+        """:meth:`account_owner` for many domains: the uncached ones looked up
+        ``ACCOUNT_DOMAINS_PER_QUERY`` at a time (one query each, plus one on Contacts for the rest
+        when configured), with the same answers as one by one."""
+        from worker.routing.normalize import domain_of
+
+        out: dict[str, str | None] = {}
+        wanted: dict[str, list[str]] = {}  # normalised domain -> the spellings asked for
+        for given in dict.fromkeys(domains):
+            domain = (given or "").strip().lower()
+            hit, owner = self.accounts.get(domain) if _DOMAIN_RE.match(domain) else (True, None)
+            if hit:
+                out[given] = owner
+            else:
+                wanted.setdefault(domain, []).append(given)
+        found: dict[str, str] = {}
+        todo = list(wanted)
+        for start in range(0, len(todo), ACCOUNT_DOMAINS_PER_QUERY):
+            chunk = set(todo[start : start + ACCOUNT_DOMAINS_PER_QUERY])
+            likes = " OR ".join(f"Website LIKE {soql_literal(f'%{d}%')}" for d in sorted(chunk))
+            for row in self._query(f"SELECT Id, OwnerId, Website FROM Account WHERE {likes} "
+                                   "ORDER BY CreatedDate ASC, Id ASC", "query:accounts"):
+                domain = domain_of(website=row.get("Website"))
+                if domain in chunk and domain not in found and row.get("OwnerId"):
+                    found[domain] = str(row["OwnerId"])
+        if self.settings.account_lookup.contacts:
+            rest = [d for d in todo if d not in found]
+            for start in range(0, len(rest), ACCOUNT_DOMAINS_PER_QUERY):
+                chunk = set(rest[start : start + ACCOUNT_DOMAINS_PER_QUERY])
+                likes = " OR ".join(f"Email LIKE {soql_literal(f'%@{d}')}" for d in sorted(chunk))
+                for row in self._query(f"SELECT Email, Account.OwnerId FROM Contact WHERE AccountId != null AND "
+                                       f"({likes}) ORDER BY CreatedDate ASC, Id ASC", "query:accounts"):
+                    domain = str(row.get("Email") or "").rpartition("@")[2].strip().lower()
+                    account = row.get("Account")
+                    if domain in chunk and domain not in found and isinstance(account, dict) and account.get("OwnerId"):
+                        found[domain] = str(account["OwnerId"])
+        for domain, spellings in wanted.items():
+            self.accounts.put(domain, found.get(domain))
+            for given in spellings:
+                out[given] = found.get(domain)
+        return out
 
     # ------------------------------------------------------------------ writes
 

@@ -197,3 +197,14 @@ def test_account_owners_for_many_domains_match_the_one_by_one_answers(crm: Crm) 
         assert many[domain] == connector.account_owner(domain), domain
     assert many["globex.com"] is not None and many["unknown-domain.example"] is None
 
+
+
+def test_account_owners_for_uncached_domains_cost_one_query_per_chunk_not_one_per_domain(crm: Crm) -> None:
+    domains = [f"batch-{i}-{crm.name}.example" for i in range(30)] + ["globex.com"]
+    before = crm.admin.counters()["total"]
+    many = crm.connector.account_owners(domains)
+    calls = crm.admin.counters()["total"] - before
+    assert many["globex.com"] is not None and all(many[d] is None for d in domains[:-1])
+    assert calls <= 2  # one lookup (and, for Salesforce, one on Contacts for the domains without an Account)
+    assert crm.connector.account_owners(domains) == many
+    assert crm.admin.counters()["total"] - before == calls  # all cached now
