@@ -297,7 +297,8 @@ class SalesforceSettings(_ConnectorBase):
 
     object: Literal["Lead", "Contact"] = "Lead"
     api_version: str | None = Field(default=None, pattern=r"^\d+\.\d$")
-    rate_limit: RateLimitSettings = RateLimitSettings(requests=25, per_seconds=1.0, burst=2, headroom=0.0)
+    # no per-second limit at Salesforce (only the daily allocation): a politeness cap of 25 req/s over 10 s windows
+    rate_limit: RateLimitSettings = RateLimitSettings(requests=250, per_seconds=10.0, burst=2, headroom=0.0)
     write_batch_size: int = Field(default=200, ge=1, le=200)
     query_batch_size: int = Field(default=2000, ge=200, le=2000)
 
