@@ -331,6 +331,12 @@ class Connector(ABC):
     def account_owner(self, domain: str) -> str | None:
         """The owner of the account whose company domain is ``domain`` (cached), if any."""
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Import what the first instance would import lazily (a prefork parent calls it once for
+        every child, so no child pays for it on its first task). Nothing to do by default."""
+        return None
+
     def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
         """Account owners for many domains; connectors that can look them up in one call override this."""
         return {domain: self.account_owner(domain) for domain in dict.fromkeys(domains)}

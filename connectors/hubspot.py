@@ -203,6 +203,15 @@ class HubSpotConnector(Connector):
     name: ClassVar[str] = "hubspot"
     write_batch_max: ClassVar[int] = BATCH_MAX
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """The client's API modules load on first attribute access (a second or so): load them now."""
+        from hubspot import HubSpot
+
+        crm = HubSpot(access_token="warm-up").crm
+        _ = (crm.contacts.search_api, crm.contacts.batch_api, crm.owners.owners_api, crm.companies.search_api,
+             crm.objects.notes.basic_api)
+
     def __init__(
         self,
         settings: HubSpotSettings,

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
-from celery.signals import setup_logging, task_prerun, worker_process_init
+from celery.signals import setup_logging, task_prerun, worker_init, worker_process_init
 from kombu import Exchange, Queue
 
 QUEUES = ("ingest", "route", "notify", "sla")
@@ -112,12 +112,30 @@ def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
     sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
 
 
+@worker_init.connect
+def _warm_up(**_: Any) -> None:
+    """Before the pool forks: parse the config, import connectors and load calendars once for all children."""
+    from worker.runtime import warm_up
+
+    warm_up(_load_checked_config())
+
+
 @worker_process_init.connect
 def _fresh_runtime(**_: Any) -> None:
-    """Prefork children must not share the parent's Redis or HTTP connections."""
-    from worker.runtime import set_runtime
+    """Prefork children must not share the parent's Redis or HTTP connections: each builds its
+    own runtime and connectors now, before its first task (a failure here waits for that task)."""
+    from worker.runtime import get_runtime, set_runtime
 
     set_runtime(None)
+    try:
+        runtime = get_runtime()
+        for crm in runtime.crms:
+            runtime.connector(crm)
+    except Exception as exc:  # the first task reports it again, with its context
+        import structlog
+
+        structlog.get_logger("leadroute.app").warning("runtime_not_ready", error=str(exc))
+        set_runtime(None)
 
 
 @setup_logging.connect

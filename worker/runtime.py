@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,36 @@ _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
 
+_preloaded: tuple[Path, RoutingConfig] | None = None
+
+
 def get_runtime() -> Runtime:
     """The process-wide runtime (built on first use; Celery prefork children build their own)."""
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = Runtime.build()
+            config = _preloaded[1] if _preloaded is not None and _preloaded[0] == config_path() else None
+            _runtime = Runtime.build(config)
         return _runtime
+
+
+def warm_up(config: RoutingConfig) -> None:
+    """Do once in a prefork parent what every child would otherwise do on its first task:
+    keep the parsed config, import the connectors and the task-time modules, load the
+    reps' holiday calendars."""
+    global _preloaded
+    _preloaded = (config_path(), config)
+    from connectors.base import get_connector_class
+    from worker import hooks, notify  # noqa: F401 - imported for their side effect: loaded once
+    from worker.sla import clock
+
+    for name in config.model.connectors.enabled():
+        get_connector_class(name).warm_up()
+    today = date.today()
+    for rep in config.reps:
+        country = clock.calendar_for(rep, config).country
+        for year in (today.year, today.year + 1):
+            clock.is_holiday(country, date(year, 1, 1))
 
 
 def set_runtime(runtime: Runtime | None) -> None:
