@@ -297,7 +297,10 @@ class Connector(ABC):
     def changes(self, since: Watermark | None, *, intake_only: bool = True) -> Iterator[ChangePage]:
         """Records modified since ``since`` (all of them when ``None``), oldest first, in pages.
 
-        With ``intake_only`` only records matching the intake condition are returned
+        Each record carries what queueing it needs: id, modstamp, owner and the intake
+        condition's fields (``needs_routing``); its ``lead`` holds only the ``id``, as the
+        router reads every record fresh with :meth:`fetch`. With ``intake_only`` only records
+        matching the intake condition are returned
         (filtered in the CRM where it can, re-checked here). Each page carries the watermark
         to persist after its records are handled; a record is never returned twice for the
         same modification.

@@ -259,6 +259,8 @@ class HubSpotConnector(Connector):
         self._notes = client.crm.objects.notes.basic_api
         self._apis = [self._contacts_search, self._contacts_batch, self._owners, self._companies_search, self._notes]
         self._properties = self._wanted_properties()
+        intake = sorted(settings.intake.fields()) if settings.intake is not None else []
+        self._change_properties = list(dict.fromkeys([MODIFIED, OWNER, *intake]))
 
     @classmethod
     def from_env(
@@ -363,7 +365,7 @@ class HubSpotConnector(Connector):
         return self._call(endpoint, lambda: self._contacts_search.do_search_with_http_info(body, **self._opts()),
                           search=True)
 
-    def _record(self, obj: Any) -> CrmRecord:
+    def _record(self, obj: Any, *, lead: bool = True) -> CrmRecord:
         props = dict(obj.properties or {})
         record_id = str(obj.id)
         modstamp = parse_hs_datetime(props.get(MODIFIED)) or parse_hs_datetime(obj.updated_at) or datetime.now(UTC)
@@ -371,7 +373,7 @@ class HubSpotConnector(Connector):
             id=record_id,
             modstamp=modstamp,
             owner_id=props.get(OWNER) or None,
-            lead=to_lead(props, self.settings.fields, record_id),
+            lead=to_lead(props, self.settings.fields, record_id) if lead else {"id": record_id},
             fields=props,
             needs_routing=evaluate(self.settings.intake, props),
             crm=self.name,
@@ -402,11 +404,11 @@ class HubSpotConnector(Connector):
             if groups is None:
                 groups = [{"filters": extra}] if extra else []
             body: dict[str, Any] = {"filterGroups": groups, "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
-                                    "properties": self._properties, "limit": limit}
+                                    "properties": self._change_properties, "limit": limit}
             if after:
                 body["after"] = str(after)
             page = self._search(body, "contacts/search:changes")
-            records = [self._record(obj) for obj in page.results or []]
+            records = [self._record(obj, lead=False) for obj in page.results or []]
             fresh = [r for r in records if r.key not in watermark.seen and (not intake_only or r.needs_routing)]
             watermark = watermark.advance(records, self.settings.overlap)
             yield ChangePage(fresh, watermark)

@@ -336,6 +336,8 @@ class SalesforceConnector(Connector):
         self.logins = 0
         self._retry_hint: float | None = None
         self._select = self._select_fields()
+        intake = sorted(settings.intake.fields()) if settings.intake is not None else []
+        self._change_select = list({f.lower(): f for f in ["Id", "SystemModstamp", "OwnerId", *intake]}.values())
 
     @classmethod
     def from_env(
@@ -501,13 +503,13 @@ class SalesforceConnector(Connector):
     def _query(self, soql: str, endpoint: str = "query") -> list[dict[str, Any]]:
         return [r for page in self._query_pages(soql, endpoint) for r in page]
 
-    def _record(self, raw: dict[str, Any]) -> CrmRecord:
+    def _record(self, raw: dict[str, Any], *, lead: bool = True) -> CrmRecord:
         record_id = str(raw.get("Id"))
         return CrmRecord(
             id=record_id,
             modstamp=parse_sf_datetime(raw.get("SystemModstamp")) or datetime.now(UTC),
             owner_id=raw.get("OwnerId") or None,
-            lead=to_lead(raw, self.settings.fields, record_id),
+            lead=to_lead(raw, self.settings.fields, record_id) if lead else {"id": record_id},
             fields=raw,
             needs_routing=evaluate(self.settings.intake, raw),
             crm=self.name,
@@ -523,12 +525,12 @@ class SalesforceConnector(Connector):
             where.append(f"SystemModstamp >= {soql_datetime(since.since(self.settings.overlap))}")
         if intake_only and self.settings.intake is not None:
             where.append(soql_condition(self.settings.intake))
-        soql = f"SELECT {', '.join(self._select)} FROM {self.object}"
+        soql = f"SELECT {', '.join(self._change_select)} FROM {self.object}"
         if where:
             soql += " WHERE " + " AND ".join(where)
         soql += " ORDER BY SystemModstamp ASC, Id ASC"
         for page in self._query_pages(soql, endpoint="query:changes"):
-            records = [self._record(raw) for raw in page]
+            records = [self._record(raw, lead=False) for raw in page]
             fresh = [r for r in records if r.key not in watermark.seen and (not intake_only or r.needs_routing)]
             watermark = watermark.advance(records, self.settings.overlap)
             yield ChangePage(fresh, watermark)

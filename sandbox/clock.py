@@ -8,6 +8,7 @@ record still moves that record's stamp forward (see :func:`advance`).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -46,6 +47,7 @@ def ms_to_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+@functools.lru_cache(maxsize=65_536)  # query pages render the same stamps over and over
 def sf_datetime(ms: int) -> str:
     """Salesforce's REST datetime format: 2024-05-01T12:34:56.000+0000."""
     dt = ms_to_dt(ms)

@@ -413,7 +413,8 @@ class RedisStore:
         so most batches take one round. The decisions are recorded in one pipeline. A lead
         another worker is deciding, or whose journal shows an earlier attempt that died, is
         decided alone with :meth:`decide_once`'s semantics. ``compute`` must be deterministic
-        given the state's answers (pass the routing time in, don't read the clock).
+        given the state's answers (pass the routing time in, don't read the clock) and return
+        a JSON-native dict (a fresh decision is returned as computed, not read back).
         """
         token = uuid.uuid4().hex
         pipe = self.client.pipeline(transaction=False)
@@ -464,7 +465,8 @@ class RedisStore:
             self._release_leases([items[i][0] for i in (*active, *alone, *finished)], token)
             raise
         if finished:
-            recorded = self._record_all([(items[i][0], decision, token, used) for i, (decision, used) in finished.items()])
+            recorded = self._record_all([(items[i][0], decision, token, used) for i, (decision, used) in finished.items()],
+                                        as_computed=True)
             results.update(zip(finished, recorded, strict=True))
         for i in alone:
             results[i] = self._decide_one(items[i][0], items[i][1], token, None)
@@ -482,11 +484,15 @@ class RedisStore:
         """Record ``decision`` for ``key`` unless one is recorded already (which is returned)."""
         return self._record_all([(key, decision, token, claims_used)])[0]
 
-    def _record_all(self, entries: Sequence[tuple[DecisionKey, Mapping[str, Any], str, int | None]]) -> list[Decided]:
+    def _record_all(
+        self, entries: Sequence[tuple[DecisionKey, Mapping[str, Any], str, int | None]], *, as_computed: bool = False
+    ) -> list[Decided]:
         """Record decisions (key, decision, lease token, claims used) in one round trip.
 
         ``claims used``: how many journaled claims the recorded compute made; any beyond them
         were made by an earlier attempt that died and took another path, and are released.
+        ``as_computed``: the decisions are JSON-native, so one recorded now is returned as
+        given instead of read back from its JSON.
         """
         pipe = self.client.pipeline(transaction=False)
         sent = [_dumps(decision) for _, decision, _, _ in entries]
@@ -501,8 +507,9 @@ class RedisStore:
             self._record(keys=keys, args=args, client=pipe)
         flat = [value for reply in pipe.execute() for value in reply]
         return [
-            Decided(key, json.loads(text if fresh else payload), bool(fresh), entry_id)
-            for (key, _, _, _), text, fresh, payload, entry_id
+            Decided(key, dict(decision) if fresh and as_computed else json.loads(text if fresh else payload), bool(fresh),
+                    entry_id)
+            for (key, decision, _, _), text, fresh, payload, entry_id
             in zip(entries, sent, flat[0::3], flat[1::3], flat[2::3], strict=True)
         ]
 

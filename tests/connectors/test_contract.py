@@ -208,3 +208,12 @@ def test_account_owners_for_uncached_domains_cost_one_query_per_chunk_not_one_pe
     assert calls <= 2  # one lookup (and, for Salesforce, one on Contacts for the domains without an Account)
     assert crm.connector.account_owners(domains) == many
     assert crm.admin.counters()["total"] - before == calls  # all cached now
+
+
+def test_changes_read_only_what_queueing_needs_and_fetch_reads_the_whole_lead(crm: Crm) -> None:
+    new = crm.generate(2)
+    changed = [r for page in crm.connector.changes(None) for r in page.records if r.id in new]
+    assert sorted(r.id for r in changed) == sorted(new)
+    assert all(r.lead == {"id": r.id} and r.needs_routing and r.modstamp for r in changed)
+    fetched = crm.connector.fetch(new)
+    assert all(fetched[i].lead.get("email") and fetched[i].lead.get("company") for i in new)
