@@ -16,8 +16,9 @@ pick), and adds:
   after claiming and is retried gets the same pick back and never claims twice (and a
   retry that takes another path gives the earlier claim back). A deliberate re-route
   opens a new epoch (:meth:`RedisStore.new_epoch`). For batches,
-  :meth:`RedisStore.claim_many` and :meth:`RedisStore.record_many` do the same in one
-  pipelined round trip each.
+  :meth:`RedisStore.decide_many` does the same for many leads in a few round trips in all
+  (leases, one claim script per round, records), and :meth:`RedisStore.claim_many` and
+  :meth:`RedisStore.record_many` claim or record in one pipelined round trip each.
 * Loads: +1/-1 never below zero (:meth:`~RedisStore.adjust_load`), set-all from a
   reconciliation (:meth:`~RedisStore.set_loads`).
 * SLA timers in a sorted set: :meth:`~RedisStore.schedule`, :meth:`~RedisStore.cancel`,
