@@ -14,7 +14,8 @@ only the notification channel is pointed at a local webhook sink (``--notify non
 channel at all). The sandbox's limits are set to the published ones: HubSpot 100 requests per
 10 s (private apps, lower tier; ``--hubspot-limit 190`` for Professional/Enterprise) and search
 5/s; Salesforce its daily allocation (100,000), with no per-second limit of its own, so our
-connector's default cap (25 requests/s) is the Salesforce ceiling.
+connector's default cap (250 requests per 10 s: 25 requests/s on average, read from the
+connector settings) is the Salesforce ceiling.
 
 (a) Latency: contacts are created in the HubSpot sandbox (admin API: no API quota spent) at
     ``--rate`` leads/s for ``--duration`` s, each followed at once by a correctly signed
@@ -87,7 +88,16 @@ SHARE_TARGET = 0.85
 # the published allowances the sandbox is set to (see the module docstring)
 HUBSPOT_SEARCH_PER_SECOND = 5
 SALESFORCE_DAILY = 100_000
-SALESFORCE_CAP_PER_SECOND = 25.0  # our connector's default rate_limit (connectors/settings.py)
+
+def _salesforce_cap_per_second() -> float:
+    """Our connector's default cap on average (connectors/settings.py): the Salesforce ceiling."""
+    from connectors.settings import SalesforceSettings
+
+    limit = SalesforceSettings.model_fields["rate_limit"].default
+    return limit.requests / limit.per_seconds
+
+
+SALESFORCE_CAP_PER_SECOND = _salesforce_cap_per_second()
 HUBSPOT_BATCH = 100  # batch read / batch update inputs
 HUBSPOT_SEARCH_PAGE = 200
 SALESFORCE_BATCH = 200  # ids per fetch query, records per sObject Collections call
