@@ -8,14 +8,18 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.config import Hours, RoutingConfig
 from worker.sla.clock import (
     WorkCalendar,
     add_business,
+    add_business_many,
     calendar_for,
     country_for_zone,
     deadline,
+    deadlines,
     elapsed,
     elapsed_business,
     is_holiday,
@@ -186,3 +190,24 @@ def test_next_day_off_finds_a_planned_absence() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         add_business(datetime(2026, 3, 4, 10), timedelta(hours=1), cal())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start_minutes=st.integers(min_value=0, max_value=60 * 24 * 30),
+    durations=st.lists(st.integers(min_value=-60, max_value=60 * 24 * 20), min_size=1, max_size=5),
+    zone=st.sampled_from([NY, BERLIN]),
+    away=st.booleans(),
+)
+def test_several_deadlines_at_once_are_the_same_instants_as_one_at_a_time(
+    start_minutes: int, durations: list[int], zone: ZoneInfo, away: bool
+) -> None:
+    """A clock's deadline and its ladder come from one walk of the calendar (across DST, holidays, absences)."""
+    start = local(zone, 2026, 2, 20, 0) + timedelta(minutes=start_minutes)
+    absences = ((local(zone, 2026, 3, 4, 11), local(zone, 2026, 3, 6, 15)),) if away else ()
+    calendar = cal(zone, "US" if zone is NY else "DE", days_off=((date(2026, 3, 9), date(2026, 3, 10)),), off=absences)
+    spans = [timedelta(minutes=m) for m in durations]
+    assert add_business_many(start, spans, calendar) == [add_business(start, d, calendar) for d in spans]
+    assert deadlines(start, spans, "business_hours", calendar) == [deadline(start, d, "business_hours", calendar)
+                                                                   for d in spans]
+    assert deadlines(start, spans, "wall", calendar) == [deadline(start, d, "wall", calendar) for d in spans]

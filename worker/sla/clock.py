@@ -221,6 +221,29 @@ def add_business(start: datetime, duration: timedelta, calendar: WorkCalendar) -
     return start + duration
 
 
+def add_business_many(start: datetime, durations: Sequence[timedelta], calendar: WorkCalendar) -> list[datetime]:
+    """:func:`add_business` for several durations from one start, walking the calendar once
+    (the same arithmetic, so the same instants)."""
+    start = _aware(start).astimezone(UTC)
+    out: list[datetime] = [start] * len(durations)
+    remaining = {i: d.total_seconds() for i, d in enumerate(durations) if d.total_seconds() > 0}
+    if not remaining:
+        return out
+    for opens, closes in calendar.windows(start):
+        span = (closes - opens).total_seconds()
+        for i, left in list(remaining.items()):
+            if left <= span:
+                out[i] = opens + timedelta(seconds=left)
+                del remaining[i]
+            else:
+                remaining[i] = left - span
+        if not remaining:
+            return out
+    for i in remaining:
+        out[i] = start + durations[i]
+    return out
+
+
 def elapsed_business(start: datetime, end: datetime, calendar: WorkCalendar) -> timedelta:
     """Working time between two instants (for time-to-acknowledge in business hours)."""
     start, end = _aware(start).astimezone(UTC), _aware(end).astimezone(UTC)
@@ -241,6 +264,16 @@ def deadline(start: datetime, duration: timedelta, clock: ClockKind | str, calen
     if ClockKind(clock) is ClockKind.WALL or calendar is None:
         return start + duration
     return add_business(start, duration, calendar)
+
+
+def deadlines(
+    start: datetime, durations: Sequence[timedelta], clock: ClockKind | str, calendar: WorkCalendar | None
+) -> list[datetime]:
+    """:func:`deadline` for several durations from one start (a clock's deadline and its ladder)."""
+    start = _aware(start).astimezone(UTC)
+    if ClockKind(clock) is ClockKind.WALL or calendar is None:
+        return [start + d for d in durations]
+    return add_business_many(start, durations, calendar)
 
 
 def elapsed(start: datetime, end: datetime, clock: ClockKind | str, calendar: WorkCalendar | None) -> timedelta:

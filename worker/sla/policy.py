@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from worker.sla.clock import WorkCalendar, deadline, next_day_off
+from worker.sla.clock import WorkCalendar, deadlines, next_day_off
 from worker.sla.settings import LadderAction, OnRepAway, Tier, format_duration
 from worker.store import LeadRef
 
@@ -234,8 +234,8 @@ def open_record(
 ) -> SlaRecord:
     """Start ``owner``'s clock on ``lead`` at ``at``: the deadline and every ladder instant, on the tier's clock."""
     start = _dt(at)
-    due = deadline(start, tier.acknowledge_within, tier.clock, calendar)
-    ladder = tuple((deadline(start, s.after, tier.clock, calendar).timestamp(), s.action) for s in tier.ladder)
+    due, *steps = deadlines(start, [tier.acknowledge_within, *(s.after for s in tier.ladder)], tier.clock, calendar)
+    ladder = tuple((when.timestamp(), s.action) for when, s in zip(steps, tier.ladder, strict=True))
     away_at = None
     if away_policy is OnRepAway.REASSIGN_NOW and calendar is not None:
         last = max([due.timestamp(), *(t for t, _ in ladder)])
