@@ -25,7 +25,10 @@ connector settings) is the Salesforce ceiling.
     notifications. ``--warmup`` leads go first and are not counted. Target: p95 < 1 s.
 (b) Backlog: with the worker and beat running and idle, ``--leads`` records are bulk-loaded
     into one sandbox CRM (admin API, no quota), then the clock runs until every one has its
-    owner written. The time is compared with the least time the rate limits allow for the
+    owner written. The drain is timed from the worker's first read of the backlog (the first
+    id reaching the pending set; before it the worker cannot know of the leads, and how long
+    that takes is the poll interval, up to ``worker.poll_every``), and from the load for
+    reference. The drain time is compared with the least time the rate limits allow for the
     calls the pipeline needs at full batch size (HubSpot: a batch read and a batch update per
     100 contacts against 100 requests/10 s, the poll's search pages against 5/s; Salesforce: a
     fetch query and a collection update per 200 leads plus the poll's 2,000-row query pages,
@@ -380,6 +383,30 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)  # the group: prefork children included
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
+
+
+class PendingWatcher:
+    """The moment the first id of a backlog reaches the pending set (the worker has read it)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.key = key
+        self.at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="pending-watcher")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.at is None:
+            if self.client.zcard(self.key):
+                self.at = time.time()
+                return
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.client.close()
 
 
 class WrittenWatcher:
@@ -754,6 +781,7 @@ class Bench:
             before_redis = self.redis_commands()
             cpu_before = stack.cpu()
             load_started = time.time()
+            detector = PendingWatcher(self.redis_url, f"{prefix}:pending:{crm}")
             ids = admin.hs_load(bodies) if crm == "hubspot" else admin.sf_load("Lead", bodies)
             t0 = time.time()
             cpu_t0 = time.monotonic()
@@ -799,7 +827,10 @@ class Bench:
             "half_written_s": round(times[len(times) // 2], 2) if times else None,
             "leads_per_s": round(len(times) / elapsed, 1) if elapsed > 0 else None,
         }
-        result.update(_theory(crm, n, calls, metrics, args, 0.0 if timed_out else elapsed))  # no share when unfinished
+        detector.close()
+        detected = max(0.0, detector.at - t0) if detector.at is not None else None
+        result["detected_s"] = round(detected, 2) if detected is not None else None
+        result.update(_theory(crm, n, calls, metrics, args, 0.0 if timed_out else elapsed, detected))  # no share when unfinished
         result["steady_leads_per_s"] = _steady_rate(times)
         pacing = connector_limits(self.data)[crm]["steady_per_second"]
         batch = HUBSPOT_BATCH if crm == "hubspot" else SALESFORCE_BATCH
@@ -958,8 +989,9 @@ def _steady_rate(times: list[float]) -> float | None:
 
 
 def _theory(crm: str, n: int, calls: dict[str, dict[str, int]], metrics: dict[str, float], args: argparse.Namespace,
-            elapsed: float) -> dict[str, Any]:
-    """The least time the rate limits allow for the calls the pipeline needs at full batches."""
+            elapsed: float, detected: float | None = None) -> dict[str, Any]:
+    """The least time the rate limits allow for the calls the pipeline needs at full batches, against
+    the drain time from the worker's first read of the backlog and, for reference, from the load."""
     total = {ep: sum(s.values()) for ep, s in calls.items()}
     observed = sum(total.values())
     connector = metric_by(metrics, "leadroute_crm_calls_total", "endpoint", connector=crm)
@@ -983,7 +1015,7 @@ def _theory(crm: str, n: int, calls: dict[str, dict[str, int]], metrics: dict[st
         out["calls_needed"] = {"general": general_min, "search": search_min}
         out["calls_made"] = {"general": general_seen, "search": search_seen}
         out["strict_window_min_seconds"] = round(strict, 2)
-        out["share_vs_strict_window_min"] = round(strict / elapsed, 3) if elapsed else None
+        out["share_vs_strict_window_min"] = round(strict / elapsed, 3) if elapsed else None  # from the load
     else:
         batches = math.ceil(n / SALESFORCE_BATCH)
         needed = 2 * batches + math.ceil(n / SALESFORCE_QUERY_PAGE)  # fetch + write per 200, poll pages
@@ -998,10 +1030,13 @@ def _theory(crm: str, n: int, calls: dict[str, dict[str, int]], metrics: dict[st
         out["daily_allocation_used"] = round(api_calls / SALESFORCE_DAILY, 4)
     out["min_seconds"] = round(ideal, 2)
     out["min_seconds_at_calls_made"] = round(at_observed, 2)
-    out["share_of_allowed"] = round(ideal / elapsed, 3) if elapsed else None
-    out["pacing_share"] = round(at_observed / elapsed, 3) if elapsed else None
+    draining = elapsed - detected if elapsed and detected is not None else 0.0
+    out["drain_from_detection_s"] = round(draining, 2) if draining > 0 else None
+    out["share_of_allowed"] = round(ideal / draining, 3) if draining > 0 else None
+    out["share_of_allowed_from_load"] = round(ideal / elapsed, 3) if elapsed else None
+    out["pacing_share"] = round(at_observed / draining, 3) if draining > 0 else None
     out["target_share"] = SHARE_TARGET
-    out["met"] = bool(elapsed) and ideal / elapsed >= SHARE_TARGET
+    out["met"] = draining > 0 and ideal / draining >= SHARE_TARGET
     return out
 
 
@@ -1054,8 +1089,10 @@ def print_report(result: dict[str, Any]) -> None:
               f"({b['leads_per_s']} leads/s; steady {b['steady_leads_per_s']}/s; first after {b['first_written_s']} s, "
               f"half after {b['half_written_s']} s){' TIMED OUT' if b['timed_out'] else ''}")
         print(f"    least time the limits allow: {b['min_seconds']} s for {b['calls_needed']} calls at {b['limits']}")
-        print(f"    share of allowed: {_pct(b['share_of_allowed'])}  (target >= {b['target_share']:.0%}: "
-              f"{'MET' if b['met'] else 'NOT MET'})")
+        print(f"    share of allowed: {_pct(b['share_of_allowed'])} over the {b['drain_from_detection_s']} s from the "
+              f"worker's first read of the backlog ({b['detected_s']} s after the load)  (target >= "
+              f"{b['target_share']:.0%}: {'MET' if b['met'] else 'NOT MET'}); from the load: "
+              f"{_pct(b['share_of_allowed_from_load'])}")
         print(f"    calls made: {b['calls_made']} = {b['calls_per_lead_observed']}/lead; at those calls the limits allow "
               f"{b['min_seconds_at_calls_made']} s (pacing share {_pct(b['pacing_share'])}); 429s {b['rate_limited_429']}")
         if "strict_window_min_seconds" in b:
