@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,13 +25,16 @@ def after_write(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, An
 def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]) -> None:
     """A batch of owners was written: metrics, SLA clocks in one transaction, one notify task."""
     obj = rt.object_name(crm)
+    decided: Counter[tuple[str, str]] = Counter()
     for record, decision, handled in written:
         latency = pipeline.latency_since(handled.first_seen)
         if latency is not None:
             metrics.observe_routing_latency(crm, latency)
-        metrics.record_decision(decision["rule"], handled.outcome)
+        decided[(decision["rule"], handled.outcome)] += 1
         if handled.outcome == "fallback_after_refusal":
             alert_refusal(crm, obj, record.id, handled.epoch, decision)
+    for (rule, outcome), count in decided.items():
+        metrics.record_decision(rule, outcome, count)
     log.info("owners_written", crm=crm, count=len(written))
     deadlines = start_sla_many(rt, crm, written)
     items = [

@@ -204,3 +204,40 @@ def test_a_poll_waits_while_a_backlog_drains_but_never_longer_than_the_deferral(
     deferral = rt.config.model.worker.poll_backlog_deferral
     rt.store.client.set(rt.store.key("polled", crm), repr(time.time() - deferral - 1))
     assert pipeline.poll(rt, crm) == 2  # deferred long enough: polled despite the backlog
+
+
+def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_queued(
+    make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from worker import tasks
+
+    def counted(rule: str, outcome: str) -> float:
+        return REGISTRY.get_sample_value("leadroute_decisions_total", {"rule": rule, "outcome": outcome}) or 0.0
+
+    rt = make_runtime()
+    crm = "salesforce"
+    load_leads(rt, admin, 40, seed=43)
+    pipeline.poll(rt, crm)
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.notify_many, "delay", lambda *args: queued.append(args))
+    written: list[Any] = []
+    before: dict[tuple[str, str], float] = {}
+
+    def on_batch(crm_name: str, batch: list[Any]) -> None:
+        for _, decision, handled in batch:
+            before.setdefault((decision["rule"], handled.outcome), counted(decision["rule"], handled.outcome))
+        written.extend(batch)
+        hooks.after_batch(rt, crm_name, batch)
+
+    pipeline.route_pending(rt, crm, limit=200, on_batch=on_batch)
+    assert len(written) >= 40
+    per_rule = Counter((decision["rule"], handled.outcome) for _, decision, handled in written)
+    for (rule, outcome), n in per_rule.items():
+        assert counted(rule, outcome) == before[(rule, outcome)] + n
+    [(task_crm, obj, items)] = queued  # one notify task for the whole batch, reps only
+    assert (task_crm, obj) == (crm, "Lead")
+    assert [i["lead_id"] for i in items] == [r.id for r, d, _ in written if d["owner_kind"] == "rep"]
+    clocks = [i for i in items if i["sla_deadline"]]
+    assert clocks and rt.store.open_timers() == len(clocks)
