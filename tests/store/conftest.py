@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from worker.redis_conn import RedisServer, client_from_url, free_port
+from worker.store import RedisStore
 
 
 def bundled_redis() -> str | None:
@@ -44,3 +45,10 @@ def redis62_client(redis62_url: str) -> Iterator[redis.Redis]:
     client.flushdb()  # our own throwaway server
     yield client
     client.close()
+
+
+@pytest.fixture(params=["redis", "redis-6.2"])
+def store(request: pytest.FixtureRequest, redis_prefix: str) -> RedisStore:
+    """A store on the session server and one on Redis 6.2 (the embedded default's version)."""
+    client: redis.Redis = request.getfixturevalue("redis_client" if request.param == "redis" else "redis62_client")
+    return RedisStore(client, prefix=redis_prefix, decision_ttl=3600, log_maxlen=1000, lease_seconds=5)

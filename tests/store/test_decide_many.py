@@ -19,12 +19,6 @@ CANDIDATES = [Candidate(r) for r in TEAM]
 REPS = ["a", "b", "c", "d", "z"]
 
 
-@pytest.fixture(params=["redis", "redis-6.2"])
-def store(request: pytest.FixtureRequest, redis_prefix: str) -> RedisStore:
-    client: redis.Redis = request.getfixturevalue("redis_client" if request.param == "redis" else "redis62_client")
-    return RedisStore(client, prefix=redis_prefix, decision_ttl=3600, log_maxlen=1000, lease_seconds=5)
-
-
 def route(state: RoutingState) -> dict:
     pick = state.pick("inbound", RR, TEAM, CANDIDATES)
     return {"owner": pick.rep_id, "load": pick.load}

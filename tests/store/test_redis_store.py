@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,13 +25,6 @@ RR = Strategy.ROUND_ROBIN
 TEAM = ["ann", "bob", "cat"]
 CANDIDATES = [Candidate(r) for r in TEAM]
 LEAD = LeadRef("salesforce", "Lead", "00Q1")
-
-
-@pytest.fixture(params=["redis", "redis-6.2"])
-def store(request: pytest.FixtureRequest, redis_prefix: str) -> RedisStore:
-    """A store on the session server and one on Redis 6.2 (the embedded default's version)."""
-    client: redis.Redis = request.getfixturevalue("redis_client" if request.param == "redis" else "redis62_client")
-    return RedisStore(client, prefix=redis_prefix, decision_ttl=3600, log_maxlen=1000, lease_seconds=5)
 
 
 def route(state: RoutingState) -> dict:
