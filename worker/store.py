@@ -469,8 +469,12 @@ class RedisStore:
             recorded = self._record_all([(items[i][0], decision, token, used) for i, (decision, used) in finished.items()],
                                         as_computed=True)
             results.update(zip(finished, recorded, strict=True))
-        for i in alone:
-            results[i] = self._decide_one(items[i][0], items[i][1], token, None)
+        for n, i in enumerate(alone):
+            try:
+                results[i] = self._decide_one(items[i][0], items[i][1], token, None)
+            except BaseException:
+                self._release_leases([items[j][0] for j in alone[n:]], token)
+                raise
         return [results[i] for i in range(len(items))]
 
     def _release_leases(self, keys: Sequence[DecisionKey], token: str) -> None:

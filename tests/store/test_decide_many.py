@@ -175,3 +175,18 @@ def test_a_compute_that_fails_releases_every_lease_so_a_retry_starts_at_once(sto
         except DecisionBusy:  # pragma: no cover - the failure this test is for
             pytest.fail(f"{key} is still leased")
     assert sum(store.loads(TEAM).values()) == 3  # one claim each: nothing was claimed twice
+
+
+def test_a_failure_while_deciding_leads_alone_frees_the_leases_of_the_rest(store) -> None:
+    first, second = (lead.at(0) for lead in leads(2))
+    for key in (first, second):  # both have a dead attempt's journal, so both are decided alone
+        store.for_decision(key).pick("inbound", RR, TEAM, CANDIDATES)
+
+    def broken(state: RoutingState) -> dict:
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        store.decide_many([(first, broken), (second, route)])
+    assert store.decide_once(second, route, wait=0).decision["owner"] == "bob"  # not leased: no waiting
+    assert store.decide_once(first, route, wait=0).decision["owner"] == "ann"
+    assert store.loads(TEAM) == {"ann": 1, "bob": 1, "cat": 0}
