@@ -587,41 +587,12 @@ class SalesforceConnector(Connector):
     def account_owner(self, domain: str) -> str | None:
         """Owner of the oldest Account whose Website is on ``domain`` (else, if configured, of the
         Account of the oldest Contact with an email on it); cached in Redis."""
-        from worker.routing.normalize import domain_of
-
-        domain = (domain or "").strip().lower()
-        if not _DOMAIN_RE.match(domain):
-            return None
-        hit, owner = self.accounts.get(domain)
-        if hit:
-            return owner
-        owner = None
-        pattern = soql_literal(f"%{domain}%")
-        rows = self._query(
-            f"SELECT Id, OwnerId, Website FROM Account WHERE Website LIKE {pattern} ORDER BY CreatedDate ASC, Id ASC "
-            "LIMIT 200",
-            "query:accounts",
-        )
-        for row in rows:
-            if domain_of(website=row.get("Website")) == domain and row.get("OwnerId"):
-                owner = str(row["OwnerId"])
-                break
-        if owner is None and self.settings.account_lookup.contacts:
-            email = soql_literal(f"%@{domain}")
-            rows = self._query(
-                f"SELECT Account.OwnerId FROM Contact WHERE Email LIKE {email} AND AccountId != null "
-                "ORDER BY CreatedDate ASC, Id ASC LIMIT 1",
-                "query:accounts",
-            )
-            if rows and isinstance(rows[0].get("Account"), dict):
-                owner = rows[0]["Account"].get("OwnerId") or None
-        self.accounts.put(domain, owner)
-        return owner
+        return self.account_owners([domain])[domain]
 
     def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
-        """:meth:`account_owner` for many domains: the uncached ones looked up
+        """:meth:`account_owner` for many domains: the uncached ones are looked up
         ``ACCOUNT_DOMAINS_PER_QUERY`` at a time (one query each, plus one on Contacts for the rest
-        when configured), with the same answers as one by one."""
+        when configured)."""
         from worker.routing.normalize import domain_of
 
         out: dict[str, str | None] = {}

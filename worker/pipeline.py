@@ -114,12 +114,13 @@ def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) ->
 
 
 def _defer_for_backlog(rt: Runtime, crm: str) -> bool:
-    if rt.pending.due(crm) <= POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max:
+    due = rt.pending.due(crm)
+    if due <= POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max:
         return False
     last = rt.store.client.get(rt.store.key("polled", crm))
     if last is None or time.time() - float(last) >= rt.config.model.worker.poll_backlog_deferral:
         return False
-    log.info("poll_deferred_backlog", crm=crm, due=rt.pending.due(crm))
+    log.info("poll_deferred_backlog", crm=crm, due=due)
     return True
 
 
