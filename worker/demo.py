@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +139,12 @@ def _view(rt: Runtime, feeder: Feeder, started: float) -> Group:
     loads = Table(title="Open load per rep")
     loads.add_column("rep")
     loads.add_column("load", justify="right")
+    loads.add_column("override")
     current = rt.store.loads(list(rt.config.reps))
+    away = rt.store.unavailable(list(rt.config.reps))
     for rep_id, rep in rt.config.reps.items():
         cap = f"/{rep.capacity}" if rep.capacity is not None else ""
-        loads.add_row(rep_id, f"{current[rep_id]}{cap}")
+        loads.add_row(rep_id, f"{current[rep_id]}{cap}", escape(away.get(rep_id, "")))
     pending = ", ".join(f"{crm} {rt.pending.depth(crm)}" for crm in rt.crms)
     elapsed = int(time.monotonic() - started)
     status = (f"[bold]leadroute demo[/bold]  {elapsed}s  leads created {feeder.created}, acknowledged by reps "
@@ -166,6 +168,17 @@ def _redis(data_dir: Path) -> Iterator[str]:
             server.stop()
 
 
+DEMO_AWAY = ("raj", timedelta(days=3))
+
+
+def _away_this_week(rt: Runtime) -> None:
+    """Mark one rep out of office from now, as `leadroute ooo` would, so the demo shows an absence
+    whatever the date (the config's dated windows are examples and may lie in the past)."""
+    rep, length = DEMO_AWAY
+    if rep in rt.config.reps:
+        rt.store.set_availability(rep, False, until=datetime.now(UTC) + length, reason="ooo (demo)", set_by="demo")
+
+
 def run_demo(config_path: Path, duration: float | None, per_minute: float, data_dir: Path = Path("var")) -> int:
     """Run the demo; returns a process exit status."""
     from sandbox.run import running
@@ -181,6 +194,7 @@ def run_demo(config_path: Path, duration: float | None, per_minute: float, data_
         store = RedisStore.connect(redis_url, prefix=DEMO_PREFIX)
         store.clear()
         rt = Runtime(config, store, PendingSet(store.client, store.prefix))
+        _away_this_week(rt)
         env = dict(os.environ)
         env.update(sandbox.env())
         env.update({

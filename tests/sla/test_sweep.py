@@ -394,3 +394,28 @@ def test_the_plain_function_and_the_printed_report(
     assert report.lines()[1] == line
     data = json.loads(json.dumps(report.to_dict()))
     assert data["actions"][0]["action"] == "remind" and data["due"] == 1 and data["more_due"] is False
+
+
+def test_a_reassignment_when_everyone_is_outside_hours_goes_to_the_next_rep_anyway(
+    svc: SlaService, crm: FakeCrm, store: RedisStore
+) -> None:
+    # Wednesday 18:30 in New York, 17:30 in Chicago, 00:30 Thursday in Berlin: nobody works.
+    evening = datetime.fromisoformat("2026-03-04T23:30:00+00:00")
+    lead, owner = assign(svc, crm, "00Q1", at=evening)
+    assert owner == "sarah"
+    report = svc.sweep(evening + timedelta(minutes=30))
+    assert acts(report)[-1] == ("reassign", "sarah", "tom")  # the rotation's next rep, not the queue
+    assert crm.records["00Q1"]["OwnerId"] == "005TOM"
+    assert crm.records["00Q1"]["Routing_Reason__c"].endswith("(round robin: tom 1; all eligible reps outside hours))")
+    assert store.timer(timer_id(lead)) is not None  # tom's clock runs
+
+
+def test_a_reassignment_prefers_a_rep_in_hours_over_the_rotation(svc: SlaService, crm: FakeCrm) -> None:
+    # 16:30 in New York: sarah and tom work; half an hour later only ana (Chicago, 16:00) does.
+    afternoon = datetime.fromisoformat("2026-03-04T21:30:00+00:00")
+    _, owner = assign(svc, crm, "00Q1", at=afternoon)
+    assert owner == "sarah"
+    report = svc.sweep(afternoon + timedelta(minutes=30))
+    assert acts(report)[-1] == ("reassign", "sarah", "ana")
+    reason = crm.records["00Q1"]["Routing_Reason__c"]
+    assert "outside hours" not in reason and "round robin: ana" in reason

@@ -14,8 +14,8 @@ Signature vectors and message shapes come from the vendors' own material:
   validation" FAQ pages (developers.hubspot.com/docs/faq/v1-request-validation, .../v2-...),
   and the same client-library test data.
 * HubSpot event type names (``contact.creation``, ``contact.propertyChange``, ``object.*``
-  with ``objectTypeId``): the ``eventType`` enum of HubSpot's webhooks OpenAPI spec
-  (``shared/specs/hubspot/webhooks.json``, ``SubscriptionCreateRequest``).
+  with ``objectTypeId``): the ``eventType`` enum of HubSpot's webhooks API
+  schema (``SubscriptionCreateRequest``, as ``hubspot.webhooks.models`` of HubSpot's Python client states it).
 * Salesforce: the ``notifications``/``notificationsResponse`` elements of the outbound
   messaging WSDL (Salesforce SOAP API Developer Guide, "Understanding the Outbound
   Messaging WSDL"), namespace ``http://soap.sforce.com/2005/09/outbound``.

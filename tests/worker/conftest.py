@@ -1,4 +1,8 @@
-"""A running stack for worker tests: the sandbox CRM, a real Redis, the demo config pointed at both."""
+"""A running stack for worker tests: the sandbox CRM, a real Redis, the demo config pointed at both.
+
+The demo config's working hours and dated absences are taken out, so every rep is available
+whenever the suite runs; a test whose subject is availability puts its own back.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,19 @@ DEMO_CONFIG = Path("config/routing.yaml")
 FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 1.0, "max_total": 30, "lock_attempts": 3}
 
 
+def without_clock_dependence(data: dict[str, Any]) -> dict[str, Any]:
+    """The config with no working hours and no dated absences: who is available never depends on when."""
+    data.pop("hours", None)
+    for rep in data["reps"]:
+        rep.pop("hours", None)
+        rep.pop("out_of_office", None)
+    return data
+
+
 def routing_test_config(overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], RoutingConfig]:
-    """The demo config with quick retries and generous client-side rate limits (the sandbox keeps its own)."""
-    data = yaml.safe_load(DEMO_CONFIG.read_text())
-    data = copy.deepcopy(data)
+    """The demo config with quick retries and generous client-side rate limits (the sandbox keeps its own),
+    every rep available at any date and hour."""
+    data = without_clock_dependence(copy.deepcopy(yaml.safe_load(DEMO_CONFIG.read_text())))
     sf, hs = data["connectors"]["salesforce"], data["connectors"]["hubspot"]
     sf["retry"] = hs["retry"] = FAST_RETRY
     sf["rate_limit"] = {"requests": 2000, "per_seconds": 1, "burst": 200}

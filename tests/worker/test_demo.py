@@ -24,3 +24,4 @@ def test_the_demo_routes_a_stream_of_leads_and_stops_cleanly(redis_url: str, tmp
     assert created >= 20
     assert decided >= created // 2  # the worker kept up with the stream (plus the seed's waiting leads)
     assert "Latest assignments" in result.stdout
+    assert re.search(r"raj .* ooo \(demo\)", result.stdout), "the demo marks raj away from its start, whatever the date"
