@@ -35,7 +35,7 @@ import structlog
 from connectors.base import Connector, OwnerUpdate, create_connector
 from connectors.settings import HubSpotSettings, SalesforceSettings
 from sandbox.run import SandboxInfo, running
-from worker.redis_conn import RedisServer, client_from_url, free_port
+from worker.store.connection import RedisServer, client_from_url, free_port
 
 PUBLISHED = {
     "salesforce": {"daily_api_requests": 10**9, "collection_max": 200},  # no per-second limit, only daily

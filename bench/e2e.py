@@ -76,9 +76,9 @@ import yaml
 
 from sandbox.run import SandboxInfo, running
 from worker.config import parse_config
-from worker.redis_conn import RedisServer, free_port, redis_server_binary
-from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
-from worker.web import hubspot_v3_signature
+from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.store.connection import RedisServer, free_port, redis_server_binary
+from worker.web.receivers import hubspot_v3_signature
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "config" / "routing.yaml"
@@ -336,7 +336,7 @@ class Stack:
         self.web_url: str | None = None
 
     def start(self, name: str) -> None:
-        celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+        celery = [sys.executable, "-m", "celery", "-A", "worker.app.celery_app"]
         if name == "worker":
             cmd = [*celery, "worker", "--loglevel", "INFO", "-Q", "ingest,route,notify,sla", "-c", str(self.concurrency),
                    "--pool", "prefork", "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",

@@ -7,7 +7,7 @@
 
 The sandbox CRM runs in its own process without added latency, and a throwaway Redis is
 started on loopback; the worker side runs here, in one thread, as a drain does:
-``pipeline.route_pending`` with the after-batch hooks (metrics, SLA clocks, one notify task
+``route.route_pending`` with the after-batch hooks (metrics, SLA clocks, one notify task
 per batch queued on that Redis, never consumed). The config is the shipped
 ``config/routing.yaml`` with the connector rate limits lifted, so nothing waits for a token:
 the figure is the CPU a drain spends per lead (fetch, account lookup, normalise, decide,
@@ -36,8 +36,8 @@ import yaml
 from bench.e2e import intake_queue
 from sandbox.run import running
 from worker.config import parse_config
-from worker.redis_conn import RedisServer, client_from_url, free_port
-from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.store.connection import RedisServer, client_from_url, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 UNLIMITED = {"requests": 100_000, "per_seconds": 1, "burst": 1000}
@@ -66,11 +66,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, data: dict[str, Any], sb: Any, redis_url: str) -> dict[str, Any]:
-    from worker import pipeline, tasks
-    from worker.logs import configure_logging
-    from worker.pending import PendingSet
-    from worker.runtime import Runtime, set_runtime
-    from worker.store import RedisStore
+    from worker.app import tasks
+    from worker.app.runtime import Runtime, set_runtime
+    from worker.observability.logs import configure_logging
+    from worker.steps import route
+    from worker.store.pending import PendingSet
+    from worker.store.redis_store import RedisStore
 
     configure_logging("WARNING")  # one INFO line per batch is not what is measured
     config = parse_config(yaml.safe_dump(data, sort_keys=False), "bench-route.yaml")
@@ -83,8 +84,8 @@ def measure(args: argparse.Namespace, data: dict[str, Any], sb: Any, redis_url: 
         ids = sb.admin.sf_load("Lead", [salesforce_lead(lead, fields, intake_queue(data)) for lead in leads])
     else:
         ids = sb.admin.hs_load([{"properties": hubspot_contact(lead, fields)} for lead in leads])
-    pipeline.enqueue(rt, args.crm, ids, "bench")
-    pipeline.route_pending(rt, args.crm, limit=args.batch, on_batch=tasks.after_batch)  # warm-up, not counted
+    route.enqueue(rt, args.crm, ids, "bench")
+    route.route_pending(rt, args.crm, limit=args.batch, on_batch=tasks.after_batch)  # warm-up, not counted
 
     profile = cProfile.Profile() if args.profile else None
     routed = 0
@@ -92,7 +93,7 @@ def measure(args: argparse.Namespace, data: dict[str, Any], sb: Any, redis_url: 
     if profile:
         profile.enable()
     while True:
-        report = pipeline.route_pending(rt, args.crm, limit=args.batch, on_batch=tasks.after_batch)
+        report = route.route_pending(rt, args.crm, limit=args.batch, on_batch=tasks.after_batch)
         if not report.handled:
             break
         routed += len(report.handled)

@@ -45,11 +45,12 @@ import yaml
 from connectors.base import AckSignal, CrmRecord, OwnerUpdate, WriteResult
 from connectors.settings import SalesforceSettings
 from worker.config import RoutingConfig, parse_config
-from worker.redis_conn import RedisServer, client_from_url, free_port, redis_server_binary
+from worker.domain.leads import LeadRef
 from worker.sla.policy import open_record
 from worker.sla.settings import CompiledSla, compile_sla
-from worker.sla.sweep import Notice, SlaService
-from worker.store import LeadRef, RedisStore
+from worker.steps.sla_sweep import Notice, SlaService
+from worker.store.connection import RedisServer, client_from_url, free_port, redis_server_binary
+from worker.store.redis_store import RedisStore
 
 CONFIG = textwrap.dedent(
     """\

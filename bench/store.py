@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis
 
-from worker.redis_conn import RedisServer, client_from_url, free_port, redis_server_binary
+from worker.domain.leads import LeadRef
 from worker.routing.state import Candidate, Strategy
-from worker.store import LeadRef, PoolClaim, RedisStore
+from worker.store.connection import RedisServer, client_from_url, free_port, redis_server_binary
+from worker.store.redis_store import PoolClaim, RedisStore
 
 TEAM = [f"rep{i:02}" for i in range(10)]
 CANDIDATES = [Candidate(r, weight=1 + i % 3, capacity=None) for i, r in enumerate(TEAM)]

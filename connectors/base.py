@@ -237,7 +237,7 @@ class Watermark:
     seen: frozenset[str] = field(default_factory=frozenset)
 
     def encode(self) -> str:
-        """A compact string for :meth:`worker.store.RedisStore.set_watermark`."""
+        """A compact string for :meth:`worker.store.redis_store.RedisStore.set_watermark`."""
         body = json.dumps({"at": _ms(self.at), "seen": sorted(self.seen)}, separators=(",", ":")).encode()
         if len(body) < 512:
             return "j:" + body.decode()

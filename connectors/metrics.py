@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from worker.metrics import observe_crm_call, rate_limit_wait
+from worker.observability.metrics import observe_crm_call, rate_limit_wait
 
 __all__ = ["DAILY_USAGE", "RECORDS_WRITTEN", "RETRIES", "SLOWED_DOWN", "observe_crm_call", "rate_limit_wait"]
 

@@ -35,7 +35,7 @@ from uuid import uuid4
 import pytest
 import redis
 
-from worker.redis_conn import RedisServer, RedisUnavailable, client_from_url, free_port, redis_server_binary
+from worker.store.connection import RedisServer, RedisUnavailable, client_from_url, free_port, redis_server_binary
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from connectors.ratelimit import LocalTokenBucket, RateLimitTimeout, TokenBucket
-from worker.redis_conn import client_from_url
+from worker.store.connection import client_from_url
 
 
 def _max_in_window(stamps: list[float], window: float) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from worker import logs
+from worker.observability import logs
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker import logs
-from worker.logs import MASK, configure_logging, redact_text, redact_value
+from worker.observability import logs
+from worker.observability.logs import MASK, configure_logging, redact_text, redact_value
 
 # A stable fake credential per kind; none of them may ever appear in output.
 SLACK = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"

@@ -31,7 +31,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from worker.redis_conn import free_port
+from worker.store.connection import free_port
 
 
 @dataclass

@@ -14,24 +14,21 @@ from pydantic import ValidationError
 from slack_sdk import WebClient
 
 from tests.notify.conftest import Mailbox, ScriptedServer, TlsKit, json_reply
-from worker import notify
-from worker.notify import (
+from worker.notify import channels, messages
+from worker.notify.channels import (
     EmailChannel,
-    Kind,
-    LeadSummary,
-    NotificationConfigError,
-    NotificationsConfig,
     Notifier,
     Outcome,
-    Recipient,
     SlackChannel,
     WebhookChannel,
-    send_once,
     sign_webhook,
     verify_webhook,
 )
-from worker.redis_conn import free_port
-from worker.store import RedisStore
+from worker.notify.ledger import send_once
+from worker.notify.messages import Kind, LeadSummary, Recipient
+from worker.notify.settings import NotificationConfigError, NotificationsConfig
+from worker.store.connection import free_port
+from worker.store.redis_store import RedisStore
 
 DECISION = {
     "lead_id": "00Q5g000001AbCd",
@@ -59,9 +56,9 @@ ANA = Recipient(id="ana", name="Ana Sousa", email="ana@example.com", slack_id="U
 DECISION_ID = "salesforce:Lead:00Q5g000001AbCd#0"
 
 
-def message(**overrides: Any) -> notify.Message:
-    msg = notify.assigned(DECISION, LEAD, ANA, decision_id=DECISION_ID, sla_deadline=DEADLINE, crm="salesforce")
-    return msg if not overrides else notify.Message(**{**msg.__dict__, **overrides})
+def message(**overrides: Any) -> messages.Message:
+    msg = messages.assigned(DECISION, LEAD, ANA, decision_id=DECISION_ID, sla_deadline=DEADLINE, crm="salesforce")
+    return msg if not overrides else messages.Message(**{**msg.__dict__, **overrides})
 
 
 def sample(name: str, **labels: str) -> float:
@@ -92,7 +89,7 @@ def test_an_assigned_message_names_the_lead_its_facts_the_deadline_and_why_this_
 
 
 def test_the_deadline_is_optional_and_unknown_facts_are_left_out() -> None:
-    msg = notify.assigned({"lead_id": "L9", "reason": "fallback: no rule matched"}, {"email": "x@y.io"}, ANA, decision_id="d")
+    msg = messages.assigned({"lead_id": "L9", "reason": "fallback: no rule matched"}, {"email": "x@y.io"}, ANA, decision_id="d")
     assert msg.headline == "New lead for you: x@y.io"
     assert "SLA deadline" not in msg.text()
     assert "Company" not in msg.text()
@@ -104,7 +101,7 @@ def test_lead_facts_come_from_the_decision_and_the_lead_record() -> None:
     assert summary.display == "Kai"  # company equal to the name is not repeated
     assert summary.size == "51-200"
     assert summary.source == "web"
-    msg = notify.assigned(DECISION, None, ANA, decision_id="d")
+    msg = messages.assigned(DECISION, None, ANA, decision_id="d")
     assert msg.lead.country == "DE" and msg.lead.size == "1,200 employees"  # from decision["facts"]
 
 
@@ -113,18 +110,18 @@ def test_one_template_per_kind() -> None:
     bo = Recipient(id="bo", name="Bo")
     alerts = NotificationsConfig(alerts={"slack_channel": "C0REVOPS", "email": "revops@example.com"}).alert_recipient()
 
-    rem = notify.reminder(DECISION, LEAD, ANA, decision_id="d", sla_deadline=DEADLINE)
+    rem = messages.reminder(DECISION, LEAD, ANA, decision_id="d", sla_deadline=DEADLINE)
     assert rem.kind is Kind.REMINDER and "is waiting for you (SLA Fri 20 Nov 11:15 CET)" in rem.headline
 
-    esc = notify.escalation(DECISION, LEAD, manager, owner=ANA, decision_id="d", sla_deadline=DEADLINE)
+    esc = messages.escalation(DECISION, LEAD, manager, owner=ANA, decision_id="d", sla_deadline=DEADLINE)
     assert esc.kind is Kind.ESCALATION and esc.recipient is manager
     assert esc.headline == "SLA breached: Ana Sousa has not acknowledged Greta Lindqvist (Nordwerk GmbH)"
 
-    moved = notify.reassigned_from(DECISION, LEAD, ANA, new_owner=bo, decision_id="d")
+    moved = messages.reassigned_from(DECISION, LEAD, ANA, new_owner=bo, decision_id="d")
     assert moved.kind is Kind.REASSIGNED_FROM and moved.recipient is ANA
     assert moved.headline == "Greta Lindqvist (Nordwerk GmbH) was reassigned from you to Bo (SLA missed)"
 
-    park = notify.parked(DECISION, LEAD, alerts, queue="triage", reassignments=2, decision_id="d")
+    park = messages.parked(DECISION, LEAD, alerts, queue="triage", reassignments=2, decision_id="d")
     assert park.kind is Kind.PARKED and park.recipient.slack_id == "C0REVOPS"
     assert "moved to queue triage after 2 reassignment(s)" in park.headline
     assert {m.event_id for m in (rem, esc, moved, park)} == {"d:reminder", "d:escalation", "d:reassigned_from", "d:parked"}
@@ -216,7 +213,7 @@ def test_slack_posts_block_kit_and_fallback_text_to_the_reps_slack_id(http_serve
 
 
 def test_slack_escapes_untrusted_lead_data(http_server: ScriptedServer) -> None:
-    hostile = notify.assigned(DECISION, {**LEAD, "company": "<!channel> & <https://evil.example|click>"}, ANA, decision_id="d")
+    hostile = messages.assigned(DECISION, {**LEAD, "company": "<!channel> & <https://evil.example|click>"}, ANA, decision_id="d")
     assert slack_channel(http_server).send(hostile).ok
     body = http_server.requests[0].json()
 
@@ -233,7 +230,7 @@ def test_slack_escapes_untrusted_lead_data(http_server: ScriptedServer) -> None:
 
 
 def test_absurdly_long_lead_data_is_clipped_to_what_slack_accepts(http_server: ScriptedServer) -> None:
-    msg = notify.assigned(DECISION, {**LEAD, "company": "A" * 5000}, ANA, decision_id="d")
+    msg = messages.assigned(DECISION, {**LEAD, "company": "A" * 5000}, ANA, decision_id="d")
     assert slack_channel(http_server).send(msg).ok
     blocks = http_server.requests[0].json()["blocks"]
     assert len(blocks[0]["text"]["text"]) <= 150
@@ -242,7 +239,7 @@ def test_absurdly_long_lead_data_is_clipped_to_what_slack_accepts(http_server: S
 
 def test_a_link_to_the_crm_record_becomes_a_button(http_server: ScriptedServer) -> None:
     url = "https://acme.lightning.force.com/lightning/r/Lead/00Q5g000001AbCd/view"
-    msg = notify.assigned(DECISION, LEAD, ANA, decision_id="d", url=url)
+    msg = messages.assigned(DECISION, LEAD, ANA, decision_id="d", url=url)
     slack_channel(http_server).send(msg)
     actions = [b for b in http_server.requests[0].json()["blocks"] if b["type"] == "actions"]
     assert actions[0]["elements"][0]["url"] == url
@@ -378,7 +375,7 @@ def test_email_server_down_is_retriable() -> None:
 
 def test_email_subject_cannot_be_used_for_header_injection(smtp_server: Callable[..., Mailbox]) -> None:
     box = smtp_server("none")
-    evil = notify.assigned(DECISION, {**LEAD, "first_name": "Eve\r\nBcc: victim@example.com\r\n"}, ANA, decision_id="d")
+    evil = messages.assigned(DECISION, {**LEAD, "first_name": "Eve\r\nBcc: victim@example.com\r\n"}, ANA, decision_id="d")
     assert email_channel(box, "none").send(evil).outcome is Outcome.SENT
     ((_, rcpts, mail),) = box.messages
     assert rcpts == ["ana@example.com"] and mail["Bcc"] is None
@@ -465,7 +462,7 @@ def test_webhook_unreachable_is_retriable_and_a_secret_is_required() -> None:
 class Exploding:
     name = "pager"
 
-    def send(self, message: notify.Message) -> notify.ChannelResult:
+    def send(self, message: messages.Message) -> channels.ChannelResult:
         raise RuntimeError("bug in channel")
 
 
@@ -519,7 +516,7 @@ def test_send_once_never_resends_a_channel_that_already_succeeded(
     assert len(http_server.requests) == 2  # one rate-limited attempt, one delivery
 
     # Another kind for the same decision (e.g. the SLA reminder) is a different notification.
-    rem = notify.reminder(DECISION, LEAD, ANA, decision_id=DECISION_ID, sla_deadline=DEADLINE)
+    rem = messages.reminder(DECISION, LEAD, ANA, decision_id=DECISION_ID, sla_deadline=DEADLINE)
     assert {r.outcome for r in send_once(store, DECISION_ID, notifier, rem).results.values()} == {Outcome.SENT}
 
 

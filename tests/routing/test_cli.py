@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from worker.cli import app
+from worker.cli.commands import app
 
 EXAMPLE = "config/routing.example.yaml"
 LEADS = "config/leads.example.csv"

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.routing import normalize
-from worker.routing.normalize import (
+from worker.domain import normalize
+from worker.domain.normalize import (
     CANONICAL_FIELDS,
     NormalizedLead,
     country_code,

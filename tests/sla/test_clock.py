@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.config import Hours, RoutingConfig
-from worker.sla.clock import (
+from worker.sla.calendar import (
     WorkCalendar,
     add_business,
     add_business_many,

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from worker.config import RoutingConfig
-from worker.sla.clock import calendar_for
+from worker.domain.leads import LeadRef
+from worker.sla.calendar import calendar_for
 from worker.sla.policy import Act, Seen, SlaRecord, decide, lead_of, open_record, reassigned, timer_id
 from worker.sla.settings import CompiledSla, LadderAction, OnRepAway, Tier
-from worker.store import LeadRef
 
 from .conftest import T0
 

@@ -17,11 +17,12 @@ import redis
 import time_machine
 
 from worker.config import RoutingConfig
+from worker.domain.leads import LeadRef
 from worker.routing.engine import Router
 from worker.sla.policy import SlaRecord, timer_id
 from worker.sla.settings import CompiledSla
-from worker.sla.sweep import Notice, SlaService, sweep
-from worker.store import LeadRef, RedisStore
+from worker.steps.sla_sweep import Notice, SlaService, sweep
+from worker.store.redis_store import RedisStore
 
 from .conftest import HOT, T0, FakeCrm
 

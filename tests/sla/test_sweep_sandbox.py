@@ -23,11 +23,12 @@ import yaml
 from connectors.base import Connector, OwnerUpdate
 from connectors.settings import ConnectorsConfig
 from worker.config import RoutingConfig, parse_config
+from worker.domain.leads import LeadRef
 from worker.routing.engine import Router
 from worker.sla.policy import timer_id
 from worker.sla.settings import CompiledSla, compile_sla, connectors_with_signals
-from worker.sla.sweep import Notice, SlaService
-from worker.store import LeadRef, RedisStore
+from worker.steps.sla_sweep import Notice, SlaService
+from worker.store.redis_store import RedisStore
 
 FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 2.0, "max_total": 30, "lock_attempts": 3}
 CONFIG = textwrap.dedent(

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.redis_conn import RedisServer, client_from_url, free_port
-from worker.store import RedisStore
+from worker.store.connection import RedisServer, client_from_url, free_port
+from worker.store.redis_store import RedisStore
 
 
 def bundled_redis() -> str | None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from worker.redis_conn import client_from_url
+from worker.domain.leads import LeadRef
 from worker.routing.state import Candidate, Strategy
-from worker.store import LeadRef, PoolClaim, RedisStore
+from worker.store.connection import client_from_url
+from worker.store.redis_store import PoolClaim, RedisStore
 
 pytestmark = pytest.mark.timeout(180)
 

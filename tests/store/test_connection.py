@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from worker import redis_conn
-from worker.redis_conn import RedisUnavailable, client_from_url, connect, free_port, health, redact_url
+from worker.store import connection
+from worker.store.connection import RedisUnavailable, client_from_url, connect, free_port, health, redact_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,8 +74,8 @@ def run(code: str, data_dir: Path, **env: str) -> str:
 def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> None:
     first = run(
         """
-        from worker.redis_conn import connect, embedded_url
-        from worker.store import RedisStore
+        from worker.store.connection import connect, embedded_url
+        from worker.store.redis_store import RedisStore
         store = RedisStore(connect(None, "{data_dir}"))
         store.assign("ann")
         store.schedule("lead-1", 100, {{"tier": 1}})
@@ -90,8 +90,8 @@ def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> Non
         connect(url)
     second = run(
         """
-        from worker.redis_conn import connect
-        from worker.store import RedisStore
+        from worker.store.connection import connect
+        from worker.store.redis_store import RedisStore
         store = RedisStore(connect(None, "{data_dir}"))
         print(store.loads(["ann"])["ann"], store.timer("lead-1").payload["tier"])
         """,
@@ -103,7 +103,7 @@ def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> Non
 
 def test_child_processes_share_the_embedded_server(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    server = redis_conn.start_embedded(tmp_path)
+    server = connection.start_embedded(tmp_path)
     try:
         client = connect(None, tmp_path)
         client.set("from-parent", "1")
@@ -117,12 +117,12 @@ def test_child_processes_share_the_embedded_server(tmp_path, monkeypatch) -> Non
             == "b'1'"
         )
         assert (
-            run("from worker.redis_conn import connect; print(connect(None, '{data_dir}').get('from-parent'))", tmp_path) == "1"
+            run("from worker.store.connection import connect; print(connect(None, '{data_dir}').get('from-parent'))", tmp_path) == "1"
         )
         assert client.ping()  # a joining process does not stop the owner's server on exit
     finally:
         server.stop()
-        redis_conn._embedded.clear()
+        connection._embedded.clear()
     with pytest.raises(RedisUnavailable):
         connect(server.url)
 

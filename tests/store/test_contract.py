@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.routing.state import Candidate, InMemoryState, Pick, RoutingState, Strategy
-from worker.store import RedisStore
+from worker.store.redis_store import RedisStore
 
 RR, WRR, LL = Strategy.ROUND_ROBIN, Strategy.WEIGHTED_ROUND_ROBIN, Strategy.LEAST_LOADED
 

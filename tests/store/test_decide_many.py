@@ -10,8 +10,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from worker.domain.leads import LeadRef
 from worker.routing.state import Candidate, RoutingState, Strategy
-from worker.store import DecisionBusy, LeadRef, RedisStore
+from worker.store.redis_store import DecisionBusy, RedisStore
 
 RR = Strategy.ROUND_ROBIN
 TEAM = ["ann", "bob", "cat"]

@@ -10,16 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from worker.domain.leads import DecisionKey, LeadRef
 from worker.routing.state import Candidate, InMemoryState, Pick, RoutingState, Strategy
-from worker.store import (
-    DecisionBusy,
-    DecisionKey,
-    DirectClaim,
-    LeadRef,
-    LockBusy,
-    PoolClaim,
-    RedisStore,
-)
+from worker.store.redis_store import DecisionBusy, DirectClaim, LockBusy, PoolClaim, RedisStore
 
 RR = Strategy.ROUND_ROBIN
 TEAM = ["ann", "bob", "cat"]

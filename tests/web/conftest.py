@@ -22,8 +22,8 @@ import redis
 import uvicorn
 from starlette.applications import Starlette
 
-from worker.redis_conn import free_port
-from worker.store import RedisStore
+from worker.store.connection import free_port
+from worker.store.redis_store import RedisStore
 
 
 @pytest.fixture

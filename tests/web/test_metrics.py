@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
+from worker.observability import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ def test_render_is_prometheus_text_with_every_leadroute_metric(monkeypatch: pyte
 CHILD = textwrap.dedent(
     """
     import sys
-    from worker import metrics
+    from worker.observability import metrics
     n = int(sys.argv[1])
     metrics.record_decision("emea", "rep", n)
     metrics.record_notification("email", "assigned", "sent")
@@ -87,7 +87,7 @@ CHILD = textwrap.dedent(
     metrics.set_pending_depth("salesforce", n)
     """
 )
-SCRAPE = "from worker import metrics; import sys; sys.stdout.write(metrics.render()[0].decode())"
+SCRAPE = "from worker.observability import metrics; import sys; sys.stdout.write(metrics.render()[0].decode())"
 
 
 def run(code: str, env: dict[str, str], *args: str) -> str:

@@ -39,9 +39,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.web.conftest import Queue
-from worker.redis_conn import free_port
-from worker.store import RedisStore
-from worker.web import (
+from worker.store.connection import free_port
+from worker.store.redis_store import RedisStore
+from worker.web.receivers import (
     SALESFORCE_ACK,
     WebSettings,
     create_app,
@@ -467,14 +467,14 @@ def test_metrics_serves_prometheus_text_including_webhook_counters(hubspot: str)
 SERVER = textwrap.dedent(
     """
     import sys, uvicorn
-    from worker import metrics
-    from worker.web import WebSettings, create_app
+    from worker.observability import metrics
+    from worker.web.receivers import WebSettings, create_app
     metrics.record_decision("emea", "rep", 1)  # the web process records too
     app = create_app(enqueue=lambda *a: None, first_seen=lambda ns, i: True, settings=WebSettings())
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, lifespan="off")
     """
 )
-WORKER = "from worker import metrics; import sys; metrics.record_decision('emea', 'rep', int(sys.argv[1]))"
+WORKER = "from worker.observability import metrics; import sys; metrics.record_decision('emea', 'rep', int(sys.argv[1]))"
 
 
 def test_metrics_aggregate_across_processes_in_multiprocess_mode(tmp_path: Path) -> None:

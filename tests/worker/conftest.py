@@ -15,10 +15,10 @@ import pytest
 import redis
 import yaml
 
+from worker.app.runtime import Runtime
 from worker.config import RoutingConfig, parse_config
-from worker.pending import PendingSet
-from worker.runtime import Runtime
-from worker.store import RedisStore
+from worker.store.pending import PendingSet
+from worker.store.redis_store import RedisStore
 
 DEMO_CONFIG = Path("config/routing.yaml")
 FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 1.0, "max_total": 30, "lock_attempts": 3}

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from tests.worker.conftest import routing_test_config
 from tests.worker.test_pipeline import drain, load_leads
 from tests.worker.test_sla_wiring import route_hot_lead
-from worker import hooks, pipeline
-from worker.cli import app
+from worker.cli.commands import app
+from worker.domain.leads import LeadRef
 from worker.sla.policy import timer_id
-from worker.store import LeadRef
+from worker.steps import after_route, route
 
 runner = CliRunner()
 
@@ -30,11 +30,11 @@ def live(make_runtime: Any, admin: Any, redis_url: str, redis_prefix: str, tmp_p
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
     monkeypatch.setenv("LEADROUTE_CONFIG", str(path))
-    monkeypatch.setattr(hooks, "enqueue_sla_notice", lambda notice: None)
+    monkeypatch.setattr(after_route, "enqueue_sla_notice", lambda notice: None)
     rt = make_runtime(config)
     ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
-    pipeline.poll(rt, "salesforce")
-    drain(rt, "salesforce", on_written=lambda crm, record, decision, handled: hooks.start_sla(
+    route.poll(rt, "salesforce")
+    drain(rt, "salesforce", on_written=lambda crm, record, decision, handled: after_route.start_sla(
         rt, crm, record, decision, handled.epoch))
     return rt, str(path), ids
 

@@ -30,13 +30,13 @@ from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 from simple_salesforce import Salesforce
 
 from tests.worker.conftest import routing_test_config
-from worker import pipeline
+from worker.app.runtime import Runtime
 from worker.config import parse_config
+from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.domain.leads import LeadRef
 from worker.routing.engine import Router
 from worker.routing.state import InMemoryState
-from worker.runtime import Runtime
-from worker.store import LeadRef
-from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.steps import route
 
 ROOT = Path(__file__).resolve().parents[2]
 INTAKE_QUEUE = "00G5e000000InTkEAK"
@@ -94,7 +94,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
-        celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+        celery = [sys.executable, "-m", "celery", "-A", "worker.app.celery_app"]
         if name == "worker":
             cmd = [*celery, "worker", "-Q", "ingest,route,notify,sla", "-c", "2", "--pool", "prefork",
                    "-n", f"e2e-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -197,7 +197,7 @@ def assert_routed_as_configured(rt: Runtime, admin: Any, crm: str, ids: list[str
         assert len(found) == 1, f"{rid}: {len(found)} decisions"
         decision = found[0].decision
         record = records[rid]
-        assert record.owner_id == pipeline.owner_crm_id(rt.config, crm, decision["owner"]), rid
+        assert record.owner_id == route.owner_crm_id(rt.config, crm, decision["owner"]), rid
         fields = stored[rid] if crm == "salesforce" else stored[rid]["properties"]
         assert fields.get(reason_field) == decision["reason"][:255], rid
         lead = dict(record.lead, account_owner=decision["facts"].get("account_owner"))
@@ -271,8 +271,8 @@ def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: 
 
 
 def test_webhooks_route_leads_and_forged_stale_or_replayed_events_change_nothing(stack: Any, admin: Any) -> None:
-    from worker.redis_conn import free_port
-    from worker.web import hubspot_v3_signature
+    from worker.store.connection import free_port
+    from worker.web.receivers import hubspot_v3_signature
 
     s, rt, _ = stack
     secret = "e2e-hubspot-app-secret"

@@ -16,13 +16,13 @@ import yaml
 
 from connectors.base import RetriableError
 from tests.worker.conftest import routing_test_config
-from worker import hooks, pipeline
+from worker.app.runtime import Runtime
 from worker.config import parse_config
+from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.domain.leads import LeadRef
 from worker.routing.engine import Router
 from worker.routing.state import InMemoryState
-from worker.runtime import Runtime
-from worker.store import LeadRef
-from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.steps import after_route, route
 
 INTAKE_QUEUE = "00G5e000000InTkEAK"
 
@@ -37,10 +37,10 @@ def load_leads(rt: Runtime, admin: Any, n: int, seed: int = 7) -> dict[str, dict
     return {"salesforce": {"ids": sf_ids}, "hubspot": {"ids": hs_ids}}
 
 
-def drain(rt: Runtime, crm: str, on_written: Any = None) -> list[pipeline.Handled]:
-    handled: list[pipeline.Handled] = []
+def drain(rt: Runtime, crm: str, on_written: Any = None) -> list[route.Handled]:
+    handled: list[route.Handled] = []
     for _ in range(1000):
-        report = pipeline.route_pending(rt, crm, on_written=on_written)
+        report = route.route_pending(rt, crm, on_written=on_written)
         if not report.handled:
             return handled
         handled.extend(report.handled)
@@ -48,16 +48,16 @@ def drain(rt: Runtime, crm: str, on_written: Any = None) -> list[pipeline.Handle
 
 
 def crm_owner(rt: Runtime, crm: str, owner: str) -> str:
-    return pipeline.owner_crm_id(rt.config, crm, owner)
+    return route.owner_crm_id(rt.config, crm, owner)
 
 
 def test_polled_leads_in_both_crms_end_with_the_owner_the_config_dictates(make_runtime: Any, admin: Any) -> None:
     rt = make_runtime()
     created = load_leads(rt, admin, 60)
     for crm in ("salesforce", "hubspot"):
-        polled = pipeline.poll(rt, crm)
+        polled = route.poll(rt, crm)
         assert polled >= 60  # ours, plus the seed's leads waiting in intake
-        assert pipeline.poll(rt, crm) == 0  # the watermark moved: nothing is handed out twice
+        assert route.poll(rt, crm) == 0  # the watermark moved: nothing is handed out twice
         handled = drain(rt, crm)
         assert Counter(h.outcome for h in handled) == {"written": polled}
         conn = rt.connector(crm)
@@ -91,7 +91,7 @@ def admin_reason(admin: Any, crm: str, rid: str, field: str) -> Any:
 def test_a_lead_already_taken_by_a_human_is_left_alone(make_runtime: Any, admin: Any) -> None:
     rt = make_runtime()
     ids = load_leads(rt, admin, 3)["salesforce"]["ids"]
-    pipeline.poll(rt, "salesforce")
+    route.poll(rt, "salesforce")
     admin.sf_change_owner(ids[0], "0055e000001KiMnAAK")  # kim grabbed it in the CRM
     handled = {h.lead_id: h.outcome for h in drain(rt, "salesforce")}
     assert {i: handled[i] for i in ids} == {ids[0]: "not_intake", ids[1]: "written", ids[2]: "written"}
@@ -101,13 +101,13 @@ def test_a_lead_already_taken_by_a_human_is_left_alone(make_runtime: Any, admin:
 def test_a_retried_batch_replays_decisions_and_never_claims_twice(
     make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "RETRY_DELAY", 0.0)  # failed ids are due again at once
+    monkeypatch.setattr(route, "RETRY_DELAY", 0.0)  # failed ids are due again at once
     rt = make_runtime()
     ids = load_leads(rt, admin, 20)["hubspot"]["ids"]
-    pipeline.poll(rt, "hubspot")
+    route.poll(rt, "hubspot")
     admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/contacts/batch/update", count=50)
     with pytest.raises(RetriableError):
-        pipeline.route_pending(rt, "hubspot", limit=100)
+        route.route_pending(rt, "hubspot", limit=100)
     refs = [LeadRef("hubspot", "contacts", rid).at(0) for rid in ids]
     before = [d.decision["owner"] for d in rt.store.decisions(refs)]
     loads_after_failure = rt.store.all_loads()
@@ -132,13 +132,13 @@ def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_ale
     other = next(iter(synthetic_leads(1, seed=3)))
     sf_map = dict(rt.config.model.connectors.salesforce.fields)
     ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in (manhattan, other)])
-    pipeline.poll(rt, "salesforce")
+    route.poll(rt, "salesforce")
     alerts: list[dict[str, Any]] = []
-    monkeypatch.setattr("worker.tasks.sla_notify.delay", alerts.append)
-    monkeypatch.setattr("worker.tasks.notify_many.delay", lambda *a, **k: None)
-    handled = {h.lead_id: h for h in drain(rt, "salesforce", on_written=lambda *a: hooks.after_write(rt, *a))}
+    monkeypatch.setattr("worker.app.tasks.sla_notify.delay", alerts.append)
+    monkeypatch.setattr("worker.app.tasks.notify_many.delay", lambda *a, **k: None)
+    handled = {h.lead_id: h for h in drain(rt, "salesforce", on_written=lambda *a: after_route.after_write(rt, *a))}
     assert [(a["kind"], a["to"], a["lead"][2]) for a in alerts] == [("parked", None, ids[0])]  # the alert channel
-    assert hooks.send_sla_notice(rt, alerts[0]) is not None  # it renders as a park alert
+    assert after_route.send_sla_notice(rt, alerts[0]) is not None  # it renders as a park alert
     refused = handled[ids[0]]
     assert refused.outcome == "fallback_after_refusal"
     assert refused.owner == "queue:triage"
@@ -151,10 +151,10 @@ def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_ale
 def test_manual_reroute_opens_a_new_epoch_and_moves_the_load(make_runtime: Any, admin: Any) -> None:
     rt = make_runtime()
     ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
-    pipeline.poll(rt, "salesforce")
+    route.poll(rt, "salesforce")
     first = next(h for h in drain(rt, "salesforce") if h.lead_id == ids[0])
     before = rt.store.all_loads()
-    result = pipeline.reroute(rt, "salesforce", ids[0], to_rep="lee", why="customer asked", requested_by="ops")
+    result = route.reroute(rt, "salesforce", ids[0], to_rep="lee", why="customer asked", requested_by="ops")
     assert (result.epoch, result.owner, result.previous_owner) == (1, "lee", first.owner)
     assert admin.sf_record("Lead", ids[0])["OwnerId"] == "0055e000001LeEpAAK"
     loads = rt.store.all_loads()
@@ -169,7 +169,7 @@ def test_manual_reroute_opens_a_new_epoch_and_moves_the_load(make_runtime: Any, 
 def test_a_write_that_landed_before_the_worker_died_is_finished_not_redone(make_runtime: Any, admin: Any) -> None:
     rt = make_runtime()
     ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
-    pipeline.poll(rt, "salesforce")
+    route.poll(rt, "salesforce")
     first = next(h for h in drain(rt, "salesforce") if h.lead_id == ids[0])
     key = LeadRef("salesforce", "Lead", ids[0]).at(0)
     rt.store.client.delete(rt.store.key("written", "salesforce", "Lead", ids[0], 0))  # died before noting it
@@ -192,18 +192,18 @@ def test_a_poll_waits_while_a_backlog_drains_but_never_longer_than_the_deferral(
     crm = "salesforce"
     load_leads(rt, admin, 3, seed=41)
     pages: list[int] = []
-    first = pipeline.poll(rt, crm, on_page=pages.append)
+    first = route.poll(rt, crm, on_page=pages.append)
     assert first >= 3 and sum(pages) == first  # each page reports what it added, as it goes
 
-    backlog = pipeline.POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max + 1
+    backlog = route.POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max + 1
     rt.pending.add(crm, [f"00Q5e00000Bk{i:06d}" for i in range(backlog)], "test")
     later = load_leads(rt, admin, 2, seed=42)["salesforce"]["ids"]
-    assert pipeline.poll(rt, crm) == 0  # the drain has the API budget; the new leads wait
+    assert route.poll(rt, crm) == 0  # the drain has the API budget; the new leads wait
     assert not set(later) & set(rt.pending.client.zrange(f"{rt.pending.prefix}:pending:{crm}", 0, -1))
 
     deferral = rt.config.model.worker.poll_backlog_deferral
     rt.store.client.set(rt.store.key("polled", crm), repr(time.time() - deferral - 1))
-    assert pipeline.poll(rt, crm) == 2  # deferred long enough: polled despite the backlog
+    assert route.poll(rt, crm) == 2  # deferred long enough: polled despite the backlog
 
 
 def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_queued(
@@ -211,7 +211,7 @@ def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_
 ) -> None:
     from prometheus_client import REGISTRY
 
-    from worker import tasks
+    from worker.app import tasks
 
     def counted(rule: str, outcome: str) -> float:
         return REGISTRY.get_sample_value("leadroute_decisions_total", {"rule": rule, "outcome": outcome}) or 0.0
@@ -219,7 +219,7 @@ def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_
     rt = make_runtime()
     crm = "salesforce"
     load_leads(rt, admin, 40, seed=43)
-    pipeline.poll(rt, crm)
+    route.poll(rt, crm)
     queued: list[tuple[Any, ...]] = []
     monkeypatch.setattr(tasks.notify_many, "delay", lambda *args: queued.append(args))
     written: list[Any] = []
@@ -229,9 +229,9 @@ def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_
         for _, decision, handled in batch:
             before.setdefault((decision["rule"], handled.outcome), counted(decision["rule"], handled.outcome))
         written.extend(batch)
-        hooks.after_batch(rt, crm_name, batch)
+        after_route.after_batch(rt, crm_name, batch)
 
-    pipeline.route_pending(rt, crm, limit=200, on_batch=on_batch)
+    route.route_pending(rt, crm, limit=200, on_batch=on_batch)
     assert len(written) >= 40
     per_rule = Counter((decision["rule"], handled.outcome) for _, decision, handled in written)
     for (rule, outcome), n in per_rule.items():

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker import runtime
+from worker.app import runtime
 from worker.config import load_config
 
 

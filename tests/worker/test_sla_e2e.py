@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.worker.test_e2e import INTAKE_QUEUE, Sink, Stack, decided, wait_until
-from worker.runtime import Runtime
-from worker.synthetic import salesforce_lead, synthetic_leads
+from worker.app.runtime import Runtime
+from worker.devtools.synthetic import salesforce_lead, synthetic_leads
 
 SLA = {
     "sweep_every": "1s",

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from tests.worker.test_pipeline import INTAKE_QUEUE, drain
-from worker import hooks, pipeline
+from worker.devtools.synthetic import salesforce_lead
+from worker.domain.leads import LeadRef
 from worker.sla.policy import timer_id
-from worker.store import LeadRef
-from worker.synthetic import salesforce_lead
+from worker.steps import after_route, route
 
 HOT = {"first_name": "Hana", "last_name": "Ito", "email": "hana@tinyshop.io", "company": "TinyShop",
        "country": "US", "state": "FL", "postcode": "33101", "employees": "20", "lead_source": "Demo Request",
@@ -21,7 +21,7 @@ HOT = {"first_name": "Hana", "last_name": "Ito", "email": "hana@tinyshop.io", "c
 @pytest.fixture
 def notices(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(hooks, "enqueue_sla_notice", lambda notice: sent.append(hooks.notice_to_dict(notice)))
+    monkeypatch.setattr(after_route, "enqueue_sla_notice", lambda notice: sent.append(after_route.notice_to_dict(notice)))
     return sent
 
 
@@ -29,11 +29,11 @@ def route_hot_lead(rt: Any, admin: Any) -> tuple[str, dict[str, Any], datetime]:
     """Route one hot lead (and the seed's waiting leads); returns it, its decision and its clock's start."""
     sf_map = dict(rt.config.model.connectors.salesforce.fields)
     (lead_id,) = admin.sf_load("Lead", [salesforce_lead(HOT, sf_map, INTAKE_QUEUE)])
-    pipeline.poll(rt, "salesforce")
+    route.poll(rt, "salesforce")
     deadlines: dict[str, datetime | None] = {}
 
     def on_written(crm: str, record: Any, decision: dict[str, Any], handled: Any) -> None:
-        deadlines[record.id] = hooks.start_sla(rt, crm, record, decision, handled.epoch)
+        deadlines[record.id] = after_route.start_sla(rt, crm, record, decision, handled.epoch)
 
     before = datetime.now(UTC)
     drain(rt, "salesforce", on_written=on_written)

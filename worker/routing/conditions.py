@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.routing.normalize import country_code, is_blank
+from worker.domain.normalize import country_code, is_blank
 
 CANONICAL_FIELDS = (
     "id", "email", "company", "website", "country", "state", "postcode", "employees",

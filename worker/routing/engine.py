@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
-from worker.routing.normalize import NormalizedLead, normalize_lead
+from worker.domain.normalize import NormalizedLead, normalize_lead
 from worker.routing.state import Candidate, RoutingState
 
 FALLBACK = "fallback"

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from worker.sla.clock import WorkCalendar, deadlines, next_day_off
+from worker.domain.leads import LeadRef
+from worker.sla.calendar import WorkCalendar, deadlines, next_day_off
 from worker.sla.settings import LadderAction, OnRepAway, Tier, format_duration
-from worker.store import LeadRef
 
 __all__ = [
     "TIMER_PREFIX",

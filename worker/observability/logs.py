@@ -11,7 +11,7 @@ loggers both end up in the same processor chain, and the last step before render
 Context travels in contextvars, so it follows a task or a request without being passed
 around::
 
-    from worker import logs
+    from worker.observability import logs
     log = logs.get_logger(__name__)
     with logs.bound(lead_id="00Q..", crm="salesforce", task_id=task.request.id):
         log.info("owner written", owner="rep-7")

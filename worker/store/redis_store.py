@@ -52,8 +52,9 @@ from typing import Any
 
 import redis
 
-from worker.redis_conn import DEFAULT_DATA_DIR, connect
+from worker.domain.leads import DecisionKey, LeadRef
 from worker.routing.state import Candidate, Pick, RoutingState, Strategy, describe
+from worker.store.connection import DEFAULT_DATA_DIR, connect
 
 DAY = 86_400.0
 CLAIM_CHUNK = 1000  # claims per script call: bounds how long one call holds Redis
@@ -77,37 +78,8 @@ class LockBusy(RuntimeError):
     """The lock is held by another owner."""
 
 
-@dataclass(frozen=True, slots=True)
-class LeadRef:
-    """A lead in one CRM: ``LeadRef("salesforce", "Lead", "00Q5e00000AbCdE")``."""
-
-    crm: str
-    object: str
-    lead_id: str
-
-    def __str__(self) -> str:
-        return f"{self.crm}:{self.object}:{self.lead_id}"
-
-    def at(self, epoch: int) -> DecisionKey:
-        """The decision key for this lead at routing epoch ``epoch``."""
-        return DecisionKey(self.crm, self.object, self.lead_id, epoch)
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionKey:
-    """What a decision is idempotent on: (crm, object, lead id, routing epoch)."""
-
-    crm: str
-    object: str
-    lead_id: str
-    epoch: int = 0
-
-    @property
-    def lead(self) -> LeadRef:
-        return LeadRef(self.crm, self.object, self.lead_id)
-
-    def __str__(self) -> str:
-        return f"{self.crm}:{self.object}:{self.lead_id}#{self.epoch}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +195,7 @@ def _stream_id(when: datetime | None, default: str) -> str:
 
 
 def _lua(name: str) -> str:
-    return resources.files("worker").joinpath("lua", f"{name}.lua").read_text()
+    return resources.files("worker.store").joinpath("lua", f"{name}.lua").read_text()
 
 
 class RedisStore:

@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.settings import ConnectorsConfig
-from worker.notify import NotificationsConfig
+from worker.config.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
+from worker.notify.settings import NotificationsConfig
 from worker.routing.conditions import CANONICAL_FIELDS, ConditionError, compile_when
 from worker.routing.state import Strategy
-from worker.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -408,7 +408,7 @@ def _cross_check(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> li
         if cur == rep.id and len(chain) > 1 and rep.id not in reported:
             reported.update(chain)
             err(("reps", i, "backup"), "backup cycle: " + " -> ".join([*chain, rep.id]))
-    from worker.routing.normalize import country_code, region_code
+    from worker.domain.normalize import country_code, region_code
 
     for name, terr in model.territories.items():
         for j, c in enumerate(terr.countries):
@@ -517,7 +517,7 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
             if crm not in ids:
                 warnings.append(Problem(file, line_for(lines, ("queues", name)), f"queues.{name}",
                                         f"queue '{name}' has no {crm} id: it cannot own {crm} leads"))
-    from worker.routing.normalize import country_code, region_code
+    from worker.domain.normalize import country_code, region_code
 
     territory_order = []
     for name, terr in model.territories.items():

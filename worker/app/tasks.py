@@ -9,10 +9,10 @@ import structlog
 from celery import Task
 
 from connectors.base import CrmRecord, RetriableError
-from worker import pipeline
-from worker.app import app
-from worker.runtime import get_runtime
-from worker.store import DecisionKey
+from worker.app.celery_app import app
+from worker.app.runtime import get_runtime
+from worker.domain.leads import DecisionKey
+from worker.steps import route
 
 log = structlog.get_logger("leadroute.tasks")
 
@@ -26,11 +26,11 @@ def _retry_delay(task: Task, exc: RetriableError) -> float:
     return max(hint, min(60.0, 2.0**task.request.retries))
 
 
-def after_batch(crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]) -> None:
+def after_batch(crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]) -> None:
     """What follows a batch of owner writes: SLA clocks and the notifications (own queue)."""
-    from worker import hooks
+    from worker.steps import after_route
 
-    hooks.after_batch(get_runtime(), crm, written)
+    after_route.after_batch(get_runtime(), crm, written)
 
 
 @app.task(name="leadroute.poll", bind=True, max_retries=None)
@@ -45,7 +45,7 @@ def poll(self: Task, crm: str) -> int:
             drain.delay(crm)
 
     try:
-        return pipeline.poll(get_runtime(), crm, on_page=kick)
+        return route.poll(get_runtime(), crm, on_page=kick)
     except RetriableError as exc:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
 
@@ -71,7 +71,7 @@ def drain(self: Task, crm: str) -> int:
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:
         while time.monotonic() < deadline:
-            report = pipeline.route_pending(rt, crm, on_batch=after_batch)
+            report = route.route_pending(rt, crm, on_batch=after_batch)
             if not report.handled:
                 break
             routed += len(report.handled)
@@ -81,7 +81,7 @@ def drain(self: Task, crm: str) -> int:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     finally:
         rt.store.release_lock(slot, token)
-    from worker import metrics
+    from worker.observability import metrics
 
     metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):
@@ -114,12 +114,12 @@ def reroute(
     obj = rt.object_name(crm)
     key = DecisionKey(crm, obj, lead_id, epoch) if epoch is not None else None
     try:
-        result = pipeline.reroute(rt, crm, lead_id, to_rep=to_rep, pool=pool, why=why, requested_by=requested_by, key=key)
+        result = route.reroute(rt, crm, lead_id, to_rep=to_rep, pool=pool, why=why, requested_by=requested_by, key=key)
     except RetriableError as exc:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
-    from worker import hooks
+    from worker.steps import after_route
 
-    hooks.after_reroute(rt, crm, lead_id, result)
+    after_route.after_reroute(rt, crm, lead_id, result)
     return {"lead_id": result.lead_id, "owner": result.owner, "epoch": result.epoch}
 
 
@@ -128,7 +128,7 @@ def reconcile_orphans(self: Task, crm: str) -> int:
     """Queue intake records left unrouted (e.g. lost to downtime), then drain."""
     rt = get_runtime()
     try:
-        added = pipeline.reconcile_orphans(rt, crm, rt.config.model.worker.orphan_age)
+        added = route.reconcile_orphans(rt, crm, rt.config.model.worker.orphan_age)
     except RetriableError as exc:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     if added:
@@ -144,7 +144,7 @@ def reconcile_loads(self: Task) -> dict[str, int]:
     if lock is None:
         return {}
     try:
-        return pipeline.reconcile_loads(rt)
+        return route.reconcile_loads(rt)
     except RetriableError as exc:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     finally:
@@ -164,11 +164,11 @@ def notify(
     """Tell the owner about a new lead; a failing channel is retried, never blocking routing."""
     from datetime import datetime
 
-    from worker import hooks
+    from worker.steps import after_route
 
     rt = get_runtime()
     deadline = datetime.fromisoformat(sla_deadline) if sla_deadline else None
-    report = hooks.notify_assigned(rt, DecisionKey(crm, obj, lead_id, epoch), lead, deadline)
+    report = after_route.notify_assigned(rt, DecisionKey(crm, obj, lead_id, epoch), lead, deadline)
     if report is not None and report.retry:
         raise self.retry(countdown=max(report.retry_after or 0.0, min(300.0, 2.0 ** self.request.retries)))
     return report is not None and report.ok
@@ -177,9 +177,9 @@ def notify(
 @app.task(name="leadroute.sla_notify", bind=True, max_retries=8)
 def sla_notify(self: Task, notice: dict[str, Any]) -> bool:
     """Send one SLA notice (reminder, escalation, reassignment, park alert), once per channel."""
-    from worker import hooks
+    from worker.steps import after_route
 
-    report = hooks.send_sla_notice(get_runtime(), notice)
+    report = after_route.send_sla_notice(get_runtime(), notice)
     if report is not None and report.retry:
         raise self.retry(countdown=max(report.retry_after or 0.0, min(300.0, 2.0 ** self.request.retries)))
     return report is not None and report.ok
@@ -202,14 +202,14 @@ def notify_many(self: Task, crm: str, obj: str, items: list[dict[str, Any]]) -> 
     """Tell the owners of a batch about their new leads; a retry re-sends only what did not go out."""
     from datetime import datetime
 
-    from worker import hooks
+    from worker.steps import after_route
 
     rt = get_runtime()
     retry_after: list[float] = []
     sent = 0
     for item in items:
         deadline = datetime.fromisoformat(item["sla_deadline"]) if item.get("sla_deadline") else None
-        report = hooks.notify_assigned(rt, DecisionKey(crm, obj, item["lead_id"], item["epoch"]), item.get("lead"),
+        report = after_route.notify_assigned(rt, DecisionKey(crm, obj, item["lead_id"], item["epoch"]), item.get("lead"),
                                        deadline)
         if report is not None and report.retry:
             retry_after.append(report.retry_after or 0.0)

@@ -35,8 +35,8 @@ class PendingSet:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._claim = client.register_script(resources.files("worker").joinpath("lua", "claim_due.lua").read_text())
-        self._add = client.register_script(resources.files("worker").joinpath("lua", "pending_add.lua").read_text())
+        self._claim = client.register_script(resources.files("worker.store").joinpath("lua", "claim_due.lua").read_text())
+        self._add = client.register_script(resources.files("worker.store").joinpath("lua", "pending_add.lua").read_text())
 
     def _keys(self, crm: str) -> list[str]:
         return [f"{self.prefix}:pending:{crm}", f"{self.prefix}:pending:{crm}:meta"]

@@ -15,9 +15,9 @@ from typing import Any
 
 from connectors.base import Connector, create_connector
 from worker.config import RoutingConfig, load_config
-from worker.notify import Notifier
-from worker.pending import PendingSet
-from worker.store import RedisStore
+from worker.notify.channels import Notifier
+from worker.store.pending import PendingSet
+from worker.store.redis_store import RedisStore
 
 DEFAULT_CONFIG = Path("config/routing.yaml")
 
@@ -81,14 +81,14 @@ class Runtime:
         if self.config.sla is None:
             return None
         if self._sla is None:
-            from worker.sla.sweep import SlaService
+            from worker.steps.sla_sweep import SlaService
 
             crms = {crm: self.connector(crm) for crm in self.crms}
             self._sla = SlaService(self.store, self.config.sla, self.config, crms, notify=self._notify_sla)
         return self._sla
 
     def _notify_sla(self, notice: Any) -> None:
-        from worker.hooks import enqueue_sla_notice
+        from worker.steps.after_route import enqueue_sla_notice
 
         enqueue_sla_notice(notice)
 
@@ -129,16 +129,16 @@ def warm_up(config: RoutingConfig) -> None:
     global _preloaded
     _preloaded = (config_path(), config)
     from connectors.base import get_connector_class
-    from worker import hooks, notify  # noqa: F401 - imported for their side effect: loaded once
-    from worker.sla import clock
+    from worker import notify  # noqa: F401 - imported for their side effect: loaded once
+    from worker.sla import calendar
 
     for name in config.model.connectors.enabled():
         get_connector_class(name).warm_up()
     today = date.today()
     for rep in config.reps:
-        country = clock.calendar_for(rep, config).country
+        country = calendar.calendar_for(rep, config).country
         for year in (today.year, today.year + 1):
-            clock.is_holiday(country, date(year, 1, 1))
+            calendar.is_holiday(country, date(year, 1, 1))
 
 
 def set_runtime(runtime: Runtime | None) -> None:

@@ -31,14 +31,14 @@ def _redis_url() -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    from worker.redis_conn import embedded_url
+    from worker.store.connection import embedded_url
 
     return embedded_url()
 
 
 def make_app() -> Celery:
     """The app, configured from the environment (``REDIS_URL``; embedded Redis when unset)."""
-    app = Celery("leadroute", include=["worker.tasks"])
+    app = Celery("leadroute", include=["worker.app.tasks"])
     visibility = int(os.environ.get("LEADROUTE_VISIBILITY_TIMEOUT", "600"))
     app.conf.update(
         broker_url=broker_url(_redis_url()),
@@ -97,8 +97,8 @@ def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> 
 
 
 def _load_checked_config() -> Any:
+    from worker.app.runtime import config_path
     from worker.config import load_config
-    from worker.runtime import config_path
 
     return load_config(config_path())
 
@@ -115,7 +115,7 @@ def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
 @worker_init.connect
 def _warm_up(**_: Any) -> None:
     """Before the pool forks: parse the config, import connectors and load calendars once for all children."""
-    from worker.runtime import warm_up
+    from worker.app.runtime import warm_up
 
     warm_up(_load_checked_config())
 
@@ -124,7 +124,7 @@ def _warm_up(**_: Any) -> None:
 def _fresh_runtime(**_: Any) -> None:
     """Prefork children must not share the parent's Redis or HTTP connections: each builds its
     own runtime and connectors now, before its first task (a failure here waits for that task)."""
-    from worker.runtime import get_runtime, set_runtime
+    from worker.app.runtime import get_runtime, set_runtime
 
     set_runtime(None)
     try:
@@ -141,7 +141,7 @@ def _fresh_runtime(**_: Any) -> None:
 @setup_logging.connect
 def _logging(**_: Any) -> None:
     """structlog for every process (JSON when not on a terminal), secrets redacted."""
-    from worker.logs import configure_from_env
+    from worker.observability.logs import configure_from_env
 
     configure_from_env()
 

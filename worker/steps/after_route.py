@@ -9,25 +9,28 @@ from typing import Any
 import structlog
 
 from connectors.base import CrmRecord
-from worker import metrics, pipeline
-from worker.notify import Recipient, SendReport, assigned, escalation, parked, reassigned_from, reminder, send_once
-from worker.runtime import Runtime
-from worker.store import DecisionKey, LeadRef
+from worker.app.runtime import Runtime
+from worker.domain.leads import DecisionKey, LeadRef
+from worker.notify.channels import SendReport
+from worker.notify.ledger import send_once
+from worker.notify.messages import Recipient, assigned, escalation, parked, reassigned_from, reminder
+from worker.observability import metrics
+from worker.steps import route
 
 log = structlog.get_logger("leadroute.hooks")
 
 
-def after_write(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], handled: pipeline.Handled) -> None:
+def after_write(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], handled: route.Handled) -> None:
     """One owner was written (see :func:`after_batch`)."""
     after_batch(rt, crm, [(record, decision, handled)])
 
 
-def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]) -> None:
+def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]) -> None:
     """A batch of owners was written: metrics, SLA clocks in one transaction, one notify task."""
     obj = rt.object_name(crm)
     decided: Counter[tuple[str, str]] = Counter()
     for record, decision, handled in written:
-        latency = pipeline.latency_since(handled.first_seen)
+        latency = route.latency_since(handled.first_seen)
         if latency is not None:
             metrics.observe_routing_latency(crm, latency)
         decided[(decision["rule"], handled.outcome)] += 1
@@ -44,13 +47,13 @@ def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, 
         if decision.get("owner_kind") == "rep"
     ]
     if items:
-        from worker.tasks import notify_many
+        from worker.app.tasks import notify_many
 
         notify_many.delay(crm, obj, items)
 
 
 def start_sla_many(
-    rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], pipeline.Handled]]
+    rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]
 ) -> dict[str, datetime | None]:
     """Start the SLA clocks of a batch of newly owned leads; returns each lead's deadline."""
     service = rt.sla
@@ -68,7 +71,7 @@ def start_sla_many(
     }
 
 
-def after_reroute(rt: Runtime, crm: str, lead_id: str, result: pipeline.Rerouted) -> None:
+def after_reroute(rt: Runtime, crm: str, lead_id: str, result: route.Rerouted) -> None:
     """A manual re-route was written: tell the new owner."""
     log.info("rerouted", lead_id=lead_id, crm=crm, owner=result.owner, previous=result.previous_owner)
     if result.written and result.owner in rt.config.reps:
@@ -77,13 +80,13 @@ def after_reroute(rt: Runtime, crm: str, lead_id: str, result: pipeline.Rerouted
 
 def start_sla(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], epoch: int) -> datetime | None:
     """Start one lead's SLA clock if a tier applies; returns the acknowledgement deadline."""
-    handled = pipeline.Handled(record.id, "written", epoch, decision.get("owner"))
+    handled = route.Handled(record.id, "written", epoch, decision.get("owner"))
     return start_sla_many(rt, crm, [(record, decision, handled)]).get(record.id)
 
 
 def alert_refusal(crm: str, obj: str, lead_id: str, epoch: int, decision: dict[str, Any]) -> None:
     """The CRM refused the chosen owner for good: the lead is in the fallback, and someone must look."""
-    from worker.tasks import sla_notify
+    from worker.app.tasks import sla_notify
 
     sla_notify.delay({
         "kind": "parked", "to": None, "role": "alert", "lead": [crm, obj, lead_id], "tier": "",
@@ -95,13 +98,13 @@ def alert_refusal(crm: str, obj: str, lead_id: str, epoch: int, decision: dict[s
 
 def enqueue_sla_notice(notice: Any) -> None:
     """SLA notices go out on the notify queue, like every other message."""
-    from worker.tasks import sla_notify
+    from worker.app.tasks import sla_notify
 
     sla_notify.delay(notice_to_dict(notice))
 
 
 def notice_to_dict(notice: Any) -> dict[str, Any]:
-    """A JSON-safe form of a ``worker.sla.sweep.Notice`` for the task queue."""
+    """A JSON-safe form of a ``worker.steps.sla_sweep.Notice`` for the task queue."""
     return {
         "kind": notice.kind, "to": notice.to, "role": notice.role,
         "lead": [notice.lead.crm, notice.lead.object, notice.lead.lead_id], "tier": notice.tier,
@@ -160,7 +163,7 @@ def enqueue_notification(
     crm: str, obj: str, lead_id: str, epoch: int, lead: dict[str, Any] | None, deadline: datetime | None
 ) -> None:
     """Queue the 'new lead' message; the notify queue never holds up routing."""
-    from worker.tasks import notify
+    from worker.app.tasks import notify
 
     notify.delay(crm, obj, lead_id, epoch, lead=lead, sla_deadline=deadline.isoformat() if deadline else None)
 

@@ -34,13 +34,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from worker.domain.leads import DecisionKey, LeadRef
+from worker.domain.normalize import NormalizedLead, normalize_lead
 from worker.routing.engine import Router, absence, derive_facts
-from worker.routing.normalize import NormalizedLead, normalize_lead
 from worker.routing.state import InMemoryState
-from worker.sla.clock import WorkCalendar, calendar_for, elapsed
+from worker.sla.calendar import WorkCalendar, calendar_for, elapsed
 from worker.sla.policy import Act, Action, Plan, Seen, SlaRecord, decide, lead_of, open_record, reassigned, timer_id
 from worker.sla.settings import CompiledSla, OnRepAway, Tier, format_duration
-from worker.store import DecisionKey, LeadRef, RedisStore, Timer
+from worker.store.redis_store import RedisStore, Timer
 
 if TYPE_CHECKING:
     from connectors.base import AckSignal, CrmRecord, OwnerUpdate, WriteResult
@@ -88,7 +89,7 @@ class SlaCrm(Protocol):
 class Notice:
     """A message for ``worker.notify``: ``to`` is a rep id, or None for the alert channel.
 
-    ``kind`` matches ``worker.notify.Kind``: ``reminder`` (owner), ``escalation`` (manager),
+    ``kind`` matches ``worker.notify.messages.Kind``: ``reminder`` (owner), ``escalation`` (manager),
     ``assigned`` (new owner after a reassignment), ``reassigned_from`` (previous owner and
     their manager), ``parked`` (manager and the alert channel). ``notice_id`` is unique per
     lead, epoch, ladder step and recipient role, and stable across retries: use it as the

@@ -46,7 +46,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from worker import logs, metrics
+from worker.observability import logs, metrics
 
 __all__ = [
     "HUBSPOT_EVENT_NAMESPACE",

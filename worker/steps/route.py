@@ -18,11 +18,11 @@ from typing import Any
 import structlog
 
 from connectors.base import CrmRecord, OwnerUpdate, RetriableError, WriteResult, WriteStatus
+from worker.app.runtime import Runtime
 from worker.config import Assign, RoutingConfig
+from worker.domain.leads import DecisionKey, LeadRef
+from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
-from worker.routing.normalize import NormalizedLead, domain_of, normalize_lead
-from worker.runtime import Runtime
-from worker.store import DecisionKey, LeadRef
 
 log = structlog.get_logger("leadroute.pipeline")
 

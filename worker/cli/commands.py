@@ -73,7 +73,7 @@ def simulate(
 
     Exit status: 0 all rows routed; 1 bad config or file; 2 some rows unreadable (the rest routed).
     """
-    from worker.simulate import LeadFileError, read_leads, read_loads, simulate, summarise
+    from worker.cli.simulate import LeadFileError, read_leads, read_loads, simulate, summarise
 
     if format not in ("table", "jsonl"):
         err.print(f"--format: '{format}' is not one of table, jsonl")
@@ -134,7 +134,7 @@ def demo(
     ),
 ) -> None:
     """Run everything locally: sandbox CRM, Redis, worker, beat, web, a stream of leads, and a live view."""
-    from worker.demo import run_demo
+    from worker.devtools.demo import run_demo
 
     _load(config)  # a bad config is reported here, before anything starts
     if rate <= 0:
@@ -163,8 +163,8 @@ CrmOption = Annotated[str, typer.Option("--crm", help="Which CRM the lead lives 
 
 def _runtime(config: Path | None) -> Any:
     """Config + store for commands that touch shared state; one clear line on failure."""
-    from worker.redis_conn import RedisUnavailable
-    from worker.runtime import Runtime, config_path
+    from worker.app.runtime import Runtime, config_path
+    from worker.store.connection import RedisUnavailable
 
     loaded = _load(config or config_path())
     try:
@@ -208,19 +208,19 @@ def reroute(
     who = f"{getpass.getuser()} (cli)"
     if now:
         from connectors.base import ConnectorError
-        from worker import hooks, pipeline
+        from worker.steps import after_route, route
 
         try:
-            result = pipeline.reroute(rt, crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who)
+            result = route.reroute(rt, crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who)
         except (LookupError, ConnectorError) as exc:
             err.print(str(exc))
             raise typer.Exit(1) from None
-        hooks.after_reroute(rt, crm, lead_id, result)
+        after_route.after_reroute(rt, crm, lead_id, result)
         out.print(f"{lead_id}: {result.previous_owner or '-'} -> {result.owner} (epoch {result.epoch})")
         out.print(escape(result.reason))
         return
-    from worker.store import LeadRef
-    from worker.tasks import reroute as reroute_task
+    from worker.app.tasks import reroute as reroute_task
+    from worker.domain.leads import LeadRef
 
     key = rt.store.new_epoch(LeadRef(crm, rt.object_name(crm), lead_id))
     reroute_task.delay(crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who, epoch=key.epoch)
@@ -229,7 +229,7 @@ def reroute(
 
 def _lead(config: Path | None, crm: str, lead_id: str) -> tuple[Any, Any]:
     """The runtime and the lead's reference, after checking the CRM is configured."""
-    from worker.store import LeadRef
+    from worker.domain.leads import LeadRef
 
     rt = _runtime(config)
     _check_crm(rt, crm)
@@ -334,7 +334,7 @@ def ack(
     """Record that the owner acknowledged a lead: its SLA clock stops and their load drops."""
     import getpass
 
-    from worker.pipeline import close_open
+    from worker.steps.route import close_open
 
     rt, ref = _lead(config, crm, lead_id)
     result = _sla(rt).acknowledge(ref, by=f"{getpass.getuser()} (cli)")
@@ -388,19 +388,16 @@ def web(
 
     import uvicorn
 
-    from worker.logs import configure_from_env
+    from worker.observability.logs import configure_from_env
 
     if config is not None:
         os.environ["LEADROUTE_CONFIG"] = str(config)
     _runtime(config)  # fail fast, with one line, on a bad config or an unreachable Redis
     configure_from_env()
-    uvicorn.run("worker.webserver:build_app", factory=True, host=host, port=port, log_config=None)
+    uvicorn.run("worker.web.server:build_app", factory=True, host=host, port=port, log_config=None)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
 
-
-if __name__ == "__main__":
-    main()

@@ -28,12 +28,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from worker.app.runtime import Runtime
 from worker.config import RoutingConfig
-from worker.pending import PendingSet
-from worker.redis_conn import free_port
-from worker.runtime import Runtime
-from worker.store import RedisStore
-from worker.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.store.connection import free_port
+from worker.store.pending import PendingSet
+from worker.store.redis_store import RedisStore
 
 DEMO_PREFIX = "leadroute-demo"
 INTAKE_QUEUE = "00G5e000000InTkEAK"  # the sandbox seed's Lead Intake queue
@@ -158,7 +158,7 @@ def _redis(data_dir: Path) -> Iterator[str]:
     if url:
         yield url
         return
-    from worker.redis_conn import start_embedded
+    from worker.store.connection import start_embedded
 
     server = start_embedded(data_dir)
     try:
@@ -199,11 +199,11 @@ def run_demo(config_path: Path, duration: float | None, per_minute: float, data_
         env.update(sandbox.env())
         env.update({
             "REDIS_URL": redis_url, "LEADROUTE_CONFIG": str(config_path.resolve()), "LEADROUTE_PREFIX": DEMO_PREFIX,
-            "LEADROUTE_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "LEADROUTE_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         })
         children = Children(env, log_dir)
         web_port = free_port()
-        celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+        celery = [sys.executable, "-m", "celery", "-A", "worker.app.celery_app"]
         children.start("worker", [*celery, "worker", "-Q", "ingest,route,notify,sla", "-c", "2",
                                   "--without-gossip", "--without-mingle"])
         children.start("beat", [*celery, "beat", "--schedule", str(data_dir / "demo-beat-schedule")])

@@ -1,0 +1,1 @@
+"""Structured logs (:mod:`.logs`) and Prometheus metrics (:mod:`.metrics`) for every process."""
