@@ -593,7 +593,7 @@ class SalesforceConnector(Connector):
         """:meth:`account_owner` for many domains: the uncached ones are looked up
         ``ACCOUNT_DOMAINS_PER_QUERY`` at a time (one query each, plus one on Contacts for the rest
         when configured)."""
-        from worker.domain.normalize import domain_of
+        from connectors.domains import domain_of  # loads the public-suffix list: only when first needed
 
         out: dict[str, str | None] = {}
         wanted: dict[str, list[str]] = {}  # normalised domain -> the spellings asked for

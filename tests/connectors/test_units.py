@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -157,6 +159,31 @@ def test_registry() -> None:
     assert available() == ["hubspot", "salesforce"]
     with pytest.raises(ConnectorConfigError, match=r"unknown connector 'pipedrive'.*known connectors: hubspot, salesforce"):
         get_connector_class("pipedrive")
+
+
+def test_connectors_import_nothing_from_the_worker() -> None:
+    """The connectors are a layer beside the worker: importing every one of them loads no ``worker`` module."""
+    script = (
+        "import pkgutil, importlib, sys, connectors\n"
+        "for m in pkgutil.iter_modules(connectors.__path__): importlib.import_module(f'connectors.{m.name}')\n"
+        "from connectors.domains import domain_of; domain_of(website='https://www.globex.com')\n"
+        "print(sorted(n for n in sys.modules if n == 'worker' or n.startswith('worker.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_worker_serves_the_connectors_crm_series_and_domain_normaliser() -> None:
+    """One implementation each: the worker names the connectors' objects, it does not define its own."""
+    from connectors import domains
+    from connectors import metrics as crm_metrics
+    from worker.domain import normalize
+    from worker.observability import metrics as worker_metrics
+
+    for name in ("CRM_CALLS", "CRM_CALL_SECONDS", "RATE_LIMIT_WAITS", "RATE_LIMIT_WAIT_SECONDS", "observe_crm_call",
+                 "rate_limit_wait", "crm_call"):
+        assert getattr(worker_metrics, name) is getattr(crm_metrics, name), name
+    assert normalize.domain_of is domains.domain_of and normalize.is_free_mail is domains.is_free_mail
 
 
 def test_write_result_from_error() -> None:

@@ -25,7 +25,12 @@ from decimal import Decimal
 from functools import lru_cache
 
 import pycountry
-import tldextract
+
+# Company domains have one implementation, shared with the connectors (which import nothing
+# from worker/). The free-mail list and the offline suffix-list extractor are named here too.
+from connectors.domains import _FREE_MAIL_DOMAINS as _FREE_MAIL_DOMAINS
+from connectors.domains import _make_extractor as _make_extractor
+from connectors.domains import domain_of, is_free_mail
 
 __all__ = [
     "CANONICAL_FIELDS",
@@ -502,121 +507,6 @@ def parse_number(value: object) -> float | None:
     except (OverflowError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-# --------------------------------------------------------------------------------------
-# Domains
-# --------------------------------------------------------------------------------------
-
-# Consumer mailbox providers: a lead from one says nothing about the company, so it must
-# not match named-account or domain rules.
-_FREE_MAIL_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "ymail.com", "rocketmail.com", "msn.com", "passport.com",
-    "windowslive.com", "icloud.com", "me.com", "mac.com", "aim.com", "proton.me", "pm.me",
-    "protonmail.com", "protonmail.ch", "tutanota.com", "tutanota.de", "tuta.io",
-    "tutamail.com", "mailbox.org", "posteo.de", "posteo.net", "web.de", "t-online.de",
-    "freenet.de", "arcor.de", "mail.de", "mail.ru", "bk.ru", "inbox.ru", "list.ru",
-    "rambler.ru", "ya.ru", "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net",
-    "sina.com", "sina.cn", "sohu.com", "aliyun.com", "139.com", "naver.com", "daum.net",
-    "hanmail.net", "zoho.com", "zohomail.com", "mail.com", "email.com", "usa.com",
-    "fastmail.com", "fastmail.fm", "hushmail.com", "hey.com", "inbox.com", "lycos.com",
-    "orange.fr", "wanadoo.fr", "free.fr", "laposte.net", "sfr.fr", "libero.it",
-    "virgilio.it", "tiscali.it", "alice.it", "btinternet.com", "sky.com",
-    "virginmedia.com", "blueyonder.co.uk", "talktalk.net", "ntlworld.com", "comcast.net",
-    "verizon.net", "att.net", "sbcglobal.net", "bellsouth.net", "cox.net", "charter.net",
-    "earthlink.net", "juno.com", "optonline.net", "shaw.ca", "rogers.com", "sympatico.ca",
-    "bigpond.com", "bigpond.net.au", "optusnet.com.au", "xtra.co.nz", "rediffmail.com",
-    "seznam.cz", "centrum.cz", "wp.pl", "o2.pl", "interia.pl", "onet.pl", "abv.bg",
-    "ukr.net", "terra.com.br", "bol.com.br", "uol.com.br", "ig.com.br", "yopmail.com",
-    "mailinator.com", "guerrillamail.com", "10minutemail.com", "temp-mail.org",
-})  # fmt: skip
-# Providers that run the same service under many country suffixes (yahoo.co.uk, gmx.at).
-_FREE_MAIL_FAMILIES = frozenset({"yahoo", "hotmail", "outlook", "live", "gmx", "yandex", "aol"})
-_BAD_HOST_CHARS = frozenset(" ,;/\\<>()[]{}\"'!*|")
-
-
-def _make_extractor() -> tldextract.TLDExtract:
-    """Public-suffix extractor that never touches the network or the disk.
-
-    No suffix-list URLs and no cache directory: tldextract falls back to the snapshot
-    bundled with the package, so a worker in a locked-down network never stalls on
-    start-up and behaves the same everywhere.
-    """
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
-
-
-_EXTRACT = _make_extractor()
-
-
-@lru_cache(maxsize=8192)
-def _registrable(host: str) -> str | None:
-    """Registrable domain ("sales.eu.acme.co.uk" -> "acme.co.uk") of a host, or None."""
-    host = host.strip().strip(".").lower()
-    if not host or "." not in host or not _BAD_HOST_CHARS.isdisjoint(host):
-        return None
-    ext = _EXTRACT(host)
-    if not ext.domain or not ext.suffix:
-        return None
-    return f"{ext.domain}.{ext.suffix}"
-
-
-_EXTRACT("warm.up.example.co.uk")  # load the bundled suffix list now, not on the first lead
-
-
-@lru_cache(maxsize=4096)
-def _free_mail(domain: str) -> bool:
-    domain = domain.strip().strip(".").lower()
-    if domain in _FREE_MAIL_DOMAINS:
-        return True
-    registrable = _registrable(domain)
-    if registrable is None:
-        return False
-    return registrable in _FREE_MAIL_DOMAINS or registrable.split(".", 1)[0] in _FREE_MAIL_FAMILIES
-
-
-def is_free_mail(domain: str) -> bool:
-    """True when the domain (or any host under it) belongs to a consumer mailbox
-    provider: gmail.com, yahoo.*, hotmail.*, gmx.*, web.de, qq.com, ..."""
-    return isinstance(domain, str) and _free_mail(domain)
-
-
-def _website_host(text: str) -> str:
-    text = text.strip()
-    scheme = text.find("://")
-    if scheme != -1:
-        text = text[scheme + 3 :]
-    elif text.startswith("//"):
-        text = text[2:]
-    for sep in "/?#":
-        text = text.partition(sep)[0]
-    text = text.rpartition("@")[2]  # user:pass@host
-    if text.startswith("["):  # IPv6 literal
-        return ""
-    return text.partition(":")[0]
-
-
-def _company_domain(host: str) -> str | None:
-    registrable = _registrable(host)
-    if registrable is None or _free_mail(registrable):
-        return None
-    return registrable
-
-
-def domain_of(email: object = None, website: object = None) -> str | None:
-    """The company's registrable domain, lower case, from the email, else the website.
-
-    Scheme, path, port, "www." and other subdomains are stripped ("https://www.shop.acme
-    .co.uk:8443/x" -> "acme.co.uk"). A free-mail address gives no company, so the website
-    is tried next; None when neither yields one.
-    """
-    if isinstance(email, str) and "@" in email:
-        host = email.rpartition("@")[2].strip().rstrip(">").strip()
-        found = _company_domain(host)
-        if found is not None:
-            return found
-    if isinstance(website, str):
-        return _company_domain(_website_host(website))
-    return None
 
 
 # --------------------------------------------------------------------------------------

@@ -19,13 +19,22 @@ ids, so series counts stay small.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as _multiprocess
+
+# The CRM series (calls, call latency, rate-limit waits) are the connectors' own: defined and
+# recorded in connectors.metrics, named here too so every process serves the same objects.
+from connectors.metrics import (
+    CRM_CALL_SECONDS,
+    CRM_CALLS,
+    RATE_LIMIT_WAIT_SECONDS,
+    RATE_LIMIT_WAITS,
+    crm_call,
+    observe_crm_call,
+    rate_limit_wait,
+)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -61,7 +70,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Ingest -> owner written spans the CRM's own latency (webhook delivery, API round trips):
 # buckets from 50 ms to 5 min, dense around the one-second target.
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 ROUTING_LATENCY = Histogram(
     "leadroute_routing_latency_seconds",
@@ -74,32 +82,11 @@ DECISIONS = Counter(
     "Routing decisions by matched rule and outcome (rep, queue, account_owner, fallback, skipped...).",
     ["rule", "outcome"],
 )
-CRM_CALLS = Counter(
-    "leadroute_crm_calls_total",
-    "CRM API calls by connector, endpoint (a template, never an id) and HTTP status or error class.",
-    ["connector", "endpoint", "status"],
-)
-CRM_CALL_SECONDS = Histogram(
-    "leadroute_crm_call_seconds",
-    "CRM API call duration by connector and endpoint.",
-    ["connector", "endpoint"],
-    buckets=_CALL_BUCKETS,
-)
 PENDING_DEPTH = Gauge(
     "leadroute_pending_depth",
     "Leads waiting in the pending set to be routed, as last measured by any process.",
     ["crm"],
     multiprocess_mode="mostrecent",
-)
-RATE_LIMIT_WAITS = Counter(
-    "leadroute_rate_limit_waits_total",
-    "Times a CRM call waited for the shared rate limit (or a Retry-After) before going out.",
-    ["connector", "reason"],
-)
-RATE_LIMIT_WAIT_SECONDS = Counter(
-    "leadroute_rate_limit_wait_seconds_total",
-    "Seconds spent waiting for the shared CRM rate limit or a Retry-After.",
-    ["connector", "reason"],
 )
 NOTIFICATIONS = Counter(
     "leadroute_notifications_total",
@@ -136,37 +123,9 @@ def record_decision(rule: str, outcome: str, count: int = 1) -> None:
     DECISIONS.labels(rule=rule or "-", outcome=outcome).inc(count)
 
 
-def observe_crm_call(connector: str, endpoint: str, status: int | str, seconds: float | None = None) -> None:
-    """Count one CRM call; ``status`` is the HTTP status, or an error class such as ``timeout``."""
-    CRM_CALLS.labels(connector=connector, endpoint=endpoint, status=str(status)).inc()
-    if seconds is not None:
-        CRM_CALL_SECONDS.labels(connector=connector, endpoint=endpoint).observe(max(0.0, seconds))
-
-
-@contextmanager
-def crm_call(connector: str, endpoint: str) -> Iterator[dict[str, int | str]]:
-    """Time a CRM call; set ``result["status"]`` inside the block (an exception records its class)."""
-    result: dict[str, int | str] = {"status": "ok"}
-    started = time.perf_counter()
-    try:
-        yield result
-    except BaseException as exc:
-        if result["status"] == "ok":
-            result["status"] = type(exc).__name__
-        raise
-    finally:
-        observe_crm_call(connector, endpoint, result["status"], time.perf_counter() - started)
-
-
 def set_pending_depth(crm: str, depth: int) -> None:
     """Publish the pending-set depth measured from Redis."""
     PENDING_DEPTH.labels(crm=crm).set(depth)
-
-
-def rate_limit_wait(connector: str, seconds: float, reason: str = "shared_limit") -> None:
-    """Record one wait for the shared rate limit (``reason``: shared_limit, retry_after, daily_quota)."""
-    RATE_LIMIT_WAITS.labels(connector=connector, reason=reason).inc()
-    RATE_LIMIT_WAIT_SECONDS.labels(connector=connector, reason=reason).inc(max(0.0, seconds))
 
 
 def record_notification(channel: str, kind: str, status: str) -> None:
