@@ -117,7 +117,8 @@ def test_child_processes_share_the_embedded_server(tmp_path, monkeypatch) -> Non
             == "b'1'"
         )
         assert (
-            run("from worker.store.connection import connect; print(connect(None, '{data_dir}').get('from-parent'))", tmp_path) == "1"
+            run("from worker.store.connection import connect; print(connect(None, '{data_dir}').get('from-parent'))",
+                tmp_path) == "1"
         )
         assert client.ping()  # a joining process does not stop the owner's server on exit
     finally:

@@ -21,6 +21,37 @@ from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
 
 DEMO_CONFIG = Path("config/routing.yaml")
+
+
+class RecordingEnqueuer:
+    """An :class:`~worker.steps.enqueue.Enqueuer` that keeps what the steps hand to the queues."""
+
+    def __init__(self) -> None:
+        self.drains: list[str] = []
+        self.reroutes: list[dict[str, Any]] = []
+        self.assigned: list[dict[str, Any]] = []
+        self.assigned_batches: list[tuple[str, str, list[dict[str, Any]]]] = []
+        self.sla_notices: list[dict[str, Any]] = []
+
+    def drain(self, crm: str) -> None:
+        self.drains.append(crm)
+
+    def reroute(self, crm: str, lead_id: str, **request: Any) -> None:
+        self.reroutes.append({"crm": crm, "lead_id": lead_id, **request})
+
+    def notify_assigned(self, crm: str, obj: str, lead_id: str, epoch: int, lead: dict[str, Any] | None,
+                        sla_deadline: str | None) -> None:
+        self.assigned.append({"crm": crm, "obj": obj, "lead_id": lead_id, "epoch": epoch, "sla_deadline": sla_deadline})
+
+    def notify_assigned_batch(self, crm: str, obj: str, items: list[dict[str, Any]]) -> None:
+        self.assigned_batches.append((crm, obj, items))
+
+    def sla_notice(self, notice: dict[str, Any]) -> None:
+        self.sla_notices.append(notice)
+
+    def assigned_items(self) -> dict[str, dict[str, Any]]:
+        """Every lead a notify-batch task was queued for, by lead id."""
+        return {item["lead_id"]: item for _, _, items in self.assigned_batches for item in items}
 FAST_RETRY = {"attempts": 8, "initial_wait": 0.01, "max_wait": 1.0, "max_total": 30, "lock_attempts": 3}
 
 
@@ -58,7 +89,7 @@ def make_runtime(
     def make(config: RoutingConfig | None = None) -> Runtime:
         config = config or routing_test_config()[1]
         store = RedisStore(redis_client, prefix=redis_prefix)
-        rt = Runtime(config, store, PendingSet(redis_client, redis_prefix))
+        rt = Runtime(config, store, PendingSet(redis_client, redis_prefix), enqueue=RecordingEnqueuer())
         made.append(rt)
         return rt
 

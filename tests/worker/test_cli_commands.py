@@ -15,7 +15,7 @@ from tests.worker.test_sla_wiring import route_hot_lead
 from worker.cli.commands import app
 from worker.domain.leads import LeadRef
 from worker.sla.policy import timer_id
-from worker.steps import after_route, route
+from worker.steps import route
 
 runner = CliRunner()
 
@@ -30,12 +30,10 @@ def live(make_runtime: Any, admin: Any, redis_url: str, redis_prefix: str, tmp_p
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
     monkeypatch.setenv("LEADROUTE_CONFIG", str(path))
-    monkeypatch.setattr(after_route, "enqueue_sla_notice", lambda notice: None)
     rt = make_runtime(config)
     ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
     route.poll(rt, "salesforce")
-    drain(rt, "salesforce", on_written=lambda crm, record, decision, handled: after_route.start_sla(
-        rt, crm, record, decision, handled.epoch))
+    drain(rt, "salesforce")
     return rt, str(path), ids
 
 

@@ -37,10 +37,11 @@ def load_leads(rt: Runtime, admin: Any, n: int, seed: int = 7) -> dict[str, dict
     return {"salesforce": {"ids": sf_ids}, "hubspot": {"ids": hs_ids}}
 
 
-def drain(rt: Runtime, crm: str, on_written: Any = None) -> list[route.Handled]:
+def drain(rt: Runtime, crm: str) -> list[route.Handled]:
+    """Route everything pending as the drain task does, follow-ups (SLA clocks, notify tasks) included."""
     handled: list[route.Handled] = []
     for _ in range(1000):
-        report = route.route_pending(rt, crm, on_written=on_written)
+        report = route.route_pending(rt, crm, on_batch=lambda name, written: after_route.after_batch(rt, name, written))
         if not report.handled:
             return handled
         handled.extend(report.handled)
@@ -120,9 +121,7 @@ def test_a_retried_batch_replays_decisions_and_never_claims_twice(
     assert sum(loads_after_failure.values()) == sum(1 for h in handled if not h.owner.startswith("queue:"))
 
 
-def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_alert(
-    make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_alert(make_runtime: Any, admin: Any) -> None:
     data, _ = routing_test_config()
     kim = next(r for r in data["reps"] if r["id"] == "kim")
     kim["crm_ids"]["salesforce"] = "0055e000001FoRmAAK"  # a deactivated user: Salesforce refuses it as owner
@@ -133,10 +132,8 @@ def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_ale
     sf_map = dict(rt.config.model.connectors.salesforce.fields)
     ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in (manhattan, other)])
     route.poll(rt, "salesforce")
-    alerts: list[dict[str, Any]] = []
-    monkeypatch.setattr("worker.app.tasks.sla_notify.delay", alerts.append)
-    monkeypatch.setattr("worker.app.tasks.notify_many.delay", lambda *a, **k: None)
-    handled = {h.lead_id: h for h in drain(rt, "salesforce", on_written=lambda *a: after_route.after_write(rt, *a))}
+    handled = {h.lead_id: h for h in drain(rt, "salesforce")}
+    alerts = rt.enqueue.sla_notices
     assert [(a["kind"], a["to"], a["lead"][2]) for a in alerts] == [("parked", None, ids[0])]  # the alert channel
     assert after_route.send_sla_notice(rt, alerts[0]) is not None  # it renders as a park alert
     refused = handled[ids[0]]
@@ -176,10 +173,11 @@ def test_a_write_that_landed_before_the_worker_died_is_finished_not_redone(make_
     loads = rt.store.all_loads()
     admin.clear_counters()
     rt.pending.add("salesforce", [ids[0]], "reconcile")
-    finished: list[str] = []
-    (again,) = drain(rt, "salesforce", on_written=lambda crm, record, decision, handled: finished.append(record.id))
+    rt.enqueue.assigned_batches.clear()
+    (again,) = drain(rt, "salesforce")
     assert (again.outcome, again.owner) == ("written", first.owner)
-    assert finished == [ids[0]]  # the notification and SLA clock still happen
+    if not first.owner.startswith("queue:"):
+        assert list(rt.enqueue.assigned_items()) == [ids[0]]  # the notification and SLA clock still happen
     assert rt.store.all_loads() == loads
     calls = admin.counters()["endpoints"]
     assert "salesforce PATCH /composite/sobjects" not in calls  # no second owner write
@@ -206,12 +204,8 @@ def test_a_poll_waits_while_a_backlog_drains_but_never_longer_than_the_deferral(
     assert route.poll(rt, crm) == 2  # deferred long enough: polled despite the backlog
 
 
-def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_queued(
-    make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_queued(make_runtime: Any, admin: Any) -> None:
     from prometheus_client import REGISTRY
-
-    from worker.app import tasks
 
     def counted(rule: str, outcome: str) -> float:
         return REGISTRY.get_sample_value("leadroute_decisions_total", {"rule": rule, "outcome": outcome}) or 0.0
@@ -220,8 +214,6 @@ def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_
     crm = "salesforce"
     load_leads(rt, admin, 40, seed=43)
     route.poll(rt, crm)
-    queued: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(tasks.notify_many, "delay", lambda *args: queued.append(args))
     written: list[Any] = []
     before: dict[tuple[str, str], float] = {}
 
@@ -236,7 +228,7 @@ def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_
     per_rule = Counter((decision["rule"], handled.outcome) for _, decision, handled in written)
     for (rule, outcome), n in per_rule.items():
         assert counted(rule, outcome) == before[(rule, outcome)] + n
-    [(task_crm, obj, items)] = queued  # one notify task for the whole batch, reps only
+    [(task_crm, obj, items)] = rt.enqueue.assigned_batches  # one notify task for the whole batch, reps only
     assert (task_crm, obj) == (crm, "Lead")
     assert [i["lead_id"] for i in items] == [r.id for r, d, _ in written if d["owner_kind"] == "rep"]
     clocks = [i for i in items if i["sla_deadline"]]

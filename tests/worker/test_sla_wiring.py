@@ -5,24 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from tests.worker.test_pipeline import INTAKE_QUEUE, drain
 from worker.devtools.synthetic import salesforce_lead
 from worker.domain.leads import LeadRef
 from worker.sla.policy import timer_id
-from worker.steps import after_route, route
+from worker.steps import route
 
 HOT = {"first_name": "Hana", "last_name": "Ito", "email": "hana@tinyshop.io", "company": "TinyShop",
        "country": "US", "state": "FL", "postcode": "33101", "employees": "20", "lead_source": "Demo Request",
        "score": "90"}
-
-
-@pytest.fixture
-def notices(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(after_route, "enqueue_sla_notice", lambda notice: sent.append(after_route.notice_to_dict(notice)))
-    return sent
 
 
 def route_hot_lead(rt: Any, admin: Any) -> tuple[str, dict[str, Any], datetime]:
@@ -30,16 +21,11 @@ def route_hot_lead(rt: Any, admin: Any) -> tuple[str, dict[str, Any], datetime]:
     sf_map = dict(rt.config.model.connectors.salesforce.fields)
     (lead_id,) = admin.sf_load("Lead", [salesforce_lead(HOT, sf_map, INTAKE_QUEUE)])
     route.poll(rt, "salesforce")
-    deadlines: dict[str, datetime | None] = {}
-
-    def on_written(crm: str, record: Any, decision: dict[str, Any], handled: Any) -> None:
-        deadlines[record.id] = after_route.start_sla(rt, crm, record, decision, handled.epoch)
-
     before = datetime.now(UTC)
-    drain(rt, "salesforce", on_written=on_written)
+    drain(rt, "salesforce")
     decision = rt.store.decision(LeadRef("salesforce", "Lead", lead_id).at(0)).decision
     assert decision["rule"] == "demo-requests-smb"
-    deadline = deadlines[lead_id]
+    deadline = datetime.fromisoformat(rt.enqueue.assigned_items()[lead_id]["sla_deadline"])
     assert before + timedelta(minutes=2) <= deadline <= datetime.now(UTC) + timedelta(minutes=2)  # hot: 2m, wall
     return lead_id, decision, deadline - timedelta(minutes=2)
 
@@ -48,9 +34,9 @@ def about(notices: list[dict[str, Any]], lead_id: str) -> list[tuple[str, str | 
     return [(n["kind"], n["to"]) for n in notices if n["lead"][2] == lead_id]
 
 
-def test_an_unacknowledged_hot_lead_climbs_the_ladder_once_per_step(make_runtime: Any, admin: Any,
-                                                                      notices: list) -> None:
+def test_an_unacknowledged_hot_lead_climbs_the_ladder_once_per_step(make_runtime: Any, admin: Any) -> None:
     rt = make_runtime()
+    notices = rt.enqueue.sla_notices
     lead_id, decision, routed = route_hot_lead(rt, admin)
     owner = decision["owner"]
     rt.sla.sweep(routed + timedelta(seconds=59))
@@ -72,9 +58,9 @@ def test_an_unacknowledged_hot_lead_climbs_the_ladder_once_per_step(make_runtime
     assert epochs == [1, 0]  # the reassignment opened a new epoch
 
 
-def test_an_acknowledged_lead_stops_its_clock_and_frees_the_load(make_runtime: Any, admin: Any,
-                                                                   notices: list) -> None:
+def test_an_acknowledged_lead_stops_its_clock_and_frees_the_load(make_runtime: Any, admin: Any) -> None:
     rt = make_runtime()
+    notices = rt.enqueue.sla_notices
     lead_id, decision, routed = route_hot_lead(rt, admin)
     owner = decision["owner"]
     before = rt.store.loads([owner])[owner]

@@ -11,9 +11,14 @@ import os
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import structlog
 from celery import Celery
-from celery.signals import setup_logging, task_prerun, worker_init, worker_process_init
+from celery.signals import setup_logging, task_prerun
 from kombu import Exchange, Queue
+
+from worker.config import config_path, load_config
+from worker.observability.logs import configure_from_env
+from worker.store.connection import embedded_url
 
 QUEUES = ("ingest", "route", "notify", "sla")
 
@@ -31,14 +36,12 @@ def _redis_url() -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    from worker.store.connection import embedded_url
-
     return embedded_url()
 
 
 def make_app() -> Celery:
     """The app, configured from the environment (``REDIS_URL``; embedded Redis when unset)."""
-    app = Celery("leadroute", include=["worker.app.tasks"])
+    app = Celery("leadroute", include=["worker.app.tasks", "worker.app.lifecycle"])
     visibility = int(os.environ.get("LEADROUTE_VISIBILITY_TIMEOUT", "600"))
     app.conf.update(
         broker_url=broker_url(_redis_url()),
@@ -96,60 +99,23 @@ def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> 
     return schedule
 
 
-def _load_checked_config() -> Any:
-    from worker.app.runtime import config_path
-    from worker.config import load_config
-
-    return load_config(config_path())
-
-
 @app.on_after_finalize.connect
 def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
     """Worker and beat read the routing config at start-up: beat takes its schedule from it,
     and an invalid file stops either process with a message naming file and line."""
-    config = _load_checked_config()
+    config = load_config(config_path())
     sweep = config.sla.settings.sweep_every.total_seconds() if config.sla is not None else None
     sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
-
-
-@worker_init.connect
-def _warm_up(**_: Any) -> None:
-    """Before the pool forks: parse the config, import connectors and load calendars once for all children."""
-    from worker.app.runtime import warm_up
-
-    warm_up(_load_checked_config())
-
-
-@worker_process_init.connect
-def _fresh_runtime(**_: Any) -> None:
-    """Prefork children must not share the parent's Redis or HTTP connections: each builds its
-    own runtime and connectors now, before its first task (a failure here waits for that task)."""
-    from worker.app.runtime import get_runtime, set_runtime
-
-    set_runtime(None)
-    try:
-        runtime = get_runtime()
-        for crm in runtime.crms:
-            runtime.connector(crm)
-    except Exception as exc:  # the first task reports it again, with its context
-        import structlog
-
-        structlog.get_logger("leadroute.app").warning("runtime_not_ready", error=str(exc))
-        set_runtime(None)
 
 
 @setup_logging.connect
 def _logging(**_: Any) -> None:
     """structlog for every process (JSON when not on a terminal), secrets redacted."""
-    from worker.observability.logs import configure_from_env
-
     configure_from_env()
 
 
 @task_prerun.connect
 def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     """Each task's log lines carry its own id, never a previous task's values."""
-    import structlog
-
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))

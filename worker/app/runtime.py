@@ -1,7 +1,8 @@
 """Everything a worker process needs, built once from the environment.
 
-Tasks, the web process and the CLI all get their config, store and connectors here, so
-there is one place that reads ``LEADROUTE_CONFIG``, ``REDIS_URL`` and ``LEADROUTE_PREFIX``.
+Tasks, the web process and the CLI all get their config, store, connectors, notifier and
+enqueuer here, so there is one place that reads ``LEADROUTE_CONFIG``, ``REDIS_URL`` and
+``LEADROUTE_PREFIX``; the steps get the runtime passed in and never build their own.
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-from connectors.base import Connector, create_connector
-from worker.config import RoutingConfig, load_config
+from connectors.base import Connector, create_connector, get_connector_class
+from connectors.settings import ConnectorsConfig
+from worker.app.enqueue import CeleryEnqueuer
+from worker.config import RoutingConfig, config_path, load_config
 from worker.notify.channels import Notifier
+from worker.sla import calendar
+from worker.sla.settings import connectors_with_signals
+from worker.steps.enqueue import Enqueuer
+from worker.steps.sla_sweep import Notice, SlaService
 from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
-
-DEFAULT_CONFIG = Path("config/routing.yaml")
-
-
-def config_path() -> Path:
-    """The routing config this process uses: ``$LEADROUTE_CONFIG`` or ``config/routing.yaml``."""
-    return Path(os.environ.get("LEADROUTE_CONFIG") or DEFAULT_CONFIG)
 
 
 @dataclass
@@ -34,9 +33,10 @@ class Runtime:
     config: RoutingConfig
     store: RedisStore
     pending: PendingSet
+    enqueue: Enqueuer = field(default_factory=CeleryEnqueuer)
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _notifier: Notifier | None = None
-    _sla: Any = None
+    _sla: SlaService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -68,29 +68,24 @@ class Runtime:
                 self._notifier = Notifier.from_config(self.config.model.notifications)
             return self._notifier
 
-    def _connector_settings(self) -> Any:
+    def _connector_settings(self) -> ConnectorsConfig:
         """Connector settings with the SLA section's acknowledgement signals folded in."""
-        from worker.sla.settings import connectors_with_signals
-
         sla = self.config.sla.settings if self.config.sla is not None else None
         return connectors_with_signals(self.config.model.connectors, sla)
 
     @property
-    def sla(self) -> Any:
+    def sla(self) -> SlaService | None:
         """The SLA service (None when the config has no ``sla:`` section)."""
         if self.config.sla is None:
             return None
         if self._sla is None:
-            from worker.steps.sla_sweep import SlaService
-
             crms = {crm: self.connector(crm) for crm in self.crms}
             self._sla = SlaService(self.store, self.config.sla, self.config, crms, notify=self._notify_sla)
         return self._sla
 
-    def _notify_sla(self, notice: Any) -> None:
-        from worker.steps.after_route import enqueue_sla_notice
-
-        enqueue_sla_notice(notice)
+    def _notify_sla(self, notice: Notice) -> None:
+        """SLA notices go out on the notify queue, like every other message."""
+        self.enqueue.sla_notice(notice.to_dict())
 
     def object_name(self, crm: str) -> str:
         """The CRM object leads live in (``Lead``, ``Contact``, ``contacts``)."""
@@ -124,14 +119,9 @@ def get_runtime() -> Runtime:
 
 def warm_up(config: RoutingConfig) -> None:
     """Do once in a prefork parent what every child would otherwise do on its first task:
-    keep the parsed config, import the connectors and the task-time modules, load the
-    reps' holiday calendars."""
+    keep the parsed config, import the connectors, load the reps' holiday calendars."""
     global _preloaded
     _preloaded = (config_path(), config)
-    from connectors.base import get_connector_class
-    from worker import notify  # noqa: F401 - imported for their side effect: loaded once
-    from worker.sla import calendar
-
     for name in config.model.connectors.enabled():
         get_connector_class(name).warm_up()
     today = date.today()

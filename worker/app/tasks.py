@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -10,9 +11,10 @@ from celery import Task
 
 from connectors.base import CrmRecord, RetriableError
 from worker.app.celery_app import app
-from worker.app.runtime import get_runtime
+from worker.app.runtime import Runtime, get_runtime
 from worker.domain.leads import DecisionKey
-from worker.steps import route
+from worker.observability import metrics
+from worker.steps import after_route, route
 
 log = structlog.get_logger("leadroute.tasks")
 
@@ -28,8 +30,6 @@ def _retry_delay(task: Task, exc: RetriableError) -> float:
 
 def after_batch(crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]) -> None:
     """What follows a batch of owner writes: SLA clocks and the notifications (own queue)."""
-    from worker.steps import after_route
-
     after_route.after_batch(get_runtime(), crm, written)
 
 
@@ -81,15 +81,13 @@ def drain(self: Task, crm: str) -> int:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     finally:
         rt.store.release_lock(slot, token)
-    from worker.observability import metrics
-
     metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):
         drain.delay(crm)
     return routed
 
 
-def _drain_slot(rt: Any, crm: str, slots: int) -> tuple[str, str | None]:
+def _drain_slot(rt: Runtime, crm: str, slots: int) -> tuple[str, str | None]:
     for i in range(slots):
         name = f"drain:{crm}:{i}"
         token = rt.store.acquire_lock(name, ttl=DRAIN_LOCK_TTL)
@@ -117,8 +115,6 @@ def reroute(
         result = route.reroute(rt, crm, lead_id, to_rep=to_rep, pool=pool, why=why, requested_by=requested_by, key=key)
     except RetriableError as exc:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
-    from worker.steps import after_route
-
     after_route.after_reroute(rt, crm, lead_id, result)
     return {"lead_id": result.lead_id, "owner": result.owner, "epoch": result.epoch}
 
@@ -162,10 +158,6 @@ def notify(
     sla_deadline: str | None = None,
 ) -> bool:
     """Tell the owner about a new lead; a failing channel is retried, never blocking routing."""
-    from datetime import datetime
-
-    from worker.steps import after_route
-
     rt = get_runtime()
     deadline = datetime.fromisoformat(sla_deadline) if sla_deadline else None
     report = after_route.notify_assigned(rt, DecisionKey(crm, obj, lead_id, epoch), lead, deadline)
@@ -177,8 +169,6 @@ def notify(
 @app.task(name="leadroute.sla_notify", bind=True, max_retries=8)
 def sla_notify(self: Task, notice: dict[str, Any]) -> bool:
     """Send one SLA notice (reminder, escalation, reassignment, park alert), once per channel."""
-    from worker.steps import after_route
-
     report = after_route.send_sla_notice(get_runtime(), notice)
     if report is not None and report.retry:
         raise self.retry(countdown=max(report.retry_after or 0.0, min(300.0, 2.0 ** self.request.retries)))
@@ -200,10 +190,6 @@ def sla_sweep(self: Task) -> dict[str, Any]:
 @app.task(name="leadroute.notify_many", bind=True, max_retries=8)
 def notify_many(self: Task, crm: str, obj: str, items: list[dict[str, Any]]) -> int:
     """Tell the owners of a batch about their new leads; a retry re-sends only what did not go out."""
-    from datetime import datetime
-
-    from worker.steps import after_route
-
     rt = get_runtime()
     retry_after: list[float] = []
     sent = 0

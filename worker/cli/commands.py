@@ -219,11 +219,10 @@ def reroute(
         out.print(f"{lead_id}: {result.previous_owner or '-'} -> {result.owner} (epoch {result.epoch})")
         out.print(escape(result.reason))
         return
-    from worker.app.tasks import reroute as reroute_task
     from worker.domain.leads import LeadRef
 
     key = rt.store.new_epoch(LeadRef(crm, rt.object_name(crm), lead_id))
-    reroute_task.delay(crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who, epoch=key.epoch)
+    rt.enqueue.reroute(crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who, epoch=key.epoch)
     out.print(f"{lead_id}: re-route enqueued (epoch {key.epoch})")
 
 

@@ -3,6 +3,16 @@
 Pure: parsing and validation only (:mod:`.schema`, with :mod:`.yamlpos` for line numbers).
 """
 
-from worker.config.schema import Assign, ConfigError, Hours, Rep, RoutingConfig, load_config, parse_config, suggest
+from worker.config.schema import (
+    Assign,
+    ConfigError,
+    Hours,
+    Rep,
+    RoutingConfig,
+    config_path,
+    load_config,
+    parse_config,
+    suggest,
+)
 
-__all__ = ["Assign", "ConfigError", "Hours", "Rep", "RoutingConfig", "load_config", "parse_config", "suggest"]
+__all__ = ["Assign", "ConfigError", "Hours", "Rep", "RoutingConfig", "config_path", "load_config", "parse_config", "suggest"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from datetime import date, time
 from pathlib import Path
@@ -553,6 +554,14 @@ def _with_sla(config: RoutingConfig, lines: dict[PathKey, int]) -> RoutingConfig
     extra = [Problem(file, line_for(lines, path), _dotted(path), msg) for path, msg in check.warnings]
     return replace(config, sla=check.compiled if config.model.sla is not None else None,
                    warnings=config.warnings + tuple(extra))
+
+
+DEFAULT_CONFIG = Path("config/routing.yaml")
+
+
+def config_path() -> Path:
+    """The routing config this process uses: ``$LEADROUTE_CONFIG`` or ``config/routing.yaml``."""
+    return Path(os.environ.get("LEADROUTE_CONFIG") or DEFAULT_CONFIG)
 
 
 def load_config(path: str | Path) -> RoutingConfig:

@@ -1,15 +1,17 @@
-"""What follows a routing step: notifications, SLA timers, metrics. Kept apart so tasks stay thin."""
+"""What follows a routing step: notifications, SLA timers, metrics. Kept apart so tasks stay thin.
+
+Follow-up work goes out through ``rt.enqueue`` (:class:`worker.steps.enqueue.Enqueuer`).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from connectors.base import CrmRecord
-from worker.app.runtime import Runtime
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.notify.channels import SendReport
 from worker.notify.ledger import send_once
@@ -17,12 +19,10 @@ from worker.notify.messages import Recipient, assigned, escalation, parked, reas
 from worker.observability import metrics
 from worker.steps import route
 
+if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
+    from worker.app.runtime import Runtime
+
 log = structlog.get_logger("leadroute.hooks")
-
-
-def after_write(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], handled: route.Handled) -> None:
-    """One owner was written (see :func:`after_batch`)."""
-    after_batch(rt, crm, [(record, decision, handled)])
 
 
 def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]) -> None:
@@ -35,7 +35,7 @@ def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, 
             metrics.observe_routing_latency(crm, latency)
         decided[(decision["rule"], handled.outcome)] += 1
         if handled.outcome == "fallback_after_refusal":
-            alert_refusal(crm, obj, record.id, handled.epoch, decision)
+            alert_refusal(rt, crm, obj, record.id, handled.epoch, decision)
     for (rule, outcome), count in decided.items():
         metrics.record_decision(rule, outcome, count)
     log.info("owners_written", crm=crm, count=len(written))
@@ -47,9 +47,7 @@ def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, 
         if decision.get("owner_kind") == "rep"
     ]
     if items:
-        from worker.app.tasks import notify_many
-
-        notify_many.delay(crm, obj, items)
+        rt.enqueue.notify_assigned_batch(crm, obj, items)
 
 
 def start_sla_many(
@@ -75,46 +73,17 @@ def after_reroute(rt: Runtime, crm: str, lead_id: str, result: route.Rerouted) -
     """A manual re-route was written: tell the new owner."""
     log.info("rerouted", lead_id=lead_id, crm=crm, owner=result.owner, previous=result.previous_owner)
     if result.written and result.owner in rt.config.reps:
-        enqueue_notification(crm, rt.object_name(crm), lead_id, result.epoch, None, None)
+        rt.enqueue.notify_assigned(crm, rt.object_name(crm), lead_id, result.epoch, None, None)
 
 
-def start_sla(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any], epoch: int) -> datetime | None:
-    """Start one lead's SLA clock if a tier applies; returns the acknowledgement deadline."""
-    handled = route.Handled(record.id, "written", epoch, decision.get("owner"))
-    return start_sla_many(rt, crm, [(record, decision, handled)]).get(record.id)
-
-
-def alert_refusal(crm: str, obj: str, lead_id: str, epoch: int, decision: dict[str, Any]) -> None:
+def alert_refusal(rt: Runtime, crm: str, obj: str, lead_id: str, epoch: int, decision: dict[str, Any]) -> None:
     """The CRM refused the chosen owner for good: the lead is in the fallback, and someone must look."""
-    from worker.app.tasks import sla_notify
-
-    sla_notify.delay({
+    rt.enqueue.sla_notice({
         "kind": "parked", "to": None, "role": "alert", "lead": [crm, obj, lead_id], "tier": "",
         "reason": decision["reason"], "notice_id": f"refused:{crm}:{obj}:{lead_id}#{epoch}", "step": None,
         "deadline": None, "owner": decision.get("replaced_owner"), "epoch": epoch, "new_owner": decision["owner"],
         "decision": decision, "fields": {}, "reassignments": 0,
     })
-
-
-def enqueue_sla_notice(notice: Any) -> None:
-    """SLA notices go out on the notify queue, like every other message."""
-    from worker.app.tasks import sla_notify
-
-    sla_notify.delay(notice_to_dict(notice))
-
-
-def notice_to_dict(notice: Any) -> dict[str, Any]:
-    """A JSON-safe form of a ``worker.steps.sla_sweep.Notice`` for the task queue."""
-    return {
-        "kind": notice.kind, "to": notice.to, "role": notice.role,
-        "lead": [notice.lead.crm, notice.lead.object, notice.lead.lead_id], "tier": notice.tier,
-        "reason": notice.reason, "notice_id": notice.notice_id, "step": notice.step,
-        "deadline": notice.deadline.isoformat() if notice.deadline else None, "owner": notice.owner,
-        "epoch": notice.epoch, "new_owner": notice.new_owner,
-        "decision": dict(notice.decision) if notice.decision else None,
-        "fields": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in (notice.fields or {}).items()},
-        "reassignments": notice.reassignments,
-    }
 
 
 def send_sla_notice(rt: Runtime, data: dict[str, Any]) -> SendReport | None:
@@ -157,15 +126,6 @@ def send_sla_notice(rt: Runtime, data: dict[str, Any]) -> SendReport | None:
     for channel, result in report.results.items():
         metrics.record_notification(channel, kind, result.outcome.value)
     return report
-
-
-def enqueue_notification(
-    crm: str, obj: str, lead_id: str, epoch: int, lead: dict[str, Any] | None, deadline: datetime | None
-) -> None:
-    """Queue the 'new lead' message; the notify queue never holds up routing."""
-    from worker.app.tasks import notify
-
-    notify.delay(crm, obj, lead_id, epoch, lead=lead, sla_deadline=deadline.isoformat() if deadline else None)
 
 
 def notify_assigned(

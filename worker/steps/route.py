@@ -1,6 +1,6 @@
 """The sync worker's steps as plain functions: poll, route a batch, re-route by hand.
 
-Celery tasks in ``worker.tasks`` are one-line wrappers around these, so tests call them
+Celery tasks in ``worker.app.tasks`` are one-line wrappers around these, so tests call them
 directly and a task retry is just calling the same function again. Every step is safe to
 repeat: decisions are idempotent per (crm, object, lead, epoch) in the store, writes set
 the same owner again, and ids leave the pending set only once they are handled.
@@ -13,16 +13,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from connectors.base import CrmRecord, OwnerUpdate, RetriableError, WriteResult, WriteStatus
-from worker.app.runtime import Runtime
 from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
+
+if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
+    from worker.app.runtime import Runtime
 
 log = structlog.get_logger("leadroute.pipeline")
 
@@ -213,7 +215,6 @@ def _decide_all(
                                                       for key, lead in work])]
 
 
-OnWritten = Callable[[str, CrmRecord, dict[str, Any], "Handled"], None]
 Written = tuple[CrmRecord, dict[str, Any], "Handled"]
 OnBatch = Callable[[str, list[Written]], None]
 Pending = tuple[CrmRecord, DecisionKey, dict[str, Any]]
@@ -223,13 +224,12 @@ def route_pending(
     rt: Runtime,
     crm: str,
     limit: int | None = None,
-    on_written: OnWritten | None = None,
     on_batch: OnBatch | None = None,
 ) -> BatchReport:
     """Claim a batch from the pending set, decide, write owners back, and report.
 
-    ``on_written`` is called once per lead whose owner was written; ``on_batch`` once per
-    batch with all of them (start SLA clocks and queue notifications in one go). Retriable CRM
+    ``on_batch`` is called once per batch with every lead whose owner was written (start SLA
+    clocks and queue notifications in one go). Retriable CRM
     failures put the ids back with a delay and raise :class:`RetriableError` after the rest of
     the batch is handled, so the task retries.
     """
@@ -237,17 +237,16 @@ def route_pending(
     if due == 0:
         return BatchReport(crm)
     items = rt.pending.claim(crm, limit or batch_limit(rt, crm, due), LEASE_SECONDS)
-    return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_written, on_batch).run()
+    return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_batch).run()
 
 
 class _Batch:
     """One claimed batch: what is done, what must be retried, and the report, in one place."""
 
     def __init__(
-        self, rt: Runtime, crm: str, first_seen: dict[str, float], on_written: OnWritten | None,
-        on_batch: OnBatch | None = None,
+        self, rt: Runtime, crm: str, first_seen: dict[str, float], on_batch: OnBatch | None = None
     ) -> None:
-        self.rt, self.crm, self.first_seen, self.on_written, self.on_batch = rt, crm, first_seen, on_written, on_batch
+        self.rt, self.crm, self.first_seen, self.on_batch = rt, crm, first_seen, on_batch
         self.report = BatchReport(crm)
         self.done: list[str] = []
         self.retry: list[str] = []
@@ -370,7 +369,7 @@ class _Batch:
         return handled
 
     def _after_writes(self) -> None:
-        """Note every written owner in one round trip, then hand them to the callbacks."""
+        """Note every written owner in one round trip, then hand them to ``on_batch``."""
         if not self.written:
             return
         rt, crm = self.rt, self.crm
@@ -383,9 +382,6 @@ class _Batch:
         if queued:
             pipe.hdel(rt.store.key("open", crm), *queued)
         pipe.execute()
-        for record, _, decision, handled in self.written:
-            if self.on_written is not None:
-                self.on_written(crm, record, decision, handled)
         if self.on_batch is not None:
             self.on_batch(crm, [(record, decision, handled) for record, _, decision, handled in self.written])
 

@@ -115,6 +115,19 @@ class Notice:
     fields: Mapping[str, Any] | None = None
     reassignments: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe form for the task queue."""
+        return {
+            "kind": self.kind, "to": self.to, "role": self.role,
+            "lead": [self.lead.crm, self.lead.object, self.lead.lead_id], "tier": self.tier,
+            "reason": self.reason, "notice_id": self.notice_id, "step": self.step,
+            "deadline": self.deadline.isoformat() if self.deadline else None, "owner": self.owner,
+            "epoch": self.epoch, "new_owner": self.new_owner,
+            "decision": dict(self.decision) if self.decision else None,
+            "fields": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in (self.fields or {}).items()},
+            "reassignments": self.reassignments,
+        }
+
 
 Notifier = Callable[[Notice], None]
 

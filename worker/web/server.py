@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
+from worker.app.celery_app import app as celery_app
 from worker.app.runtime import get_runtime
 from worker.steps import route
 from worker.web.receivers import WebSettings, create_app
@@ -13,14 +14,11 @@ SEEN_TTL = 86_400.0
 
 def build_app() -> Starlette:
     """Webhook events go on the pending set and wake a drain; nothing else happens in the request."""
-    from worker.app.celery_app import app as celery_app
-    from worker.app.tasks import drain
-
     rt = get_runtime()
 
     def enqueue(crm: str, record_ids: list[str], source: str) -> None:
         if route.enqueue(rt, crm, record_ids, source):
-            drain.delay(crm)
+            rt.enqueue.drain(crm)
 
     def broker_ok() -> bool:
         with celery_app.connection_for_write() as conn:
