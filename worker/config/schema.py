@@ -353,13 +353,6 @@ class RoutingConfig:
     def fallback(self) -> Fallback:
         return self.model.fallback
 
-    def rep_by_crm_id(self, crm: str, crm_id: str) -> str | None:
-        """Map a CRM user id back to the rep id, for connectors and account owners."""
-        for rep in self.model.reps:
-            if rep.crm_ids.get(crm) == crm_id:
-                return rep.id
-        return None
-
     def owner_rep(self, value: str) -> str | None:
         """A rep id from either a rep id or any CRM user id of a rep."""
         return value if value in self.reps else self.crm_owner_index.get(value)

@@ -73,9 +73,6 @@ class BatchReport:
     handled: list[Handled] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
 
-    def by_outcome(self, outcome: str) -> list[Handled]:
-        return [h for h in self.handled if h.outcome == outcome]
-
 
 POLL_BACKLOG_BATCHES = 4  # more than this many full batches due is a backlog (see poll)
 
