@@ -180,5 +180,3 @@ class AdminClient:
     def hs_delete(self, record_id: str, otype: str = "contacts") -> Any:
         return self.request("DELETE", f"/hubspot/{otype}/{record_id}")
 
-    def hs_edit_owner(self, owner_id: str, **changes: Any) -> Any:
-        return self.request("PATCH", f"/hubspot/owners/{owner_id}", changes)
