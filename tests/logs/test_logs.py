@@ -111,6 +111,69 @@ def test_registered_and_environment_secrets_are_masked_anywhere(monkeypatch: pyt
     assert "literal-secret-value" not in text
 
 
+# ------------------------------------------------------------------------------- one registry
+
+
+@pytest.mark.parametrize("entry", ["connectors", "logs"])
+def test_a_secret_registered_through_either_entry_point_is_masked_by_both(entry: str) -> None:
+    from connectors import redact
+
+    secret = f"registered-through-{entry}-0123456789"
+    (redact if entry == "connectors" else logs).register_secret(secret)
+    line = f"upstream said: {secret} is not valid"
+    assert redact.redact_text(line) == logs.redact_text(line) == f"upstream said: {MASK} is not valid"
+    event = {"event": "call failed", "detail": {"body": [line]}}
+    assert redact.redact_event(None, "info", dict(event)) == logs.redact(None, "info", dict(event))
+    assert secret not in repr(logs.redact(None, "info", dict(event)))
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("signature", True),
+        ("X-HubSpot-Signature-v3", True),
+        ("webhook_signature", True),
+        ("dsn", True),
+        ("SENTRY_DSN", True),
+        ("sid", True),
+        ("sid_cookie", True),
+        ("SALESFORCE_CLIENT_SECRET", True),
+        ("SMTP_PASSWORD", True),
+        ("assertion", True),
+        ("signature_version", False),
+        ("token_type", False),
+        ("tokens", False),
+        ("expires_in", False),
+        ("considered", False),
+        ("dsname", False),
+        ("instance_url", False),
+    ],
+)
+def test_both_entry_points_agree_on_which_keys_are_secret(key: str, secret: bool) -> None:
+    from connectors import redact
+
+    assert redact.is_secret_key(key) is logs.is_secret_key(key) is secret
+    masked = {key: MASK} if secret else {key: "v-1234567"}
+    assert redact.redact_value({key: "v-1234567"}) == logs.redact_value({key: "v-1234567"}) == masked
+
+
+def test_signature_and_dsn_pairs_inside_text_are_masked_but_a_signature_version_is_not() -> None:
+    from connectors import redact
+
+    text = "verify failed: signature=3f9a8b7c6d5e4f, signature_version=v3, dsn=postgres://u@db/x"
+    expected = f"verify failed: signature={MASK}, signature_version=v3, dsn={MASK}"
+    assert redact.redact_text(text) == logs.redact_text(text) == expected
+
+
+def test_redacting_twice_changes_nothing() -> None:
+    """Connector loggers redact their events and the log pipeline redacts them again."""
+    text = ("Authorization: Bearer " + BEARER + " then password=hunter2hunter2, token='a b c', "
+            '"client_secret": "cs-123456" at redis://:r3dis-pass@host')
+    once = redact_text(text)
+    assert redact_text(once) == once
+    assert MASK in once and "hunter2" not in once and "r3dis-pass" not in once
+
+
 # ------------------------------------------------------------------------------- the pipeline
 
 

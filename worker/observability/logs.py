@@ -26,15 +26,26 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+# One registry of secrets and one set of rules for the whole product, kept in connectors.redact
+# (the connectors import nothing from worker/): a secret registered there or here is masked
+# everywhere. ``redact`` is its structlog processor, the last step before rendering.
+from connectors.redact import (
+    MASK,
+    is_secret_key,
+    redact_text,
+    redact_value,
+    register_env_secrets,
+    register_secret,
+)
+from connectors.redact import redact_event as redact
 
 __all__ = [
     "MASK",
@@ -50,7 +61,6 @@ __all__ = [
     "unbind",
 ]
 
-MASK = "[REDACTED]"
 FORMATS = ("json", "console")
 ENV_FORMAT = "LEADROUTE_LOG_FORMAT"
 ENV_LEVEL = "LEADROUTE_LOG_LEVEL"
@@ -59,125 +69,6 @@ ENV_LEVEL = "LEADROUTE_LOG_LEVEL"
 _NOISY = ("urllib3", "slack_sdk", "hubspot", "simple_salesforce", "kombu", "amqp", "asyncio", "mail.log")
 # Loggers that install their own handlers; ours must be the only one, so they propagate to root.
 _OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task", "celery.redirected")
-
-# ------------------------------------------------------------------------------- redaction
-
-_SECRET_KEY_RE = re.compile(
-    r"pass(word|wd|phrase)?|pwd|secret|token|session_?id|authori[sz]ation|api[_-]?key|apikey|private[_-]?key|"
-    r"credential|cookie|signature|assertion|(^|[_-])sid$|^x-api-key$|^dsn$",
-    re.IGNORECASE,
-)
-# Key names that contain a secret-looking word but hold no secret (counts, ids of tokens...).
-_NOT_SECRET_KEYS = frozenset({"token_type", "tokens", "signature_version", "expires_in"})
-
-# Secret words that, as a whole segment of a snake/kebab/camel key, mark the value as secret.
-_NAMES = (
-    r"access[_-]?token|refresh[_-]?token|id[_-]?token|token|api[_-]?key|hapikey|client[_-]?secret|secret|password|passwd|"
-    r"pwd|session[_-]?id|sid|security[_-]?token|signature|sig|assertion|private[_-]?key|credentials?"
-)
-_KEY = rf"(?:[A-Za-z0-9]+[_.-])*(?:{_NAMES})(?:[_.-][A-Za-z0-9]+)*"
-_VALUE = r"\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s\"'&,;})\]]+"
-_PAIR_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_.-])({_KEY})([\"']?\s*[=:]\s*)({_VALUE})")
-_AUTH_RE = re.compile(
-    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?:(bearer|basic|digest|token|oauth|negotiate)\s+)?([^\s\"',;]+)"
-)
-_INLINE: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\b(bearer|oauth)\s+[A-Za-z0-9._~+/=!-]{6,}"), rf"\1 {MASK}"),
-    # URL user info: scheme://user:password@host -> scheme://user:[REDACTED]@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):([^\s/@]+)@"), rf"\1:{MASK}@"),
-    # Well-known token shapes, even without a key next to them.
-    (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"), MASK),  # Slack
-    (re.compile(r"\bpat-(?:na|eu|ap)\d-[0-9a-f-]{20,}"), MASK),  # HubSpot private app token
-    (re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"), MASK),  # Salesforce session id
-)
-
-
-def _mask_pair(match: re.Match[str]) -> str:
-    value = match.group(3)
-    if value.strip("\"'") == MASK:
-        return match.group(0)
-    quote = value[0] if value[:1] in ('"', "'") else ""
-    return f"{match.group(1)}{match.group(2)}{quote}{MASK}{quote}"
-
-
-def _mask_auth(match: re.Match[str]) -> str:
-    scheme = f"{match.group(2)} " if match.group(2) else ""
-    return f"{match.group(1)}{scheme}{MASK}"
-
-
-_secrets_lock = threading.Lock()
-_secret_values: dict[str, None] = {}
-_secret_re: re.Pattern[str] | None = None
-_MIN_SECRET = 6  # shorter literal values would mask ordinary words
-
-
-def register_secret(value: str | None) -> None:
-    """Mask this exact value wherever it later appears (e.g. a token read from the environment)."""
-    global _secret_re
-    if not value or len(value) < _MIN_SECRET:
-        return
-    with _secrets_lock:
-        if value in _secret_values:
-            return
-        _secret_values[value] = None
-        ordered = sorted(_secret_values, key=len, reverse=True)
-        _secret_re = re.compile("|".join(re.escape(v) for v in ordered))
-
-
-def _register_env_secrets(environ: Mapping[str, str]) -> None:
-    for name, value in environ.items():
-        if is_secret_key(name):
-            register_secret(value)
-
-
-def is_secret_key(key: object) -> bool:
-    """Whether a field or header name looks like it holds a credential."""
-    if not isinstance(key, str) or key.lower() in _NOT_SECRET_KEYS:
-        return False
-    return bool(_SECRET_KEY_RE.search(key))
-
-
-def redact_text(text: str) -> str:
-    """``text`` with tokens, passwords, bearer credentials and URL passwords masked."""
-    pattern = _secret_re
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    text = _AUTH_RE.sub(_mask_auth, text)
-    for regex, repl in _INLINE:
-        text = regex.sub(repl, text)
-    return _PAIR_RE.sub(_mask_pair, text)
-
-
-def redact_value(value: Any, _depth: int = 0) -> Any:
-    """A copy of ``value`` with secret-keyed entries and secret-looking substrings masked."""
-    if _depth > 8:
-        return value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return {k: (MASK if is_secret_key(k) and v not in (None, "") else redact_value(v, _depth + 1)) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [redact_value(v, _depth + 1) for v in value]
-    if isinstance(value, bytes):
-        return redact_text(value.decode("utf-8", "replace"))
-    if isinstance(value, BaseException):
-        return redact_text(f"{type(value).__name__}: {value}")
-    return value
-
-
-def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask secret keys (at any depth) and secrets inside string values."""
-    for key, value in list(event_dict.items()):
-        if key.startswith("_"):
-            continue  # structlog's own bookkeeping (_record, _from_structlog)
-        if is_secret_key(key) and value not in (None, ""):
-            event_dict[key] = MASK
-        elif isinstance(value, int | float | bool) or value is None:
-            continue
-        else:
-            event_dict[key] = redact_value(value)
-    return event_dict
-
 
 # ------------------------------------------------------------------------------- context
 
@@ -250,7 +141,7 @@ def configure_logging(level: str = "INFO", fmt: str | None = None, *, stream: Te
     out = stream if stream is not None else sys.stderr
     chosen = _choose_format(fmt, out)
     number = _level_number(level)
-    _register_env_secrets(os.environ)
+    register_env_secrets(os.environ)
 
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Processor] = [
