@@ -4,16 +4,18 @@ A lead's ``domain`` (what account rules and account-owner lookups key on) and th
 CRM Account's ``Website`` must be computed the same way, or a lookup would miss its own
 account; so both :mod:`worker.domain.normalize` and the Salesforce connector use
 :func:`domain_of` from here. Pure and offline: the public-suffix list is the snapshot bundled
-with ``tldextract``, loaded once at import.
+with ``tldextract``, loaded once, on first use or by :func:`warm_up`.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import tldextract
+if TYPE_CHECKING:
+    import tldextract
 
-__all__ = ["domain_of", "is_free_mail"]
+__all__ = ["domain_of", "is_free_mail", "warm_up"]
 
 # Consumer mailbox providers: a lead from one says nothing about the company, so it must
 # not match named-account or domain rules.
@@ -42,17 +44,22 @@ _FREE_MAIL_FAMILIES = frozenset({"yahoo", "hotmail", "outlook", "live", "gmx", "
 _BAD_HOST_CHARS = frozenset(" ,;/\\<>()[]{}\"'!*|")
 
 
-def _make_extractor() -> tldextract.TLDExtract:
+@lru_cache(maxsize=1)
+def _extractor() -> tldextract.TLDExtract:
     """Public-suffix extractor that never touches the network or the disk.
 
     No suffix-list URLs and no cache directory: tldextract falls back to the snapshot
     bundled with the package, so a worker in a locked-down network never stalls on
     start-up and behaves the same everywhere.
     """
+    import tldextract  # it loads requests (for list updates never made here): only reading a domain pays for that
+
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
 
-_EXTRACT = _make_extractor()
+def warm_up() -> None:
+    """Load the bundled suffix list now (once per process, e.g. before forking), not on the first lead."""
+    _extractor()("warm.up.example.co.uk")
 
 
 @lru_cache(maxsize=8192)
@@ -61,13 +68,12 @@ def _registrable(host: str) -> str | None:
     host = host.strip().strip(".").lower()
     if not host or "." not in host or not _BAD_HOST_CHARS.isdisjoint(host):
         return None
-    ext = _EXTRACT(host)
+    ext = _extractor()(host)
     if not ext.domain or not ext.suffix:
         return None
     return f"{ext.domain}.{ext.suffix}"
 
 
-_EXTRACT("warm.up.example.co.uk")  # load the bundled suffix list now, not on the first lead
 
 
 @lru_cache(maxsize=4096)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .clock import hs_datetime, now_ms, today_str
+from .clock import hs_datetime, now_ms, today_str, wall_ms
 from .faults import merge_limits
+from .http import Ctx, Resp
 from .hubspot import note_logged
 from .ids import to_sf18
-from .server import Ctx, Resp
 from .state import RequestError, SandboxState, generate
 
 A = "/__sandbox"
@@ -126,8 +126,6 @@ def get_limits(ctx: Ctx) -> Resp:
 
 
 def _usage(s: SandboxState) -> dict[str, Any]:
-    from .clock import wall_ms
-
     now = wall_ms()
     return {
         "salesforce": {"api_requests": s.sf_api_used},

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .clock import advance, hs_datetime, now_ms, parse_date, parse_datetime_ms, wall_ms
+from .http import JSON_HS, Ctx, Resp
 from .ids import correlation_id
 from .schema import HS_MODIFIED_PROPERTY, HS_SINGULAR
-from .server import JSON_HS, Ctx, Resp
 from .state import HubSpotStore, RequestError, SandboxState
 
 OBJECT_TYPES = ("contacts", "companies", "notes")

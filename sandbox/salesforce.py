@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .clock import wall_ms
+from .http import Ctx, Resp
 from .ids import KEY_PREFIXES, is_sf_id, sf_type_of, to_sf18
-from .server import Ctx, Resp
 from .soql import CompiledQuery, SoqlError, compile_query, format_value, sort_records
 from .state import RequestError, SfSession, record_error, sf_error
 

@@ -13,54 +13,14 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import admin, hubspot, salesforce
 from .faults import FAULT_KINDS
-from .state import RequestError, SandboxState, SfSession
-
-JSON_SF = b"application/json;charset=UTF-8"
-JSON_HS = b"application/json;charset=utf-8"
-
-
-@dataclass
-class Resp:
-    """A handler's answer; ``body`` is JSON-encoded unless ``raw`` is given."""
-
-    status: int
-    body: Any = None
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    raw: bytes | None = None
-    content_type: bytes = JSON_SF
-
-
-@dataclass
-class Ctx:
-    state: SandboxState
-    method: str
-    path: str
-    params: dict[str, str]
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    api: str
-    endpoint: str
-    base_url: str
-    session: SfSession | None = None
-    app: Any = None
-
-    def q(self, name: str, default: str | None = None) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else default
-
-    def q_list(self, name: str) -> list[str]:
-        """Repeated or comma-separated query parameter values."""
-        out: list[str] = []
-        for v in self.query.get(name, []):
-            out.extend(p for p in v.split(",") if p)
-        return out
-
+from .http import JSON_HS, JSON_SF, Ctx, Resp
+from .state import RequestError, SandboxState
 
 Handler = Callable[[Ctx], Resp]
 
@@ -107,8 +67,6 @@ class SandboxApp:
     """The ASGI callable; holds the state and the routing table."""
 
     def __init__(self, state: SandboxState) -> None:
-        from . import admin, hubspot, salesforce
-
         self.state = state
         self.counters = Counters()
         self.recording: list[dict[str, Any]] | None = None  # request/response log, when switched on
@@ -246,8 +204,6 @@ class SandboxApp:
         return None
 
     def fault_response(self, kind: str, api: str, ctx: Ctx) -> Resp:
-        from . import hubspot, salesforce
-
         if api == "salesforce":
             if kind == "invalid_session":
                 token = salesforce.bearer(ctx)
@@ -266,8 +222,6 @@ class SandboxApp:
         return hubspot.hs_error(503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable; retry shortly.")
 
     def pipeline(self, route: Route, ctx: Ctx) -> Resp:
-        from . import hubspot, salesforce
-
         if route.api == "salesforce":
             denied = salesforce.authenticate(ctx)
             if denied is not None:
@@ -315,9 +269,7 @@ class SandboxApp:
 
 def not_found(api: str, method: str, path: str) -> Resp:
     if api == "hubspot":
-        from .hubspot import hs_error
-
-        return hs_error(404, "OBJECT_NOT_FOUND", f"No route for {method} {path}")
+        return hubspot.hs_error(404, "OBJECT_NOT_FOUND", f"No route for {method} {path}")
     if api == "admin":
         return Resp(404, {"error": f"no admin endpoint {method} {path}; see docs/sandbox.md"})
     return Resp(404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}])

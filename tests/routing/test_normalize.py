@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors import domains
 from worker.domain import normalize
 from worker.domain.normalize import (
     CANONICAL_FIELDS,
@@ -348,7 +349,7 @@ def test_suffix_list_is_bundled_and_never_fetched(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    extractor = normalize._make_extractor()
+    extractor = domains._extractor.__wrapped__()  # a fresh one, built with the network cut
     assert extractor.suffix_list_urls == ()
     assert extractor("https://a.b.example.co.uk/x").suffix == "co.uk"
     assert extractor("https://shop.acme.com.br").domain == "acme"

@@ -23,7 +23,7 @@ class CeleryEnqueuer:
         """The Celery app, imported on first send: importing it resolves the broker, which without
         ``REDIS_URL`` starts the embedded Redis, and a runtime that never enqueues must not."""
         if self._app is None:
-            from worker.app.celery_app import app
+            from worker.app.celery_app import app  # resolves the broker: see above
 
             self._app = app
         return self._app

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from connectors import domains
 from connectors.base import Connector, create_connector, get_connector_class
 from connectors.settings import ConnectorsConfig
 from worker.app.enqueue import CeleryEnqueuer
@@ -119,9 +120,11 @@ def get_runtime() -> Runtime:
 
 def warm_up(config: RoutingConfig) -> None:
     """Do once in a prefork parent what every child would otherwise do on its first task:
-    keep the parsed config, import the connectors, load the reps' holiday calendars."""
+    keep the parsed config, import the connectors, load the public-suffix list and the reps'
+    holiday calendars."""
     global _preloaded
     _preloaded = (config_path(), config)
+    domains.warm_up()
     for name in config.model.connectors.enabled():
         get_connector_class(name).warm_up()
     today = date.today()

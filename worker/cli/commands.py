@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from worker.cli.simulate import LeadFileError, read_leads, read_loads, summarise
+from worker.cli.simulate import simulate as simulate_leads
 from worker.config import ConfigError, RoutingConfig, load_config
+from worker.domain.leads import LeadRef
+from worker.domain.names import suggest
+from worker.observability.logs import configure_from_env
+from worker.routing.engine import absence, in_hours
 
 app = typer.Typer(
     help="leadroute: route CRM leads to the right rep in milliseconds, and enforce SLAs.",
@@ -73,8 +81,6 @@ def simulate(
 
     Exit status: 0 all rows routed; 1 bad config or file; 2 some rows unreadable (the rest routed).
     """
-    from worker.cli.simulate import LeadFileError, read_leads, read_loads, simulate, summarise
-
     if format not in ("table", "jsonl"):
         err.print(f"--format: '{format}' is not one of table, jsonl")
         raise typer.Exit(1)
@@ -82,7 +88,7 @@ def simulate(
     when = _parse_at(at)
     try:
         start = read_loads(loads) if loads else None
-        result = simulate(loaded, read_leads(leads), at=when, loads=start)
+        result = simulate_leads(loaded, read_leads(leads), at=when, loads=start)
     except LeadFileError as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None
@@ -134,7 +140,7 @@ def demo(
     ),
 ) -> None:
     """Run everything locally: sandbox CRM, Redis, worker, beat, web, a stream of leads, and a live view."""
-    from worker.devtools.demo import run_demo
+    from worker.devtools.demo import run_demo  # the demo's sandbox and supervisor load for `demo` only
 
     _load(config)  # a bad config is reported here, before anything starts
     if rate <= 0:
@@ -150,7 +156,7 @@ def sandbox(
     env_file: Annotated[Path | None, typer.Option(help="Write KEY=value lines pointing clients here.")] = None,
 ) -> None:
     """Run the sandbox CRM (Salesforce + HubSpot emulators over HTTPS) in the foreground."""
-    from sandbox.run import serve
+    from sandbox.run import serve  # the sandbox CRM loads for `sandbox` only
 
     serve(port=port, seed=seed, env_file=env_file)
 
@@ -163,6 +169,7 @@ CrmOption = Annotated[str, typer.Option("--crm", help="Which CRM the lead lives 
 
 def _runtime(config: Path | None) -> Any:
     """Config + store for commands that touch shared state; one clear line on failure."""
+    # Redis, Celery and the CRM clients load only for the commands that touch live state
     from worker.app.runtime import Runtime, config_path
     from worker.store.connection import RedisUnavailable
 
@@ -192,8 +199,6 @@ def reroute(
     config: ConfigOption = None,
 ) -> None:
     """Re-route one lead by hand: a new routing epoch, load moved, who asked and why recorded."""
-    import getpass
-
     if to and pool:
         err.print("give --to or --pool, not both")
         raise typer.Exit(1)
@@ -207,6 +212,7 @@ def reroute(
         raise typer.Exit(1)
     who = f"{getpass.getuser()} (cli)"
     if now:
+        # the routing steps load only when a re-route runs here rather than in the worker
         from connectors.base import ConnectorError
         from worker.steps import after_route, route
 
@@ -219,8 +225,6 @@ def reroute(
         out.print(f"{lead_id}: {result.previous_owner or '-'} -> {result.owner} (epoch {result.epoch})")
         out.print(escape(result.reason))
         return
-    from worker.domain.leads import LeadRef
-
     key = rt.store.new_epoch(LeadRef(crm, rt.object_name(crm), lead_id))
     rt.enqueue.reroute(crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who, epoch=key.epoch)
     out.print(f"{lead_id}: re-route enqueued (epoch {key.epoch})")
@@ -228,16 +232,12 @@ def reroute(
 
 def _lead(config: Path | None, crm: str, lead_id: str) -> tuple[Any, Any]:
     """The runtime and the lead's reference, after checking the CRM is configured."""
-    from worker.domain.leads import LeadRef
-
     rt = _runtime(config)
     _check_crm(rt, crm)
     return rt, LeadRef(crm, rt.object_name(crm), lead_id)
 
 
 def _suggest(name: str, options: Any) -> str:
-    from worker.config import suggest
-
     return suggest(name, list(options))
 
 
@@ -276,8 +276,6 @@ def explain(
 @app.command()
 def reps(config: ConfigOption = None) -> None:
     """Each rep's open load against capacity, availability right now, and out-of-office windows."""
-    from worker.routing.engine import absence, in_hours
-
     rt = _runtime(config)
     now = datetime.now(UTC)
     overrides = rt.store.availability()
@@ -331,9 +329,7 @@ def ack(
     config: ConfigOption = None,
 ) -> None:
     """Record that the owner acknowledged a lead: its SLA clock stops and their load drops."""
-    import getpass
-
-    from worker.steps.route import close_open
+    from worker.steps.route import close_open  # the routing steps load for `ack` only
 
     rt, ref = _lead(config, crm, lead_id)
     result = _sla(rt).acknowledge(ref, by=f"{getpass.getuser()} (cli)")
@@ -354,8 +350,6 @@ def ooo(
     config: ConfigOption = None,
 ) -> None:
     """Mark a rep out of office now: routing skips them and their open leads follow the SLA ladder."""
-    import getpass
-
     rt = _runtime(config)
     if rep not in rt.config.reps:
         err.print(f"unknown rep '{rep}'{_suggest(rep, rt.config.reps)}")
@@ -383,11 +377,7 @@ def web(
     config: ConfigOption = None,
 ) -> None:
     """Run the web process: webhook receivers (HubSpot, Salesforce), /healthz and /metrics."""
-    import os
-
-    import uvicorn
-
-    from worker.observability.logs import configure_from_env
+    import uvicorn  # the web server loads for `web` only
 
     if config is not None:
         os.environ["LEADROUTE_CONFIG"] = str(config)

@@ -12,7 +12,6 @@ from worker.config.schema import (
     config_path,
     load_config,
     parse_config,
-    suggest,
 )
 
-__all__ = ["Assign", "ConfigError", "Hours", "Rep", "RoutingConfig", "config_path", "load_config", "parse_config", "suggest"]
+__all__ = ["Assign", "ConfigError", "Hours", "Rep", "RoutingConfig", "config_path", "load_config", "parse_config"]

@@ -7,7 +7,6 @@ engine, or raises ``ConfigError`` listing *every* problem found as
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -20,11 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors.settings import ConnectorsConfig
+from connectors.settings import ConnectorsConfig, parse_seconds
 from worker.config.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
+from worker.domain.names import suggest
+from worker.domain.normalize import country_code, region_code
 from worker.notify.settings import NotificationsConfig
 from worker.routing.conditions import CANONICAL_FIELDS, ConditionError, compile_when
 from worker.routing.state import Strategy
+from worker.sla.settings import compile_sla
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -179,8 +181,6 @@ class Fallback(_Model):
 
 
 def _seconds(value: Any) -> Any:
-    from connectors.settings import parse_seconds
-
     return parse_seconds(value)
 
 
@@ -266,12 +266,6 @@ def _dotted(path: PathKey) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def suggest(name: str, options: list[str] | tuple[str, ...] | set[str]) -> str:
-    """`` (did you mean 'x'?)`` for the nearest valid name, or nothing."""
-    close = difflib.get_close_matches(str(name), sorted(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _unwrap(annotation: Any, part: str | int | None = None) -> Any:
@@ -402,8 +396,6 @@ def _cross_check(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> li
         if cur == rep.id and len(chain) > 1 and rep.id not in reported:
             reported.update(chain)
             err(("reps", i, "backup"), "backup cycle: " + " -> ".join([*chain, rep.id]))
-    from worker.domain.normalize import country_code, region_code
-
     for name, terr in model.territories.items():
         for j, c in enumerate(terr.countries):
             if country_code(c) is None:
@@ -511,8 +503,6 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
             if crm not in ids:
                 warnings.append(Problem(file, line_for(lines, ("queues", name)), f"queues.{name}",
                                         f"queue '{name}' has no {crm} id: it cannot own {crm} leads"))
-    from worker.domain.normalize import country_code, region_code
-
     territory_order = []
     for name, terr in model.territories.items():
         countries = frozenset(c for c in (country_code(x) for x in terr.countries) if c)
@@ -538,8 +528,6 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
 
 def _with_sla(config: RoutingConfig, lines: dict[PathKey, int]) -> RoutingConfig:
     """Validate and compile the ``sla:`` section against the rest; errors located like the others."""
-    from worker.sla.settings import compile_sla
-
     check = compile_sla(config.model.sla, config)
     file = config.file
     if check.errors:

@@ -27,9 +27,8 @@ from functools import lru_cache
 import pycountry
 
 # Company domains have one implementation, shared with the connectors (which import nothing
-# from worker/). The free-mail list and the offline suffix-list extractor are named here too.
+# from worker/). The free-mail list is named here too.
 from connectors.domains import _FREE_MAIL_DOMAINS as _FREE_MAIL_DOMAINS
-from connectors.domains import _make_extractor as _make_extractor
 from connectors.domains import domain_of, is_free_mail
 
 __all__ = [

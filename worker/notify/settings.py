@@ -1,6 +1,7 @@
 """The ``notifications:`` section of the routing YAML: channels, their settings, the alert recipient.
 
-Pure pydantic: the config imports it, so it must not pull in any transport."""
+Pure pydantic: the config imports it, so it must not pull in any transport.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from worker.notify.messages import Recipient
-from worker.observability import logs
-
-log = logs.get_logger(__name__)
 
 DAY = 86_400.0
 SIGNATURE_HEADER = "X-Leadroute-Signature"

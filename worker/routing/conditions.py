@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker.domain.names import suggest
 from worker.domain.normalize import country_code, is_blank
 
 CANONICAL_FIELDS = (
@@ -130,8 +131,6 @@ class _Compiler:
             inner = self.when(value, path)
             return lambda facts: not inner(facts)
         if key not in self.known:
-            from worker.config import suggest
-
             hint = suggest(key, self.known | set(COMBINATORS))
             raise ConditionError(
                 path, f"unknown lead field '{key}'{hint}; declare custom fields under 'fields:'"
@@ -151,12 +150,8 @@ class _Compiler:
                 raise ConditionError(path, f"unknown country '{value}'")
             return code.casefold()
         if field == "territory" and str(value) not in self.territories:
-            from worker.config import suggest
-
             raise ConditionError(path, f"unknown territory '{value}'{suggest(str(value), self.territories)}")
         if field == "segment" and str(value) not in self.segments:
-            from worker.config import suggest
-
             raise ConditionError(path, f"unknown segment '{value}'{suggest(str(value), self.segments)}")
         return _fold(value)
 
@@ -248,8 +243,6 @@ class _Compiler:
             if not isinstance(arg, bool):
                 raise ConditionError(path, "exists takes true or false")
             return (lambda facts: not _missing(facts, field)) if arg else (lambda facts: _missing(facts, field))
-        from worker.config import suggest
-
         raise ConditionError(path, f"unknown operator '{op}'{suggest(op, OPERATORS)}; use one of {', '.join(OPERATORS)}")
 
 

@@ -24,11 +24,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from connectors.settings import Condition as SignalCondition
+from worker.domain.names import suggest
 from worker.routing.conditions import Condition, ConditionError, compile_when
 
 if TYPE_CHECKING:
     from connectors.settings import ConnectorsConfig
-    from worker.config import RoutingConfig
+    from worker.config.schema import RoutingConfig
 
 __all__ = [
     "ACTIONS",
@@ -126,8 +127,6 @@ class LadderStep(_Model):
     @classmethod
     def _known_action(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() not in ACTIONS:
-            from worker.config import suggest
-
             hint = suggest(value.strip().lower(), ACTIONS)
             raise ValueError(f"unknown action '{value}'{hint}; use one of {', '.join(ACTIONS)}")
         return value.strip().lower() if isinstance(value, str) else value
@@ -250,8 +249,6 @@ def _pydantic_errors(exc: ValidationError, root: PathKey) -> list[tuple[PathKey,
         if err["type"] in ("ladder_order", "ladder_after_reassign"):
             loc = (*loc, int(ctx["step"]), "after") if err["type"] == "ladder_order" else (*loc, int(ctx["step"]))
         elif err["type"] == "extra_forbidden":
-            from worker.config import suggest
-
             model = _model_at(err["loc"][:-1])
             valid = list(model.model_fields) if model else []
             msg = f"unknown key '{loc[-1]}'{suggest(str(loc[-1]), valid)}"
