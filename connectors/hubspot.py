@@ -37,22 +37,19 @@ from urllib3.util.retry import Retry
 from connectors.base import (
     AckSignal,
     ChangePage,
-    Connector,
     ConnectorConfigError,
     ConnectorError,
     CrmRecord,
     CrmUser,
     FatalError,
-    OwnerUpdate,
     RetriableError,
     Watermark,
     WriteResult,
 )
 from connectors.mapping import as_text, evaluate, to_lead
-from connectors.ratelimit import LocalTokenBucket, RateLimiter, TokenBucket
-from connectors.redact import register_secret
+from connectors.ratelimit import RateLimiter
 from connectors.settings import Condition, HubSpotSettings
-from connectors.support import AccountCache, CallRunner, DailyUsage, get_logger
+from connectors.support import CrmConnector, register_credentials
 
 __all__ = ["HubSpotConnector", "HubSpotCredentials", "filter_groups"]
 
@@ -65,7 +62,6 @@ MODIFIED = "lastmodifieddate"
 OWNER = "hubspot_owner_id"
 NOTE_TO_CONTACT = 202
 _ID_RE = re.compile(r"^\d{1,20}$")
-_DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
 RETRIABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "LOCKED", "TIMEOUT", "SERVICE_UNAVAILABLE"})
 
 Filter = dict[str, Any]
@@ -178,7 +174,7 @@ class HubSpotCredentials:
     ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
-        register_secret(self.access_token)
+        register_credentials(self)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HubSpotCredentials:
@@ -197,11 +193,18 @@ class HubSpotCredentials:
 # ----------------------------------------------------------------------------- connector
 
 
-class HubSpotConnector(Connector):
+class HubSpotConnector(CrmConnector):
     """Contacts in one HubSpot portal. See the module docstring for the how and why."""
 
     name: ClassVar[str] = "hubspot"
     write_batch_max: ClassVar[int] = BATCH_MAX
+    settings_class: ClassVar[type[HubSpotSettings]] = HubSpotSettings
+    owner_field: ClassVar[str] = OWNER
+    owners_endpoint: ClassVar[str] = "contacts/batch/update:owners"
+    reasons_endpoint: ClassVar[str] = "contacts/batch/update:reasons"
+    rate_bucket: ClassVar[str | None] = "general"  # search has a budget (and a bucket) of its own
+    settings: HubSpotSettings
+    credentials: HubSpotCredentials
 
     @classmethod
     def warm_up(cls) -> None:
@@ -225,26 +228,10 @@ class HubSpotConnector(Connector):
     ) -> None:
         from hubspot import HubSpot
 
-        self.settings = settings
-        self.credentials = credentials
-        self.log = get_logger(self.name)
-        self.daily = DailyUsage(self.name, settings.daily_limit, self.log)
-        self.runner = CallRunner(self.name, retry=settings.retry, daily=self.daily, classify=self._classify,
-                                 log=self.log, sleep=sleep)
         conn = hashlib.sha1(f"{credentials.api_base}|{credentials.access_token}".encode()).hexdigest()[:12]
-
-        def bucket(kind: str, limit: Any) -> RateLimiter:
-            if redis_client is not None:
-                return TokenBucket(redis_client, f"{prefix}:ratelimit:hubspot:{conn}:{kind}", rate=limit.rate,
-                                   capacity=limit.burst, sleep=sleep)
-            return LocalTokenBucket(rate=limit.rate, capacity=limit.burst, sleep=sleep)
-
-        self.limiter = limiter or bucket("general", settings.rate_limit)
-        self.search_limiter = search_limiter or bucket("search", settings.search_rate_limit)
-        lookup = settings.account_lookup
-        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:hubspot:{conn}", ttl=lookup.ttl,
-                                     negative_ttl=lookup.negative_ttl)
-        self._timeout = (settings.timeout.connect, settings.timeout.read)
+        super().__init__(settings, credentials, connection=conn, limiter=limiter, redis_client=redis_client,
+                         prefix=prefix, sleep=sleep)
+        self.search_limiter = search_limiter or self._bucket(settings.search_rate_limit, "search")
         client = HubSpot(
             access_token=credentials.access_token,
             host=credentials.api_base,
@@ -263,20 +250,9 @@ class HubSpotConnector(Connector):
         self._change_properties = list(dict.fromkeys([MODIFIED, OWNER, *intake]))
 
     @classmethod
-    def from_env(
-        cls,
-        settings: HubSpotSettings | None = None,
-        *,
-        redis_client: redis.Redis | None = None,
-        prefix: str = "leadroute",
-        env: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> HubSpotConnector:
-        """Build from settings (defaults: contacts) and ``HUBSPOT_*`` environment variables."""
-        settings = settings or HubSpotSettings()
-        if not isinstance(settings, HubSpotSettings):
-            raise ConnectorConfigError("hubspot connector needs HubSpotSettings", crm="hubspot")
-        return cls(settings, HubSpotCredentials.from_env(env), redis_client=redis_client, prefix=prefix, **kwargs)
+    def _credentials_from_env(cls, settings: HubSpotSettings, env: Mapping[str, str] | None) -> HubSpotCredentials:
+        """``HUBSPOT_*`` environment variables (settings default to contacts)."""
+        return HubSpotCredentials.from_env(env)
 
     def __repr__(self) -> str:
         return f"HubSpotConnector(object='contacts', api={self.credentials.api_base!r})"
@@ -482,14 +458,8 @@ class HubSpotConnector(Connector):
                     break
         return out
 
-    def account_owner(self, domain: str) -> str | None:
-        """Owner of the oldest company whose ``domain`` is ``domain``; cached in Redis."""
-        domain = (domain or "").strip().lower()
-        if not _DOMAIN_RE.match(domain):
-            return None
-        hit, owner = self.accounts.get(domain)
-        if hit:
-            return owner
+    def _company_owner(self, domain: str) -> str | None:
+        """Owner of the oldest company whose ``domain`` is ``domain`` (one search)."""
         body = {
             "filterGroups": [{"filters": [{"propertyName": "domain", "operator": "EQ", "value": domain}]}],
             "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
@@ -498,48 +468,36 @@ class HubSpotConnector(Connector):
         }
         data = self._call("companies/search",
                           lambda: self._companies_search.do_search_with_http_info(body, **self._opts()), search=True)
-        owner = next((str(c.properties[OWNER]) for c in data.results or [] if (c.properties or {}).get(OWNER)), None)
-        self.accounts.put(domain, owner)
-        return owner
+        return next((str(c.properties[OWNER]) for c in data.results or [] if (c.properties or {}).get(OWNER)), None)
 
-    def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
-        """Owners for many domains: cached ones from Redis, the rest in one search per 50 domains."""
-        out: dict[str, str | None] = {}
-        missing: list[str] = []
-        for raw in dict.fromkeys(domains):
-            domain = (raw or "").strip().lower()
-            if not _DOMAIN_RE.match(domain):
-                out[raw] = None
-                continue
-            hit, owner = self.accounts.get(domain)
-            if hit:
-                out[raw] = owner
-            else:
-                missing.append(domain)
-        for start in range(0, len(missing), ACCOUNT_CHUNK):
-            chunk = missing[start:start + ACCOUNT_CHUNK]
-            body = {
-                "filterGroups": [{"filters": [{"propertyName": "domain", "operator": "IN", "values": chunk}]}],
-                "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
-                "properties": ["domain", OWNER, "createdate"],
-                "limit": 200,
-            }
-            data = self._call("companies/search",
-                              lambda body=body: self._companies_search.do_search_with_http_info(body, **self._opts()),
-                              search=True)
-            if data.paging is not None and getattr(data.paging, "next", None):
-                out.update({d: self.account_owner(d) for d in chunk})  # crowded domains: one by one
-                continue
-            found: dict[str, str | None] = {}
-            for company in data.results or []:
-                props = company.properties or {}
-                domain = str(props.get("domain") or "").lower()
-                if domain in chunk and found.get(domain) is None and props.get(OWNER):
-                    found[domain] = str(props[OWNER])
-            for domain in chunk:
-                self.accounts.put(domain, found.get(domain))
-                out[domain] = found.get(domain)
-        return out
+    def _find_account_owners(self, domains: list[str]) -> dict[str, str]:
+        """Owners of the oldest company on each domain: one search per ``ACCOUNT_CHUNK`` domains
+        (one by one for a single domain, or when a chunk's companies overflow one page)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(domains), ACCOUNT_CHUNK):
+            chunk = domains[start:start + ACCOUNT_CHUNK]
+            if len(chunk) > 1:
+                body = {
+                    "filterGroups": [{"filters": [{"propertyName": "domain", "operator": "IN", "values": chunk}]}],
+                    "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
+                    "properties": ["domain", OWNER, "createdate"],
+                    "limit": 200,
+                }
+                data = self._call("companies/search",
+                                  lambda body=body: self._companies_search.do_search_with_http_info(body, **self._opts()),
+                                  search=True)
+                if not (data.paging is not None and getattr(data.paging, "next", None)):
+                    for company in data.results or []:
+                        props = company.properties or {}
+                        domain = str(props.get("domain") or "").lower()
+                        if domain in chunk and domain not in found and props.get(OWNER):
+                            found[domain] = str(props[OWNER])
+                    continue
+            for domain in chunk:  # a single domain, or crowded domains: one by one
+                owner = self._company_owner(domain)
+                if owner:
+                    found[domain] = owner
+        return found
 
     # ------------------------------------------------------------------ writes
 
@@ -568,51 +526,15 @@ class HubSpotConnector(Connector):
                                                                message="not in the batch response"))
         return results
 
-    def _write(self, properties: dict[str, dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
-        results: dict[str, WriteResult] = {}
-        items = [{"id": i, "properties": p} for i, p in properties.items() if _ID_RE.match(i)]
-        for record_id in properties:
-            if not _ID_RE.match(record_id):
-                results[record_id] = WriteResult.failure(record_id, retriable=False, code="INVALID_ID",
-                                                         message="HubSpot record ids are numeric")
-        size = min(self.settings.write_batch_size, BATCH_MAX)
-        for start in range(0, len(items), size):
-            results.update(self._update(items[start : start + size], endpoint))
-        from connectors import metrics
+    def _refuse(self, record_id: str) -> WriteResult | None:
+        if _ID_RE.match(record_id):
+            return None
+        return WriteResult.failure(record_id, retriable=False, code="INVALID_ID", message="HubSpot record ids are numeric")
 
-        for result in results.values():
-            metrics.RECORDS_WRITTEN.labels(self.name, result.status.value).inc()
-        return results
+    def _write_batch(self, fields: dict[str, dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
+        return self._update([{"id": i, "properties": p} for i, p in fields.items()], endpoint)
 
-    def _reason_text(self, reason: str) -> str:
-        limit = self.settings.reason.max_length
-        return reason if len(reason) <= limit else reason[: limit - 1] + "…"
-
-    def write_owners(self, updates: Sequence[OwnerUpdate]) -> list[WriteResult]:
-        reason = self.settings.reason
-        props: dict[str, dict[str, Any]] = {}
-        for update in updates:  # the last update of an id wins; HubSpot refuses duplicate ids
-            values: dict[str, Any] = {OWNER: update.owner_id}
-            if reason.field and update.reason is not None:
-                values[reason.field] = self._reason_text(update.reason)
-            props[update.id] = values
-        results = self._write(props, "contacts/batch/update:owners")
-        if reason.activity:
-            results = self._add_notes(results, {u.id: u.reason for u in updates if u.reason})
-        return [results[u.id] for u in updates]
-
-    def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
-        setting = self.settings.reason
-        if setting.field:
-            results = self._write({i: {setting.field: self._reason_text(r)} for i, r in reasons.items()},
-                                  "contacts/batch/update:reasons")
-        else:
-            results = {i: WriteResult.success(i) for i in reasons}
-        if setting.activity:
-            results = self._add_notes(results, dict(reasons))
-        return [results[i] for i in reasons]
-
-    def _add_notes(self, results: dict[str, WriteResult], notes: Mapping[str, str]) -> dict[str, WriteResult]:
+    def _attach_activities(self, results: dict[str, WriteResult], notes: Mapping[str, str]) -> dict[str, WriteResult]:
         """A note on each successfully written contact (one call each: the API has no batch with
         associations we can rely on); a failure becomes a warning, the write stands."""
         out = dict(results)

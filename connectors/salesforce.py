@@ -42,22 +42,20 @@ from simple_salesforce.exceptions import (
 from connectors.base import (
     AckSignal,
     ChangePage,
-    Connector,
     ConnectorConfigError,
     ConnectorError,
     CrmRecord,
     CrmUser,
     FatalError,
-    OwnerUpdate,
     RetriableError,
     Watermark,
     WriteResult,
 )
 from connectors.mapping import evaluate, to_lead
-from connectors.ratelimit import LocalTokenBucket, RateLimiter, TokenBucket
+from connectors.ratelimit import RateLimiter
 from connectors.redact import register_secret
 from connectors.settings import Condition, SalesforceSettings
-from connectors.support import AccountCache, CallRunner, DailyUsage, get_logger
+from connectors.support import CrmConnector, register_credentials
 
 __all__ = ["SalesforceConnector", "SalesforceCredentials", "soql_condition", "soql_literal"]
 
@@ -68,7 +66,6 @@ COLLECTION_MAX = 200
 IDS_PER_QUERY = 200
 ACCOUNT_DOMAINS_PER_QUERY = 50  # LIKE clauses per query: keeps the GET URL well under Salesforce's 16 KB
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
-_DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))?$")
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 RETRIABLE_RECORD_CODES = frozenset(
@@ -182,8 +179,7 @@ class SalesforceCredentials:
     ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
-        for secret in (self.client_secret, self.password, self.security_token, self.access_token):
-            register_secret(secret)
+        register_credentials(self)
         if self.password and self.security_token:
             register_secret(self.password + self.security_token)
 
@@ -288,11 +284,17 @@ class SalesforceCredentials:
 # ----------------------------------------------------------------------------- connector
 
 
-class SalesforceConnector(Connector):
+class SalesforceConnector(CrmConnector):
     """Leads (or Contacts) in one Salesforce org. See the module docstring for the how and why."""
 
     name: ClassVar[str] = "salesforce"
     write_batch_max: ClassVar[int] = COLLECTION_MAX
+    settings_class: ClassVar[type[SalesforceSettings]] = SalesforceSettings
+    owner_field: ClassVar[str] = "OwnerId"
+    owners_endpoint: ClassVar[str] = "composite:owners"
+    reasons_endpoint: ClassVar[str] = "composite:reasons"
+    settings: SalesforceSettings
+    credentials: SalesforceCredentials
 
     def __init__(
         self,
@@ -304,26 +306,10 @@ class SalesforceConnector(Connector):
         prefix: str = "leadroute",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
-        self.credentials = credentials
+        mode = "ac" if settings.account_lookup.contacts else "a"  # answers differ by lookup mode: never share them
+        super().__init__(settings, credentials, connection=_connection_id(credentials), limiter=limiter,
+                         redis_client=redis_client, prefix=prefix, sleep=sleep, account_scope=f":{mode}")
         self.object = settings.object
-        self.log = get_logger(self.name)
-        self.daily = DailyUsage(self.name, settings.daily_limit, self.log)
-        self.runner = CallRunner(self.name, retry=settings.retry, daily=self.daily, classify=self._classify,
-                                 log=self.log, sleep=sleep)
-        rate = settings.rate_limit
-        self.limiter: RateLimiter = limiter or (
-            TokenBucket(redis_client, f"{prefix}:ratelimit:salesforce:{_connection_id(credentials)}",
-                        rate=rate.rate, capacity=rate.burst, sleep=sleep)
-            if redis_client is not None
-            else LocalTokenBucket(rate=rate.rate, capacity=rate.burst, sleep=sleep)
-        )
-        lookup = settings.account_lookup
-        mode = "ac" if lookup.contacts else "a"  # answers differ by lookup mode: never share them
-        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:salesforce:{_connection_id(credentials)}:{mode}",
-                                     ttl=lookup.ttl, negative_ttl=lookup.negative_ttl)
-        self._sleep = sleep
-        self._timeout = (settings.timeout.connect, settings.timeout.read)
         self._http = _Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
         self._http.mount("https://", adapter)
@@ -340,21 +326,9 @@ class SalesforceConnector(Connector):
         self._change_select = list({f.lower(): f for f in ["Id", "SystemModstamp", "OwnerId", *intake]}.values())
 
     @classmethod
-    def from_env(
-        cls,
-        settings: SalesforceSettings | None = None,
-        *,
-        redis_client: redis.Redis | None = None,
-        prefix: str = "leadroute",
-        env: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> SalesforceConnector:
-        """Build from settings (defaults: Lead) and ``SALESFORCE_*`` environment variables."""
-        settings = settings or SalesforceSettings()
-        if not isinstance(settings, SalesforceSettings):
-            raise ConnectorConfigError("salesforce connector needs SalesforceSettings", crm="salesforce")
-        credentials = SalesforceCredentials.from_env(env, settings.api_version)
-        return cls(settings, credentials, redis_client=redis_client, prefix=prefix, **kwargs)
+    def _credentials_from_env(cls, settings: SalesforceSettings, env: Mapping[str, str] | None) -> SalesforceCredentials:
+        """``SALESFORCE_*`` environment variables (settings default to Lead)."""
+        return SalesforceCredentials.from_env(env, settings.api_version)
 
     def __repr__(self) -> str:
         creds = self.credentials
@@ -584,30 +558,15 @@ class SalesforceConnector(Connector):
                   for r in rows]
         return users + queues
 
-    def account_owner(self, domain: str) -> str | None:
-        """Owner of the oldest Account whose Website is on ``domain`` (else, if configured, of the
-        Account of the oldest Contact with an email on it); cached in Redis."""
-        return self.account_owners([domain])[domain]
+    def _find_account_owners(self, domains: list[str]) -> dict[str, str]:
+        """Owner of the oldest Account whose Website is on each domain (else, if configured, of the
+        Account of the oldest Contact with an email on it): ``ACCOUNT_DOMAINS_PER_QUERY`` domains
+        a query, plus one on Contacts for the rest when configured."""
+        from connectors.domains import domain_of
 
-    def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
-        """:meth:`account_owner` for many domains: the uncached ones are looked up
-        ``ACCOUNT_DOMAINS_PER_QUERY`` at a time (one query each, plus one on Contacts for the rest
-        when configured)."""
-        from connectors.domains import domain_of  # loads the public-suffix list: only when first needed
-
-        out: dict[str, str | None] = {}
-        wanted: dict[str, list[str]] = {}  # normalised domain -> the spellings asked for
-        for given in dict.fromkeys(domains):
-            domain = (given or "").strip().lower()
-            hit, owner = self.accounts.get(domain) if _DOMAIN_RE.match(domain) else (True, None)
-            if hit:
-                out[given] = owner
-            else:
-                wanted.setdefault(domain, []).append(given)
         found: dict[str, str] = {}
-        todo = list(wanted)
-        for start in range(0, len(todo), ACCOUNT_DOMAINS_PER_QUERY):
-            chunk = set(todo[start : start + ACCOUNT_DOMAINS_PER_QUERY])
+        for start in range(0, len(domains), ACCOUNT_DOMAINS_PER_QUERY):
+            chunk = set(domains[start : start + ACCOUNT_DOMAINS_PER_QUERY])
             likes = " OR ".join(f"Website LIKE {soql_literal(f'%{d}%')}" for d in sorted(chunk))
             for row in self._query(f"SELECT Id, OwnerId, Website FROM Account WHERE {likes} "
                                    "ORDER BY CreatedDate ASC, Id ASC", "query:accounts"):
@@ -615,7 +574,7 @@ class SalesforceConnector(Connector):
                 if domain in chunk and domain not in found and row.get("OwnerId"):
                     found[domain] = str(row["OwnerId"])
         if self.settings.account_lookup.contacts:
-            rest = [d for d in todo if d not in found]
+            rest = [d for d in domains if d not in found]
             for start in range(0, len(rest), ACCOUNT_DOMAINS_PER_QUERY):
                 chunk = set(rest[start : start + ACCOUNT_DOMAINS_PER_QUERY])
                 likes = " OR ".join(f"Email LIKE {soql_literal(f'%@{d}')}" for d in sorted(chunk))
@@ -625,11 +584,7 @@ class SalesforceConnector(Connector):
                     account = row.get("Account")
                     if domain in chunk and domain not in found and isinstance(account, dict) and account.get("OwnerId"):
                         found[domain] = str(account["OwnerId"])
-        for domain, spellings in wanted.items():
-            self.accounts.put(domain, found.get(domain))
-            for given in spellings:
-                out[given] = found.get(domain)
-        return out
+        return found
 
     # ------------------------------------------------------------------ writes
 
@@ -642,74 +597,40 @@ class SalesforceConnector(Connector):
         )
         return list(result or [])
 
-    def _write(self, payloads: list[dict[str, Any]], endpoint: str) -> list[WriteResult]:
-        """PATCH records in collections of at most 200; lock failures are retried alone."""
+    def _write_batch(self, fields: dict[str, dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
+        """One collection PATCH; records that failed on lock contention are sent again on their own."""
+        payloads = [self._payload(record_id, **values) for record_id, values in fields.items()]
         results: dict[int, WriteResult] = {}
-        size = min(self.settings.write_batch_size, COLLECTION_MAX)
-        for start in range(0, len(payloads), size):
-            indexes = list(range(start, min(start + size, len(payloads))))
-            attempt = 1
-            while indexes:
-                batch = [payloads[i] for i in indexes]
-                try:
-                    answers = self._collection("PATCH", batch, endpoint)
-                except ConnectorError as exc:
-                    for i in indexes:
-                        results[i] = WriteResult.failure(payloads[i]["id"], exc)
-                    break
-                retry: list[int] = []
-                for pos, i in enumerate(indexes):
-                    answer = answers[pos] if pos < len(answers) else None
-                    results[i], again = _record_result(payloads[i]["id"], answer)
-                    if again:
-                        retry.append(i)
-                if not retry or attempt >= self.settings.retry.lock_attempts:
-                    break
-                attempt += 1
-                self.log.info("retrying records that failed on lock contention", count=len(retry), attempt=attempt)
-                self._sleep(self.runner.backoff(attempt - 1))
-                indexes = retry
-        ordered = [results[i] for i in range(len(payloads))]
-        _count(ordered, self.name)
-        return ordered
+        indexes = list(range(len(payloads)))
+        attempt = 1
+        while indexes:
+            batch = [payloads[i] for i in indexes]
+            try:
+                answers = self._collection("PATCH", batch, endpoint)
+            except ConnectorError as exc:
+                for i in indexes:
+                    results[i] = WriteResult.failure(payloads[i]["id"], exc)
+                break
+            retry: list[int] = []
+            for pos, i in enumerate(indexes):
+                answer = answers[pos] if pos < len(answers) else None
+                results[i], again = _record_result(payloads[i]["id"], answer)
+                if again:
+                    retry.append(i)
+            if not retry or attempt >= self.settings.retry.lock_attempts:
+                break
+            attempt += 1
+            self.log.info("retrying records that failed on lock contention", count=len(retry), attempt=attempt)
+            self._sleep(self.runner.backoff(attempt - 1))
+            indexes = retry
+        return {payloads[i]["id"]: results[i] for i in range(len(payloads))}
 
     def _payload(self, record_id: str, **fields: Any) -> dict[str, Any]:
         return {"attributes": {"type": self.object}, "id": record_id, **fields}
 
-    def _reason_text(self, reason: str) -> str:
-        limit = self.settings.reason.max_length
-        return reason if len(reason) <= limit else reason[: limit - 1] + "…"
-
-    def write_owners(self, updates: Sequence[OwnerUpdate]) -> list[WriteResult]:
-        reason = self.settings.reason
-        payloads: dict[str, dict[str, Any]] = {}
-        for update in updates:  # the last update of an id wins: a collection refuses duplicate ids
-            fields: dict[str, Any] = {"OwnerId": update.owner_id}
-            if reason.field and update.reason is not None:
-                fields[reason.field] = self._reason_text(update.reason)
-            payloads[update.id] = self._payload(update.id, **fields)
-        results = self._write(list(payloads.values()), "composite:owners")
-        if reason.activity:
-            notes = {u.id: u.reason for u in updates if u.reason}
-            results = self._add_activities(results, notes)
-        by_id = {r.id: r for r in results}
-        return [by_id[u.id] for u in updates]
-
-    def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
-        ids = list(dict.fromkeys(reasons))
-        setting = self.settings.reason
-        if setting.field:
-            results = self._write([self._payload(i, **{setting.field: self._reason_text(reasons[i])}) for i in ids],
-                                  "composite:reasons")
-        else:
-            results = [WriteResult.success(i) for i in ids]
-        if setting.activity:
-            results = self._add_activities(results, dict(reasons))
-        return results
-
-    def _add_activities(self, results: list[WriteResult], notes: Mapping[str, str]) -> list[WriteResult]:
+    def _attach_activities(self, results: dict[str, WriteResult], notes: Mapping[str, str]) -> dict[str, WriteResult]:
         """Create a completed Task per successfully written record; a failure becomes a warning."""
-        targets = [r.id for r in results if r.ok and notes.get(r.id)]
+        targets = [r.id for r in results.values() if r.ok and notes.get(r.id)]
         if not targets:
             return results
         subject = self.settings.reason.subject
@@ -733,9 +654,10 @@ class SalesforceConnector(Connector):
                     warnings[task["WhoId"]] = f"reason Task not created: {code}: {message}"
         if warnings:
             self.log.warning("routing reason Tasks not created", count=len(warnings))
-        return [
-            WriteResult(r.id, r.status, r.code, r.message, warnings[r.id]) if r.id in warnings else r for r in results
-        ]
+        return {
+            i: WriteResult(r.id, r.status, r.code, r.message, warnings[i]) if i in warnings else r
+            for i, r in results.items()
+        }
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -800,13 +722,6 @@ def _record_result(record_id: str, answer: Mapping[str, Any] | None) -> tuple[Wr
     code, message = _first_error(answer)
     retriable = code in RETRIABLE_RECORD_CODES
     return WriteResult.failure(record_id, retriable=retriable, code=code, message=message), retriable
-
-
-def _count(results: Sequence[WriteResult], crm: str) -> None:
-    from connectors import metrics
-
-    for result in results:
-        metrics.RECORDS_WRITTEN.labels(crm, result.status.value).inc()
 
 
 def _match_requested(ids: Sequence[str], found: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,13 @@
-"""What both connectors share: paced, retried calls; daily-quota awareness; the account cache.
+"""What every CRM connector shares: the wiring, batched writes, account owners, paced and retried calls.
+
+:class:`CrmConnector` is the base the Salesforce and HubSpot connectors (and any third) derive
+from: it builds the logger, the daily-usage tracker, the :class:`CallRunner`, the shared
+rate-limit bucket and the account-owner cache in one way; writes owners and reasons in the
+largest batches the CRM allows (the last update of an id wins, one result per update, the
+reason as a field and/or an activity); and answers account-owner lookups from the cache,
+asking the CRM only for the domains it does not know, once per normalised domain. A CRM
+declares only what differs: its settings and credentials types, how to classify an error,
+how one batch is written, how an activity is attached and how owners are found for domains.
 
 :class:`CallRunner` wraps every CRM call: it waits for the shared rate-limit token(s),
 makes the call, turns any failure into a :class:`~connectors.base.RetriableError` or
@@ -13,23 +22,29 @@ retriable: the worker keeps the work and tries again later.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import redis
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from connectors import metrics
-from connectors.base import ConnectorError, RetriableError
-from connectors.ratelimit import RateLimiter, RateLimitTimeout
-from connectors.redact import redact_event, redact_text
-from connectors.settings import DailyLimitSettings, RetrySettings
+from connectors.base import Connector, ConnectorConfigError, ConnectorError, OwnerUpdate, RetriableError, WriteResult
+from connectors.ratelimit import LocalTokenBucket, RateLimiter, RateLimitTimeout, TokenBucket
+from connectors.redact import redact_event, redact_text, register_secret
+from connectors.settings import DailyLimitSettings, RateLimitSettings, RetrySettings
 
-__all__ = ["AccountCache", "CallRunner", "DailyUsage", "RedactingLogger", "get_logger"]
+if TYPE_CHECKING:
+    from connectors.settings import ConnectorSettings
+
+__all__ = ["AccountCache", "CallRunner", "CrmConnector", "DailyUsage", "RedactingLogger", "get_logger",
+           "register_credentials"]
 
 T = TypeVar("T")
 
@@ -61,6 +76,13 @@ class RedactingLogger:
 
     def error(self, event: str, **values: Any) -> None:
         self._emit("error", event, values)
+
+
+def register_credentials(credentials: Any) -> None:
+    """Register every field a credentials dataclass hides from its ``repr`` (its secrets) for redaction."""
+    for item in dataclasses.fields(credentials):
+        if not item.repr:
+            register_secret(getattr(credentials, item.name))
 
 
 def get_logger(crm: str) -> RedactingLogger:
@@ -282,3 +304,199 @@ class AccountCache:
         else:
             with self._lock:
                 self._local[domain] = (time.monotonic() + ttl, value)
+
+
+# ----------------------------------------------------------------------------- the shared connector
+
+
+class CrmConnector(Connector):
+    """What every CRM connector shares; subclasses declare only what differs (see the module docstring).
+
+    Subclass duties: ``name``, ``write_batch_max``, ``settings_class``, ``owner_field`` (the
+    record field that holds the owner), ``owners_endpoint`` / ``reasons_endpoint`` (metric labels
+    of the two writes); :meth:`_credentials_from_env`, :meth:`_classify`, :meth:`_write_batch`,
+    :meth:`_attach_activities`, :meth:`_find_account_owners`; optionally :meth:`_refuse` (ids
+    the CRM cannot take, answered without a call) and ``rate_bucket`` (the general bucket's
+    name when the CRM has several).
+    """
+
+    settings_class: ClassVar[type[Any]]
+    owner_field: ClassVar[str]
+    owners_endpoint: ClassVar[str]
+    reasons_endpoint: ClassVar[str]
+    rate_bucket: ClassVar[str | None] = None
+
+    settings: Any
+    credentials: Any
+
+    def __init__(
+        self,
+        settings: Any,
+        credentials: Any,
+        *,
+        connection: str,
+        limiter: RateLimiter | None = None,
+        redis_client: redis.Redis | None = None,
+        prefix: str = "leadroute",
+        sleep: Callable[[float], None] = time.sleep,
+        account_scope: str = "",
+    ) -> None:
+        """Wire the pieces every connector has.
+
+        ``connection`` identifies the CRM connection (org or portal and client): the rate-limit
+        bucket at ``{prefix}:ratelimit:{name}:{connection}[:{bucket}]`` is shared by every
+        worker using it, and account owners are cached at
+        ``{prefix}:connectors:{name}:{connection}{account_scope}``.
+        """
+        self.settings = settings
+        self.credentials = credentials
+        self.log = get_logger(self.name)
+        self.daily = DailyUsage(self.name, settings.daily_limit, self.log)
+        self.runner = CallRunner(self.name, retry=settings.retry, daily=self.daily, classify=self._classify,
+                                 log=self.log, sleep=sleep)
+        self._connection = connection
+        self._redis = redis_client
+        self._prefix = prefix
+        self._sleep = sleep
+        self._timeout = (settings.timeout.connect, settings.timeout.read)
+        self.limiter: RateLimiter = limiter or self._bucket(settings.rate_limit, self.rate_bucket)
+        lookup = settings.account_lookup
+        self.accounts = AccountCache(redis_client, f"{prefix}:connectors:{self.name}:{connection}{account_scope}",
+                                     ttl=lookup.ttl, negative_ttl=lookup.negative_ttl)
+
+    def _bucket(self, limit: RateLimitSettings, kind: str | None = None) -> RateLimiter:
+        """A token bucket for ``limit``: in Redis (shared by every worker) when there is one."""
+        if self._redis is not None:
+            key = f"{self._prefix}:ratelimit:{self.name}:{self._connection}" + (f":{kind}" if kind else "")
+            return TokenBucket(self._redis, key, rate=limit.rate, capacity=limit.burst, sleep=self._sleep)
+        return LocalTokenBucket(rate=limit.rate, capacity=limit.burst, sleep=self._sleep)
+
+    @classmethod
+    def from_env(
+        cls,
+        settings: ConnectorSettings | None = None,
+        *,
+        redis_client: redis.Redis | None = None,
+        prefix: str = "leadroute",
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Build from settings (the CRM's defaults when ``None``) and the CRM's environment variables."""
+        settings = settings or cls.settings_class()
+        if not isinstance(settings, cls.settings_class):
+            raise ConnectorConfigError(f"{cls.name} connector needs {cls.settings_class.__name__}", crm=cls.name)
+        credentials = cls._credentials_from_env(settings, env)
+        return cls(settings, credentials, redis_client=redis_client, prefix=prefix, **kwargs)  # type: ignore[call-arg]
+
+    # ------------------------------------------------------------------ what each CRM declares
+
+    @classmethod
+    @abstractmethod
+    def _credentials_from_env(cls, settings: Any, env: Mapping[str, str] | None) -> Any:
+        """The CRM's credentials from ``env`` (``os.environ`` when ``None``)."""
+
+    @abstractmethod
+    def _classify(self, exc: BaseException) -> ConnectorError:
+        """A failed call as a :class:`RetriableError` or :class:`FatalError`, with the CRM's code and hint."""
+
+    @abstractmethod
+    def _write_batch(self, fields: dict[str, dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
+        """Write one batch (at most ``write_batch_max`` records): CRM field values by record id ->
+        one result per id."""
+
+    @abstractmethod
+    def _attach_activities(self, results: dict[str, WriteResult], notes: Mapping[str, str]) -> dict[str, WriteResult]:
+        """An activity (Task, Note) with the reason on each written record; a failure becomes a warning."""
+
+    @abstractmethod
+    def _find_account_owners(self, domains: list[str]) -> dict[str, str]:
+        """Ask the CRM for the account owners of normalised, uncached domains; the found ones only."""
+
+    def _refuse(self, record_id: str) -> WriteResult | None:
+        """The result for an id the CRM cannot take at all (not worth a call), else ``None``."""
+        return None
+
+    # ------------------------------------------------------------------ writes
+
+    def _reason_text(self, reason: str) -> str:
+        limit = self.settings.reason.max_length
+        return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+    def _write(self, fields: dict[str, dict[str, Any]], endpoint: str) -> dict[str, WriteResult]:
+        """Write field values per record in batches of ``write_batch_size`` (at most what the CRM
+        allows); one result per id, in the order given, each counted in the metrics."""
+        results: dict[str, WriteResult] = {}
+        accepted: list[str] = []
+        for record_id in fields:
+            refused = self._refuse(record_id)
+            if refused is None:
+                accepted.append(record_id)
+            else:
+                results[record_id] = refused
+        size = min(self.settings.write_batch_size, self.write_batch_max)
+        for start in range(0, len(accepted), size):
+            results.update(self._write_batch({i: fields[i] for i in accepted[start : start + size]}, endpoint))
+        ordered = {record_id: results[record_id] for record_id in fields}
+        for result in ordered.values():
+            metrics.RECORDS_WRITTEN.labels(self.name, result.status.value).inc()
+        return ordered
+
+    def write_owners(self, updates: Sequence[OwnerUpdate]) -> list[WriteResult]:
+        reason = self.settings.reason
+        fields: dict[str, dict[str, Any]] = {}
+        for update in updates:  # the last update of an id wins: the CRMs refuse duplicate ids in a batch
+            values: dict[str, Any] = {self.owner_field: update.owner_id}
+            if reason.field and update.reason is not None:
+                values[reason.field] = self._reason_text(update.reason)
+            fields[update.id] = values
+        results = self._write(fields, self.owners_endpoint)
+        if reason.activity:
+            results = self._attach_activities(results, {u.id: u.reason for u in updates if u.reason})
+        return [results[u.id] for u in updates]
+
+    def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
+        setting = self.settings.reason
+        if setting.field:
+            results = self._write({i: {setting.field: self._reason_text(r)} for i, r in reasons.items()},
+                                  self.reasons_endpoint)
+        else:
+            results = {i: WriteResult.success(i) for i in reasons}
+        if setting.activity:
+            results = self._attach_activities(results, dict(reasons))
+        return [results[i] for i in reasons]
+
+    # ------------------------------------------------------------------ account owners
+
+    def account_owner(self, domain: str) -> str | None:
+        """The owner of the account on ``domain`` (see :meth:`account_owners`)."""
+        return self.account_owners([domain])[domain]
+
+    def account_owners(self, domains: Sequence[str]) -> dict[str, str | None]:
+        """Account owners keyed by the domains as given.
+
+        A domain is normalised as a lead's is (:func:`connectors.domains.domain_of`: case,
+        scheme, ``www.`` and other subdomains do not matter), so every spelling of one company
+        shares one cache entry and one CRM lookup; a free-mail or unreadable domain has no
+        account and costs nothing. Cached answers (including "none") come from the cache; the
+        CRM is asked once for all the others.
+        """
+        from connectors.domains import domain_of  # loads the public-suffix list: only when first needed
+
+        out: dict[str, str | None] = {}
+        wanted: dict[str, list[str]] = {}  # normalised domain -> the spellings asked for
+        for given in dict.fromkeys(domains):
+            domain = domain_of(website=given)
+            if domain is None:
+                out[given] = None
+                continue
+            hit, owner = self.accounts.get(domain)
+            if hit:
+                out[given] = owner
+            else:
+                wanted.setdefault(domain, []).append(given)
+        found = self._find_account_owners(list(wanted)) if wanted else {}
+        for domain, spellings in wanted.items():
+            self.accounts.put(domain, found.get(domain))
+            for given in spellings:
+                out[given] = found.get(domain)
+        return out

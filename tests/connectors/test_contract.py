@@ -200,7 +200,7 @@ def test_account_owners_for_many_domains_match_the_one_by_one_answers(crm: Crm) 
 
 
 def test_account_owners_for_uncached_domains_cost_one_query_per_chunk_not_one_per_domain(crm: Crm) -> None:
-    domains = [f"batch-{i}-{crm.name}.example" for i in range(30)] + ["globex.com"]
+    domains = [f"batch-{i}-{crm.name}.com" for i in range(30)] + ["globex.com"]
     before = crm.admin.counters()["total"]
     many = crm.connector.account_owners(domains)
     calls = crm.admin.counters()["total"] - before
@@ -208,6 +208,33 @@ def test_account_owners_for_uncached_domains_cost_one_query_per_chunk_not_one_pe
     assert calls <= 2  # one lookup (and, for Salesforce, one on Contacts for the domains without an Account)
     assert crm.connector.account_owners(domains) == many
     assert crm.admin.counters()["total"] - before == calls  # all cached now
+
+
+def test_every_spelling_of_a_company_domain_shares_one_lookup_and_answers_as_asked(crm: Crm) -> None:
+    """Domains are normalised as a lead's are (case, scheme, www), and the answer is keyed by the spelling asked."""
+    connector = crm.connector
+    connector.list_owners()  # any login happens now, not inside the counted lookups
+    before = crm.admin.counters()["total"]
+    owner = connector.account_owner("WWW.Globex.com")
+    assert owner is not None
+    assert crm.admin.counters()["total"] == before + 1
+    assert connector.account_owner("globex.com") == owner
+    assert connector.account_owners(["https://www.globex.com/about", "Globex.COM"]) == {
+        "https://www.globex.com/about": owner, "Globex.COM": owner}
+    assert crm.admin.counters()["total"] == before + 1  # every spelling came from the one cached answer
+
+    uncached = connector.account_owners(["INITECH.com", "www.initech.com"])
+    assert list(uncached) == ["INITECH.com", "www.initech.com"]
+    assert uncached["INITECH.com"] == uncached["www.initech.com"] == connector.account_owner("initech.com") is not None
+    assert crm.admin.counters()["total"] == before + 2
+
+
+def test_free_mail_and_unreadable_domains_have_no_account_and_cost_no_call(crm: Crm) -> None:
+    crm.connector.list_owners()
+    before = crm.admin.counters()["total"]
+    assert crm.connector.account_owners(["gmail.com", "not a domain", "", "localhost"]) == {
+        "gmail.com": None, "not a domain": None, "": None, "localhost": None}
+    assert crm.admin.counters()["total"] == before
 
 
 def test_changes_read_only_what_queueing_needs_and_fetch_reads_the_whole_lead(crm: Crm) -> None:
