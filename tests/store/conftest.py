@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.store.connection import RedisServer, client_from_url, free_port
+from worker.store.connection import client_from_url
+from worker.store.embedded import RedisServer, free_port
 from worker.store.redis_store import RedisStore
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.store import connection
-from worker.store.connection import RedisUnavailable, client_from_url, connect, free_port, health, redact_url
+from worker.store import embedded
+from worker.store.connection import RedisUnavailable, client_from_url, connect, health, redact_url
+from worker.store.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,8 @@ def run(code: str, data_dir: Path, **env: str) -> str:
 def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> None:
     first = run(
         """
-        from worker.store.connection import connect, embedded_url
+        from worker.store.connection import connect
+        from worker.store.embedded import embedded_url
         from worker.store.redis_store import RedisStore
         store = RedisStore(connect(None, "{data_dir}"))
         store.assign("ann")
@@ -103,7 +105,7 @@ def test_embedded_redis_persists_between_runs_and_stops_on_exit(tmp_path) -> Non
 
 def test_child_processes_share_the_embedded_server(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    server = connection.start_embedded(tmp_path)
+    server = embedded.start_embedded(tmp_path)
     try:
         client = connect(None, tmp_path)
         client.set("from-parent", "1")
@@ -123,7 +125,7 @@ def test_child_processes_share_the_embedded_server(tmp_path, monkeypatch) -> Non
         assert client.ping()  # a joining process does not stop the owner's server on exit
     finally:
         server.stop()
-        connection._embedded.clear()
+        embedded._embedded.clear()
     with pytest.raises(RedisUnavailable):
         connect(server.url)
 

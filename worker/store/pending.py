@@ -13,9 +13,11 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 
 import redis
+
+from worker.store.base import lua_source
+from worker.store.keys import Keys
 
 ADD_CHUNK = 2000  # ids per script call: bounds how long one call holds Redis
 
@@ -30,16 +32,17 @@ class PendingItem:
 
 
 class PendingSet:
-    """Per-CRM pending ids under the store's key prefix."""
+    """Per-CRM pending ids under the store's key prefix (``RedisStore.pending_set()`` builds one)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._claim = client.register_script(resources.files("worker.store").joinpath("lua", "claim_due.lua").read_text())
-        self._add = client.register_script(resources.files("worker.store").joinpath("lua", "pending_add.lua").read_text())
+        self.keys = Keys(prefix)
+        self._claim = client.register_script(lua_source("claim_due"))
+        self._add = client.register_script(lua_source("pending_add"))
 
     def _keys(self, crm: str) -> list[str]:
-        return [f"{self.prefix}:pending:{crm}", f"{self.prefix}:pending:{crm}:meta"]
+        return [self.keys.pending(crm), self.keys.pending_meta(crm)]
 
     def add(self, crm: str, record_ids: Sequence[str], source: str, now: float | None = None) -> int:
         """Queue ids for routing; an id already pending keeps its place. Returns how many were new."""
@@ -77,13 +80,13 @@ class PendingSet:
         if not record_ids:
             return
         at = (time.time() if now is None else now) + delay
-        self.client.zadd(self._keys(crm)[0], {rid: at for rid in record_ids}, xx=True)
+        self.client.zadd(self.keys.pending(crm), {rid: at for rid in record_ids}, xx=True)
 
     def depth(self, crm: str) -> int:
         """How many ids are pending or in flight for a CRM."""
-        return int(self.client.zcard(self._keys(crm)[0]))
+        return int(self.client.zcard(self.keys.pending(crm)))
 
     def due(self, crm: str, now: float | None = None) -> int:
         """How many ids are ready to be claimed now (not leased, not backing off)."""
         at = time.time() if now is None else now
-        return int(self.client.zcount(self._keys(crm)[0], "-inf", at))
+        return int(self.client.zcount(self.keys.pending(crm), "-inf", at))

@@ -1,0 +1,151 @@
+"""Every Redis key layout leadroute uses, named once.
+
+A key is ``<prefix>:<root>:<parts...>``: the configuration's prefix (``LEADROUTE_PREFIX``,
+default ``leadroute``; hash-tag it, e.g. ``{leadroute}``, on Redis Cluster), then one of
+:data:`ROOTS`, then the parts that tell one instance from another. Only the store
+(:mod:`worker.store`) builds keys, and only through :class:`Keys`, so a layout can be
+read, changed or searched for in one place.
+
+The strings are part of the data already in Redis: changing one is a data migration.
+``tests/store/test_keys.py`` pins every layout byte for byte.
+"""
+
+from __future__ import annotations
+
+from worker.domain.leads import DecisionKey, LeadRef
+
+# root -> what lives there (documentation, and what the key-ownership test looks for)
+STORE_ROOTS: dict[str, str] = {
+    # routing state
+    "loads": "hash rep -> open, unacknowledged leads",
+    "pool": "hash per pool: round-robin sequence, last served, weighted scores",
+    # decisions
+    "dec": "hash per (crm, object, lead, epoch): the decision, its log entry id, its journaled claims",
+    "lease": "string per (crm, object, lead, epoch): the worker deciding it (owner token)",
+    "epoch": "counter per (crm, object, lead): its routing epoch (re-routes)",
+    "log": "stream: the decision log, capped",
+    # SLA timers and clocks
+    "timers": "sorted set timer id -> due (epoch s); ``timers:payload`` hash timer id -> json",
+    "sla": "``sla:rep:<rep>`` set of a rep's open clocks; ``sla:once:...`` marks of actions done",
+    # intake and the CRM side
+    "pending": "sorted set per crm of record ids to route; ``pending:<crm>:meta`` hash id -> json",
+    "watermarks": "hash ``<connector>:<object>`` -> last processed change marker",
+    "polled": "string per crm: when its last poll finished (epoch s)",
+    "written": "flag per (crm, object, lead, epoch): its owner was written to the CRM",
+    "open": "hash per crm: lead id -> rep holding it (load reconciliation)",
+    # coordination
+    "lock": "string per lock name: the owner token",
+    "seen": "flag per (namespace, id): first-seen de-duplication (webhook events)",
+    "availability": "hash rep -> json availability override",
+}
+
+# Built by the CRM connectors (package ``connectors``) under the prefix the worker hands them
+# with its Redis connection (:meth:`worker.store.redis_store.RedisStore.for_connectors`).
+CONNECTOR_ROOTS: dict[str, str] = {
+    "ratelimit": "token buckets per CRM connection",
+    "connectors": "per-connection caches (account owners by domain)",
+}
+
+ROOTS: frozenset[str] = frozenset(STORE_ROOTS) | frozenset(CONNECTOR_ROOTS)
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with Redis glob characters escaped (for SCAN MATCH)."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+class Keys:
+    """The key names of one configuration (one prefix)."""
+
+    __slots__ = ("_loads", "_log", "_timer_payloads", "_timers", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        if not prefix or any(ch.isspace() for ch in prefix):
+            raise ValueError(f"invalid key prefix {prefix!r}")
+        self.prefix = prefix
+        self._loads = f"{prefix}:loads"
+        self._log = f"{prefix}:log"
+        self._timers = f"{prefix}:timers"
+        self._timer_payloads = f"{prefix}:timers:payload"
+
+    def key(self, *parts: object) -> str:
+        """``<prefix>:<part>:<part>...``: the general form (tests and tools; the store names its layouts below)."""
+        return ":".join((self.prefix, *(str(p) for p in parts)))
+
+    def everything(self) -> str:
+        """A SCAN pattern matching every key under this prefix."""
+        return glob_escape(self.prefix) + ":*"
+
+    # ------------------------------------------------------------------ routing state
+
+    def loads(self) -> str:
+        return self._loads
+
+    def pool(self, pool: str) -> str:
+        return f"{self.prefix}:pool:{pool}"
+
+    # ------------------------------------------------------------------ decisions
+
+    def decision(self, key: DecisionKey) -> str:
+        return f"{self.prefix}:dec:{key.crm}:{key.object}:{key.lead_id}:{key.epoch}"
+
+    def lease(self, key: DecisionKey) -> str:
+        return f"{self.prefix}:lease:{key.crm}:{key.object}:{key.lead_id}:{key.epoch}"
+
+    def epoch(self, lead: LeadRef) -> str:
+        return f"{self.prefix}:epoch:{lead.crm}:{lead.object}:{lead.lead_id}"
+
+    def log(self) -> str:
+        return self._log
+
+    # ------------------------------------------------------------------ SLA timers and clocks
+
+    def timers(self) -> str:
+        return self._timers
+
+    def timer_payloads(self) -> str:
+        return self._timer_payloads
+
+    def rep_timers(self, rep: str) -> str:
+        """The set of a rep's open SLA clocks (timer ids)."""
+        return f"{self.prefix}:sla:rep:{rep}"
+
+    def done_mark(self, timer_id: str, epoch: int, tag: str) -> str:
+        """The mark that an SLA action (``tag``) on a clock at an epoch was carried out."""
+        return f"{self.prefix}:sla:once:{timer_id}:{epoch}:{tag}"
+
+    # ------------------------------------------------------------------ intake and the CRM side
+
+    def pending(self, crm: str) -> str:
+        return f"{self.prefix}:pending:{crm}"
+
+    def pending_meta(self, crm: str) -> str:
+        return f"{self.prefix}:pending:{crm}:meta"
+
+    def watermarks(self) -> str:
+        return f"{self.prefix}:watermarks"
+
+    @staticmethod
+    def watermark_field(connector: str, obj: str) -> str:
+        """The field of :meth:`watermarks` for one connector's object."""
+        return f"{connector}:{obj}"
+
+    def polled(self, crm: str) -> str:
+        return f"{self.prefix}:polled:{crm}"
+
+    def written(self, key: DecisionKey) -> str:
+        return f"{self.prefix}:written:{key.crm}:{key.object}:{key.lead_id}:{key.epoch}"
+
+    def open_leads(self, crm: str) -> str:
+        return f"{self.prefix}:open:{crm}"
+
+    # ------------------------------------------------------------------ coordination
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"
+
+    def seen(self, namespace: str, item_id: str) -> str:
+        return f"{self.prefix}:seen:{namespace}:{item_id}"
+
+    def availability(self) -> str:
+        return f"{self.prefix}:availability"
