@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from connectors.base import CrmRecord, OwnerUpdate, RetriableError, WriteResult, WriteStatus
+from connectors.base import CrmRecord, OwnerUpdate, RetriableError, Watermark, WriteResult, WriteStatus
 from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
@@ -94,8 +94,6 @@ def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) ->
         return 0
     try:
         obj = rt.object_name(crm)
-        from connectors.base import Watermark
-
         since = Watermark.decode(rt.store.watermark(crm, obj))
         added = 0
         for page in rt.connector(crm).changes(since, intake_only=True):
@@ -106,7 +104,7 @@ def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) ->
             added += fresh
             if fresh and on_page is not None:
                 on_page(fresh)
-        rt.store.client.set(rt.store.key("polled", crm), repr(time.time()), ex=86_400)
+        rt.store.mark_polled(crm)
         return added
     finally:
         rt.store.release_lock(f"poll:{crm}", token)
@@ -116,8 +114,8 @@ def _defer_for_backlog(rt: Runtime, crm: str) -> bool:
     due = rt.pending.due(crm)
     if due <= POLL_BACKLOG_BATCHES * rt.connector(crm).write_batch_max:
         return False
-    last = rt.store.client.get(rt.store.key("polled", crm))
-    if last is None or time.time() - float(last) >= rt.config.model.worker.poll_backlog_deferral:
+    last = rt.store.last_polled(crm)
+    if last is None or time.time() - last >= rt.config.model.worker.poll_backlog_deferral:
         return False
     log.info("poll_deferred_backlog", crm=crm, due=due)
     return True
@@ -157,10 +155,6 @@ def _owner_matches(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str,
         return record.owner_id == owner_crm_id(rt.config, crm, decision["owner"])
     except OwnerNotMapped:
         return False
-
-
-def _written_key(rt: Runtime, key: DecisionKey) -> str:
-    return rt.store.key("written", key.crm, key.object, key.lead_id, key.epoch)
 
 
 def _compute(
@@ -268,7 +262,7 @@ class _Batch:
         routable = [records[rid] for rid in ids if rid in records]
         refs = [LeadRef(crm, obj, r.id) for r in routable]
         keys = [ref.at(epoch) for ref, epoch in zip(refs, rt.store.epochs(refs), strict=True)]
-        written = rt.store.client.mget([_written_key(rt, k) for k in keys]) if keys else []
+        written = rt.store.written(keys)
         to_write: list[Pending] = []
         overrides = rt.store.unavailable()  # once per batch
         domains = [d for r in routable if not r.lead.get("account_owner")
@@ -370,15 +364,9 @@ class _Batch:
         if not self.written:
             return
         rt, crm = self.rt, self.crm
-        pipe = rt.store.client.pipeline(transaction=False)
-        rt.store.set_flags([_written_key(rt, key) for _, key, _, _ in self.written], WRITTEN_TTL, pipe)
         owned = {record.id: d["owner"] for record, _, d, _ in self.written if not d["owner"].startswith("queue:")}
         queued = [record.id for record, _, d, _ in self.written if d["owner"].startswith("queue:")]
-        if owned:
-            pipe.hset(rt.store.key("open", crm), mapping=owned)
-        if queued:
-            pipe.hdel(rt.store.key("open", crm), *queued)
-        pipe.execute()
+        rt.store.note_written(crm, [key for _, key, _, _ in self.written], WRITTEN_TTL, held=owned, released=queued)
         if self.on_batch is not None:
             self.on_batch(crm, [(record, decision, handled) for record, _, decision, handled in self.written])
 
@@ -473,26 +461,22 @@ def reroute(
     if result.status is WriteStatus.RETRIABLE:
         raise RetriableError(result.message or "owner write failed; retry", crm=crm, code=result.code)
     if result.ok:
-        rt.store.client.set(_written_key(rt, key), "1", ex=WRITTEN_TTL)
+        rt.store.note_written(crm, [key], WRITTEN_TTL)
         track_open(rt, crm, lead_id, decision["owner"])
     return Rerouted(lead_id, key.epoch, previous_owner, decision["owner"], decision["reason"], result.ok)
-
-
-def _open_key(rt: Runtime, crm: str) -> str:
-    return rt.store.key("open", crm)
 
 
 def track_open(rt: Runtime, crm: str, lead_id: str, owner: str) -> None:
     """Remember who holds an open lead, so loads can be reconciled against the CRM later."""
     if owner.startswith("queue:"):
-        rt.store.client.hdel(_open_key(rt, crm), lead_id)
+        rt.store.release_open(crm, [lead_id])
     else:
-        rt.store.client.hset(_open_key(rt, crm), lead_id, owner)
+        rt.store.hold_open(crm, lead_id, owner)
 
 
 def close_open(rt: Runtime, crm: str, lead_id: str) -> None:
     """The lead was acknowledged, closed or deleted: it no longer counts towards a load."""
-    rt.store.client.hdel(_open_key(rt, crm), lead_id)
+    rt.store.release_open(crm, [lead_id])
 
 
 def reconcile_loads(rt: Runtime, chunk: int = 200) -> dict[str, int]:
@@ -502,7 +486,7 @@ def reconcile_loads(rt: Runtime, chunk: int = 200) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for crm in rt.crms:
-        held = rt.store.client.hgetall(_open_key(rt, crm))
+        held = rt.store.open_leads(crm)
         ids = list(held)
         conn = rt.connector(crm)
         for start in range(0, len(ids), chunk):
@@ -518,7 +502,7 @@ def reconcile_loads(rt: Runtime, chunk: int = 200) -> dict[str, int]:
                 else:
                     counts[rep] = counts.get(rep, 0) + 1
             if gone:
-                rt.store.client.hdel(_open_key(rt, crm), *gone)
+                rt.store.release_open(crm, gone)
     rt.store.set_loads(counts)
     rt.store.log_event("loads_reconciled", None, {"loads": counts})
     return counts

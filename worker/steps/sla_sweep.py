@@ -26,7 +26,6 @@ by a per-action mark in Redis, so a sweep that dies half way and is re-run never
 
 from __future__ import annotations
 
-import json
 import time as _time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from connectors.base import OwnerUpdate
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, normalize_lead
 from worker.routing.engine import Router, absence, derive_facts
@@ -44,7 +44,7 @@ from worker.sla.settings import CompiledSla, OnRepAway, Tier, format_duration
 from worker.store.redis_store import RedisStore, Timer
 
 if TYPE_CHECKING:
-    from connectors.base import AckSignal, CrmRecord, OwnerUpdate, WriteResult
+    from connectors.base import AckSignal, CrmRecord, WriteResult
     from worker.config import RoutingConfig
 
 __all__ = [
@@ -59,18 +59,7 @@ __all__ = [
     "tier_of",
 ]
 
-MARK_TTL_MS = 2 * 86_400_000  # how long "this action was done" marks are kept
-_RESCHEDULE = """
-local n = 0
-for i = 1, #ARGV, 3 do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
-    if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
-    n = n + 1
-  end
-end
-return n
-"""
+MARK_TTL = 2 * 86_400.0  # seconds "this action was done" marks are kept
 
 
 class SlaCrm(Protocol):
@@ -256,18 +245,9 @@ class SlaService:
         self.notify = notify
         self.lease = float(lease)
         self.batch = int(batch)
-        self._reschedule = store.client.register_script(_RESCHEDULE)
         self._queue_ids = {
             (crm, crm_id): f"queue:{name}" for name, ids in config.model.queues.items() for crm, crm_id in ids.items()
         }
-
-    # ------------------------------------------------------------------ keys
-
-    def _rep_key(self, rep: str) -> str:
-        return self.store.key("sla", "rep", rep)
-
-    def _mark_key(self, record: SlaRecord, tag: str) -> str:
-        return self.store.key("sla", "once", record.timer_id, record.epoch, tag)
 
     # ------------------------------------------------------------------ starting clocks
 
@@ -301,9 +281,9 @@ class SlaService:
         calendars: dict[str, WorkCalendar | None] = {}
         opened: dict[tuple[str, str, datetime], SlaRecord] = {}  # a batch shares its clock times per (tier, owner)
         now = _now(None)
-        pipe = self.store.client.pipeline(transaction=False)
-        for tid, old_owner in self._owners_of([timer_id(a[0]) for a in assignments]).items():
-            pipe.srem(self._rep_key(old_owner), tid)  # a re-routed lead leaves its old owner's index
+        # a re-routed lead leaves its old owner's index
+        unindex = [(old_owner, tid) for tid, old_owner in self._owners_of([timer_id(a[0]) for a in assignments]).items()]
+        index: list[tuple[str, str]] = []
         for lead, owner, fields, at, epoch in assignments:
             when = now if at is None else _now(at)
             tier = None
@@ -324,20 +304,17 @@ class SlaService:
                 record = replace(template, lead=lead, epoch=epoch)
             out.append(record)
             timers.append((record.timer_id, self._first_due(record), record.to_payload()))
-            pipe.sadd(self._rep_key(owner), record.timer_id)
+            index.append((owner, record.timer_id))
         if stale:
             self._close([(tid, None) for tid in stale])
         if timers:
             self.store.schedule_many(timers)
-        pipe.execute()
+        self.store.index_timers(removed=unindex, added=index)
         return out
 
     def _owners_of(self, ids: Sequence[str]) -> dict[str, str]:
         """Current owners of the open clocks among ``ids``."""
-        if not ids:
-            return {}
-        payloads = self.store.client.hmget(self.store.key("timers", "payload"), list(ids))
-        return {tid: str(json.loads(p).get("o")) for tid, p in zip(ids, payloads, strict=True) if p}
+        return {tid: str(payload.get("o")) for tid, payload in self.store.timer_payloads(ids).items()}
 
     def _first_due(self, record: SlaRecord) -> float:
         times = [record.deadline, *(t for t, _ in record.ladder)]
@@ -371,7 +348,7 @@ class SlaService:
         seen_ids: set[str] = set()
         while report.due < limit:
             size = limit if dry_run else min(self.batch, limit - report.due)
-            timers = self._peek(at, size, skip=seen_ids) if dry_run else self.store.claim_due(at, size, lease=self.lease)
+            timers = self.store.peek_due(at, size, skip=seen_ids) if dry_run else self.store.claim_due(at, size, lease=self.lease)
             if not timers:
                 break
             report.due += len(timers)
@@ -383,16 +360,6 @@ class SlaService:
         report.more_due = first is not None and first <= at.timestamp() and not dry_run
         report.seconds = _time.perf_counter() - started
         return report
-
-    def _peek(self, at: datetime, size: int, skip: set[str]) -> list[Timer]:
-        """Due timers without claiming them (dry run)."""
-        ids = self.store.client.zrangebyscore(self.store.key("timers"), "-inf", at.timestamp(), start=0, num=size,
-                                              withscores=True)
-        ids = [(tid, due) for tid, due in ids if tid not in skip]
-        if not ids:
-            return []
-        payloads = self.store.client.hmget(self.store.key("timers", "payload"), [tid for tid, _ in ids])
-        return [Timer(tid, float(due), json.loads(p) if p else {}) for (tid, due), p in zip(ids, payloads, strict=True)]
 
     def _sweep_batch(self, timers: Sequence[Timer], at: datetime, report: SweepReport) -> None:
         now = at.timestamp()
@@ -501,8 +468,6 @@ class SlaService:
         for item in moving:
             if item.target is not None and item.write_error is None:
                 by_crm[item.record.lead.crm].append(item)
-        from connectors.base import OwnerUpdate
-
         for crm, group in by_crm.items():
             conn = self.crms[crm]
             updates: list[OwnerUpdate] = []
@@ -721,17 +686,17 @@ class SlaService:
     def _effects(self, effects: list[tuple[_Item, Action, str]], at: datetime, report: SweepReport) -> None:
         """Log, notify and move load for each action, once: marks make a re-run skip what was done."""
         now = at.timestamp()
-        pipe = self.store.client.pipeline(transaction=False)
+        marks: list[tuple[str, int, str]] = []
         keyed: list[tuple[_Item, Action, str]] = []
         for item, action, status in effects:
             if status in ("done", "failed"):
                 tag = f"{action.kind.value}:{'x' if action.step is None else action.step}:{status}"
-                pipe.set(self._mark_key(item.record, tag), "1", nx=True, px=MARK_TTL_MS)
+                marks.append((item.record.timer_id, item.record.epoch, tag))
                 keyed.append((item, action, status))
             else:
                 report.actions.append(self._done(item, action, status, now))
-        fresh = pipe.execute() if keyed else []
-        log = self.store.client.pipeline(transaction=False)
+        fresh = self.store.mark_once(marks, MARK_TTL)
+        log: list[tuple[str, LeadRef, Mapping[str, Any], int]] = []
         notices: list[Notice] = []
         for (item, action, status), first in zip(keyed, fresh, strict=True):
             done = self._done(item, action, status, now)
@@ -759,20 +724,14 @@ class SlaService:
                 self.store.adjust_load(record.owner, -1)
             if status == "failed" and item.decision is not None and item.target in self.config.reps:
                 self.store.adjust_load(str(item.target), -1)  # picked but never written
-            self._log(log, f"sla.{action.kind.value}", record, data)
+            log.append((f"sla.{action.kind.value}", record.lead, data, record.epoch))
             if status == "done":
                 notices += self._notices(item, action)
             elif status == "failed":
                 notices.append(self._notice(item, action, "parked", None, "alert",
                                             f"{action.note}; CRM refused the owner change: {item.write_error}"))
-        log.execute()
+        self.store.log_events(log)  # one round trip per batch
         self._send(notices, report)
-
-    def _log(self, pipe: Any, kind: str, record: SlaRecord, data: Mapping[str, Any]) -> None:
-        # The same entry shape as RedisStore.log_event, pipelined: one round trip per batch.
-        fields = {"k": kind, "lead": str(record.lead), "d": json.dumps(data, separators=(",", ":"), default=str),
-                  "epoch": str(record.epoch)}
-        pipe.xadd(self.store.key("log"), fields, maxlen=self.store.log_maxlen, approximate=True)
 
     def _notice(self, item: _Item, action: Action, kind: str, to: str | None, role: str, reason: str) -> Notice:
         """One message; an ``assigned`` notice carries the new owner's own deadline."""
@@ -855,27 +814,11 @@ class SlaService:
 
     def _rearm(self, items: Sequence[tuple[SlaRecord, float]], moved: Sequence[tuple[str, str, str]] = ()) -> None:
         """Move claimed timers to their next instant, unless someone closed them meanwhile (an ack)."""
-        args: list[Any] = []
-        for record, due in items:
-            args += [record.timer_id, repr(float(due)), json.dumps(record.to_payload(), separators=(",", ":"))]
-        pipe = self.store.client.pipeline(transaction=False)
-        self._reschedule(keys=[self.store.key("timers"), self.store.key("timers", "payload")], args=args, client=pipe)
-        for tid, old, new in moved:
-            pipe.srem(self._rep_key(old), tid)
-            pipe.sadd(self._rep_key(new), tid)
-        pipe.execute()
+        self.store.rearm([(record.timer_id, due, record.to_payload()) for record, due in items], moved)
 
     def _close(self, items: Sequence[tuple[str, str | None]]) -> int:
         """Remove timers (and their per-rep index entries); returns how many were open."""
-        pipe = self.store.client.pipeline(transaction=True)
-        for tid, _ in items:
-            pipe.zrem(self.store.key("timers"), tid)
-        pipe.hdel(self.store.key("timers", "payload"), *[tid for tid, _ in items])
-        for tid, owner in items:
-            if owner:
-                pipe.srem(self._rep_key(owner), tid)
-        result = pipe.execute()
-        return sum(int(x) for x in result[: len(items)])
+        return self.store.close_timers(items)
 
     # ------------------------------------------------------------------ acknowledgement and absence
 
@@ -907,15 +850,11 @@ class SlaService:
 
     def open_for(self, rep: str) -> list[SlaRecord]:
         """The open SLA clocks of a rep's leads (for ``leadroute reps`` and the OOO case)."""
-        ids = sorted(self.store.client.smembers(self._rep_key(rep)))
-        if not ids:
-            return []
-        payloads = self.store.client.hmget(self.store.key("timers", "payload"), ids)
         out = []
-        for tid, payload in zip(ids, payloads, strict=True):
+        for tid, payload in self.store.rep_timers(rep):
             lead = lead_of(tid)
-            if payload and lead is not None:
-                record = SlaRecord.from_payload(lead, json.loads(payload))
+            if lead is not None:
+                record = SlaRecord.from_payload(lead, payload)
                 if record.owner == rep:
                     out.append(record)
         return out

@@ -28,7 +28,7 @@ def build_app() -> Starlette:
     return create_app(
         enqueue=enqueue,
         first_seen=lambda namespace, item: rt.store.first_seen(namespace, item, SEEN_TTL),
-        forget=lambda namespace, item: rt.store.client.delete(rt.store.key("seen", namespace, item)),
-        health_checks={"redis": lambda: bool(rt.store.client.ping()), "broker": broker_ok},
+        forget=rt.store.forget_seen,
+        health_checks={"redis": rt.store.ping, "broker": broker_ok},
         settings=WebSettings.from_env(),
     )
