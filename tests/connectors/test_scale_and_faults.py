@@ -19,7 +19,9 @@ from connectors.base import OwnerUpdate, WriteStatus
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
 
-from .conftest import Crm, calls, hs_settings, sf_settings
+from .conftest import SandboxCrm, calls, hs_settings, sf_settings
+from .test_contract_hubspot import HubSpotCrm
+from .test_contract_salesforce import SalesforceCrm
 
 SF_WRITE = "salesforce PATCH /composite/sobjects"
 SF_TOKEN = "salesforce POST /services/oauth2/token"
@@ -27,7 +29,15 @@ HS_WRITE = "hubspot POST /crm/v3/objects/contacts/batch/update"
 HS_SEARCH = "hubspot POST /crm/v3/objects/contacts/search"
 
 
-def write_all(crm: Crm, count: int, *, rounds: int = 1) -> tuple[list[str], str]:
+@pytest.fixture(params=["salesforce", "hubspot"])
+def crm(request: pytest.FixtureRequest, admin: Any) -> SandboxCrm:
+    """Each sandbox CRM in turn, its connector on the suite's fast retry timings."""
+    if request.param == "salesforce":
+        return SalesforceCrm(request.getfixturevalue("make_salesforce")(), admin)
+    return HubSpotCrm(request.getfixturevalue("make_hubspot")(), admin)
+
+
+def write_all(crm: SandboxCrm, count: int, *, rounds: int = 1) -> tuple[list[str], str]:
     """Generate ``count`` leads and write one owner to each; retriable results are retried by
     calling again, as the worker's task would (at most ``rounds`` times)."""
     ids = crm.generate(count)
@@ -43,7 +53,7 @@ def write_all(crm: Crm, count: int, *, rounds: int = 1) -> tuple[list[str], str]
     return ids, owner
 
 
-def assert_all_owned(crm: Crm, ids: list[str], owner: str) -> None:
+def assert_all_owned(crm: SandboxCrm, ids: list[str], owner: str) -> None:
     owners = crm.all_owners()
     assert [i for i in ids if owners[i] != owner] == []
 
@@ -51,7 +61,7 @@ def assert_all_owned(crm: Crm, ids: list[str], owner: str) -> None:
 # ----------------------------------------------------------------------------- paging at scale
 
 
-def test_paging_10000_records(crm: Crm) -> None:
+def test_paging_10000_records(crm: SandboxCrm) -> None:
     made = crm.generate(10_000)
     crm.admin.clear_counters()
     seen: list[str] = []
@@ -93,7 +103,7 @@ def test_hubspot_search_past_the_cap_when_one_millisecond_holds_more_than_a_wind
 
 def test_salesforce_session_expiry_mid_write(make_salesforce: Callable[..., SalesforceConnector], admin: Any) -> None:
     conn = make_salesforce()
-    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    crm = SalesforceCrm(conn, admin)
     ids = crm.generate(1000)
     owner, _ = crm.owners()
     original = conn._collection
@@ -131,7 +141,7 @@ def test_salesforce_session_expiry_mid_paging(make_salesforce: Callable[..., Sal
 def test_salesforce_session_that_stays_expired_is_retriable(make_salesforce: Callable[..., SalesforceConnector],
                                                             admin: Any) -> None:
     conn = make_salesforce(sf_settings(retry={"attempts": 1}))
-    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    crm = SalesforceCrm(conn, admin)
     ids = crm.generate(3)
     owner, _ = crm.owners()
     admin.script_fault("invalid_session", api="salesforce", endpoint="composite", count=2)
@@ -144,7 +154,7 @@ def test_salesforce_session_that_stays_expired_is_retriable(make_salesforce: Cal
 # ----------------------------------------------------------------------------- 429 and 503
 
 
-def test_429_storm(crm: Crm) -> None:
+def test_429_storm(crm: SandboxCrm) -> None:
     crm.admin.script_fault("429", api=crm.name, endpoint="batch/update" if crm.name == "hubspot" else "composite",
                            count=3)
     started = time.monotonic()
@@ -158,7 +168,7 @@ def test_429_storm(crm: Crm) -> None:
 def test_429s_beyond_the_retry_budget_come_back_retriable_and_nothing_is_lost(
         make_hubspot: Callable[..., HubSpotConnector], admin: Any) -> None:
     conn = make_hubspot(hs_settings(retry={"attempts": 2, "initial_wait": 0.01}))
-    crm = Crm("hubspot", conn, admin, HS_WRITE, HS_SEARCH)
+    crm = HubSpotCrm(conn, admin)
     ids = crm.generate(300)
     owner, _ = crm.owners()
     admin.script_fault("429", api="hubspot", endpoint="batch/update", count=2)  # the first batch, twice
@@ -170,7 +180,7 @@ def test_429s_beyond_the_retry_budget_come_back_retriable_and_nothing_is_lost(
     assert_all_owned(crm, ids, owner)
 
 
-def test_503_bursts(crm: Crm) -> None:
+def test_503_bursts(crm: SandboxCrm) -> None:
     crm.owners()  # logged in, owners known: the faults below hit the writes
     write = "batch/update" if crm.name == "hubspot" else "composite"
     crm.admin.script_fault("503", api=crm.name, endpoint=write, count=4)
@@ -183,7 +193,7 @@ def test_503_bursts(crm: Crm) -> None:
     assert_all_owned(crm, ids, owner)
 
 
-def test_reads_ride_out_faults_too(crm: Crm) -> None:
+def test_reads_ride_out_faults_too(crm: SandboxCrm) -> None:
     crm.generate(900)
     crm.owners()
     read = "search" if crm.name == "hubspot" else "query"
@@ -208,7 +218,7 @@ def test_login_rides_out_faults(make_salesforce: Callable[..., SalesforceConnect
 def test_salesforce_lock_errors_are_retried_alone(make_salesforce: Callable[..., SalesforceConnector],
                                                  admin: Any) -> None:
     conn = make_salesforce()
-    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    crm = SalesforceCrm(conn, admin)
     ids = crm.generate(400)
     owner, _ = crm.owners()
     locked = [ids[3], ids[250], ids[399]]
@@ -224,7 +234,7 @@ def test_salesforce_lock_errors_are_retried_alone(make_salesforce: Callable[...,
 def test_salesforce_rows_that_stay_locked_are_reported_retriable(
         make_salesforce: Callable[..., SalesforceConnector], admin: Any) -> None:
     conn = make_salesforce()
-    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    crm = SalesforceCrm(conn, admin)
     ids = crm.generate(10)
     owner, _ = crm.owners()
     admin.patch_faults(lock_row_ids=[ids[0]])
@@ -241,7 +251,7 @@ def test_salesforce_rows_that_stay_locked_are_reported_retriable(
 def test_hubspot_bad_records_are_isolated_and_the_rest_written(make_hubspot: Callable[..., HubSpotConnector],
                                                                admin: Any) -> None:
     conn = make_hubspot()
-    crm = Crm("hubspot", conn, admin, HS_WRITE, HS_SEARCH)
+    crm = HubSpotCrm(conn, admin)
     ids = crm.generate(100)
     owner, _ = crm.owners()
     updates = [OwnerUpdate(i, owner, "r") for i in ids]
@@ -262,10 +272,10 @@ def test_daily_limit_nearly_used_up_slows_down(name: str, request: pytest.Fixtur
     limit = {"requests": 10, "per_seconds": 1, "burst": 1, "headroom": 0}
     if name == "salesforce":
         conn: Any = request.getfixturevalue("make_salesforce")(sf_settings(rate_limit=limit))
-        crm = Crm(name, conn, admin, SF_WRITE, "")
+        crm: SandboxCrm = SalesforceCrm(conn, admin)
     else:
         conn = request.getfixturevalue("make_hubspot")(hs_settings(rate_limit={**limit, "per_seconds": 1}))
-        crm = Crm(name, conn, admin, HS_WRITE, HS_SEARCH)
+        crm = HubSpotCrm(conn, admin)
     ids = crm.generate(conn.write_batch_max * 4)
     owner, _ = crm.owners()
     admin.reset_usage()
@@ -292,7 +302,7 @@ def test_daily_limit_nearly_used_up_slows_down(name: str, request: pytest.Fixtur
 def test_daily_limit_used_up_hands_the_work_back(make_salesforce: Callable[..., SalesforceConnector],
                                                  admin: Any) -> None:
     conn = make_salesforce()
-    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    crm = SalesforceCrm(conn, admin)
     ids = crm.generate(5)
     owner, _ = crm.owners()
     admin.reset_usage()
@@ -309,7 +319,7 @@ def test_daily_limit_used_up_hands_the_work_back(make_salesforce: Callable[..., 
 # ----------------------------------------------------------------------------- dropped connections
 
 
-def test_dropped_connections(crm: Crm) -> None:
+def test_dropped_connections(crm: SandboxCrm) -> None:
     crm.owners()
     write = "batch/update" if crm.name == "hubspot" else "composite"
     crm.admin.script_fault("drop", api=crm.name, endpoint=write, count=2)
@@ -334,7 +344,7 @@ def test_salesforce_auth_flows(flow: str, sandbox: Any, admin: Any) -> None:
 
 def test_salesforce_reasons_as_tasks(make_salesforce: Callable[..., SalesforceConnector], admin: Any) -> None:
     conn = make_salesforce(sf_settings(reason={"field": "Routing_Reason__c", "activity": True}))
-    crm = Crm("salesforce", conn, admin, SF_WRITE, "")
+    crm = SalesforceCrm(conn, admin)
     ids = crm.generate(3)
     owner, _ = crm.owners()
     results = conn.write_owners([OwnerUpdate(i, owner, f"why {n}") for n, i in enumerate(ids)])
@@ -346,7 +356,7 @@ def test_salesforce_reasons_as_tasks(make_salesforce: Callable[..., SalesforceCo
 
 def test_hubspot_reasons_as_notes(make_hubspot: Callable[..., HubSpotConnector], admin: Any) -> None:
     conn = make_hubspot(hs_settings(reason={"activity": True}))
-    crm = Crm("hubspot", conn, admin, HS_WRITE, HS_SEARCH)
+    crm = HubSpotCrm(conn, admin)
     ids = crm.generate(2)
     results = conn.attach_reasons({ids[0]: "SLA: escalated", ids[1]: "SLA: reassigned"})
     assert all(r.ok and r.warning is None for r in results)

@@ -1,0 +1,342 @@
+"""The contract every connector keeps, as test classes to subclass: one small subclass per CRM.
+
+A CRM's contract file (``test_contract_salesforce.py``...) declares a :class:`Crm` harness (how
+to create records in that CRM, act as a rep in it and read back what the connector wrote) and
+a test class deriving from :class:`ConnectorContract` whose ``crm`` fixture returns the harness
+around a connector. Every test below then runs against it; a third CRM adds a file, not
+branches. The contract comes in parts, so a double that speaks only some of the interface
+(the SLA sweep's in-memory CRM) is held to exactly the parts it implements:
+
+* :class:`ReadContract`: ``fetch`` and ``read_acks``;
+* :class:`WriteContract`: ``write_owners`` and ``attach_reasons``, one result per record;
+* :class:`ChangesContract`: the change feed, watermarks and the intake condition;
+* :class:`OwnersContract`: ``list_owners``;
+* :class:`AccountContract`: account owners by company domain, cached;
+* :class:`TransportContract`: batch sizes, building from the environment, no secret leaks
+  (real connectors over HTTP against the sandbox, which counts the calls).
+
+Classes here have no ``Test`` prefix: pytest collects them only through a CRM's subclass.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import pytest
+import structlog
+
+from connectors.base import Connector, OwnerUpdate, Watermark, WriteStatus, create_connector, get_connector_class
+from connectors.redact import MASK
+
+# ----------------------------------------------------------------------------- the harness
+
+
+class Crm(ABC):
+    """What the contract suite needs to know about one CRM: its connector and how to act in it."""
+
+    name: ClassVar[str]
+    unknown_id: ClassVar[str]  # a well-formed id no record has
+    bogus_owner: ClassVar[str]  # a well-formed id no user or queue has
+    owner_field: ClassVar[str]  # the record field holding the owner id
+    reason_field: ClassVar[str]  # the record field holding the routing reason
+
+    connector: Connector
+
+    @abstractmethod
+    def generate(self, count: int) -> list[str]:
+        """Create ``count`` new lead records (open, unowned by the contract's owners); their ids, oldest first."""
+
+    @abstractmethod
+    def record(self, record_id: str) -> dict[str, Any]:
+        """The record's fields as the CRM holds them now."""
+
+    @abstractmethod
+    def all_owners(self) -> dict[str, str | None]:
+        """Every lead's owner, in one look."""
+
+    @abstractmethod
+    def acknowledge(self, record_id: str) -> None:
+        """Act as the owning rep: do what the CRM's default acknowledgement condition looks for."""
+
+    @abstractmethod
+    def touch(self, record_id: str) -> None:
+        """An edit by someone else (changes the modification stamp, not the intake)."""
+
+    @abstractmethod
+    def delete(self, record_id: str) -> None:
+        """Delete the record, as a user would."""
+
+    @abstractmethod
+    def writes(self, status: str | None = None) -> int:
+        """Write calls the CRM answered so far (with ``status``, e.g. ``"200"``, when given)."""
+
+    def owner(self, record_id: str) -> str | None:
+        return self.record(record_id).get(self.owner_field)
+
+    def reason(self, record_id: str) -> str | None:
+        return self.record(record_id).get(self.reason_field)
+
+    def owners(self) -> tuple[str, str]:
+        """Two distinct active owner ids."""
+        active = [u.id for u in self.connector.list_owners() if u.active and u.kind == "user"]
+        return active[0], active[1]
+
+    def leave_intake(self, record_id: str) -> None:  # noqa: B027 - most CRMs need nothing more
+        """What, besides having an owner, takes a record out of the default intake condition."""
+
+
+def drain(conn: Connector, since: Watermark | None, **kwargs: object) -> tuple[list[str], Watermark | None]:
+    ids: list[str] = []
+    watermark = since
+    for page in conn.changes(since, **kwargs):  # type: ignore[arg-type]
+        ids.extend(r.id for r in page.records)
+        watermark = page.watermark
+    return ids, watermark
+
+
+# ----------------------------------------------------------------------------- the parts
+
+
+class ReadContract:
+    """``fetch`` and ``read_acks``: fresh records and acknowledgement facts; unknown ids are absent."""
+
+    def test_fetch_returns_fresh_canonical_leads(self, crm: Crm) -> None:
+        ids = crm.generate(2)
+        crm.delete(ids[1])
+        found = crm.connector.fetch([ids[0], ids[1], crm.unknown_id, "not an id"])
+        assert list(found) == [ids[0]]
+        lead = found[ids[0]].lead
+        assert lead["id"] == ids[0]
+        assert lead["email"] and "@" in lead["email"]
+        assert lead["company"] and lead["country"]
+        assert lead["employees"] is not None and lead["score"] is not None
+
+    def test_read_acks(self, crm: Crm) -> None:
+        ids = crm.generate(3)
+        crm.acknowledge(ids[0])
+        crm.delete(ids[2])
+        acks = crm.connector.read_acks(ids)
+        assert set(acks) == {ids[0], ids[1]}
+        assert acks[ids[0]].acknowledged is True
+        assert acks[ids[1]].acknowledged is False
+        assert acks[ids[1]].closed is False
+        assert acks[ids[0]].modstamp is not None
+
+
+class WriteContract:
+    """``write_owners`` and ``attach_reasons``: one result per record, in order; a bad record sinks no other."""
+
+    def test_write_owners_reports_each_record(self, crm: Crm) -> None:
+        ids = crm.generate(5)
+        owner, other = crm.owners()
+        updates = [
+            OwnerUpdate(ids[0], owner, "Rule 'enterprise': round robin -> Sarah"),
+            OwnerUpdate(ids[1], other, "Rule 'smb'"),
+            OwnerUpdate(ids[2], crm.bogus_owner, "to nobody"),
+            OwnerUpdate(crm.unknown_id, owner, "gone"),
+            OwnerUpdate(ids[3], owner, None),
+        ]
+        results = crm.connector.write_owners(updates)
+        assert [r.id for r in results] == [u.id for u in updates]
+        assert [r.status for r in results] == [WriteStatus.OK, WriteStatus.OK, WriteStatus.FATAL, WriteStatus.FATAL,
+                                               WriteStatus.OK]
+        assert results[2].code and results[3].code
+        assert crm.owner(ids[0]) == owner and crm.reason(ids[0]) == "Rule 'enterprise': round robin -> Sarah"
+        assert crm.owner(ids[1]) == other
+        assert crm.owner(ids[3]) == owner and crm.reason(ids[3]) is None
+        assert crm.owner(ids[4]) != owner
+
+    def test_attach_reasons(self, crm: Crm) -> None:
+        ids = crm.generate(2)
+        results = crm.connector.attach_reasons({ids[0]: "SLA: reminded owner", ids[1]: "SLA: escalated to manager"})
+        assert all(r.ok for r in results)
+        assert crm.reason(ids[0]) == "SLA: reminded owner"
+        assert crm.reason(ids[1]) == "SLA: escalated to manager"
+
+    def test_attach_reasons_to_a_deleted_record_fails_it_alone(self, crm: Crm) -> None:
+        ids = crm.generate(2)
+        crm.delete(ids[0])
+        results = crm.connector.attach_reasons({ids[0]: "SLA: reminded owner", ids[1]: "SLA: reminded owner"})
+        assert [r.id for r in results] == ids
+        assert results[0].status is WriteStatus.FATAL and results[0].code
+        assert results[1].ok and crm.reason(ids[1]) == "SLA: reminded owner"
+
+    def test_duplicate_ids_in_one_batch_last_one_wins(self, crm: Crm) -> None:
+        ids = crm.generate(2)
+        owner, other = crm.owners()
+        results = crm.connector.write_owners([OwnerUpdate(ids[0], owner), OwnerUpdate(ids[1], owner),
+                                              OwnerUpdate(ids[0], other)])
+        assert [r.id for r in results] == [ids[0], ids[1], ids[0]] and all(r.ok for r in results)
+        assert crm.owner(ids[0]) == other and crm.writes("200") == 1
+
+
+class ChangesContract:
+    """The change feed: pages with watermarks, never a record twice, the intake condition applied."""
+
+    def test_changes_page_with_watermarks_and_never_repeat(self, crm: Crm) -> None:
+        first, watermark = drain(crm.connector, None)
+        assert first and len(first) == len(set(first))
+        assert watermark is not None
+
+        again, watermark2 = drain(crm.connector, Watermark.decode(watermark.encode()))
+        assert again == []  # the overlap window re-reads them, the watermark filters them out
+        assert watermark2 is not None
+
+        new = crm.generate(3)
+        crm.touch(first[0])
+        later, _ = drain(crm.connector, watermark2)
+        assert sorted(later) == sorted([*new, first[0]])
+
+    def test_changes_apply_the_intake_condition(self, crm: Crm) -> None:
+        ids, _ = drain(crm.connector, None)
+        taken = ids[0]
+        owner, _ = crm.owners()
+        [result] = crm.connector.write_owners([OwnerUpdate(taken, owner, "routed")])
+        assert result.ok
+        crm.leave_intake(taken)
+        remaining, _ = drain(crm.connector, None)
+        assert taken not in remaining
+        everything, _ = drain(crm.connector, None, intake_only=False)
+        assert taken in everything
+        record = crm.connector.fetch([taken])[taken]
+        assert record.needs_routing is False and record.owner_id == owner
+
+    def test_changes_read_only_what_queueing_needs_and_fetch_reads_the_whole_lead(self, crm: Crm) -> None:
+        new = crm.generate(2)
+        changed = [r for page in crm.connector.changes(None) for r in page.records if r.id in new]
+        assert sorted(r.id for r in changed) == sorted(new)
+        assert all(r.lead == {"id": r.id} and r.needs_routing and r.modstamp for r in changed)
+        fetched = crm.connector.fetch(new)
+        assert all(fetched[i].lead.get("email") and fetched[i].lead.get("company") for i in new)
+
+
+class OwnersContract:
+    """``list_owners``: every user and queue that can own records, active or not."""
+
+    def test_list_owners(self, crm: Crm) -> None:
+        owners = crm.connector.list_owners()
+        assert len({o.id for o in owners}) == len(owners)
+        assert any(o.active for o in owners)
+        assert any(not o.active for o in owners)  # the seeds keep a former rep / an archived owner
+        assert all(o.name for o in owners)
+
+
+class AccountContract:
+    """Account owners by company domain: normalised as leads' domains are, cached, looked up in bulk.
+
+    The harness needs an ``admin`` (the sandbox's, which counts every call it serves) and a
+    seed with accounts on ``globex.com`` and ``initech.com``.
+    """
+
+    def test_account_owner_by_domain_is_cached(self, crm: Any) -> None:
+        owner = crm.connector.account_owner("globex.com")
+        assert owner
+        before = crm.admin.counters()["total"]
+        assert crm.connector.account_owner("GLOBEX.com") == owner
+        assert crm.connector.account_owner("no-such-company-domain.com") is None
+        assert crm.connector.account_owner("no-such-company-domain.com") is None
+        assert crm.admin.counters()["total"] == before + 1  # one lookup for the unknown domain, then cached
+        assert crm.connector.account_owner("not a domain") is None
+
+    def test_account_owners_for_many_domains_match_the_one_by_one_answers(self, crm: Any) -> None:
+        connector = crm.connector
+        domains = ["globex.com", "initech.com", "unknown-domain.example", "globex.com", ""]
+        many = connector.account_owners(domains)
+        assert set(many) == {"globex.com", "initech.com", "unknown-domain.example", ""}
+        for domain in ("globex.com", "initech.com", "unknown-domain.example"):
+            assert many[domain] == connector.account_owner(domain), domain
+        assert many["globex.com"] is not None and many["unknown-domain.example"] is None
+
+    def test_account_owners_for_uncached_domains_cost_one_query_per_chunk_not_one_per_domain(self, crm: Any) -> None:
+        domains = [f"batch-{i}-{crm.name}.com" for i in range(30)] + ["globex.com"]
+        before = crm.admin.counters()["total"]
+        many = crm.connector.account_owners(domains)
+        calls = crm.admin.counters()["total"] - before
+        assert many["globex.com"] is not None and all(many[d] is None for d in domains[:-1])
+        assert calls <= 2  # one lookup (and, for Salesforce, one on Contacts for the domains without an Account)
+        assert crm.connector.account_owners(domains) == many
+        assert crm.admin.counters()["total"] - before == calls  # all cached now
+
+    def test_every_spelling_of_a_company_domain_shares_one_lookup_and_answers_as_asked(self, crm: Any) -> None:
+        """Domains are normalised as a lead's are (case, scheme, www), and the answer is keyed by the spelling asked."""
+        connector = crm.connector
+        connector.list_owners()  # any login happens now, not inside the counted lookups
+        before = crm.admin.counters()["total"]
+        owner = connector.account_owner("WWW.Globex.com")
+        assert owner is not None
+        assert crm.admin.counters()["total"] == before + 1
+        assert connector.account_owner("globex.com") == owner
+        assert connector.account_owners(["https://www.globex.com/about", "Globex.COM"]) == {
+            "https://www.globex.com/about": owner, "Globex.COM": owner}
+        assert crm.admin.counters()["total"] == before + 1  # every spelling came from the one cached answer
+
+        uncached = connector.account_owners(["INITECH.com", "www.initech.com"])
+        assert list(uncached) == ["INITECH.com", "www.initech.com"]
+        assert uncached["INITECH.com"] == uncached["www.initech.com"] == connector.account_owner("initech.com") is not None
+        assert crm.admin.counters()["total"] == before + 2
+
+    def test_free_mail_and_unreadable_domains_have_no_account_and_cost_no_call(self, crm: Any) -> None:
+        crm.connector.list_owners()
+        before = crm.admin.counters()["total"]
+        assert crm.connector.account_owners(["gmail.com", "not a domain", "", "localhost"]) == {
+            "gmail.com": None, "not a domain": None, "": None, "localhost": None}
+        assert crm.admin.counters()["total"] == before
+
+
+class TransportContract:
+    """A real connector over HTTP: the largest batches, built from the environment, no secret in any output.
+
+    The test class needs ``sandbox`` and ``redis_client`` fixtures (the suite's) and a harness
+    with the sandbox ``admin``.
+    """
+
+    def test_batches_are_the_largest_the_crm_allows(self, crm: Crm) -> None:
+        size = crm.connector.write_batch_max
+        ids = crm.generate(size * 2 + 1)
+        owner, _ = crm.owners()
+        results = crm.connector.write_owners([OwnerUpdate(i, owner, "bulk") for i in ids])
+        assert all(r.ok for r in results)
+        assert crm.writes("200") == 3  # 2 full batches and the remainder
+        owners = crm.all_owners()
+        assert all(owners[i] == owner for i in ids)
+
+    def test_registry_builds_from_the_environment(self, crm: Crm, sandbox: Any, redis_client: object) -> None:
+        conn = create_connector(crm.name, crm.connector.settings, env=sandbox.env())  # type: ignore[attr-defined]
+        try:
+            assert type(conn) is type(crm.connector)
+            assert conn.list_owners()
+        finally:
+            conn.close()
+
+    def test_no_secret_in_reprs_errors_or_logs(self, crm: Any, sandbox: Any) -> None:
+        env = sandbox.env()
+        secrets = [env["HUBSPOT_ACCESS_TOKEN"], env["SALESFORCE_CLIENT_SECRET"], env["SALESFORCE_PASSWORD"]]
+        with structlog.testing.capture_logs() as logs:
+            crm.connector.list_owners()
+            crm.admin.script_fault("503", api=crm.name, count=1)
+            crm.connector.list_owners()  # a retry is logged
+            bad = {**env, "HUBSPOT_ACCESS_TOKEN": "pat-na1-wrong-token-1234",
+                   "SALESFORCE_CLIENT_SECRET": "wrong-secret-1234"}
+            wrong = create_connector(crm.name, crm.connector.settings, env=bad)
+            with pytest.raises(Exception) as info:
+                wrong.list_owners()
+            wrong.close()
+        text = " ".join([repr(crm.connector), repr(getattr(crm.connector, "credentials", "")), str(info.value),
+                         repr(info.value), repr(logs)])
+        assert logs
+        for secret in [*secrets, "pat-na1-wrong-token-1234", "wrong-secret-1234"]:
+            assert secret not in text
+        assert "wrong-secret-1234" not in str(info.value.__context__ or "")
+        assert MASK in str(info.value) or "refused" in str(info.value) or "401" in str(info.value)
+
+
+class ConnectorContract(ReadContract, WriteContract, ChangesContract, OwnersContract, AccountContract,
+                        TransportContract):
+    """The whole contract: what every real CRM connector keeps. Subclass it with a ``crm`` fixture."""
+
+    connector_class: ClassVar[type[Connector]]
+
+    def test_the_connector_is_the_one_registered_under_the_crm_name(self, crm: Crm) -> None:
+        assert get_connector_class(crm.name) is self.connector_class is type(crm.connector)
+        assert crm.connector.name == crm.name
