@@ -46,7 +46,7 @@ class Runtime:
         config = config or load_config(config_path())
         prefix = os.environ.get("LEADROUTE_PREFIX") or "leadroute"
         store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix)
-        return cls(config, store, PendingSet(store.client, store.prefix))
+        return cls(config, store, store.pending_set())
 
     @property
     def crms(self) -> list[str]:
@@ -58,7 +58,7 @@ class Runtime:
         with self._lock:
             if crm not in self._connectors:
                 settings = self._connector_settings().enabled().get(crm)
-                self._connectors[crm] = create_connector(crm, settings, redis_client=self.store.client, prefix=self.store.prefix)
+                self._connectors[crm] = create_connector(crm, settings, **self.store.for_connectors())
             return self._connectors[crm]
 
     @property
