@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from connectors.redact import redact_text
+
 if TYPE_CHECKING:
     import redis
 
@@ -77,8 +79,6 @@ class ConnectorError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        from connectors.redact import redact_text
-
         self.message = redact_text(message)
         self.crm = crm
         self.code = code
@@ -149,8 +149,6 @@ class WriteResult:
         if retriable is None:
             retriable = bool(error and error.retriable)
         status = WriteStatus.RETRIABLE if retriable else WriteStatus.FATAL
-        from connectors.redact import redact_text
-
         return cls(
             record_id,
             status,
@@ -378,7 +376,7 @@ def get_connector_class(name: str) -> Any:
     """The connector class registered as ``name``; an unknown name is a config error."""
     target = _REGISTRY.get(name)
     if target is None:
-        from connectors.settings import ConnectorsConfig
+        from connectors.settings import ConnectorsConfig  # pydantic models load only for this error
 
         known = ", ".join(available())
         hint = " (not configurable yet)" if name not in ConnectorsConfig.model_fields else ""

@@ -21,6 +21,7 @@ still written and each bad one gets its own fatal result.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -209,7 +210,7 @@ class HubSpotConnector(CrmConnector):
     @classmethod
     def warm_up(cls) -> None:
         """The client's API modules load on first attribute access (a second or so): load them now."""
-        from hubspot import HubSpot
+        from hubspot import HubSpot  # the client takes a second to import: only where it is used
 
         crm = HubSpot(access_token="warm-up").crm
         _ = (crm.contacts.search_api, crm.contacts.batch_api, crm.owners.owners_api, crm.companies.search_api,
@@ -226,7 +227,7 @@ class HubSpotConnector(CrmConnector):
         prefix: str = "leadroute",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from hubspot import HubSpot
+        from hubspot import HubSpot  # the client takes a second to import: only where it is used
 
         conn = hashlib.sha1(f"{credentials.api_base}|{credentials.access_token}".encode()).hexdigest()[:12]
         super().__init__(settings, credentials, connection=conn, limiter=limiter, redis_client=redis_client,
@@ -560,8 +561,6 @@ class HubSpotConnector(CrmConnector):
 
 
 def _json(body: Any) -> dict[str, Any]:
-    import json
-
     if isinstance(body, bytes):
         body = body.decode(errors="replace")
     if isinstance(body, str):

@@ -17,6 +17,7 @@ they are reported.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -264,7 +265,7 @@ class SalesforceCredentials:
 
     def jwt_assertion(self, now: float | None = None) -> str:
         """The signed JWT (RS256) for the bearer flow: iss = consumer key, sub = user, aud = login URL."""
-        import jwt
+        import jwt  # PyJWT and its crypto backend load only for the JWT bearer flow
 
         try:
             key = Path(self.private_key_file or "").read_text()
@@ -562,7 +563,7 @@ class SalesforceConnector(CrmConnector):
         """Owner of the oldest Account whose Website is on each domain (else, if configured, of the
         Account of the oldest Contact with an email on it): ``ACCOUNT_DOMAINS_PER_QUERY`` domains
         a query, plus one on Contacts for the rest when configured."""
-        from connectors.domains import domain_of
+        from connectors.domains import domain_of  # loads the public-suffix list: only when first needed
 
         found: dict[str, str] = {}
         for start in range(0, len(domains), ACCOUNT_DOMAINS_PER_QUERY):
@@ -680,8 +681,6 @@ class _Session(requests.Session):
 
 def _connection_id(credentials: SalesforceCredentials) -> str:
     """The bucket is per org connection: login host + client id (or instance for raw tokens)."""
-    import hashlib
-
     basis = f"{credentials.login_url}|{credentials.client_id or credentials.instance_url or ''}"
     return hashlib.sha1(basis.encode()).hexdigest()[:12]
 
