@@ -56,7 +56,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -76,7 +75,9 @@ import yaml
 
 from sandbox.run import SandboxInfo, running
 from worker.config import parse_config
-from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.devtools.feeder import SANDBOX_INTAKE_QUEUE, LeadFeeder
+from worker.devtools.processes import NotReady, ProcessDied, Supervisor
+from worker.devtools.synthetic import synthetic_leads
 from worker.store.connection import RedisServer, free_port, redis_server_binary
 from worker.web.receivers import hubspot_v3_signature
 
@@ -328,41 +329,42 @@ class MemorySampler:
 
 
 class Stack:
-    """Worker / beat / web processes for one phase, in their own sessions, logs in ``workdir``."""
+    """Worker / beat / web processes for one phase (the devtools supervisor: own sessions, logs in
+    ``workdir``), their memory sampled."""
 
     def __init__(self, workdir: Path, env: dict[str, str], concurrency: int, sampler: MemorySampler) -> None:
-        self.workdir, self.env, self.concurrency, self.sampler = workdir, env, concurrency, sampler
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.workdir, self.concurrency, self.sampler = workdir, concurrency, sampler
+        self.processes = Supervisor(env, workdir, cwd=ROOT, stop_timeout=8)
         self.web_url: str | None = None
 
     def start(self, name: str) -> None:
-        celery = [sys.executable, "-m", "celery", "-A", "worker.app.celery_app"]
         if name == "worker":
-            cmd = [*celery, "worker", "--loglevel", "INFO", "-Q", "ingest,route,notify,sla", "-c", str(self.concurrency),
-                   "--pool", "prefork", "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat"]
+            proc = self.processes.worker(concurrency=self.concurrency, loglevel="INFO", pool="prefork",
+                                         nodename=f"bench-{os.getpid()}@%h", heartbeat=False)
         elif name == "beat":
-            cmd = [*celery, "beat", "--loglevel", "INFO", "--schedule", str(self.workdir / "beat-schedule")]
+            proc = self.processes.beat(self.workdir / "beat-schedule", loglevel="INFO")
         elif name == "web":
-            port = free_port()
-            cmd = [sys.executable, "-m", "worker.cli", "web", "--port", str(port)]
-            self.web_url = f"http://127.0.0.1:{port}"
+            proc = self.processes.web()
+            self.web_url = proc.url
         else:
             raise ValueError(name)
-        log = (self.workdir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        log.close()
-        self.sampler.track(name, self.procs[name].pid)
+        self.sampler.track(name, proc.pid)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until every process is ready: the worker answers a ping, beat has started, /healthz answers."""
+        try:
+            self.processes.wait_ready(timeout=timeout)
+        except (ProcessDied, NotReady) as exc:
+            raise BenchError(str(exc)) from None
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise BenchError(f"the {name} process exited with status {proc.returncode}:\n{self.tail(name)}")
+        try:
+            self.processes.check_alive()
+        except ProcessDied as exc:
+            raise BenchError(str(exc)) from None
 
     def tail(self, name: str, chars: int = 3000) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+        return self.processes.tail(name, chars)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far per role (worker children summed; sandbox, Redis and this process too)."""
@@ -372,17 +374,9 @@ class Stack:
         return out
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
+        for name in list(self.processes.procs):
             self.sampler.untrack(name)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(8)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the group: prefork children included
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        self.processes.stop()  # SIGTERM, SIGKILL to what is left of each group 8 s later
 
 
 class PendingWatcher:
@@ -532,6 +526,7 @@ class Bench:
         self.sb: SandboxInfo | None = None
         self.redis_url = ""
         self.data: dict[str, Any] = {}
+        self.config: Any = None
         self.phase_no = 0
 
     # -- lifecycle
@@ -567,6 +562,7 @@ class Bench:
         if args.notify == "webhook":
             self.sink = Sink()
         self.data = bench_config(self.sink.url if self.sink else None, args.hubspot_limit)
+        self.config = parse_config(yaml.safe_dump(self.data, sort_keys=False), "bench-routing.yaml")
 
     def new_phase(self, name: str, procs: tuple[str, ...]) -> tuple[Stack, str, Path]:
         """Stop the previous phase, wipe Redis and the sandbox, start ``procs`` on a fresh prefix."""
@@ -603,9 +599,10 @@ class Bench:
             "PYTHONPATH": str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
         })
         stack = Stack(phase_dir, env, self.args.concurrency, self.sampler)
+        self.stack = stack
         for proc in procs:
             stack.start(proc)
-        self.stack = stack
+        stack.wait_ready()
         return stack, prefix, metrics_dir
 
     def pending_depth(self, prefix: str, crm: str) -> int:
@@ -626,21 +623,13 @@ class Bench:
         args = self.args
         stack, prefix, metrics_dir = self.new_phase("latency", ("worker", "beat", "web"))
         assert stack.web_url is not None
-        say(f"(a) latency: worker (-c {args.concurrency}), beat and web started; waiting for /healthz ...")
+        say(f"(a) latency: worker (-c {args.concurrency}), beat and web started and ready (/healthz answers)")
         web = requests.Session()
         web.trust_env = False
-        deadline = time.monotonic() + 60
-        while True:
-            stack.check_alive()
-            with contextlib.suppress(requests.RequestException):
-                if web.get(stack.web_url + "/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError(f"the web process never became healthy:\n{stack.tail('web')}")
-            time.sleep(0.2)
         watcher = WrittenWatcher(self.redis_url, prefix, "hubspot")
+        leads = LeadFeeder(self.sb, self.config)
         try:
-            feeder = Feeder(self.sb, stack.web_url, dict(self.data["connectors"]["hubspot"]["fields"]), web)
+            feeder = WebhookFeeder(leads, self.sb, stack.web_url, web)
             if args.warmup:
                 say(f"(a) warm-up: {args.warmup} leads at {args.rate:g}/s (not counted) ...")
                 warm = feeder.run(args.warmup, args.rate, seed=101, start=0)
@@ -662,6 +651,7 @@ class Bench:
             redis_calls = _counts_diff(self.redis_commands(), before_redis)
         finally:
             watcher.close()
+            leads.close()
         latencies = [written[i] - t for i, t in run.posted.items() if i in written]
         missing = [i for i in run.posted if i not in written]
         result: dict[str, Any] = {
@@ -768,13 +758,10 @@ class Bench:
             quiet = quiet + 1 if idle else 0
             time.sleep(0.5)
         watcher = WrittenWatcher(self.redis_url, prefix, crm)
+        feeder = LeadFeeder(self.sb, self.config,
+                            intake_queue=intake_queue(self.data) if crm == "salesforce" else SANDBOX_INTAKE_QUEUE)
         try:
-            fields = dict(self.data["connectors"][crm]["fields"])
-            if crm == "hubspot":
-                bodies = [{"properties": hubspot_contact(lead, fields)} for lead in synthetic_leads(n, seed=303)]
-            else:
-                queue = intake_queue(self.data)
-                bodies = [salesforce_lead(lead, fields, queue) for lead in synthetic_leads(n, seed=303)]
+            bodies = feeder.records(crm, synthetic_leads(n, seed=303))
             admin.clear_counters()
             sent_before = self.sink.received if self.sink else 0
             before_metrics = read_metrics(metrics_dir)
@@ -782,7 +769,7 @@ class Bench:
             cpu_before = stack.cpu()
             load_started = time.time()
             detector = PendingWatcher(self.redis_url, f"{prefix}:pending:{crm}")
-            ids = admin.hs_load(bodies) if crm == "hubspot" else admin.sf_load("Lead", bodies)
+            ids = feeder.load_records(crm, bodies)
             t0 = time.time()
             cpu_t0 = time.monotonic()
             say(f"(b) backlog {crm}: {len(ids)} leads loaded in {t0 - load_started:.2f} s; draining ...")
@@ -812,6 +799,7 @@ class Bench:
             redis_calls = _counts_diff(self.redis_commands(), before_redis)
         finally:
             watcher.close()
+            feeder.close()
         times = sorted(written[i] - t0 for i in wanted if i in written)
         if timed_out:
             say(f"(b) backlog {crm}: only {len(times)}/{n} written within --drain-timeout {args.drain_timeout:g} s")
@@ -865,23 +853,15 @@ class FeedRun:
         return len(self.posted) / self.elapsed if self.elapsed > 0 else 0.0
 
 
-class Feeder:
-    """Creates one contact (admin API) and posts its signed webhook, on an open-loop schedule."""
+class WebhookFeeder:
+    """Contacts created by the devtools feeder (admin API) on an open-loop schedule, each followed
+    at once by its signed HubSpot v3 ``contact.creation`` webhook to the web process."""
 
     _event_ids = itertools.count(int(time.time()) * 1000)
 
-    def __init__(self, sb: SandboxInfo, web_url: str, fields: dict[str, str], web: requests.Session) -> None:
-        self.sb, self.fields, self.web = sb, fields, web
+    def __init__(self, feeder: LeadFeeder, sb: SandboxInfo, web_url: str, web: requests.Session) -> None:
+        self.feeder, self.sb, self.web = feeder, sb, web
         self.url = web_url + "/webhooks/hubspot"
-        self.admin = requests.Session()
-        self.admin.verify = str(sb.ca_bundle)
-        self.admin.trust_env = False
-
-    def _create(self, properties: dict[str, Any]) -> str:
-        response = self.admin.post(f"{self.sb.admin_url}/hubspot/contacts", json={"records": [{"properties": properties}]},
-                                   timeout=30)
-        response.raise_for_status()
-        return str(response.json()["ids"][0])
 
     def _post(self, contact_id: str) -> tuple[float, float, int]:
         now_ms = int(time.time() * 1000)
@@ -899,21 +879,18 @@ class Feeder:
 
     def run(self, count: int, rate: float, seed: int, start: int) -> FeedRun:
         run = FeedRun()
-        leads = list(synthetic_leads(count, seed=seed, start=start))
-        begin = time.monotonic()
-        run.started = time.time()
-        for i, lead in enumerate(leads):
-            delay = begin + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            contact_id = self._create(hubspot_contact(lead, self.fields))
+
+        def post(crm: str, contact_id: str) -> None:
             sent, ms, status = self._post(contact_id)
             run.statuses.append(status)
             run.post_ms.append(ms)
             if status != 200:
                 raise BenchError(f"the web process answered {status} to a signed webhook")
             run.posted[contact_id] = sent
-        run.elapsed = time.monotonic() - begin
+
+        leads = list(synthetic_leads(count, seed=seed, start=start))
+        stream = self.feeder.stream(leads, rate=rate, crms=("hubspot",), on_created=post).run()
+        run.started, run.elapsed = stream.started, stream.elapsed
         return run
 
 

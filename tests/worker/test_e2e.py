@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,21 +22,19 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from hubspot import HubSpot
-from hubspot.crm.contacts import SimplePublicObjectInputForCreate
-from simple_salesforce import Salesforce
 
 from tests.worker.conftest import routing_test_config
 from worker.app.runtime import Runtime
 from worker.config import parse_config
-from worker.devtools.synthetic import hubspot_contact, salesforce_lead, synthetic_leads
+from worker.devtools.feeder import LeadFeeder
+from worker.devtools.processes import NotReady, ProcessDied, Supervisor
+from worker.devtools.synthetic import synthetic_leads
 from worker.domain.leads import LeadRef
 from worker.routing.engine import Router
 from worker.routing.state import InMemoryState
 from worker.steps import route
 
 ROOT = Path(__file__).resolve().parents[2]
-INTAKE_QUEUE = "00G5e000000InTkEAK"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 
 
@@ -69,7 +64,8 @@ class Sink:
 
 
 class Stack:
-    """The config file, environment and worker/beat processes for one test."""
+    """The config file, environment, processes and lead feeder for one test: a thin fixture over the
+    devtools supervisor and feeder."""
 
     def __init__(self, tmp: Path, sandbox: Any, redis_url: str, prefix: str, sink: Sink,
                  overrides: dict[str, Any] | None = None) -> None:
@@ -91,33 +87,38 @@ class Stack:
             "PYTHONPATH": str(ROOT),
         })
         self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes = Supervisor(self.env, tmp, cwd=ROOT, stop_timeout=30)
+        self.feeder = LeadFeeder(sandbox, self.config)
 
-    def start(self, name: str) -> None:
-        celery = [sys.executable, "-m", "celery", "-A", "worker.app.celery_app"]
-        if name == "worker":
-            cmd = [*celery, "worker", "-Q", "ingest,route,notify,sla", "-c", "2", "--pool", "prefork",
-                   "-n", f"e2e-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        else:
-            cmd = [*celery, "beat", "-l", "INFO", "--schedule", str(self.tmp / "beat-schedule")]
-        log = (self.tmp / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+    def start(self, *names: str) -> None:
+        """Start the named processes (``worker``, ``beat``, ``web``) and wait until each is ready."""
+        for name in names:
+            if name == "worker":
+                self.processes.worker(concurrency=2, pool="prefork", nodename=f"e2e-{os.getpid()}@%h", heartbeat=False)
+            elif name == "beat":
+                self.processes.beat(self.tmp / "beat-schedule", loglevel="INFO")
+            elif name == "web":
+                self.processes.web()
+            else:
+                raise ValueError(name)
+        try:
+            self.processes.wait_ready(*names, timeout=120)
+        except (ProcessDied, NotReady) as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(name)
-        os.killpg(proc.pid, sig)
-        proc.wait(30)
+    def url(self, name: str) -> str:
+        return str(self.processes[name].url)
+
+    def kill(self, name: str) -> None:
+        """kill -9 the process and every child it has, as a crash would."""
+        self.processes.kill(name)
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            try:
-                self.kill(name, signal.SIGTERM)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                self.kill(name, signal.SIGKILL)
+        self.processes.stop()
+        self.feeder.close()
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.tmp.glob("*.log"))
+        return self.processes.logs()
 
 
 @pytest.fixture
@@ -133,48 +134,14 @@ def stack(tmp_path: Path, sandbox: Any, admin: Any, redis_url: str, redis_client
         sink.server.shutdown()
 
 
-def create_through_apis(sandbox: Any, config: Any, n: int, seed: int) -> dict[str, list[str]]:
-    """Create ``n`` leads in each CRM with the real client libraries (not the admin API)."""
-    leads = list(synthetic_leads(n, seed=seed))
-    session = requests.Session()
-    session.verify = str(sandbox.ca_bundle)
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-    sf = Salesforce(instance_url=sandbox.salesforce_instance_url, session_id=_sf_token(sandbox, session),
-                    session=session, version=sandbox.env()["SALESFORCE_API_VERSION"])
-    sf_map = dict(config.model.connectors.salesforce.fields)
-    sf_ids: list[str] = []
-    for start in range(0, n, 200):
-        records = [{"attributes": {"type": "Lead"}, **salesforce_lead(lead, sf_map, INTAKE_QUEUE)}
-                   for lead in leads[start:start + 200]]
-        result = sf.restful("composite/sobjects", method="POST",
-                            data=json.dumps({"allOrNone": True, "records": records}),
-                            headers={"Sforce-Auto-Assign": "FALSE"})
-        sf_ids.extend(r["id"] for r in result)
-    hs = HubSpot(access_token=sandbox.env()["HUBSPOT_ACCESS_TOKEN"], host=sandbox.hubspot_base_url,
-                 ssl_ca_cert=str(sandbox.ca_bundle))
-    hs_map = dict(config.model.connectors.hubspot.fields)
-    hs_ids = [
-        hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties=hubspot_contact(lead, hs_map))).id
-        for lead in leads
-    ]
-    return {"salesforce": sf_ids, "hubspot": hs_ids}
-
-
-def _sf_token(sandbox: Any, session: requests.Session) -> str:
-    env = sandbox.env()
-    response = session.post(f"{env['SALESFORCE_LOGIN_URL']}/services/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": env["SALESFORCE_CLIENT_ID"],
-        "client_secret": env["SALESFORCE_CLIENT_SECRET"],
-    })
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
 def wait_until(check: Callable[[], bool], timeout: float, stack: Stack, what: str) -> None:
+    """Until ``check()`` holds; fails at once if one of the stack's processes died unexpectedly."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
+        if dead := stack.processes.died():
+            raise AssertionError(f"{', '.join(dead)} died while waiting for {what}\n{stack.logs()}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}\n{stack.logs()}")
 
@@ -216,9 +183,8 @@ def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_o
     stack: Any, sandbox: Any, admin: Any
 ) -> None:
     s, rt, sink = stack
-    created = create_through_apis(sandbox, rt.config, 1000, seed=11)
-    s.start("worker")
-    s.start("beat")
+    created = s.feeder.create_through_apis(synthetic_leads(1000, seed=11))
+    s.start("worker", "beat")
     every = created["salesforce"] + created["hubspot"]
     wait_until(lambda: decided(rt, "salesforce", created["salesforce"]) + decided(rt, "hubspot", created["hubspot"])
                == len(every), 240, s, "2,000 owners written")
@@ -238,11 +204,9 @@ def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_o
 
 def test_killing_the_worker_mid_batch_loses_nothing_and_claims_nothing_twice(stack: Any, admin: Any) -> None:
     s, rt, _ = stack
-    sf_map = dict(rt.config.model.connectors.salesforce.fields)
     admin.patch_faults(latency_ms=250, apis=["salesforce"])  # slow the CRM so the kill lands mid-batch
-    ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in synthetic_leads(1000, seed=5)])
-    s.start("worker")
-    s.start("beat")
+    ids = s.feeder.load("salesforce", synthetic_leads(1000, seed=5))
+    s.start("worker", "beat")
     wait_until(lambda: decided(rt, "salesforce", ids) >= 1, 120, s, "the first owners")
     s.kill("worker")
     assert decided(rt, "salesforce", ids) < len(ids), "the kill came too late to test anything"
@@ -258,11 +222,9 @@ def test_killing_the_worker_mid_batch_loses_nothing_and_claims_nothing_twice(sta
 
 def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: Any) -> None:
     s, rt, _ = stack
-    s.start("worker")
-    s.start("beat")
-    hs_map = dict(rt.config.model.connectors.hubspot.fields)
+    s.start("worker", "beat")
     admin.set_faults(error_503_rate=1.0, apis=["hubspot"])
-    ids = admin.hs_load([{"properties": hubspot_contact(lead, hs_map)} for lead in synthetic_leads(150, seed=9)])
+    ids = s.feeder.load("hubspot", synthetic_leads(150, seed=9))
     time.sleep(6)
     assert decided(rt, "hubspot", ids) == 0
     admin.clear_faults()
@@ -271,22 +233,15 @@ def test_a_crm_outage_backs_up_leads_that_drain_once_it_ends(stack: Any, admin: 
 
 
 def test_webhooks_route_leads_and_forged_stale_or_replayed_events_change_nothing(stack: Any, admin: Any) -> None:
-    from worker.store.connection import free_port
     from worker.web.receivers import hubspot_v3_signature
 
     s, rt, _ = stack
     secret = "e2e-hubspot-app-secret"
     s.env["HUBSPOT_APP_SECRET"] = secret
     s.config_path.write_text(s.config_path.read_text().replace("poll_every: 1s", "poll_every: 1h"))  # webhooks only
-    port = free_port()
-    s.start("worker")
-    log = (s.tmp / "web.log").open("ab")
-    s.procs["web"] = subprocess.Popen([sys.executable, "-m", "worker.cli", "web", "--port", str(port)], cwd=ROOT,
-                                      env=s.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/webhooks/hubspot"
-    wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), 60, s, "the web process")
-    hs_map = dict(rt.config.model.connectors.hubspot.fields)
-    ids = admin.hs_load([{"properties": hubspot_contact(lead, hs_map)} for lead in synthetic_leads(5, seed=4)])
+    s.start("worker", "web")  # the web process is ready once /healthz answers
+    url = f"{s.url('web')}/webhooks/hubspot"
+    ids = s.feeder.load("hubspot", synthetic_leads(5, seed=4))
 
     def post(events: list[dict[str, Any]], *, key: str = secret, age_ms: int = 0) -> requests.Response:
         body = json.dumps(events).encode()
@@ -312,9 +267,3 @@ def test_webhooks_route_leads_and_forged_stale_or_replayed_events_change_nothing
         assert len(rt.store.decisions_for_lead(LeadRef("hubspot", "contacts", lead_id))) == 1
     assert rt.pending.depth("hubspot") == 0
 
-
-def _up(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False

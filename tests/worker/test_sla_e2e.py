@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.worker.test_e2e import INTAKE_QUEUE, Sink, Stack, decided, wait_until
+from tests.worker.test_e2e import Sink, Stack, decided, wait_until
 from worker.app.runtime import Runtime
-from worker.devtools.synthetic import salesforce_lead, synthetic_leads
+from worker.devtools.synthetic import synthetic_leads
 
 SLA = {
     "sweep_every": "1s",
@@ -58,15 +58,13 @@ def sla_events(rt: Runtime, ids: list[str]) -> dict[str, Counter[str]]:
 
 def test_every_lead_ends_as_its_ladder_dictates_each_step_once(sla_stack: Any, admin: Any) -> None:
     s, rt, sink = sla_stack
-    sf_map = dict(rt.config.model.connectors.salesforce.fields)
     # all through one path (rule demo-requests-smb, round robin over tom, raj, kim): no named
     # accounts, no other rule, so a reassignment always has another rep to go to
     leads = [dict(lead, lead_source="Demo Request", employees="20", country="US", state="FL", industry="Retail",
                   email=f"buyer{i}@shop{i}.example", website="")
              for i, lead in enumerate(synthetic_leads(200, seed=21))]
-    ids = admin.sf_load("Lead", [salesforce_lead(lead, sf_map, INTAKE_QUEUE) for lead in leads])
-    s.start("worker")
-    s.start("beat")
+    ids = s.feeder.load("salesforce", leads)
+    s.start("worker", "beat")
     wait_until(lambda: decided(rt, "salesforce", ids) == len(ids), 60, s, "200 owners written")
     acked, taken, converted, ignored = ids[:50], ids[50:100], ids[100:150], ids[150:]
     for lead_id in acked:
