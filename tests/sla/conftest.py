@@ -3,14 +3,16 @@
 The double implements the connector methods the sweep uses (``read_acks``, ``fetch``,
 ``write_owners``, ``attach_reasons``) with the real connector data types and the real
 condition evaluator, on Salesforce's default signals: acknowledged when ``Status`` has
-left "Open - Not Contacted", closed when ``IsConverted``. Tests act as reps by editing
+left "Open - Not Contacted", closed when ``IsConverted``. It keeps the read and write parts of
+the connector contract the real connectors keep (``tests/connectors/contract.py``, run against
+it by ``tests/connectors/test_contract_sla_double.py``). Tests act as reps by editing
 ``crm.records`` and can make writes fail per record.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,12 +90,19 @@ def sla(config: RoutingConfig) -> CompiledSla:
 
 
 class FakeCrm:
-    """A Salesforce-shaped CRM in memory, speaking the connector interface the sweep uses."""
+    """A Salesforce-shaped CRM in memory, speaking the connector interface the sweep uses.
+
+    As the real connectors do, it reads only the records it has, writes each record on its own
+    (an unknown record or owner fails that record alone, the last update of an id wins) and
+    leaves the reason alone when an owner update carries none. ``owners`` are the user and
+    queue ids that can own records.
+    """
 
     name = "salesforce"
 
-    def __init__(self, settings: SalesforceSettings | None = None) -> None:
+    def __init__(self, owners: Iterable[str], settings: SalesforceSettings | None = None) -> None:
         self.settings = settings or SalesforceSettings.model_validate({"fields": {**SALESFORCE_LEAD_FIELDS, "Score__c": "score"}})
+        self.owners = frozenset(owners)
         self.records: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, int]] = []
         self.fail: dict[str, str] = {}  # record id -> "retriable" | "fatal" for the next owner write
@@ -133,25 +142,50 @@ class FakeCrm:
         out = []
         for u in updates:
             failure = self.fail.pop(u.id, None)
+            record = self.records.get(u.id)
             if failure:
                 out.append(WriteResult.failure(u.id, retriable=failure == "retriable", code="UNABLE_TO_LOCK_ROW"
                                                if failure == "retriable" else "INVALID_CROSS_REFERENCE_KEY",
                                                message="refused"))
-                continue
-            self.records[u.id].update(OwnerId=u.owner_id, Routing_Reason__c=u.reason)
-            out.append(WriteResult.success(u.id))
+            elif record is None:
+                out.append(_deleted(u.id))
+            elif u.owner_id not in self.owners:
+                out.append(WriteResult.failure(u.id, retriable=False, code="INVALID_CROSS_REFERENCE_KEY",
+                                               message=f"owner id {u.owner_id}: no such user or queue"))
+            else:
+                record["OwnerId"] = u.owner_id
+                if u.reason is not None:
+                    record["Routing_Reason__c"] = u.reason
+                out.append(WriteResult.success(u.id))
         return out
 
     def attach_reasons(self, reasons: Mapping[str, str]) -> list[WriteResult]:
         self.calls.append(("attach_reasons", len(reasons)))
+        out = []
         for i, text in reasons.items():
-            self.records[i]["Routing_Reason__c"] = text
-        return [WriteResult.success(i) for i in reasons]
+            record = self.records.get(i)
+            if record is None:
+                out.append(_deleted(i))
+                continue
+            record["Routing_Reason__c"] = text
+            out.append(WriteResult.success(i))
+        return out
 
     def count(self, call: str) -> int:
         return sum(1 for name, _ in self.calls if name == call)
 
 
+def _deleted(record_id: str) -> WriteResult:
+    return WriteResult.failure(record_id, retriable=False, code="ENTITY_IS_DELETED", message="entity is deleted")
+
+
+def crm_owner_ids(config: RoutingConfig) -> set[str]:
+    """The Salesforce ids of the config's reps and queues: who can own a lead in the double."""
+    reps = {rep.crm_ids["salesforce"] for rep in config.reps.values() if "salesforce" in rep.crm_ids}
+    queues = {ids["salesforce"] for ids in config.model.queues.values() if "salesforce" in ids}
+    return reps | queues
+
+
 @pytest.fixture
-def crm() -> FakeCrm:
-    return FakeCrm()
+def crm(config: RoutingConfig) -> FakeCrm:
+    return FakeCrm(crm_owner_ids(config))
