@@ -52,6 +52,7 @@ from connectors.base import (
     Watermark,
     WriteResult,
 )
+from connectors.domains import domain_of
 from connectors.mapping import evaluate, to_lead
 from connectors.ratelimit import RateLimiter
 from connectors.redact import register_secret
@@ -563,8 +564,6 @@ class SalesforceConnector(CrmConnector):
         """Owner of the oldest Account whose Website is on each domain (else, if configured, of the
         Account of the oldest Contact with an email on it): ``ACCOUNT_DOMAINS_PER_QUERY`` domains
         a query, plus one on Contacts for the rest when configured."""
-        from connectors.domains import domain_of  # loads the public-suffix list: only when first needed
-
         found: dict[str, str] = {}
         for start in range(0, len(domains), ACCOUNT_DOMAINS_PER_QUERY):
             chunk = set(domains[start : start + ACCOUNT_DOMAINS_PER_QUERY])

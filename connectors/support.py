@@ -36,6 +36,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from connectors import metrics
 from connectors.base import Connector, ConnectorConfigError, ConnectorError, OwnerUpdate, RetriableError, WriteResult
+from connectors.domains import domain_of
 from connectors.ratelimit import LocalTokenBucket, RateLimiter, RateLimitTimeout, TokenBucket
 from connectors.redact import redact_event, redact_text, register_secret
 from connectors.settings import DailyLimitSettings, RateLimitSettings, RetrySettings
@@ -480,8 +481,6 @@ class CrmConnector(Connector):
         account and costs nothing. Cached answers (including "none") come from the cache; the
         CRM is asked once for all the others.
         """
-        from connectors.domains import domain_of  # loads the public-suffix list: only when first needed
-
         out: dict[str, str | None] = {}
         wanted: dict[str, list[str]] = {}  # normalised domain -> the spellings asked for
         for given in dict.fromkeys(domains):
