@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from worker.cli.db import app as db_app
 from worker.cli.simulate import LeadFileError, read_leads, read_loads, summarise
 from worker.cli.simulate import simulate as simulate_leads
 from worker.config import ConfigError, RoutingConfig, load_config
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(db_app, name="db")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

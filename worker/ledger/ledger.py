@@ -1,0 +1,166 @@
+"""The ledger: write batches of events exactly once, read them back by lead or by period, prune.
+
+The writer is fed in batches off the routing path (by the ledger task, from a Redis outbox),
+so it is built for throughput and replays: one transaction per batch, rows sent as
+multi-row inserts, and every row keyed by ``event_id`` with ``ON CONFLICT DO NOTHING``, so a
+batch written twice, or a batch that repeats an event, leaves each event once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from worker.ledger.database import create_ledger_engine
+from worker.ledger.events import KINDS, InvalidEvent, LedgerEvent, coerce
+from worker.ledger.migrate import upgrade
+from worker.ledger.schema import COLUMNS, events
+
+_WRITTEN = tuple(c for c in COLUMNS if c != "id")
+_STRINGS = frozenset(c.name for c in events.columns if c.type.python_type is str)
+_ORDER = (events.c.at, events.c.id)
+
+
+class Ledger:
+    """The routing ledger in one database (PostgreSQL or SQLite).
+
+    ``Ledger.open()`` connects to ``DATABASE_URL`` (or the embedded SQLite file) and migrates
+    it; ``Ledger(engine)`` wraps an engine you made, as is.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            statement: Any = postgresql.insert(events)
+        elif dialect == "sqlite":
+            statement = sqlite.insert(events)
+        else:
+            raise ValueError(f"the ledger runs on PostgreSQL or SQLite, not {dialect}")
+        self.engine = engine
+        self._insert = statement.on_conflict_do_nothing(index_elements=[events.c.event_id])
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate: bool = True) -> Ledger:
+        """The ledger at ``url`` (default ``DATABASE_URL``, else ``./var/ledger.sqlite3``), migrated unless told not to."""
+        ledger = cls(create_ledger_engine(url))
+        if migrate:
+            ledger.upgrade()
+        return ledger
+
+    def upgrade(self) -> str:
+        """Migrate the database to the newest schema; the revision it is now at."""
+        return upgrade(self.engine)
+
+    def close(self) -> None:
+        """Close the engine's pooled connections."""
+        self.engine.dispose()
+
+    def write(self, batch: Iterable[LedgerEvent | Mapping[str, Any]]) -> int:
+        """Store a batch in one transaction; how many events were new.
+
+        Events already in the ledger (same ``event_id``), and repeats within the batch (the
+        first one counts), are skipped, so writing a batch again is harmless. Dicts are
+        checked as :meth:`LedgerEvent.from_dict` does, before anything is written: one
+        invalid event fails the whole batch with :class:`InvalidEvent`, and nothing is stored.
+        """
+        recorded_at = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for item in batch:
+            event = coerce(item)
+            if event.event_id not in seen:
+                seen.add(event.event_id)
+                rows.append(_row(event, recorded_at))
+        if not rows:
+            return 0
+        with self.engine.begin() as connection:
+            result = connection.execution_options(preserve_rowcount=True).execute(self._insert, rows)
+            return result.rowcount
+
+    def for_lead(self, crm: str, lead_id: str, object: str | None = None) -> list[LedgerEvent]:
+        """Everything that happened to one lead, oldest first (``leadroute explain``)."""
+        query = select(events).where(events.c.crm == crm, events.c.lead_id == lead_id)
+        if object is not None:
+            query = query.where(events.c.object == object)
+        with self.engine.connect() as connection:
+            return [LedgerEvent.from_row(row) for row in connection.execute(query.order_by(*_ORDER)).mappings()]
+
+    def between(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Iterable[str] | None = None,
+        *,
+        batch_size: int = 2000,
+    ) -> Iterator[LedgerEvent]:
+        """Events with ``since <= at < until`` (either end open when None), oldest first, streamed.
+
+        Rows are fetched ``batch_size`` at a time (a server-side cursor on PostgreSQL), so a
+        year's export holds one batch in memory, not the year. The connection stays open
+        until the iterator is exhausted or closed.
+        """
+        query = select(events).where(*_period(since, until, kinds)).order_by(*_ORDER)
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=batch_size).execute(query)
+            for row in result.mappings():
+                yield LedgerEvent.from_row(row)
+
+    def count(self, since: datetime | None = None, until: datetime | None = None,
+              kinds: Iterable[str] | None = None) -> int:
+        """How many events :meth:`between` would yield."""
+        query: Select[Any] = select(func.count()).select_from(events).where(*_period(since, until, kinds))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def prune(self, before: datetime, *, batch_size: int = 10_000) -> int:
+        """Delete events that happened before ``before``; how many went (retention).
+
+        Deleted ``batch_size`` at a time, each in its own transaction, so pruning years of
+        history never holds the write lock long enough to stall the ledger task (SQLite) or
+        builds one huge transaction (PostgreSQL).
+        """
+        cutoff = _aware("before", before)
+        chunk = select(events.c.id).where(events.c.at < cutoff).limit(batch_size).scalar_subquery()
+        total = 0
+        while True:
+            with self.engine.begin() as connection:
+                deleted = connection.execute(delete(events).where(events.c.id.in_(chunk))).rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+
+def _row(event: LedgerEvent, recorded_at: datetime) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in _WRITTEN}
+    row["recorded_at"] = recorded_at
+    for name in _STRINGS:
+        value = row[name]
+        if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text: drop it, not the batch
+            row[name] = value.replace("\x00", "")
+    return row
+
+
+def _period(since: datetime | None, until: datetime | None, kinds: Iterable[str] | None) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if since is not None:
+        where.append(events.c.at >= _aware("since", since))
+    if until is not None:
+        where.append(events.c.at < _aware("until", until))
+    if kinds is not None:
+        wanted = sorted(set(kinds))
+        unknown = [k for k in wanted if k not in KINDS]
+        if unknown:
+            raise InvalidEvent(f"kinds: {', '.join(unknown)} not among {', '.join(sorted(KINDS))}")
+        where.append(events.c.kind.in_(wanted))
+    return where
+
+
+def _aware(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name}: {value.isoformat()} has no time zone; pass an aware datetime (UTC)")
+    return value.astimezone(UTC)

@@ -1,0 +1,103 @@
+"""The ledger's one table, ``events``, in SQLAlchemy Core: append-only, one row per event.
+
+What reports group and filter by is a typed column (kind, time, rule, pool, owner, tier,
+source, arm, config version, waits, amount), so a report over a million decisions is a scan
+of plain columns, never a parse of JSON; everything else an explanation needs rides in
+``data``. The column names are a contract with the warehouse (``docs/ledger.md``): add
+columns, never rename one. Every change ships as an Alembic migration in ``migrations/``;
+``tests/ledger`` checks that the migrations build exactly this table.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back timezone-aware, on both databases.
+
+    PostgreSQL has ``timestamptz``; SQLite has no time type, and SQLAlchemy would store an
+    aware datetime's local wall time there without its offset. So values are converted to
+    UTC before they are stored, and a naive value read back is UTC by construction.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: the ledger stores UTC and will not guess")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> Any:
+    """JSON, as ``jsonb`` on PostgreSQL (queryable, indexable) and text on SQLite."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+events = Table(
+    "events",
+    metadata,
+    # insertion order, for paging through a range; not an identity to keep (event_id is)
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(), nullable=False),
+    Column("kind", String(), nullable=False),
+    Column("crm", String(), nullable=False),
+    Column("object", String(), nullable=False),
+    Column("lead_id", String(), nullable=False),
+    Column("epoch", Integer()),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False, server_default=func.current_timestamp()),
+    Column("config_version", String()),
+    Column("owner", String()),
+    Column("previous_owner", String()),
+    Column("actor", String()),
+    Column("rule", String()),
+    Column("pool", String()),
+    Column("tier", String()),
+    Column("source", String()),
+    Column("arm", String()),
+    Column("status", String()),
+    Column("wait_seconds", Float()),
+    Column("wait_business_seconds", Float()),
+    Column("amount", Numeric(18, 4, asdecimal=False)),
+    Column("currency", String()),
+    Column("lead_created_at", UtcDateTime()),
+    Column("data", _json(), nullable=False),
+    Index("uq_events_event_id", "event_id", unique=True),  # the idempotency key: a replayed event is a conflict, not a row
+    Index("ix_events_lead", "crm", "lead_id", "at"),  # leadroute explain
+    Index("ix_events_kind_at", "kind", "at"),  # reports and exports: one kind over a period
+    Index("ix_events_at", "at"),  # retention (prune) and all kinds over a period
+    Index("ix_events_owner_at", "owner", "at"),  # one rep's history
+)
+
+COLUMNS: tuple[str, ...] = tuple(c.name for c in events.columns)
