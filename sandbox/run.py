@@ -180,7 +180,8 @@ class _CoalescingTransport:
 
 def _protocol_class() -> type:
     """uvicorn's HTTP protocol, remembering each connection's transport for the drop fault."""
-    try:  # httptools is the fast one; h11 is uvicorn's pure-Python fallback
+    try:
+        # httptools is the fast protocol; h11 is uvicorn's pure-Python fallback
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # pragma: no cover - httptools is a dependency
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]

@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from celery import Celery
 from celery.signals import setup_logging, task_prerun
 from kombu import Exchange, Queue
 
+from worker.app.broker import QUEUES, broker_url
 from worker.config import config_path, load_config
 from worker.observability.logs import configure_from_env
 from worker.store.connection import embedded_url
-
-QUEUES = ("ingest", "route", "notify", "sla")
-
-
-def broker_url(redis_url: str) -> str:
-    """A kombu broker URL for a redis-py URL (``unix://`` becomes ``redis+socket://``)."""
-    parts = urlsplit(redis_url)
-    if parts.scheme == "unix":
-        db = parse_qs(parts.query).get("db", ["0"])[0]
-        return f"redis+socket://{parts.path}?virtual_host={db}"
-    return redis_url
 
 
 def _redis_url() -> str:

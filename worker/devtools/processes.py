@@ -30,18 +30,15 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 from celery.utils.nodenames import default_nodename, host_format
 
+from worker.app.broker import QUEUES, broker_url
 from worker.store.connection import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_APP = "worker.app.celery_app"
-# worker.app.celery_app.QUEUES; not imported from there: importing the app reads REDIS_URL and,
-# when it is unset, starts an embedded Redis in this process.
-QUEUES = ("ingest", "route", "notify", "sla")
 POLL_SECONDS = 0.1
 
 
@@ -136,15 +133,6 @@ class CeleryPing:
 
     def __str__(self) -> str:
         return f"{self.nodename} answering a Celery ping"
-
-
-def broker_url(redis_url: str) -> str:
-    """A kombu broker URL for a redis-py URL, as ``worker.app.celery_app.broker_url`` makes it."""
-    parts = urlsplit(redis_url)
-    if parts.scheme == "unix":
-        db = parse_qs(parts.query).get("db", ["0"])[0]
-        return f"redis+socket://{parts.path}?virtual_host={db}"
-    return redis_url
 
 
 def node_name(name: str | None) -> str:
