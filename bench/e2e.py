@@ -470,18 +470,6 @@ def read_metrics(directory: Path) -> dict[str, float]:
     return out
 
 
-def metric_sum(metrics: dict[str, float], name: str, **labels: str) -> float:
-    total = 0.0
-    for key, value in metrics.items():
-        base, _, rest = key.partition("{")
-        if base != name:
-            continue
-        have = dict(kv.split("=", 1) for kv in rest.rstrip("}").split(",") if kv)
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += value
-    return total
-
-
 def metric_by(metrics: dict[str, float], name: str, label: str, **labels: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in metrics.items():

@@ -103,13 +103,6 @@ class RedisServer:
             return f"unix://{self.unix_socket}"
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def celery_url(self) -> str:
-        """The same server in the URL form kombu (Celery's broker/backend) understands."""
-        if self.unix_socket is not None:
-            return f"redis+socket://{self.unix_socket}"
-        return self.url
-
     def _config(self) -> list[str]:
         args = [
             "--bind", "127.0.0.1",
