@@ -322,24 +322,16 @@ def salesforce(serve: Serve, queue: Queue, seen: Seen) -> str:
     return serve(create_app(enqueue=queue, first_seen=seen, settings=WebSettings(salesforce_org_ids=frozenset({ORG}))))
 
 
-def test_an_outbound_message_is_enqueued_and_acknowledged_with_the_exact_envelope(salesforce: str, queue: Queue) -> None:
+def test_an_outbound_message_is_enqueued_and_acknowledged_with_the_soap_ack(salesforce: str, queue: Queue) -> None:
     body = outbound_message(
         notifications=[("04l000000000001AAA", "00Q000000000001AAA"), ("04l000000000002AAA", "00Q000000000002AAA")]
     )
     response = post_salesforce(salesforce, body)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/xml; charset=utf-8"
-    assert response.text == SALESFORCE_ACK
-    assert SALESFORCE_ACK == (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">\n'
-        "  <soapenv:Body>\n"
-        '    <notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">\n'
-        "      <Ack>true</Ack>\n"
-        "    </notificationsResponse>\n"
-        "  </soapenv:Body>\n"
-        "</soapenv:Envelope>\n"
-    )
+    envelope = ElementTree.fromstring(response.content)
+    assert envelope.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
+    assert [child.tag for child in envelope] == ["{http://schemas.xmlsoap.org/soap/envelope/}Body"]
     ack = ElementTree.fromstring(response.content).find(
         "{http://schemas.xmlsoap.org/soap/envelope/}Body/{http://soap.sforce.com/2005/09/outbound}notificationsResponse/"
         "{http://soap.sforce.com/2005/09/outbound}Ack"
