@@ -96,6 +96,29 @@ def test_a_batch_is_written_once_however_often_it_is_written(ledger: Ledger, eve
     assert {e.event_id: e.recorded_at for e in ledger.between()} == first  # the first write stands
 
 
+def test_the_same_batch_written_by_two_workers_at_once_is_stored_once(ledger: Ledger, event: EventFactory) -> None:
+    batch = [event(n) for n in range(300)]
+    start = threading.Barrier(2)
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        start.wait()
+        try:
+            written.append(ledger.write(batch))
+        except BaseException as exc:  # the test reports it below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sum(written) == 300  # each event counted new by exactly one of them
+    assert ledger.count() == 300
+
+
 def test_a_replayed_batch_with_new_events_adds_only_the_new_ones(ledger: Ledger, event: EventFactory) -> None:
     ledger.write([event(n) for n in range(3)])
     assert ledger.write([event(n) for n in range(6)]) == 3
@@ -243,6 +266,7 @@ def test_the_json_context_round_trips(ledger: Ledger, event: EventFactory) -> No
         "unreadable": [],
         "nested": {"deadlines": [{"rung": 0, "due": "2026-03-02T09:15:00+00:00"}], "big": 2**53},
         "reason": "emea-enterprise: DE, 4,200 employees -> pool emea (least loaded: mike 1/1) ✓",
+        "notes": "line 1\nline 2\ttab \\N \\ backslash \"quoted\" 'single' \r",
         "empty": {},
     }
     ledger.write([event(1, data=context), event(2, data={})])
@@ -255,6 +279,13 @@ def test_context_values_json_lacks_are_stored_as_their_plain_form(ledger: Ledger
     ledger.write([event(1, data={"due": due, "reps": ("mike", "anna"), "langs": {"de", "en"}})])
     assert ledger.for_lead("salesforce", event(1).lead_id)[0].data == {
         "due": "2026-03-02T10:00:00+00:00", "reps": ["mike", "anna"], "langs": ["de", "en"]}
+
+
+def test_typed_columns_keep_characters_a_bulk_load_must_escape(ledger: Ledger, event: EventFactory) -> None:
+    awkward = "tab\there, new\nline, \\N, back\\slash, \"quote\", 'single', \\., ü"
+    ledger.write([event(1, source=awkward, owner="queue:EMEA inbound", actor="")])
+    (stored,) = ledger.for_lead("salesforce", event(1).lead_id)
+    assert (stored.source, stored.owner, stored.actor) == (awkward, "queue:EMEA inbound", "")
 
 
 def test_a_nul_character_from_a_crm_field_is_dropped_not_the_batch(ledger: Ledger, event: EventFactory) -> None:

