@@ -8,7 +8,9 @@ counters.  It is not rate limited, not counted and needs no token: it listens on
 
 from __future__ import annotations
 
+import calendar
 import json
+from datetime import date
 from typing import Any
 
 from .clock import hs_datetime, now_ms, today_str, wall_ms
@@ -16,6 +18,7 @@ from .faults import merge_limits
 from .http import Ctx, Resp
 from .hubspot import note_logged
 from .ids import to_sf18
+from .schema import HS_DEAL_STAGE_BY_ID, HS_DEAL_STAGES, HS_LIFECYCLE, OPPORTUNITY_STAGES, STAGE_BY_NAME
 from .state import RequestError, SandboxState, generate
 
 A = "/__sandbox"
@@ -286,8 +289,16 @@ def sf_activity(ctx: Ctx) -> Resp:
     return Resp(201, {"task": _render_sf(ctx, task_obj, task), "record": _render_sf(ctx, obj, rec)})
 
 
+def _end_of_quarter(today: date) -> str:
+    month = (today.month - 1) // 3 * 3 + 3
+    return date(today.year, month, calendar.monthrange(today.year, month)[1]).isoformat()
+
+
 def sf_convert(ctx: Ctx) -> Resp:
-    """Convert a lead: creates (or reuses by name) an Account and a Contact owned by the lead owner."""
+    """Convert a lead as ``convertLead`` does: creates (or reuses by name) an Account, a Contact and, unless
+    ``"opportunity": false``, an Opportunity (``"opportunity": {field: value}`` sets its fields; by default it
+    is named after the company, at the first stage, closing at the end of the quarter), all owned by the lead
+    owner; the lead gets ``IsConverted``, ``ConvertedDate`` (today) and the ``Converted...Id`` fields."""
     obj, rec = _sf_rec(ctx)
     if obj.name != "Lead":
         raise ValueError("only leads can be converted")
@@ -298,6 +309,19 @@ def sf_convert(ctx: Ctx) -> Resp:
     sf = ctx.state.sf
     owner = rec.get("OwnerId") if (rec.get("OwnerId") or "").startswith("005") else actor
     company = rec.get("Company") or "Unknown"
+    spec = body.get("opportunity", True)
+    if not isinstance(spec, bool | dict):
+        raise ValueError("'opportunity' must be true, false or an object of Opportunity fields")
+    opportunity_values: dict[str, Any] | None = None
+    opp_obj = sf.schema["Opportunity"]
+    if spec is not False:  # checked before anything is created, so a bad field leaves the lead as it was
+        given, read_only = sf.parse_payload(opp_obj, spec if isinstance(spec, dict) else {})
+        opportunity_values = {"Name": f"{company}-", "StageName": OPPORTUNITY_STAGES[0].name,
+                              "CloseDate": _end_of_quarter(date.fromisoformat(today_str())), "OwnerId": owner,
+                              "LeadSource": rec.get("LeadSource"), **given}
+        err = sf.check_values(opp_obj, opportunity_values, read_only, creating=True)
+        if err:
+            raise RequestError(400, [err])
     account = next((a for a in sf.live("Account") if (a.get("Name") or "").lower() == company.lower()), None)
     if account is None:
         account = sf.apply(sf.schema["Account"], None, {"Name": company, "Website": rec.get("Website"),
@@ -307,10 +331,44 @@ def sf_convert(ctx: Ctx) -> Resp:
         "Phone": rec.get("Phone"), "Title": rec.get("Title"), "AccountId": account["Id"], "OwnerId": owner,
         "LeadSource": rec.get("LeadSource"),
     }, actor=actor, auto_assign=False)
+    opportunity = None
+    if opportunity_values is not None:
+        opportunity = sf.apply(opp_obj, None, {**opportunity_values, "AccountId": account["Id"]}, actor=actor,
+                               auto_assign=False)
     rec.update({"IsConverted": True, "Status": "Closed - Converted", "ConvertedDate": today_str(),
-                "ConvertedAccountId": account["Id"], "ConvertedContactId": contact["Id"]})
+                "ConvertedAccountId": account["Id"], "ConvertedContactId": contact["Id"],
+                "ConvertedOpportunityId": opportunity["Id"] if opportunity else None})
     sf.touch(rec, actor)
-    return Resp(200, {"lead": _render_sf(ctx, obj, rec), "account_id": account["Id"], "contact_id": contact["Id"]})
+    return Resp(200, {"lead": _render_sf(ctx, obj, rec), "account_id": account["Id"], "contact_id": contact["Id"],
+                      "opportunity_id": opportunity["Id"] if opportunity else None})
+
+
+def sf_stage(ctx: Ctx) -> Resp:
+    """Move an opportunity as a rep would: ``"stage"`` (a StageName), or ``"won": true|false`` for Closed Won or
+    Closed Lost, and optionally ``"amount"`` and ``"close_date"``. Closing it without a close date closes it
+    today; ``IsClosed``, ``IsWon`` and ``Probability`` follow the stage."""
+    obj, _ = _sf_rec(ctx)
+    if obj.name != "Opportunity":
+        raise ValueError("only opportunities have a stage")
+    body = _obj(ctx)
+    values: dict[str, Any] = {}
+    if "stage" in body:
+        values["StageName"] = body["stage"]
+    elif "won" in body:
+        if not isinstance(body["won"], bool):
+            raise ValueError("'won' must be true or false")
+        values["StageName"] = "Closed Won" if body["won"] else "Closed Lost"
+    if "amount" in body:
+        values["Amount"] = body["amount"]
+    if "close_date" in body:
+        values["CloseDate"] = body["close_date"]
+    if not values:
+        raise ValueError("body needs 'stage' or 'won' (and optionally 'amount' and 'close_date')")
+    stage = STAGE_BY_NAME.get(str(values.get("StageName") or "").lower())
+    if stage is not None and stage.closed and "CloseDate" not in values:
+        values["CloseDate"] = today_str()
+    ctx.body = json.dumps({**values, **({"as": body["as"]} if body.get("as") else {})}).encode()
+    return sf_edit(ctx)
 
 
 # --- HubSpot records and rep actions ---------------------------------------------------------
@@ -425,6 +483,71 @@ def hs_convert(ctx: Ctx) -> Resp:
     return _hs_edit(ctx, otype, rec, {"lifecyclestage": "opportunity", "hs_lead_status": "OPEN_DEAL"})
 
 
+def _lifecycle_at_least(ctx: Ctx, contact: dict[str, Any], stage: str) -> None:
+    """HubSpot's lifecycle-stage sync: move the contact up to ``stage``, never back."""
+    order = [s for s in HS_LIFECYCLE if s != "other"]
+    current = contact["properties"].get("lifecyclestage")
+    if current not in order or order.index(current) < order.index(stage):
+        ctx.state.hs.apply("contacts", contact, {"lifecyclestage": stage})
+
+
+def hs_add_deal(ctx: Ctx) -> Resp:
+    """A rep creates a deal for a contact: associated both ways, owned by the contact's owner, named after the
+    contact, at the pipeline's first stage unless the body (deal properties, or ``{"properties": {...}}``) says
+    otherwise; the contact's lifecycle stage moves up to ``opportunity``."""
+    otype, rec = _hs_rec(ctx)
+    if otype != "contacts":
+        raise ValueError("deals are added to contacts")
+    body = _obj(ctx)
+    hs = ctx.state.hs
+    given = body.get("properties", body)
+    if not isinstance(given, dict):
+        raise ValueError("deal properties must be an object")
+    name = " ".join(p for p in (rec["properties"].get("firstname"), rec["properties"].get("lastname")) if p)
+    props = {"dealname": f"{name or rec['properties'].get('email') or rec['id']} deal",
+             "dealstage": HS_DEAL_STAGES[0].id, "pipeline": "default", **given}
+    if rec["properties"].get("hubspot_owner_id") and "hubspot_owner_id" not in given:
+        props["hubspot_owner_id"] = rec["properties"]["hubspot_owner_id"]
+    problems = hs.validate_properties("deals", props)
+    if problems:
+        raise RequestError(400, {"error": "invalid properties", "problems": problems})
+    deal = hs.apply("deals", None, props)
+    hs.associate("deals", deal, "contacts", rec)
+    _lifecycle_at_least(ctx, rec, "opportunity")
+    return Resp(201, {"deal": _render_hs(ctx, "deals", deal), "record": _render_hs(ctx, "contacts", rec)})
+
+
+def hs_deal_stage(ctx: Ctx) -> Resp:
+    """Move a deal as a rep would: ``"stage"`` (a dealstage id), or ``"won": true|false`` for closedwon or
+    closedlost, and optionally ``"amount"`` and ``"closedate"``. A closed deal without a close date closes now;
+    a won deal makes its contacts customers."""
+    otype, rec = _hs_rec(ctx)
+    if otype != "deals":
+        raise ValueError("only deals have a stage")
+    body = _obj(ctx)
+    props: dict[str, Any] = {}
+    if "stage" in body:
+        props["dealstage"] = body["stage"]
+    elif "won" in body:
+        if not isinstance(body["won"], bool):
+            raise ValueError("'won' must be true or false")
+        props["dealstage"] = "closedwon" if body["won"] else "closedlost"
+    for key in ("amount", "closedate"):
+        if key in body:
+            props[key] = body[key]
+    if not props:
+        raise ValueError("body needs 'stage' or 'won' (and optionally 'amount' and 'closedate')")
+    resp = _hs_edit(ctx, otype, rec, props)
+    stage = HS_DEAL_STAGE_BY_ID.get(rec["properties"].get("dealstage") or "")
+    if stage is not None and stage.won:
+        hs = ctx.state.hs
+        for contact_id in rec["associations"].get("contacts", []):
+            contact = hs.find("contacts", contact_id)
+            if contact is not None:
+                _lifecycle_at_least(ctx, contact, "customer")
+    return resp
+
+
 def hs_owner_edit(ctx: Ctx) -> Resp:
     """Archive/unarchive or rename an owner (e.g. a rep who left)."""
     owner = ctx.state.hs.owners.get(ctx.params["id"])
@@ -454,7 +577,7 @@ def stop_recording(ctx: Ctx) -> Resp:
 
 
 S = A + r"/salesforce/(?P<sobject>\w+)"
-H = A + r"/hubspot/(?P<otype>contacts|companies|notes)"
+H = A + r"/hubspot/(?P<otype>contacts|companies|notes|deals)"
 
 ROUTES: list[tuple[str, str, str, Any, Any]] = [
     ("GET", A + r"/health", "admin", "health", health),
@@ -486,6 +609,8 @@ ROUTES: list[tuple[str, str, str, Any, Any]] = [
     ("POST", H + r"/(?P<id>[^/]+)/owner", "admin", "hs", hs_owner),
     ("POST", H + r"/(?P<id>[^/]+)/activity", "admin", "hs", hs_activity),
     ("POST", H + r"/(?P<id>[^/]+)/convert", "admin", "hs", hs_convert),
+    ("POST", H + r"/(?P<id>[^/]+)/deal", "admin", "hs", hs_add_deal),
+    ("POST", H + r"/(?P<id>[^/]+)/stage", "admin", "hs", hs_deal_stage),
     ("GET", S, "admin", "sf", sf_list),
     ("POST", S, "admin", "sf", sf_create),
     ("GET", S + r"/(?P<id>\w+)", "admin", "sf", sf_get),
@@ -495,4 +620,5 @@ ROUTES: list[tuple[str, str, str, Any, Any]] = [
     ("POST", S + r"/(?P<id>\w+)/owner", "admin", "sf", sf_owner),
     ("POST", S + r"/(?P<id>\w+)/activity", "admin", "sf", sf_activity),
     ("POST", S + r"/(?P<id>\w+)/convert", "admin", "sf", sf_convert),
+    ("POST", S + r"/(?P<id>\w+)/stage", "admin", "sf", sf_stage),
 ]

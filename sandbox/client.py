@@ -143,8 +143,19 @@ class AdminClient:
     def sf_change_owner(self, record_id: str, owner_id: str, sobject: str = "Lead") -> Any:
         return self.request("POST", f"/salesforce/{sobject}/{record_id}/owner", {"owner_id": owner_id})
 
-    def sf_convert(self, record_id: str) -> Any:
-        return self.request("POST", f"/salesforce/Lead/{record_id}/convert", {})
+    def sf_convert(self, record_id: str, *, opportunity: bool | dict[str, Any] = True) -> Any:
+        """Convert a lead; ``opportunity``: create one (``True``), none (``False``), or one with these fields."""
+        return self.request("POST", f"/salesforce/Lead/{record_id}/convert", {"opportunity": opportunity})
+
+    def sf_set_stage(self, opportunity_id: str, stage: str | None = None, *, won: bool | None = None,
+                     amount: float | None = None, close_date: str | None = None) -> Any:
+        """Move an opportunity to ``stage`` (or Closed Won / Closed Lost by ``won``), with an amount and close date."""
+        body: dict[str, Any] = {"stage": stage} if stage is not None else {"won": won} if won is not None else {}
+        if amount is not None:
+            body["amount"] = amount
+        if close_date is not None:
+            body["close_date"] = close_date
+        return self.request("POST", f"/salesforce/Opportunity/{opportunity_id}/stage", body)
 
     def sf_delete(self, sobject: str, record_id: str) -> Any:
         return self.request("DELETE", f"/salesforce/{sobject}/{record_id}")
@@ -179,4 +190,18 @@ class AdminClient:
 
     def hs_delete(self, record_id: str, otype: str = "contacts") -> Any:
         return self.request("DELETE", f"/hubspot/{otype}/{record_id}")
+
+    def hs_add_deal(self, contact_id: str, **properties: Any) -> Any:
+        """Create a deal associated with the contact (``{"deal": ..., "record": contact}``)."""
+        return self.request("POST", f"/hubspot/contacts/{contact_id}/deal", {"properties": properties})
+
+    def hs_set_deal_stage(self, deal_id: str, stage: str | None = None, *, won: bool | None = None,
+                          amount: float | str | None = None, closedate: str | None = None) -> Any:
+        """Move a deal to ``stage`` (or closedwon / closedlost by ``won``), with an amount and close date."""
+        body: dict[str, Any] = {"stage": stage} if stage is not None else {"won": won} if won is not None else {}
+        if amount is not None:
+            body["amount"] = amount
+        if closedate is not None:
+            body["closedate"] = closedate
+        return self.request("POST", f"/hubspot/deals/{deal_id}/stage", body)
 

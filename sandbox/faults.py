@@ -29,6 +29,8 @@ DEFAULT_LIMITS: dict[str, dict[str, Any]] = {
         "search_page_max": 200,
         "search_total_max": 10_000,
         "batch_max": 100,
+        "association_batch_max": 1000,
+        "association_page_max": 500,
     },
 }
 

@@ -1,4 +1,5 @@
-"""HubSpot CRM v3 emulation: objects (contacts, companies, notes), search, batch, owners.
+"""HubSpot CRM v3 emulation: objects (contacts, companies, notes, deals), search, batch, owners, and the
+v4 associations batch read.
 
 Shapes follow HubSpot's published OpenAPI specifications (tests validate against them), and
 the limits follow HubSpot's documentation: a rolling ten-second burst limit with
@@ -8,6 +9,8 @@ endpoints, 200 results per search page and no paging past 10,000 results.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -18,14 +21,21 @@ from typing import Any
 from .clock import advance, hs_datetime, now_ms, parse_date, parse_datetime_ms, wall_ms
 from .http import JSON_HS, Ctx, Resp
 from .ids import correlation_id
-from .schema import HS_MODIFIED_PROPERTY, HS_SINGULAR
+from .schema import HS_ASSOCIATION_TYPES, HS_MODIFIED_PROPERTY, HS_SINGULAR
 from .state import HubSpotStore, RequestError, SandboxState
 
-OBJECT_TYPES = ("contacts", "companies", "notes")
+OBJECT_TYPES = ("contacts", "companies", "notes", "deals")
 OPERATORS = ("EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY",
              "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN")
-SEARCHABLE = ("firstname", "lastname", "email", "phone", "company", "name", "domain", "website", "hs_note_body")
-ASSOCIATION_TARGETS = {202: "contacts", 190: "companies", 1: "companies", 279: "companies", 280: "contacts"}
+SEARCHABLE = ("firstname", "lastname", "email", "phone", "company", "name", "domain", "website", "hs_note_body",
+              "dealname")
+ASSOCIATION_TARGETS = {202: "contacts", 190: "companies", 1: "companies", 279: "companies", 280: "contacts",
+                       3: "contacts", 4: "deals", 341: "companies", 342: "deals"}
+# how the associations API may name an object type: plural, singular, or its object type id
+OBJECT_TYPE_NAMES = {
+    **{t: t for t in OBJECT_TYPES}, "contact": "contacts", "company": "companies", "note": "notes", "deal": "deals",
+    "0-1": "contacts", "0-2": "companies", "0-3": "deals", "0-46": "notes",
+}
 MAX_FILTER_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 
 
@@ -602,6 +612,82 @@ def batch_update(ctx: Ctx) -> Resp:
     return _batch_envelope(results, started, errors)
 
 
+# --- associations (v4) ---------------------------------------------------------------------
+
+
+def _association_type(name: str) -> str:
+    otype = OBJECT_TYPE_NAMES.get(name.lower())
+    if otype is None:
+        raise hs_fail(400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}")
+    return otype
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"assoc-{offset}".encode()).decode()
+
+
+def _page_offset(token: Any) -> int:
+    if token is None or token == "":
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(str(token).encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if not text.startswith("assoc-") or not text[6:].isdigit():
+        raise hs_fail(400, "VALIDATION_ERROR", f"Invalid after token: {token}")
+    return int(text[6:])
+
+
+def associations_batch_read(ctx: Ctx) -> Resp:
+    """``POST /crm/v4/associations/{from}/{to}/batch/read``: the records of type ``to`` associated with each
+    input, at most ``association_page_max`` per input and page (``paging.next.after`` goes back in that
+    input's ``after``); an input with none (or unknown, or archived) is reported in ``errors`` (207)."""
+    hs = ctx.state.hs
+    started = now_ms()
+    frm, to = _association_type(ctx.params["frm"]), _association_type(ctx.params["to"])
+    type_id = HS_ASSOCIATION_TYPES.get((frm, to))
+    if type_id is None:
+        raise hs_fail(400, "VALIDATION_ERROR", f"There is no association definition from {frm} to {to}")
+    body = _object_body(ctx, {"inputs"})
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list):
+        raise hs_fail(400, "VALIDATION_ERROR", "Invalid input JSON: 'inputs' is required and must be a list")
+    lim = ctx.state.limits["hubspot"]
+    if len(inputs) > lim["association_batch_max"]:
+        raise hs_fail(400, "VALIDATION_ERROR", f"Batch input size {len(inputs)} exceeds the maximum of "
+                      f"{lim['association_batch_max']}", context={"maxInputs": [str(lim["association_batch_max"])]})
+    page = max(1, lim["association_page_max"])
+    results: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for item in inputs:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str | int) or isinstance(item.get("id"), bool):
+            raise hs_fail(400, "VALIDATION_ERROR", "each input needs an 'id'")
+        unknown = set(item) - {"id", "after"}
+        if unknown:
+            raise hs_fail(400, "VALIDATION_ERROR", f"Invalid input JSON: Unrecognized field \"{sorted(unknown)[0]}\"")
+        rid = str(item["id"])
+        start = _page_offset(item.get("after"))
+        rec = hs.find(frm, rid)
+        linked = [] if rec is None else sorted((i for i in rec["associations"].get(to, []) if hs.find(to, i)),
+                                               key=lambda i: int(i) if i.isdigit() else 0)
+        if not linked:
+            errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                           "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                           "message": f"No {HS_SINGULAR[to].lower()} is associated with {HS_SINGULAR[frm].lower()} {rid}.",
+                           "context": {"fromObjectId": [rid]}, "errors": [], "links": {}})
+            continue
+        chunk = linked[start : start + page]
+        result: dict[str, Any] = {"from": {"id": rid}, "to": [
+            {"toObjectId": i, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}
+            for i in chunk]}
+        if start + page < len(linked):
+            token = _page_token(start + page)
+            result["paging"] = {"next": {"after": token, "link": f"{ctx.base_url}/crm/v4/objects/{frm}/{rid}/"
+                                                                  f"associations/{to}?after={token}"}}
+        results.append(result)
+    return _batch_envelope(results, started, errors)
+
+
 # --- owners ---------------------------------------------------------------------------------
 
 
@@ -654,6 +740,8 @@ ROUTES: list[tuple[str, str, str, Any, Any]] = [
     ("GET", _O + r"/(?P<id>[^/]+)", "hubspot", _n("GET /crm/v3/objects/{otype}/{id}"), get_object),
     ("PATCH", _O + r"/(?P<id>[^/]+)", "hubspot", _n("PATCH /crm/v3/objects/{otype}/{id}"), update_object),
     ("DELETE", _O + r"/(?P<id>[^/]+)", "hubspot", _n("DELETE /crm/v3/objects/{otype}/{id}"), archive_object),
+    ("POST", r"/crm/v4/associations/(?P<frm>[^/]+)/(?P<to>[^/]+)/batch/read", "hubspot",
+     lambda p: f"POST /crm/v4/associations/{p.get('frm', '')}/{p.get('to', '')}/batch/read", associations_batch_read),
     ("GET", r"/crm/v3/owners", "hubspot", "GET /crm/v3/owners", list_owners),
     ("GET", r"/crm/v3/owners/(?P<id>[^/]+)", "hubspot", "GET /crm/v3/owners/{id}", get_owner),
 ]

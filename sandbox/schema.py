@@ -74,6 +74,32 @@ def _ref(name: str, targets: tuple[str, ...], rel: str, **kw: object) -> SfField
 
 
 LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted")
+
+
+@dataclass(frozen=True)
+class OpportunityStage:
+    """One value of Opportunity ``StageName`` with what Salesforce derives from it (the OpportunityStage object)."""
+
+    name: str
+    probability: int
+    closed: bool = False
+    won: bool = False
+
+
+# A new org's default sales process, in order.
+OPPORTUNITY_STAGES = (
+    OpportunityStage("Prospecting", 10),
+    OpportunityStage("Qualification", 10),
+    OpportunityStage("Needs Analysis", 20),
+    OpportunityStage("Value Proposition", 50),
+    OpportunityStage("Id. Decision Makers", 60),
+    OpportunityStage("Perception Analysis", 70),
+    OpportunityStage("Proposal/Price Quote", 75),
+    OpportunityStage("Negotiation/Review", 90),
+    OpportunityStage("Closed Won", 100, closed=True, won=True),
+    OpportunityStage("Closed Lost", 0, closed=True),
+)
+STAGE_BY_NAME = {s.name.lower(): s for s in OPPORTUNITY_STAGES}
 LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Trade Show", "Webinar", "Other")
 TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 
@@ -131,6 +157,8 @@ def standard_sobjects() -> dict[str, SfObject]:
                         reference_to=("Account",), relationship="ConvertedAccount", length=18),
                 SfField("ConvertedContactId", "reference", createable=False, updateable=False,
                         reference_to=("Contact",), relationship="ConvertedContact", length=18),
+                SfField("ConvertedOpportunityId", "reference", createable=False, updateable=False,
+                        reference_to=("Opportunity",), relationship="ConvertedOpportunity", length=18),
                 SfField("IsUnreadByOwner", "boolean"),
                 SfField("Description", "textarea", length=32000),
                 _ro("LastActivityDate", "date"),
@@ -171,6 +199,39 @@ def standard_sobjects() -> dict[str, SfObject]:
                 _ref("OwnerId", ("User",), "Owner"),
                 SfField("Description", "textarea", length=32000),
                 _ro("LastActivityDate", "date"),
+                *_audit(),
+            ],
+        ),
+        "Opportunity": (
+            ("Name", "StageName", "CloseDate"),
+            [
+                SfField("Name", "string", length=120, nillable=False),
+                _ref("AccountId", ("Account",), "Account"),
+                SfField("StageName", "picklist", picklist=tuple(s.name for s in OPPORTUNITY_STAGES), restricted=True,
+                        length=255, nillable=False),
+                SfField("Amount", "currency"),
+                SfField("Probability", "percent"),
+                SfField("CloseDate", "date", nillable=False),
+                SfField("Type", "picklist", length=255,
+                        picklist=("Existing Customer - Upgrade", "Existing Customer - Replacement",
+                                  "Existing Customer - Downgrade", "New Customer")),
+                SfField("LeadSource", "picklist", picklist=LEAD_SOURCES, length=40),
+                SfField("NextStep", "string", length=255),
+                _ro("IsClosed", "boolean", nillable=False),
+                _ro("IsWon", "boolean", nillable=False),
+                _ref("OwnerId", ("User",), "Owner"),
+                SfField("Description", "textarea", length=32000),
+                _ro("LastActivityDate", "date"),
+                *_audit(),
+            ],
+        ),
+        "Organization": (
+            (),
+            [
+                _ro("Name", "string", length=80),
+                _ro("DefaultCurrencyIsoCode", "picklist", length=255),
+                _ro("IsSandbox", "boolean"),
+                _ro("OrganizationType", "picklist", length=255),
                 *_audit(),
             ],
         ),
@@ -232,6 +293,11 @@ def standard_sobjects() -> dict[str, SfObject]:
     return out
 
 
+def currency_field(currencies: tuple[str, ...]) -> SfField:
+    """``CurrencyIsoCode``: on every currency-bearing object of a multi-currency org, and only there."""
+    return SfField("CurrencyIsoCode", "picklist", picklist=currencies, restricted=True, length=3)
+
+
 def custom_sf_field(name: str, spec: str | dict[str, object]) -> SfField:
     """Build a custom field from seed config: ``"double"`` or ``{"type": "picklist", ...}``."""
     if isinstance(spec, str):
@@ -271,6 +337,37 @@ HS_LIFECYCLE = (
 )
 
 
+@dataclass(frozen=True)
+class DealStage:
+    """One stage of a deal pipeline: its internal id and what HubSpot derives from it."""
+
+    id: str
+    probability: float
+    closed: bool = False
+    won: bool = False
+
+
+# The default "Sales Pipeline" (internal id ``default``) of a new portal, in order.
+HS_DEAL_STAGES = (
+    DealStage("appointmentscheduled", 0.2),
+    DealStage("qualifiedtobuy", 0.4),
+    DealStage("presentationscheduled", 0.6),
+    DealStage("decisionmakerboughtin", 0.8),
+    DealStage("contractsent", 0.9),
+    DealStage("closedwon", 1.0, closed=True, won=True),
+    DealStage("closedlost", 0.0, closed=True),
+)
+HS_DEAL_STAGE_BY_ID = {s.id: s for s in HS_DEAL_STAGES}
+# association type ids (HUBSPOT_DEFINED) between the object types the sandbox serves, by direction
+HS_ASSOCIATION_TYPES = {
+    ("contacts", "companies"): 279, ("companies", "contacts"): 280,
+    ("contacts", "deals"): 4, ("deals", "contacts"): 3,
+    ("notes", "contacts"): 202, ("contacts", "notes"): 201,
+    ("notes", "companies"): 190, ("companies", "notes"): 189,
+    ("deals", "companies"): 341, ("companies", "deals"): 342,
+}
+
+
 def _hs(*props: HsProperty) -> dict[str, HsProperty]:
     return {p.name: p for p in props}
 
@@ -297,6 +394,7 @@ def standard_hs_properties() -> dict[str, dict[str, HsProperty]]:
         HsProperty("industry", s), HsProperty("numemployees", "number"), HsProperty("annualrevenue", "number"),
         HsProperty("hs_lead_status", "enumeration", options=HS_LEAD_STATUSES),
         HsProperty("lifecyclestage", "enumeration", options=HS_LIFECYCLE),
+        *(HsProperty(f"hs_lifecyclestage_{stage}_date", "datetime", read_only=True) for stage in HS_LIFECYCLE),
         HsProperty("hs_analytics_source", "enumeration"), HsProperty("hs_language", s),
         HsProperty("hubspotscore", "number"), HsProperty("associatedcompanyid", "number"),
         HsProperty("notes_last_updated", "datetime", read_only=True),
@@ -320,14 +418,29 @@ def standard_hs_properties() -> dict[str, dict[str, HsProperty]]:
         HsProperty("hs_timestamp", "datetime"), HsProperty("hs_note_body", s),
         HsProperty("hs_attachment_ids", s),
     )
-    return {"contacts": contacts, "companies": companies, "notes": notes}
+    deals = _hs(
+        *_hs_common(),
+        HsProperty("hs_lastmodifieddate", "datetime", read_only=True),
+        HsProperty("dealname", s), HsProperty("pipeline", "enumeration", options=("default",)),
+        HsProperty("dealstage", "enumeration", options=tuple(st.id for st in HS_DEAL_STAGES)),
+        HsProperty("amount", "number"), HsProperty("closedate", "datetime"),
+        HsProperty("deal_currency_code", "enumeration"), HsProperty("dealtype", "enumeration"),
+        HsProperty("description", s),
+        HsProperty("hs_is_closed", "bool", read_only=True),
+        HsProperty("hs_is_closed_won", "bool", read_only=True),
+        HsProperty("hs_is_closed_lost", "bool", read_only=True),
+        HsProperty("hs_deal_stage_probability", "number", read_only=True),
+    )
+    return {"contacts": contacts, "companies": companies, "notes": notes, "deals": deals}
 
 
 HS_DEFAULT_PROPERTIES = {
     "contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     "companies": ("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
     "notes": ("createdate", "hs_lastmodifieddate", "hs_object_id", "hs_note_body", "hs_timestamp"),
+    "deals": ("amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
+              "pipeline"),
 }
 HS_MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
-                        "notes": "hs_lastmodifieddate"}
-HS_SINGULAR = {"contacts": "CONTACT", "companies": "COMPANY", "notes": "NOTE"}
+                        "notes": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
+HS_SINGULAR = {"contacts": "CONTACT", "companies": "COMPANY", "notes": "NOTE", "deals": "DEAL"}

@@ -20,13 +20,16 @@ from .clock import advance, hs_datetime, now_ms, parse_date, parse_datetime_ms, 
 from .faults import Faults, RollingWindow, merge_limits
 from .ids import SfIdFactory, is_sf_id, sf_type_of, to_sf18
 from .schema import (
+    HS_DEAL_STAGE_BY_ID,
     HS_DEFAULT_PROPERTIES,
     HS_MODIFIED_PROPERTY,
     NUMBER_TYPES,
+    STAGE_BY_NAME,
     STRING_TYPES,
     HsProperty,
     SfField,
     SfObject,
+    currency_field,
     custom_sf_field,
     standard_hs_properties,
     standard_sobjects,
@@ -84,6 +87,13 @@ class SalesforceStore:
         self.org_id = to_sf18(str(seed.get("org_id", "00D5e000000SbxLRAS")))
         self.schema: dict[str, SfObject] = standard_sobjects()
         self._lower = {k.lower(): k for k in self.schema}
+        # the corporate currency; a multi-currency org also has CurrencyIsoCode on its currency-bearing objects
+        self.currency = str(seed.get("currency", "USD"))
+        self.multi_currency = bool(seed.get("multi_currency", False))
+        if self.multi_currency:
+            currencies = tuple(dict.fromkeys([self.currency, *(str(c) for c in seed.get("currencies") or ())]))
+            for sobject in ("Lead", "Account", "Opportunity"):
+                self.schema[sobject].add(currency_field(currencies))
         for sobject, fields in (seed.get("custom_fields") or {}).items():
             obj = self.sobject(sobject)
             if obj is None:
@@ -103,6 +113,9 @@ class SalesforceStore:
                 raise ValueError(f"seed assignment_rules: unknown sObject {sobject!r}")
             self.assignment_rules[self.sobject(sobject).name] = list(rules)  # type: ignore[union-attr]
         records = seed.get("records") or {}
+        self.insert_raw("Organization", {"Id": self.org_id, "Name": str(seed.get("org_name", "leadroute sandbox")),
+                                         "DefaultCurrencyIsoCode": self.currency, "IsSandbox": True,
+                                         "OrganizationType": "Enterprise Edition"})
         # Users and groups first so that owner references in other records resolve.
         order = sorted(records, key=lambda t: (t not in ("User", "Group"), t != "Account", t))
         for sobject in order:
@@ -157,14 +170,23 @@ class SalesforceStore:
         if obj.name == "Task":
             rec.setdefault("Status", "Not Started")
             rec.setdefault("Priority", "Normal")
+        if obj.name == "Opportunity":
+            stage = STAGE_BY_NAME.get(str(rec.get("StageName") or "").lower())
+            rec.setdefault("Probability", float(stage.probability) if stage else None)
         if "OwnerId" in obj.fields:
             rec.setdefault("OwnerId", self.integration_user_id or None)
+        if "CurrencyIsoCode" in obj.fields:
+            rec.setdefault("CurrencyIsoCode", self.currency)
 
     def _derive(self, obj: SfObject, rec: dict[str, Any]) -> None:
         if "Name" in obj.fields and not obj.fields["Name"].updateable and obj.name in ("Lead", "Contact", "User"):
             rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
         if obj.name == "Task":
             rec["IsClosed"] = rec.get("Status") == "Completed"
+        if obj.name == "Opportunity":  # IsClosed and IsWon follow the stage (the OpportunityStage's flags)
+            stage = STAGE_BY_NAME.get(str(rec.get("StageName") or "").lower())
+            rec["IsClosed"] = bool(stage and stage.closed)
+            rec["IsWon"] = bool(stage and stage.won)
 
     # API-style validation -------------------------------------------------------------------
     def parse_payload(self, obj: SfObject, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -276,6 +298,9 @@ class SalesforceStore:
         for key, value in values.items():
             if key != "Id":
                 rec[key] = value
+        if obj.name == "Opportunity" and "StageName" in values and "Probability" not in values:
+            stage = STAGE_BY_NAME.get(str(values["StageName"] or "").lower())
+            rec["Probability"] = float(stage.probability) if stage else None  # a new stage brings its probability
         if creating:
             self._defaults(obj, rec)
         if auto_assign:
@@ -430,7 +455,7 @@ class HubSpotStore:
                                                      options=tuple(spec.get("options", ())))
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in self.props}
         self._next = {"contacts": itertools.count(1001), "companies": itertools.count(9_000_001),
-                      "notes": itertools.count(40_000_001)}
+                      "notes": itertools.count(40_000_001), "deals": itertools.count(18_000_001)}
         self.owners: dict[str, dict[str, Any]] = {}
         self.version = 0
         ts = now_ms()
@@ -475,9 +500,40 @@ class HubSpotStore:
         rec = {"id": rid, "properties": clean, "createdAt": created, "updatedAt": updated,
                "archived": bool(raw.get("archived", False)), "archivedAt": None,
                "associations": {k: list(map(str, v)) for k, v in (raw.get("associations") or {}).items()}}
+        self._derive(otype, rec, clean, updated, creating=True)
         self.objects[otype][rid] = rec
         self.version += 1
         return rec
+
+    def _derive(self, otype: str, rec: dict[str, Any], changed: dict[str, Any], ts: int, *, creating: bool) -> None:
+        """What HubSpot calculates from what was written: a deal's closed/won flags and probability from its
+        stage (and its close date, when it closes without one); a contact's "became a ... date" for each
+        lifecycle stage it reaches (kept once set)."""
+        props = rec["properties"]
+        if otype == "deals":
+            if creating and not props.get("pipeline"):
+                props["pipeline"] = "default"
+            if "dealstage" in changed or creating:
+                stage = HS_DEAL_STAGE_BY_ID.get(props.get("dealstage") or "")
+                closed, won = bool(stage and stage.closed), bool(stage and stage.won)
+                props["hs_is_closed"] = "true" if closed else "false"
+                props["hs_is_closed_won"] = "true" if won else "false"
+                props["hs_is_closed_lost"] = "true" if closed and not won else "false"
+                props["hs_deal_stage_probability"] = None if stage is None else str(stage.probability)
+                if closed and not props.get("closedate"):
+                    props["closedate"] = hs_datetime(ts)
+        if otype == "contacts" and changed.get("lifecyclestage"):
+            key = f"hs_lifecyclestage_{changed['lifecyclestage']}_date"
+            if key in self.props["contacts"] and not props.get(key):
+                props[key] = hs_datetime(ts)
+
+    def associate(self, a_type: str, a: dict[str, Any], b_type: str, b: dict[str, Any]) -> None:
+        """Associate two records (both directions, once)."""
+        for one, to, other in ((a, b_type, b), (b, a_type, a)):
+            linked = one["associations"].setdefault(to, [])
+            if other["id"] not in linked:
+                linked.append(other["id"])
+        self.version += 1
 
     def prop_value(self, otype: str, rec: dict[str, Any], name: str) -> str | None:
         if name == "hs_object_id":
@@ -542,6 +598,7 @@ class HubSpotStore:
 
     def apply(self, otype: str, rec: dict[str, Any] | None, props: dict[str, Any]) -> dict[str, Any]:
         ts = advance(rec["updatedAt"] if rec is not None else None)
+        creating = rec is None
         if rec is None:
             rec = {"id": self.new_id(otype), "properties": {}, "createdAt": ts, "updatedAt": ts,
                    "archived": False, "archivedAt": None, "associations": {}}
@@ -551,6 +608,7 @@ class HubSpotStore:
             if name == "hubspot_owner_id" and text != rec["properties"].get(name):
                 rec["properties"]["hubspot_owner_assigneddate"] = hs_datetime(ts)
             rec["properties"][name] = text
+        self._derive(otype, rec, {k: rec["properties"].get(k) for k in props}, ts, creating=creating)
         rec["updatedAt"] = ts
         self.version += 1
         return rec

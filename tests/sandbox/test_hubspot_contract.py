@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from hubspot import HubSpot
+from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
+from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
 from hubspot.crm.companies import PublicObjectSearchRequest as CompanySearch
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
@@ -22,6 +24,8 @@ from hubspot.crm.contacts import (
     SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.contacts.exceptions import ApiException
+from hubspot.crm.deals import BatchReadInputSimplePublicObjectId as DealsRead
+from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealInput
 from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteInput
 
 from sandbox.client import AdminClient
@@ -29,8 +33,9 @@ from sandbox.client import AdminClient
 from .conftest import SARAH_HS
 from .hubspot_models import problems
 
-PACKAGE = {"contacts": "crm.contacts", "companies": "crm.companies", "notes": "crm.objects.notes", "owners": "crm.owners"}
-_OBJ = r"/crm/v3/objects/(?P<otype>contacts|companies|notes)"
+PACKAGE = {"contacts": "crm.contacts", "companies": "crm.companies", "notes": "crm.objects.notes", "owners": "crm.owners",
+           "deals": "crm.deals", "associations": "crm.associations.v4"}
+_OBJ = r"/crm/v3/objects/(?P<otype>contacts|companies|notes|deals)"
 # (method, path pattern) -> (request model, {status: response model}); any status >= 400 answers an Error
 ENDPOINTS: list[tuple[str, re.Pattern[str], str | None, dict[int, str]]] = [
     ("POST", re.compile(_OBJ + r"/search$"), "PublicObjectSearchRequest",
@@ -42,6 +47,9 @@ ENDPOINTS: list[tuple[str, re.Pattern[str], str | None, dict[int, str]]] = [
     ("POST", re.compile(_OBJ + r"$"), "SimplePublicObjectInputForCreate", {201: "SimplePublicObject"}),
     ("GET", re.compile(_OBJ + r"/[^/]+$"), None, {200: "SimplePublicObjectWithAssociations"}),
     ("PATCH", re.compile(_OBJ + r"/[^/]+$"), "SimplePublicObjectInput", {200: "SimplePublicObject"}),
+    ("POST", re.compile(r"/crm/v4/(?P<otype>associations)/[^/]+/[^/]+/batch/read$"),
+     "BatchInputPublicFetchAssociationsBatchRequest",
+     {200: "BatchResponsePublicAssociationMultiWithLabel", 207: "BatchResponsePublicAssociationMultiWithLabelWithErrors"}),
     ("GET", re.compile(r"/crm/v3/(?P<otype>owners)/?$"), None, {200: "CollectionResponsePublicOwnerForwardPaging"}),
     ("GET", re.compile(r"/crm/v3/(?P<otype>owners)/[^/]+$"), None, {200: "PublicOwner"}),
 ]
@@ -75,14 +83,28 @@ def _drive_every_endpoint(hs: HubSpot, admin: AdminClient) -> None:
         properties={"hs_timestamp": str(int(time.time() * 1000)), "hs_note_body": "Routed by leadroute"},
         associations=[{"to": {"id": "1001"}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
                                                          "associationTypeId": 202}]}]))
+    deal = hs.crm.deals.basic_api.create(DealInput(
+        properties={"dealname": "Globex platform", "dealstage": "closedwon", "amount": "5000"},
+        associations=[{"to": {"id": "1001"}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                                          "associationTypeId": 3}]}]))
+    hs.crm.deals.batch_api.read(DealsRead(inputs=[{"id": deal.id}], properties=["dealstage", "hs_is_closed_won"],
+                                          properties_with_history=[]))
+    hs.crm.deals.batch_api.read(DealsRead(inputs=[{"id": deal.id}, {"id": "55555"}], properties=["amount"],
+                                          properties_with_history=[]))
+    associations = hs.crm.associations.v4.batch_api
+    associations.get_page("contacts", "deals", BatchInputPublicFetchAssociationsBatchRequest(inputs=[{"id": "1001"}]))
+    associations.get_page("contacts", "deals", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": "1001"}, {"id": "1002"}]))
     for failing in (
+        lambda: associations.get_page("contacts", "deals", BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[{"id": str(i)} for i in range(1001)])),
         lambda: contacts.basic_api.get_by_id("424242"),
         lambda: contacts.search_api.do_search(public_object_search_request=PublicObjectSearchRequest(
             filter_groups=[], sorts=[], properties=["email"], limit=500, after="0")),
         lambda: contacts.batch_api.update(BatchInputSimplePublicObjectBatchInput(inputs=[
             {"id": "1001", "properties": {"hubspot_owner_id": "1"}}])),
     ):
-        with pytest.raises(ApiException):
+        with pytest.raises((ApiException, AssociationsApiException)):
             failing()
     admin.set_limits(hubspot={"ten_second_limit": 0})
     with pytest.raises(ApiException):
@@ -119,7 +141,9 @@ def test_requests_and_responses_conform_to_hubspots_schemas(hs: HubSpot, admin: 
     statuses = {(e["endpoint"], e["status"]) for e in exchanges}
     assert ("POST /crm/v3/objects/contacts/batch/update", 207) in statuses
     assert ("GET /crm/v3/objects/contacts/{id}", 429) in statuses
-    assert len({e["endpoint"] for e in exchanges}) >= 8
+    assert ("POST /crm/v3/objects/deals/batch/read", 207) in statuses
+    assert {("POST /crm/v4/associations/contacts/deals/batch/read", s) for s in (200, 207, 400)} <= statuses
+    assert len({e["endpoint"] for e in exchanges}) >= 11
     assert [p for e in exchanges for p in exchange_problems(e)] == []
 
 
