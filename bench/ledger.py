@@ -16,9 +16,11 @@ with PostgreSQL's default durability (fsync on, synchronous commit) and connects
 loopback TCP, as a worker beside its database would; SQLite is a file in a temporary
 directory, in the ledger's own settings (WAL, full fsync on commit).
 
-Also printed: a replay (the same batches again: all duplicates), and two report-shaped scans
-over the table just written (decisions by rule and owner; acknowledgements by tier), which
-show what the typed columns buy. The full report benchmark belongs to ``leadroute report``.
+The machine's other load moves these figures; the CPU this process spends per event moves
+little, and bounds what one process can do, so it is printed too. Also printed: a replay (the
+same batches again: all duplicates), and two report-shaped scans over the table just written
+(decisions by rule and owner; acknowledgements by tier), which show what the typed columns
+buy. The full report benchmark belongs to ``leadroute report``.
 
 Target (issue 13): >= 20,000 events/s into PostgreSQL from one worker process.
 """
@@ -120,14 +122,15 @@ def bench(ledger: Ledger, total: int, size: int, replay: int) -> dict[str, Any]:
     if ledger.count():
         raise SystemExit(f"{ledger.engine.url.render_as_string(hide_password=True)}: the ledger is not empty")
     written = 0
-    spent = 0.0
+    spent = cpu = 0.0
     kept: list[list[dict[str, Any]]] = []
     for batch in batches(total, size):
         if len(kept) < replay:
             kept.append(batch)
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         written += ledger.write(batch)
         spent += time.perf_counter() - began
+        cpu += time.process_time() - began_cpu
     assert written == total, (written, total)
     began = time.perf_counter()
     replayed = sum(ledger.write(batch) for batch in kept)
@@ -148,6 +151,7 @@ def bench(ledger: Ledger, total: int, size: int, replay: int) -> dict[str, Any]:
         "batch": size,
         "ingest_s": round(spent, 2),
         "events_per_s": round(total / spent),
+        "client_cpu_us_per_event": round(cpu / total * 1e6, 1),
         "replay_events_per_s": round(replay_events / replay_s) if replay_s else None,
         "decisions_in_table": ledger.count(kinds=["decision"]),
         "scan_s": scans,
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{name} ({f['where']}):")
         print(f"  ingest: {f['events']:,} events in batches of {f['batch']:,}: {f['events_per_s']:,} events/s "
-              f"({f['ingest_s']} s in write)")
+              f"({f['ingest_s']} s in write; this process's CPU {f['client_cpu_us_per_event']} us/event)")
         print(f"  replay (all duplicates): {f['replay_events_per_s']:,} events/s")
         scans = ", ".join(f"{k} {v:.3f} s" for k, v in f["scan_s"].items())
         print(f"  scans over {f['decisions_in_table']:,} decisions: {scans}")
