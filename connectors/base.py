@@ -44,6 +44,9 @@ __all__ = [
     "CrmRecord",
     "CrmUser",
     "FatalError",
+    "Opportunity",
+    "Outcome",
+    "OutcomeState",
     "OwnerUpdate",
     "RetriableError",
     "Watermark",
@@ -217,6 +220,106 @@ class CrmUser:
     kind: str = "user"
 
 
+class OutcomeState(StrEnum):
+    """How far a lead got. ``open``: nothing yet; then ``converted``, ``opportunity`` and ``won`` or ``lost``."""
+
+    OPEN = "open"
+    CONVERTED = "converted"
+    OPPORTUNITY = "opportunity"
+    WON = "won"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """One opportunity (Salesforce) or deal (HubSpot) that came of a lead, as the CRM holds it now.
+
+    ``closed_at`` is the close date (Salesforce ``CloseDate``, a date read as midnight UTC; HubSpot
+    ``closedate``), set once the opportunity is closed; ``amount`` and ``currency`` (ISO 4217) are
+    ``None`` where the CRM has none.
+    """
+
+    id: str
+    created_at: datetime | None
+    stage: str | None
+    is_won: bool
+    is_closed: bool
+    closed_at: datetime | None = None
+    amount: float | None = None
+    currency: str | None = None
+
+
+def _earliest(when: datetime | None) -> tuple[bool, datetime]:
+    return when is None, when or datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one lead, read back from the CRM (:meth:`Connector.read_outcomes`).
+
+    ``converted`` (and when: ``converted_at``) means the lead became a customer prospect: a converted
+    Salesforce lead, or a HubSpot contact at lifecycle stage ``opportunity`` or later or with a deal.
+    The opportunity fields describe the one opportunity that stands for the lead when it has several
+    (HubSpot contacts may have many deals): a won one (the earliest to close), else an open one (the
+    earliest created), else the last lost one; ``opportunities`` counts them all. ``fields`` holds the
+    CRM facts read (``IsConverted``, ``lifecyclestage``, ``hs_lead_status``...).
+    """
+
+    id: str
+    converted: bool = False
+    converted_at: datetime | None = None
+    opportunity_id: str | None = None
+    opportunity_created_at: datetime | None = None
+    stage: str | None = None
+    is_won: bool = False
+    is_closed: bool = False
+    closed_at: datetime | None = None
+    amount: float | None = None
+    currency: str | None = None
+    opportunities: int = 0
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, lead_id: str, *, converted: bool, converted_at: datetime | None = None,
+           opportunities: Sequence[Opportunity] = (), fields: Mapping[str, Any] | None = None) -> Outcome:
+        """The outcome of a lead from its conversion facts and its opportunities (any order).
+
+        An opportunity implies a conversion; without a conversion date the earliest opportunity's
+        creation stands in for it.
+        """
+        opps = list(opportunities)
+        won = sorted((o for o in opps if o.is_won), key=lambda o: (*_earliest(o.closed_at), o.id))
+        still_open = sorted((o for o in opps if not o.is_closed), key=lambda o: (*_earliest(o.created_at), o.id))
+        lost = sorted((o for o in opps if o.is_closed and not o.is_won),
+                      key=lambda o: (o.closed_at is not None, o.closed_at or datetime.min.replace(tzinfo=UTC), o.id))
+        chosen = won[0] if won else still_open[0] if still_open else lost[-1] if lost else None
+        if opps and converted_at is None:
+            converted_at = min((o.created_at for o in opps if o.created_at is not None), default=None)
+        if chosen is None:
+            return cls(lead_id, converted, converted_at if converted else None, fields=dict(fields or {}))
+        return cls(
+            lead_id, True, converted_at, chosen.id, chosen.created_at, chosen.stage, chosen.is_won, chosen.is_closed,
+            chosen.closed_at if chosen.is_closed else None, chosen.amount, chosen.currency, len(opps), dict(fields or {}),
+        )
+
+    @property
+    def status(self) -> OutcomeState:
+        """The furthest state reached."""
+        return self.reached[-1] if self.reached else OutcomeState.OPEN
+
+    @property
+    def reached(self) -> tuple[OutcomeState, ...]:
+        """Every state reached, in order: ``converted``, ``opportunity``, then ``won`` or ``lost``."""
+        states: list[OutcomeState] = []
+        if self.converted or self.opportunity_id:
+            states.append(OutcomeState.CONVERTED)
+        if self.opportunity_id:
+            states.append(OutcomeState.OPPORTUNITY)
+            if self.is_closed:
+                states.append(OutcomeState.WON if self.is_won else OutcomeState.LOST)
+        return tuple(states)
+
+
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
@@ -323,6 +426,14 @@ class Connector(ABC):
     @abstractmethod
     def read_acks(self, ids: Sequence[str]) -> dict[str, AckSignal]:
         """Acknowledgement signals for a batch of ids (deleted records are absent)."""
+
+    @abstractmethod
+    def read_outcomes(self, ids: Sequence[str]) -> dict[str, Outcome]:
+        """What became of each lead (converted, opportunity, won or lost, amount), keyed by the ids as given.
+
+        Read in the CRM's largest batches, a few calls per batch whatever its size (never one per
+        lead); deleted, merged or unknown ids are absent, an open lead reads back as ``open``.
+        """
 
     @abstractmethod
     def list_owners(self) -> list[CrmUser]:

@@ -12,6 +12,13 @@ near, the filter is re-anchored on the last timestamp seen (and on ``hs_object_i
 that millisecond if a single millisecond holds more than the cap). Search has its own
 budget (5 requests/s), so it has its own bucket.
 
+Outcomes: the contacts' ``lifecyclestage``, ``hs_lead_status`` and "became an opportunity/customer
+date" properties (``batch/read``, 100 a call), their deals (the v4 associations ``batch/read``, 1,000
+contacts a call, each contact's later pages asked for with its ``after``), then those deals'
+``dealstage``, ``amount``, ``deal_currency_code``, ``closedate`` and the calculated ``hs_is_closed`` /
+``hs_is_closed_won`` flags (``batch/read``, 100 a call). A contact is converted once it reaches the
+``opportunity`` lifecycle stage (or ``customer``, ``evangelist``) or has a deal.
+
 Writes are ``batch/update`` calls of up to 100 contacts. HubSpot reports unknown ids per
 record (207) but rejects a whole batch for one invalid value (400, e.g. an archived owner);
 such a batch is split in halves until the bad records are isolated, so the good ones are
@@ -43,6 +50,7 @@ from connectors.base import (
     CrmRecord,
     CrmUser,
     FatalError,
+    Opportunity,
     RetriableError,
     Watermark,
     WriteResult,
@@ -50,7 +58,7 @@ from connectors.base import (
 from connectors.mapping import as_text, evaluate, to_lead
 from connectors.ratelimit import RateLimiter
 from connectors.settings import Condition, HubSpotSettings
-from connectors.support import CrmConnector, register_credentials
+from connectors.support import CrmConnector, LeadOutcome, batches, register_credentials
 
 __all__ = ["HubSpotConnector", "HubSpotCredentials", "filter_groups"]
 
@@ -62,6 +70,11 @@ MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 MODIFIED = "lastmodifieddate"
 OWNER = "hubspot_owner_id"
 NOTE_TO_CONTACT = 202
+ASSOCIATIONS_MAX = 1000  # inputs per associations batch read (HubSpot's limit since February 2025)
+CONVERTED_STAGES = ("opportunity", "customer", "evangelist")  # lifecycle stages that mean "converted"
+OUTCOME_PROPERTIES = ["lifecyclestage", "hs_lead_status", *(f"hs_lifecyclestage_{s}_date" for s in CONVERTED_STAGES)]
+DEAL_PROPERTIES = ["dealname", "dealstage", "pipeline", "amount", "deal_currency_code", "closedate", "createdate",
+                   "hs_is_closed", "hs_is_closed_won"]
 _ID_RE = re.compile(r"^\d{1,20}$")
 RETRIABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "LOCKED", "TIMEOUT", "SERVICE_UNAVAILABLE"})
 
@@ -214,7 +227,7 @@ class HubSpotConnector(CrmConnector):
 
         crm = HubSpot(access_token="warm-up").crm
         _ = (crm.contacts.search_api, crm.contacts.batch_api, crm.owners.owners_api, crm.companies.search_api,
-             crm.objects.notes.basic_api)
+             crm.objects.notes.basic_api, crm.deals.batch_api, crm.associations.v4.batch_api)
 
     def __init__(
         self,
@@ -245,7 +258,10 @@ class HubSpotConnector(CrmConnector):
         self._owners = client.crm.owners.owners_api
         self._companies_search = client.crm.companies.search_api
         self._notes = client.crm.objects.notes.basic_api
-        self._apis = [self._contacts_search, self._contacts_batch, self._owners, self._companies_search, self._notes]
+        self._deals_batch = client.crm.deals.batch_api
+        self._associations = client.crm.associations.v4.batch_api
+        self._apis = [self._contacts_search, self._contacts_batch, self._owners, self._companies_search, self._notes,
+                      self._deals_batch, self._associations]
         self._properties = self._wanted_properties()
         intake = sorted(settings.intake.fields()) if settings.intake is not None else []
         self._change_properties = list(dict.fromkeys([MODIFIED, OWNER, *intake]))
@@ -407,13 +423,14 @@ class HubSpotConnector(CrmConnector):
             else:
                 anchor, after = _ms(last.modstamp), 0
 
-    def _batch_read(self, ids: Sequence[str], properties: list[str], endpoint: str) -> list[Any]:
+    def _batch_read(self, ids: Sequence[str], properties: list[str], endpoint: str, api: Any = None) -> list[Any]:
+        """Objects by id (contacts, or what ``api`` reads), ``BATCH_MAX`` a call; missing ones absent."""
+        api = api or self._contacts_batch
         valid = list(dict.fromkeys(i for i in ids if _ID_RE.match(i)))
         found: list[Any] = []
-        for start in range(0, len(valid), BATCH_MAX):
-            chunk = valid[start : start + BATCH_MAX]
+        for chunk in batches(valid, BATCH_MAX):
             body = {"inputs": [{"id": i} for i in chunk], "properties": properties}
-            data = self._call(endpoint, lambda b=body: self._contacts_batch.read_with_http_info(b, **self._opts()))
+            data = self._call(endpoint, lambda b=body: api.read_with_http_info(b, **self._opts()))
             found.extend(data.results or [])
         return found
 
@@ -437,6 +454,65 @@ class HubSpotConnector(CrmConnector):
                 owner_id=values.get(OWNER) or None,
                 modstamp=parse_hs_datetime(values.get(MODIFIED)),
                 fields=values,
+            )
+        return out
+
+    def _lead_outcomes(self, ids: list[str]) -> dict[str, LeadOutcome]:
+        """The contacts' lifecycle facts (100 a call), then the deals of all of them (1,000 a call)."""
+        contacts = self._batch_read(ids, OUTCOME_PROPERTIES, "contacts/batch/read:outcomes")
+        deals = self._associated([str(c.id) for c in contacts], "deals")
+        out: dict[str, LeadOutcome] = {}
+        for contact in contacts:
+            props = dict(contact.properties or {})
+            contact_id = str(contact.id)
+            deal_ids = tuple(deals.get(contact_id, ()))
+            converted = str(props.get("lifecyclestage") or "").lower() in CONVERTED_STAGES or bool(deal_ids)
+            reached = [d for d in (parse_hs_datetime(props.get(f"hs_lifecyclestage_{s}_date")) for s in CONVERTED_STAGES)
+                       if d is not None]
+            out[contact_id] = LeadOutcome(contact_id, converted, min(reached) if converted and reached else None,
+                                          deal_ids, props)
+        return out
+
+    def _associated(self, ids: list[str], to_type: str) -> dict[str, list[str]]:
+        """Ids of the ``to_type`` records associated with each contact (v4 associations batch read,
+        ``ASSOCIATIONS_MAX`` contacts a call; a contact with more than a page is asked again with its
+        ``after`` in the next round). Contacts with none are absent (HubSpot reports them as errors)."""
+        found: dict[str, list[str]] = {}
+        pending: list[dict[str, str]] = [{"id": i} for i in ids]
+        while pending:
+            later: list[dict[str, str]] = []
+            for chunk in batches(pending, ASSOCIATIONS_MAX):
+                body = {"inputs": chunk}
+                data = self._call(f"associations/contacts/{to_type}/batch/read",
+                                  lambda b=body: self._associations.get_page_with_http_info("contacts", to_type, b,
+                                                                                            **self._opts()))
+                for result in data.results or []:
+                    source = str(result._from.id)
+                    linked = found.setdefault(source, [])
+                    linked.extend(str(to.to_object_id) for to in result.to or [] if str(to.to_object_id) not in linked)
+                    after = result.paging.next.after if result.paging and result.paging.next else None
+                    if after:
+                        later.append({"id": source, "after": str(after)})
+            pending = later
+        return found
+
+    def _opportunities(self, ids: list[str]) -> dict[str, Opportunity]:
+        """Deals by id, 100 a call: stage, calculated closed/won flags, amount, currency, dates."""
+        out: dict[str, Opportunity] = {}
+        for deal in self._batch_read(ids, DEAL_PROPERTIES, "deals/batch/read", api=self._deals_batch):
+            props = dict(deal.properties or {})
+            stage = props.get("dealstage") or None
+            won = _flag(props.get("hs_is_closed_won"), stage == "closedwon")
+            closed = _flag(props.get("hs_is_closed"), won or stage == "closedlost")
+            out[str(deal.id)] = Opportunity(
+                id=str(deal.id),
+                created_at=parse_hs_datetime(props.get("createdate")) or parse_hs_datetime(deal.created_at),
+                stage=stage,
+                is_won=won,
+                is_closed=closed,
+                closed_at=parse_hs_datetime(props.get("closedate")) if closed else None,
+                amount=_number(props.get("amount")),
+                currency=props.get("deal_currency_code") or None,
             )
         return out
 
@@ -570,6 +646,20 @@ def _json(body: Any) -> dict[str, Any]:
             return {}
         return parsed if isinstance(parsed, dict) else {}
     return body if isinstance(body, dict) else {}
+
+
+def _flag(value: Any, default: bool) -> bool:
+    """A HubSpot boolean property (``"true"``/``"false"``); ``default`` when the portal did not calculate it."""
+    if value is None or value == "":
+        return default
+    return str(value).strip().lower() == "true"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -8,6 +8,11 @@ session=...)`` on our own ``requests.Session`` (which carries the CA bundle and 
 ``Sforce-Limit-Info`` header of every response), and on ``INVALID_SESSION_ID`` log in again
 once and repeat the call.
 
+Outcomes are two SOQL reads per 200 leads at most: the leads' ``IsConverted``, ``ConvertedDate`` and
+``ConvertedOpportunityId``, then those Opportunities' ``StageName``, ``IsWon``, ``IsClosed``, ``Amount``
+and ``CloseDate`` (and ``CurrencyIsoCode`` in a multi-currency org; a single-currency org's amounts are
+in its ``Organization.DefaultCurrencyIsoCode``, read once).
+
 Writes go through ``PATCH composite/sobjects`` (sObject Collections): 200 records a call,
 ``allOrNone=false`` so one bad record does not sink the batch, and ``Sforce-Auto-Assign:
 FALSE`` so the org's native assignment rules do not overwrite the owner we chose. Records
@@ -24,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -48,6 +53,7 @@ from connectors.base import (
     CrmRecord,
     CrmUser,
     FatalError,
+    Opportunity,
     RetriableError,
     Watermark,
     WriteResult,
@@ -57,7 +63,7 @@ from connectors.mapping import evaluate, to_lead
 from connectors.ratelimit import RateLimiter
 from connectors.redact import register_secret
 from connectors.settings import Condition, SalesforceSettings
-from connectors.support import CrmConnector, register_credentials
+from connectors.support import CrmConnector, LeadOutcome, batches, register_credentials
 
 __all__ = ["SalesforceConnector", "SalesforceCredentials", "soql_condition", "soql_literal"]
 
@@ -67,6 +73,9 @@ DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 COLLECTION_MAX = 200
 IDS_PER_QUERY = 200
 ACCOUNT_DOMAINS_PER_QUERY = 50  # LIKE clauses per query: keeps the GET URL well under Salesforce's 16 KB
+LEAD_OUTCOME_FIELDS = ("Id", "IsConverted", "ConvertedDate", "ConvertedOpportunityId", "Status")
+OPPORTUNITY_FIELDS = ("Id", "StageName", "IsWon", "IsClosed", "Amount", "CloseDate", "CreatedDate")
+_UNKNOWN: Any = object()
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))?$")
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -138,6 +147,24 @@ def soql_condition(condition: Condition) -> str:
         return "(" + " OR ".join(soql_condition(c) for c in condition.any) + ")"
     parts = [_soql_test(condition.field or "", op, operand) for op, operand in condition.operators().items()]
     return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+
+def parse_sf_date(value: Any) -> datetime | None:
+    """A Salesforce date (``2024-05-01``, no time) as midnight UTC."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _amount(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_sf_datetime(value: Any) -> datetime | None:
@@ -324,6 +351,8 @@ class SalesforceConnector(CrmConnector):
         self.logins = 0
         self._retry_hint: float | None = None
         self._select = self._select_fields()
+        self._multi_currency: bool | None = None  # learnt from the first Opportunity read
+        self._org_currency: Any = _UNKNOWN  # a single-currency org's currency, read once when needed
         intake = sorted(settings.intake.fields()) if settings.intake is not None else []
         self._change_select = list({f.lower(): f for f in ["Id", "SystemModstamp", "OwnerId", *intake]}.values())
 
@@ -511,14 +540,19 @@ class SalesforceConnector(CrmConnector):
             watermark = watermark.advance(records, self.settings.overlap)
             yield ChangePage(fresh, watermark)
 
-    def _by_ids(self, ids: Sequence[str], fields: Sequence[str], endpoint: str) -> list[dict[str, Any]]:
+    def _by_ids(self, ids: Sequence[str], fields: Sequence[str], endpoint: str, sobject: str | None = None
+                ) -> list[dict[str, Any]]:
+        """Records of ``sobject`` (the configured object by default) by id, ``IDS_PER_QUERY`` ids a query."""
         valid = list(dict.fromkeys(i for i in ids if _ID_RE.match(i)))
         rows: list[dict[str, Any]] = []
-        for start in range(0, len(valid), IDS_PER_QUERY):
-            chunk = valid[start : start + IDS_PER_QUERY]
-            listed = ", ".join(soql_literal(i) for i in chunk)
-            rows.extend(self._query(f"SELECT {', '.join(fields)} FROM {self.object} WHERE Id IN ({listed})", endpoint))
+        for chunk in batches(valid, IDS_PER_QUERY):
+            rows.extend(self._query(self._by_ids_soql(chunk, fields, sobject or self.object), endpoint))
         return rows
+
+    @staticmethod
+    def _by_ids_soql(ids: Sequence[str], fields: Sequence[str], sobject: str) -> str:
+        listed = ", ".join(soql_literal(i) for i in ids)
+        return f"SELECT {', '.join(fields)} FROM {sobject} WHERE Id IN ({listed})"
 
     def fetch(self, ids: Sequence[str]) -> dict[str, CrmRecord]:
         out: dict[str, CrmRecord] = {}
@@ -545,6 +579,66 @@ class SalesforceConnector(CrmConnector):
                 fields=raw,
             )
         return _match_requested(ids, out)
+
+    def _lead_outcomes(self, ids: list[str]) -> dict[str, LeadOutcome]:
+        """One query per 200 leads for their conversion fields. A Contact (``object: Contact``) is never
+        converted: it reads back as open (opportunities through contact roles are not read)."""
+        out: dict[str, LeadOutcome] = {}
+        if self.object != "Lead":
+            for raw in self._by_ids(ids, ["Id"], "query:outcomes"):
+                out[str(raw["Id"])] = LeadOutcome(str(raw["Id"]), converted=False, fields=raw)
+            return _as_asked(ids, out)
+        for raw in self._by_ids(ids, LEAD_OUTCOME_FIELDS, "query:outcomes"):
+            opportunity = raw.get("ConvertedOpportunityId")
+            out[str(raw["Id"])] = LeadOutcome(
+                str(raw["Id"]), converted=bool(raw.get("IsConverted")), converted_at=parse_sf_date(raw.get("ConvertedDate")),
+                opportunity_ids=(str(opportunity),) if opportunity else (), fields=raw)
+        return _as_asked(ids, out)
+
+    def _opportunities(self, ids: list[str]) -> dict[str, Opportunity]:
+        """One query per 200 Opportunities (``CurrencyIsoCode`` too, unless the org has a single currency)."""
+        out: dict[str, Opportunity] = {}
+        for chunk in batches([i for i in ids if _ID_RE.match(i)], IDS_PER_QUERY):
+            for raw in self._opportunity_rows(chunk):
+                currency = raw.get("CurrencyIsoCode") if self._multi_currency else self._single_currency()
+                out[str(raw["Id"])] = Opportunity(
+                    id=str(raw["Id"]),
+                    created_at=parse_sf_datetime(raw.get("CreatedDate")),
+                    stage=raw.get("StageName"),
+                    is_won=bool(raw.get("IsWon")),
+                    is_closed=bool(raw.get("IsClosed")),
+                    closed_at=parse_sf_date(raw.get("CloseDate")) if raw.get("IsClosed") else None,
+                    amount=_amount(raw.get("Amount")),
+                    currency=str(currency) if currency else None,
+                )
+        return out
+
+    def _opportunity_rows(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Opportunities by id. ``CurrencyIsoCode`` exists only in multi-currency orgs: the first read asks
+        for it and, refused, learns the org has one currency and asks again without it."""
+        probing = self._multi_currency is not False
+        fields = [*OPPORTUNITY_FIELDS, "CurrencyIsoCode"] if probing else list(OPPORTUNITY_FIELDS)
+        try:
+            rows = self._query(self._by_ids_soql(ids, fields, "Opportunity"), "query:opportunities")
+        except FatalError as exc:
+            if self._multi_currency is None and exc.code == "INVALID_FIELD" and "CurrencyIsoCode" in exc.message:
+                self._multi_currency = False
+                self.log.info("single-currency org: opportunity amounts are in the org's currency")
+                return self._opportunity_rows(ids)
+            raise
+        self._multi_currency = probing
+        return rows
+
+    def _single_currency(self) -> str | None:
+        """The org's currency (``Organization.DefaultCurrencyIsoCode``), read once; ``None`` if unreadable."""
+        if self._org_currency is _UNKNOWN:
+            try:
+                rows = self._query("SELECT DefaultCurrencyIsoCode FROM Organization", "query:organization")
+            except FatalError as exc:
+                self.log.warning("could not read the org's currency", error=str(exc))
+                rows = []
+            self._org_currency = (rows[0].get("DefaultCurrencyIsoCode") or None) if rows else None
+        return self._org_currency  # type: ignore[no-any-return]
 
     def list_owners(self) -> list[CrmUser]:
         users = [
@@ -720,6 +814,17 @@ def _record_result(record_id: str, answer: Mapping[str, Any] | None) -> tuple[Wr
     code, message = _first_error(answer)
     retriable = code in RETRIABLE_RECORD_CODES
     return WriteResult.failure(record_id, retriable=retriable, code=code, message=message), retriable
+
+
+def _as_asked(ids: Sequence[str], found: dict[str, T]) -> dict[str, T]:
+    """Answers keyed by exactly the ids asked (a 15-character id finds its 18-character record), in order."""
+    by_prefix = {full[:15]: value for full, value in found.items()}
+    out: dict[str, T] = {}
+    for asked in ids:
+        value = found.get(asked) if len(asked) != 15 else by_prefix.get(asked)
+        if value is not None:
+            out[asked] = value
+    return out
 
 
 def _match_requested(ids: Sequence[str], found: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,9 @@ reason as a field and/or an activity); and answers account-owner lookups from th
 asking the CRM only for the domains it does not know, once per normalised domain. A CRM
 declares only what differs: its settings and credentials types, how to classify an error,
 how one batch is written, how an activity is attached and how owners are found for domains.
+Outcomes are read the same way for every CRM: the leads' conversion facts first (with the ids of
+their opportunities), then all those opportunities at once, each step in the CRM's largest batches;
+the CRM says how each step reads.
 
 :class:`CallRunner` wraps every CRM call: it waits for the shared rate-limit token(s),
 makes the call, turns any failure into a :class:`~connectors.base.RetriableError` or
@@ -27,7 +30,8 @@ import random
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import redis
@@ -35,7 +39,16 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from connectors import metrics
-from connectors.base import Connector, ConnectorConfigError, ConnectorError, OwnerUpdate, RetriableError, WriteResult
+from connectors.base import (
+    Connector,
+    ConnectorConfigError,
+    ConnectorError,
+    Opportunity,
+    Outcome,
+    OwnerUpdate,
+    RetriableError,
+    WriteResult,
+)
 from connectors.domains import domain_of
 from connectors.ratelimit import LocalTokenBucket, RateLimiter, RateLimitTimeout, TokenBucket
 from connectors.redact import redact_event, redact_text, register_secret
@@ -44,10 +57,27 @@ from connectors.settings import DailyLimitSettings, RateLimitSettings, RetrySett
 if TYPE_CHECKING:
     from connectors.settings import ConnectorSettings
 
-__all__ = ["AccountCache", "CallRunner", "CrmConnector", "DailyUsage", "RedactingLogger", "get_logger",
-           "register_credentials"]
+__all__ = ["AccountCache", "CallRunner", "CrmConnector", "DailyUsage", "LeadOutcome", "RedactingLogger", "batches",
+           "get_logger", "register_credentials"]
 
 T = TypeVar("T")
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeadOutcome:
+    """A lead's conversion facts as its CRM reports them, and the ids of its opportunities (read next)."""
+
+    id: str
+    converted: bool
+    converted_at: datetime | None = None
+    opportunity_ids: tuple[str, ...] = ()
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class RedactingLogger:
@@ -316,9 +346,9 @@ class CrmConnector(Connector):
     Subclass duties: ``name``, ``write_batch_max``, ``settings_class``, ``owner_field`` (the
     record field that holds the owner), ``owners_endpoint`` / ``reasons_endpoint`` (metric labels
     of the two writes); :meth:`_credentials_from_env`, :meth:`_classify`, :meth:`_write_batch`,
-    :meth:`_attach_activities`, :meth:`_find_account_owners`; optionally :meth:`_refuse` (ids
-    the CRM cannot take, answered without a call) and ``rate_bucket`` (the general bucket's
-    name when the CRM has several).
+    :meth:`_attach_activities`, :meth:`_find_account_owners`, :meth:`_lead_outcomes`,
+    :meth:`_opportunities`; optionally :meth:`_refuse` (ids the CRM cannot take, answered
+    without a call) and ``rate_bucket`` (the general bucket's name when the CRM has several).
     """
 
     settings_class: ClassVar[type[Any]]
@@ -413,6 +443,15 @@ class CrmConnector(Connector):
     def _find_account_owners(self, domains: list[str]) -> dict[str, str]:
         """Ask the CRM for the account owners of normalised, uncached domains; the found ones only."""
 
+    @abstractmethod
+    def _lead_outcomes(self, ids: list[str]) -> dict[str, LeadOutcome]:
+        """The conversion facts of the leads with these (distinct) ids, keyed by the ids as given; unknown,
+        deleted and malformed ids absent. Batched: a few calls per batch, none per lead."""
+
+    @abstractmethod
+    def _opportunities(self, ids: list[str]) -> dict[str, Opportunity]:
+        """The opportunities with these (distinct) ids, in the CRM's largest batches; missing ones absent."""
+
     def _refuse(self, record_id: str) -> WriteResult | None:
         """The result for an id the CRM cannot take at all (not worth a call), else ``None``."""
         return None
@@ -465,6 +504,23 @@ class CrmConnector(Connector):
         if setting.activity:
             results = self._attach_activities(results, dict(reasons))
         return [results[i] for i in reasons]
+
+    # ------------------------------------------------------------------ outcomes
+
+    def read_outcomes(self, ids: Sequence[str]) -> dict[str, Outcome]:
+        """What became of each lead: its conversion facts, then every opportunity of the batch in one go.
+
+        The cost depends on the number of batches, not of leads: the CRM's lead reads (one per batch of
+        ids), then one opportunity read per batch of opportunity ids, each a paced and retried call.
+        """
+        leads = self._lead_outcomes(list(dict.fromkeys(ids))) if ids else {}
+        wanted = list(dict.fromkeys(o for lead in leads.values() for o in lead.opportunity_ids))
+        found = self._opportunities(wanted) if wanted else {}
+        return {
+            asked: Outcome.of(asked, converted=lead.converted, converted_at=lead.converted_at,
+                              opportunities=[found[o] for o in lead.opportunity_ids if o in found], fields=lead.fields)
+            for asked, lead in leads.items()
+        }
 
     # ------------------------------------------------------------------ account owners
 

@@ -107,3 +107,6 @@ class SandboxCrm(Crm):
 
     def reads(self, status: str | None = None) -> int:
         return calls(self.admin, self.read_endpoint, status)
+
+    def calls(self) -> int:
+        return int(self.admin.counters()["total"])

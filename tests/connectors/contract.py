@@ -12,6 +12,8 @@ branches. The contract comes in parts, so a double that speaks only some of the 
 * :class:`ChangesContract`: the change feed, watermarks and the intake condition;
 * :class:`OwnersContract`: ``list_owners``;
 * :class:`AccountContract`: account owners by company domain, cached;
+* :class:`OutcomeContract`: ``read_outcomes``, what became of leads (converted, opportunity, won or
+  lost, amount), read in batches;
 * :class:`TransportContract`: batch sizes, building from the environment, no secret leaks
   (real connectors over HTTP against the sandbox, which counts the calls).
 
@@ -21,12 +23,22 @@ Classes here have no ``Test`` prefix: pytest collects them only through a CRM's 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 import structlog
 
-from connectors.base import Connector, OwnerUpdate, Watermark, WriteStatus, create_connector, get_connector_class
+from connectors.base import (
+    Connector,
+    Outcome,
+    OutcomeState,
+    OwnerUpdate,
+    Watermark,
+    WriteStatus,
+    create_connector,
+    get_connector_class,
+)
 from connectors.redact import MASK
 
 # ----------------------------------------------------------------------------- the harness
@@ -84,6 +96,25 @@ class Crm(ABC):
 
     def leave_intake(self, record_id: str) -> None:  # noqa: B027 - most CRMs need nothing more
         """What, besides having an owner, takes a record out of the default intake condition."""
+
+    # what the outcome contract needs (a CRM double that does not read outcomes leaves these out)
+
+    currency: ClassVar[str] = ""  # the currency amounts read back in, as the harness sets opportunities up
+    outcome_batch: ClassVar[int] = 0  # leads one lead read of ``read_outcomes`` takes at most
+
+    def convert(self, record_id: str, *, opportunity: bool = True, amount: float | None = None,
+                won: bool | None = None) -> str | None:
+        """Act as the rep who qualifies the lead: convert it, with an opportunity (its id is returned)
+        for ``amount`` unless ``opportunity`` is false, then win or lose it if ``won`` says so."""
+        raise NotImplementedError
+
+    def outcome_calls(self, leads: int, opportunities: int) -> int:
+        """The calls ``read_outcomes`` should make for that many existing leads with that many opportunities."""
+        raise NotImplementedError
+
+    def calls(self) -> int:
+        """Every call the CRM has answered so far."""
+        raise NotImplementedError
 
 
 def drain(conn: Connector, since: Watermark | None, **kwargs: object) -> tuple[list[str], Watermark | None]:
@@ -284,6 +315,74 @@ class AccountContract:
         assert crm.admin.counters()["total"] == before
 
 
+class OutcomeContract:
+    """``read_outcomes``: what became of each lead, read back from the CRM a few calls per batch.
+
+    The harness converts leads as a rep would (``convert``), says what a read should cost
+    (``outcome_calls``) and counts the calls the CRM answered (``calls``).
+    """
+
+    def test_a_won_a_lost_and_an_open_lead_read_back_as_such(self, crm: Crm) -> None:
+        ids = crm.generate(3)
+        won = crm.convert(ids[0], amount=12500, won=True)
+        lost = crm.convert(ids[1], amount=800, won=False)
+        outcomes = crm.connector.read_outcomes(ids)
+        assert set(outcomes) == set(ids)
+
+        winner = outcomes[ids[0]]
+        assert winner.status is OutcomeState.WON
+        assert winner.reached == (OutcomeState.CONVERTED, OutcomeState.OPPORTUNITY, OutcomeState.WON)
+        assert winner.converted and winner.converted_at is not None and winner.converted_at <= datetime.now(UTC)
+        assert winner.opportunity_id == won and winner.opportunity_created_at is not None and winner.opportunities == 1
+        assert winner.is_won and winner.is_closed and winner.closed_at is not None and winner.stage
+        assert (winner.amount, winner.currency) == (12500.0, crm.currency)
+
+        loser = outcomes[ids[1]]
+        assert loser.status is OutcomeState.LOST and loser.reached[-1] is OutcomeState.LOST
+        assert loser.opportunity_id == lost and loser.is_closed and not loser.is_won and loser.closed_at is not None
+        assert (loser.amount, loser.currency) == (800.0, crm.currency)
+
+        still_open = outcomes[ids[2]]
+        assert still_open.status is OutcomeState.OPEN and still_open.reached == ()
+        assert still_open == Outcome(ids[2], fields=still_open.fields)  # nothing converted, no opportunity, no amount
+
+    def test_a_conversion_without_an_opportunity_and_an_open_opportunity(self, crm: Crm) -> None:
+        ids = crm.generate(2)
+        assert crm.convert(ids[0], opportunity=False) is None
+        opened = crm.convert(ids[1])
+        outcomes = crm.connector.read_outcomes(ids)
+        converted = outcomes[ids[0]]
+        assert converted.status is OutcomeState.CONVERTED and converted.reached == (OutcomeState.CONVERTED,)
+        assert converted.converted_at is not None and converted.opportunity_id is None and converted.opportunities == 0
+        pending = outcomes[ids[1]]
+        assert pending.status is OutcomeState.OPPORTUNITY
+        assert pending.reached == (OutcomeState.CONVERTED, OutcomeState.OPPORTUNITY)
+        assert pending.opportunity_id == opened and pending.stage and not pending.is_closed and not pending.is_won
+        assert pending.closed_at is None and pending.amount is None
+
+    def test_deleted_unknown_and_malformed_ids_are_absent(self, crm: Crm) -> None:
+        ids = crm.generate(2)
+        crm.delete(ids[1])
+        outcomes = crm.connector.read_outcomes([ids[0], ids[1], crm.unknown_id, "not an id", ids[0]])
+        assert list(outcomes) == [ids[0]]
+        assert crm.connector.read_outcomes([]) == {}
+
+    def test_reads_are_split_at_the_crms_batch_limit_and_cost_no_call_per_lead(self, crm: Crm) -> None:
+        leads = crm.outcome_batch * 2 + 1
+        ids = crm.generate(leads)
+        crm.convert(ids[0], amount=100, won=True)
+        crm.convert(ids[-1], amount=200, won=False)
+        crm.connector.read_outcomes(ids[:1])  # what a connector learns once (a session, the org's currency) is learnt
+        before = crm.calls()
+        outcomes = crm.connector.read_outcomes(ids)
+        spent = crm.calls() - before
+        assert set(outcomes) == set(ids)
+        assert (outcomes[ids[0]].status, outcomes[ids[-1]].status) == (OutcomeState.WON, OutcomeState.LOST)
+        assert sum(o.status is OutcomeState.OPEN for o in outcomes.values()) == leads - 2
+        assert spent == crm.outcome_calls(leads, 2)
+        assert spent < 10  # for hundreds of leads
+
+
 class TransportContract:
     """A real connector over HTTP: the largest batches, built from the environment, no secret in any output.
 
@@ -332,7 +431,7 @@ class TransportContract:
 
 
 class ConnectorContract(ReadContract, WriteContract, ChangesContract, OwnersContract, AccountContract,
-                        TransportContract):
+                        OutcomeContract, TransportContract):
     """The whole contract: what every real CRM connector keeps. Subclass it with a ``crm`` fixture."""
 
     connector_class: ClassVar[type[Connector]]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
 
+from connectors.base import OutcomeState
 from connectors.salesforce import SalesforceConnector
+from sandbox.state import load_seed
 
-from .conftest import SandboxCrm, sf_settings
+from .conftest import SandboxCrm, calls, sf_settings
 from .contract import ConnectorContract
 
 
@@ -23,6 +26,8 @@ class SalesforceCrm(SandboxCrm):
     reason_field: ClassVar[str] = "Routing_Reason__c"
     write_endpoint: ClassVar[str] = "salesforce PATCH /composite/sobjects"
     read_endpoint: ClassVar[str] = "salesforce GET /query"
+    currency: ClassVar[str] = "USD"  # the seed org's single currency
+    outcome_batch: ClassVar[int] = 200  # ids in one SOQL IN list
 
     def generate(self, count: int) -> list[str]:
         before = {r["Id"] for r in self.admin.sf_records("Lead")}
@@ -47,6 +52,18 @@ class SalesforceCrm(SandboxCrm):
     def delete(self, record_id: str) -> None:
         self.admin.sf_delete("Lead", record_id)
 
+    def convert(self, record_id: str, *, opportunity: bool = True, amount: float | None = None,
+                won: bool | None = None) -> str | None:
+        fields = {"Amount": amount} if amount is not None else {}
+        made = self.admin.sf_convert(record_id, opportunity=fields if opportunity else False)["opportunity_id"]
+        if made and won is not None:
+            self.admin.sf_set_stage(made, won=won)
+        return made  # type: ignore[no-any-return]
+
+    def outcome_calls(self, leads: int, opportunities: int) -> int:
+        """One query per 200 leads, one per 200 opportunities."""
+        return math.ceil(leads / 200) + math.ceil(opportunities / 200)
+
 
 class TestSalesforceContract(ConnectorContract):
     connector_class = SalesforceConnector
@@ -64,3 +81,56 @@ class TestSalesforceContract(ConnectorContract):
         with_contacts = make_salesforce(sf_settings(account_lookup={"contacts": True, "ttl": 0, "negative_ttl": 0}))
         assert with_contacts.account_owner("acquired-subsidiary.com") == "0055e000001LeEpAAK"
         assert with_contacts.account_owner("umbrella.io") == "0055e000001AnAsAAK"  # a bare-domain Website
+
+    # ------------------------------------------------------------------ outcomes, as only Salesforce has them
+
+    def test_a_single_currency_org_is_asked_for_its_currency_once(self, make_salesforce: Callable[..., SalesforceConnector],
+                                                                  admin: Any) -> None:
+        crm = SalesforceCrm(make_salesforce(), admin)
+        ids = crm.generate(2)
+        crm.convert(ids[0], amount=500)
+        crm.convert(ids[1], amount=700, won=True)
+        crm.connector.list_owners()  # the login
+        admin.clear_counters()
+        first = crm.connector.read_outcomes(ids[:1])
+        assert first[ids[0]].currency == "USD"
+        # the lead query; the Opportunity query asking for CurrencyIsoCode, refused; again without it; the org's currency
+        assert calls(admin, "salesforce GET /query") == 4 and calls(admin, "salesforce GET /query", "400") == 1
+        admin.clear_counters()
+        again = crm.connector.read_outcomes(ids)
+        assert [again[i].currency for i in ids] == ["USD", "USD"]
+        assert calls(admin, "salesforce GET /query") == 2  # learnt once: leads, opportunities
+
+    def test_a_multi_currency_org_reports_each_opportunitys_currency(self, make_salesforce: Callable[..., SalesforceConnector],
+                                                                    admin: Any) -> None:
+        seed = load_seed()
+        seed["salesforce"].update({"multi_currency": True, "currency": "EUR", "currencies": ["GBP"]})
+        admin.reset(seed)
+        crm = SalesforceCrm(make_salesforce(), admin)
+        ids = crm.generate(2)
+        pounds = admin.sf_convert(ids[0], opportunity={"Amount": 100, "CurrencyIsoCode": "GBP"})["opportunity_id"]
+        crm.convert(ids[1], amount=250)
+        crm.connector.list_owners()
+        admin.clear_counters()
+        outcomes = crm.connector.read_outcomes(ids)
+        assert outcomes[ids[0]].opportunity_id == pounds
+        assert [(outcomes[i].amount, outcomes[i].currency) for i in ids] == [(100.0, "GBP"), (250.0, "EUR")]
+        assert calls(admin, "salesforce GET /query", "200") == 2 and calls(admin, "salesforce GET /query") == 2
+
+    def test_outcomes_answer_by_the_id_as_asked_and_a_failed_query_is_retried(
+            self, make_salesforce: Callable[..., SalesforceConnector], admin: Any) -> None:
+        crm = SalesforceCrm(make_salesforce(), admin)
+        [lead] = crm.generate(1)
+        crm.convert(lead, amount=900, won=True)
+        admin.script_fault("503", api="salesforce", endpoint="GET /query", count=2)
+        outcomes = crm.connector.read_outcomes([lead[:15]])
+        assert list(outcomes) == [lead[:15]] and outcomes[lead[:15]].id == lead[:15]
+        assert outcomes[lead[:15]].status is OutcomeState.WON and outcomes[lead[:15]].amount == 900.0
+        assert calls(admin, "salesforce GET /query", "503") == 2
+
+    def test_contacts_are_never_converted(self, make_salesforce: Callable[..., SalesforceConnector], admin: Any) -> None:
+        contacts = make_salesforce(sf_settings(object="Contact", fields={"Id": "id", "Email": "email"}))
+        ids = [r["Id"] for r in admin.sf_records("Contact")]
+        outcomes = contacts.read_outcomes([*ids, "0035e0000009zzzAAA"])
+        assert set(outcomes) == set(ids)
+        assert all(o.status is OutcomeState.OPEN and o.opportunity_id is None for o in outcomes.values())

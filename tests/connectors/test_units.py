@@ -1,4 +1,4 @@
-"""Connector pieces that need no CRM: conditions, mapping, watermarks, registry, redaction, retries."""
+"""Connector pieces that need no CRM: conditions, mapping, watermarks, registry, redaction, retries, outcomes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from connectors.base import (
     ConnectorConfigError,
     CrmRecord,
     FatalError,
+    Opportunity,
+    Outcome,
+    OutcomeState,
     RetriableError,
     Watermark,
     WriteResult,
@@ -304,3 +307,49 @@ def test_daily_usage_slow_down() -> None:
     assert [e["event"] for e in logs] == ["crm daily allocation nearly used up: slowing down"]
     usage.update(10, 100)
     assert usage.factor() == 1.0
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def opp(key: str, *, created: int, won: bool = False, closed: bool = False, closed_on: int | None = None,
+        amount: float | None = None) -> Opportunity:
+    return Opportunity(key, DAY + timedelta(days=created), "stage", won, closed or won,
+                       DAY + timedelta(days=closed_on) if closed_on is not None else None, amount, "EUR")
+
+
+def test_an_outcome_without_opportunities_is_open_or_converted() -> None:
+    assert Outcome.of("L1", converted=False, converted_at=DAY).status is OutcomeState.OPEN
+    assert Outcome.of("L1", converted=False, converted_at=DAY).converted_at is None  # no date without a conversion
+    converted = Outcome.of("L1", converted=True, converted_at=DAY, fields={"IsConverted": True})
+    assert (converted.status, converted.reached, converted.converted_at) == (
+        OutcomeState.CONVERTED, (OutcomeState.CONVERTED,), DAY)
+    assert converted.fields == {"IsConverted": True} and converted.opportunities == 0
+
+
+def test_the_opportunity_that_stands_for_a_lead_is_won_else_open_else_the_last_lost() -> None:
+    lost_early = opp("a", created=0, closed=True, closed_on=3, amount=10)
+    lost_late = opp("b", created=1, closed=True, closed_on=9, amount=20)
+    open_late = opp("c", created=5, amount=30)
+    open_early = opp("d", created=2, amount=40)
+    won_late = opp("e", created=3, won=True, closed_on=20, amount=50)
+    won_early = opp("f", created=4, won=True, closed_on=12, amount=60)
+    every = [lost_early, lost_late, open_late, open_early, won_late, won_early]
+    assert Outcome.of("L", converted=True, opportunities=every).opportunity_id == "f"
+    assert Outcome.of("L", converted=True, opportunities=every[:4]).opportunity_id == "d"
+    assert Outcome.of("L", converted=True, opportunities=every[:2]).opportunity_id == "b"
+    won = Outcome.of("L", converted=False, opportunities=every)
+    assert won.converted and won.converted_at == DAY  # an opportunity means a conversion, dated by the first one
+    assert (won.status, won.amount, won.currency, won.closed_at, won.opportunities) == (
+        OutcomeState.WON, 60, "EUR", DAY + timedelta(days=12), 6)
+    assert won.reached == (OutcomeState.CONVERTED, OutcomeState.OPPORTUNITY, OutcomeState.WON)
+    lost = Outcome.of("L", converted=True, converted_at=DAY - timedelta(days=1), opportunities=[lost_early])
+    assert lost.reached[-1] is OutcomeState.LOST and lost.converted_at == DAY - timedelta(days=1)
+
+
+def test_an_open_opportunity_has_no_close_date_even_when_the_crm_has_an_expected_one() -> None:
+    expected = Opportunity("o", DAY, "Prospecting", False, False, DAY + timedelta(days=90), 100.0, "USD")
+    outcome = Outcome.of("L", converted=True, opportunities=[expected])
+    assert outcome.status is OutcomeState.OPPORTUNITY and outcome.closed_at is None
