@@ -8,6 +8,7 @@ The packages are the layers, innermost first; each imports only from those above
 * :mod:`worker.sla`: SLA tiers, work calendars and the breach ladder as decisions. Pure.
 * :mod:`worker.notify`: messages and the channels (Slack, email, webhook) that carry them.
 * :mod:`worker.store`: Redis: the only code that knows its keys and scripts; the embedded server.
+* :mod:`worker.ledger`: the durable history (SQL): every decision, SLA event and outcome.
 * :mod:`worker.observability`: structured logs and metrics (secrets redacted through :mod:`connectors.redact`).
 * :mod:`worker.steps`: what the worker does, as plain functions with their collaborators passed
   in: poll and route a batch, what follows a write, the SLA sweep.
