@@ -78,7 +78,7 @@ def test_each_state_a_lead_reached_is_one_event_with_its_routing_context(salesfo
         (lost, "converted"), (lost, "opportunity"), (lost, "lost"),
         (converted, "converted"),
     ]  # nothing for the open lead, the deleted one or an id the CRM never had
-    assert [e.event_id for e in events[:3]] == [f"outcome:salesforce:Lead:{won}:{s}"
+    assert [e.event_id for e in events[:3]] == [f"outcome/salesforce/Lead/{won}/{s}"
                                                 for s in ("converted", "opportunity", "won")]
     for event in events:
         assert event.kind == "outcome" and (event.crm, event.object) == ("salesforce", "Lead")
@@ -149,7 +149,7 @@ def test_hubspot_deals_become_events_with_their_currency(hubspot: HubSpotConnect
     assert [(e.lead_id, e.status) for e in events] == [
         (won, "converted"), (won, "opportunity"), (won, "won"),
         (opened, "converted"), (opened, "opportunity"), (lifecycle_only, "converted")]
-    assert events[0].event_id == f"outcome:hubspot:contacts:{won}:converted"
+    assert events[0].event_id == f"outcome/hubspot/contacts/{won}/converted"
     mine = by_status(events, won)
     contact = admin.hs_record(won)["properties"]
     assert mine["converted"].at == datetime.fromisoformat(contact["hs_lifecyclestage_opportunity_date"])

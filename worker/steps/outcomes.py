@@ -7,11 +7,11 @@ turns every state each lead has reached into one ``outcome`` event: ``converted`
 (epoch, owner, rule, pool, source, experiment arm, config version), so conversion reports group by
 rule, pool or rep without a join, and the opportunity's amount and currency.
 
-Event ids are ``outcome:{crm}:{object}:{lead}:{state}``: one per lead and state, whatever the
-epoch and however often the lead is read, so the ledger (idempotent on ``event_id``) stores each
-state once, with the details of the first read that saw it. A later state adds its own event. A
-HubSpot contact whose deal was lost and who later wins another has both a ``lost`` and a ``won``
-event; reports take the furthest.
+Event ids are ``outcome/{crm}/{object}/{lead}/{state}`` (the ledger's ``kind/crm/object/lead/...``
+form): one per lead and state, whatever the epoch and however often the lead is read, so the
+ledger (idempotent on ``event_id``) stores each state once, with the details of the first read
+that saw it. A later state adds its own event. A HubSpot contact whose deal was lost and who later
+wins another has both a ``lost`` and a ``won`` event; reports take the furthest.
 
 The step reads and builds; it writes nothing. Whoever calls it (a periodic task) chooses which
 leads to read and when, and hands the events to the ledger through the outbox.
@@ -47,8 +47,8 @@ class RoutedLead(NamedTuple):
 
 
 def outcome_event_id(crm: str, obj: str, lead_id: str, state: str) -> str:
-    """``outcome:{crm}:{obj}:{lead}:{state}``; an id past the ledger's limit keeps its head and ends in a digest."""
-    text = f"{KIND}:{crm}:{obj}:{lead_id}:{state}"
+    """``outcome/{crm}/{obj}/{lead}/{state}``; an id past the ledger's limit keeps its head and ends in a digest."""
+    text = f"{KIND}/{crm}/{obj}/{lead_id}/{state}"
     if len(text) <= MAX_EVENT_ID:
         return text
     return f"{text[: MAX_EVENT_ID - 33]}~{hashlib.sha256(text.encode()).hexdigest()[:32]}"
