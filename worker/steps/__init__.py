@@ -4,6 +4,8 @@
   re-route by hand, reconcile orphans and loads.
 * :mod:`.after_route`: what follows a write: metrics, SLA clocks, the notifications to queue.
 * :mod:`.sla_sweep`: the SLA service: start clocks, sweep due ones up their ladder, acknowledge.
+* :mod:`.outcomes`: what became of routed leads in the CRM (converted, opportunity, won or lost),
+  as ledger events.
 
 Tasks, the CLI and the web process call these; the steps never import tasks: anything they
 enqueue goes through the enqueuer the runtime passes in.
