@@ -1,0 +1,306 @@
+"""Benchmark ``leadroute report`` over 1,000,000 routed leads on PostgreSQL and SQLite.
+
+    .venv/bin/python bench/report.py                    # figures for a reader
+    .venv/bin/python bench/report.py --json             # one JSON object
+    .venv/bin/python bench/report.py --leads 100000     # a smaller history
+    .venv/bin/python bench/report.py --only sqlite --keep /tmp/ledger.sqlite3   # keep (and reuse) the SQLite file
+
+Each database gets the same synthetic history, written through ``Ledger.write`` in batches as
+the ledger task writes it: per lead a first-routing ``decision`` (with its candidates, skip
+reasons, facts and now and then an unreadable field), the SLA clock's ``sla.start``, an ``ack``
+for most, the ladder's ``sla.remind``/``sla.breach``/``sla.escalate`` for the slow ones, an
+``sla.reassign`` (with the new owner's clock and acknowledgement) or an ``sla.park`` for a
+few, a manual ``reroute`` for one in a hundred, and ``outcome`` events (converted,
+opportunity, won, lost) for about a quarter. About 3.8 events per lead.
+
+Then the report is run as ``leadroute report --since ... --by rule`` runs it (every figure,
+one grouping) a few times; the best and the median wall time are printed, and the CLI itself
+(JSON format, in a child process, start-up included) once.
+
+Without ``--postgres-url`` it starts a throwaway PostgreSQL (``worker.devtools.postgres``)
+with default durability over loopback TCP; SQLite is a file in a temporary directory.
+
+Target (issue 13): the report over 1,000,000 decisions in < 2 s on PostgreSQL, < 5 s on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text
+
+from worker.devtools.postgres import PostgresServer
+from worker.ledger.events import LedgerEvent
+from worker.ledger.ledger import Ledger
+from worker.reports import Period, ReportSettings, TierWindow, build_report
+
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+REPS = [f"rep{i:02}" for i in range(50)]
+POOLS = {f"pool-{p}": REPS[p * 5:(p + 1) * 5] for p in range(10)}
+WEIGHTS = {rep: (2 if i % 7 == 0 else 1) for i, rep in enumerate(REPS)}
+RULES = [f"rule-{i:02}" for i in range(29)]
+TIERS = {"hot": TierWindow(900, "wall"), "warm": TierWindow(4 * 3600, "business_hours"),
+         "cold": TierWindow(24 * 3600, "wall")}
+SOURCES = ("web-form", "list-import", "event", "partner", "chat")
+SKIPS = ("ooo", "at_capacity", "outside_hours", "missing_skill")
+SPACING = 2.4  # seconds between leads: a million leads cover about 28 days
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rnd(n: int, salt: int) -> float:
+    """A deterministic pseudo-random number in [0, 1) for lead ``n``: the same history on every run."""
+    x = (n * 2654435761 + salt * 40503 + 12345) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 2246822519) & 0xFFFFFFFF
+    x ^= x >> 13
+    return x / 2**32
+
+
+def lead_history(n: int) -> list[LedgerEvent]:
+    """One lead's events, from its first routing to its outcome."""
+    crm, obj = ("hubspot", "contact") if n % 4 == 0 else ("salesforce", "Lead")
+    lead = f"L{n:09}"
+    at = START + timedelta(seconds=n * SPACING)
+    fallback = n % 40 == 0
+    pool = None if fallback else f"pool-{n % 10}"
+    members = POOLS[pool] if pool else []
+    owner = "queue:triage" if fallback else members[(n // 10) % 5]
+    rule = "fallback" if fallback else RULES[n % 29]
+    tier = ("hot", "warm", "cold")[n % 3]
+    created_wait = 2.0 + 60.0 * _rnd(n, 1) ** 3
+    context = {"crm": crm, "object": obj, "lead_id": lead, "config_version": "3f9a1c2b7d4e" if n < 600_000 else "8b1e0d4c9a2f",
+               "rule": rule, "pool": pool, "tier": tier, "source": SOURCES[n % 5], "arm": "a" if n % 2 else "b",
+               "lead_created_at": at - timedelta(seconds=created_wait)}
+    skipped = {members[(n + 1) % 5]: SKIPS[n % 4]} if members and n % 3 == 0 else {}
+    key = f"{crm}/{obj}/{lead}"
+    events = [LedgerEvent(
+        event_id=f"decision/{key}/0", kind="decision", at=at, epoch=0, owner=owner,
+        wait_seconds=created_wait, wait_business_seconds=created_wait * 0.8, **context,
+        data={"reason": f"{rule}: DE, 4,200 employees -> pool {pool} (least loaded: {owner} 3/25)",
+              "target": f"pool {pool}" if pool else "queue triage", "strategy_state": f"least loaded: {owner} 3/25",
+              "considered": members, "skipped": skipped,
+              "facts": {"country": "DE", "employees": 4200, "segment": "enterprise", "industry": "Manufacturing"},
+              "unreadable": ["employees"] if n % 50 == 0 else [], "requested_by": None})]
+    if fallback:
+        return events + _outcomes(n, key, at, owner, context)
+    start = at + timedelta(seconds=1)
+    window = TIERS[tier].seconds
+    events.append(LedgerEvent(event_id=f"sla.start/{key}/0", kind="sla.start", at=start, epoch=0, owner=owner, **context,
+                              data={"deadline": (start + timedelta(seconds=window)).isoformat()}))
+    ack_wait = window * 2.5 * _rnd(n, 2) ** 2  # most within the window, a tail beyond it
+    late = ack_wait > window
+    if late:
+        events += [
+            LedgerEvent(event_id=f"sla.remind/{key}/0/1", kind="sla.remind", at=start + timedelta(seconds=window * 0.7),
+                        epoch=0, owner=owner, wait_seconds=window * 0.7, **context, data={"step": 1}),
+            LedgerEvent(event_id=f"sla.breach/{key}/0", kind="sla.breach", at=start + timedelta(seconds=window),
+                        epoch=0, owner=owner, wait_seconds=float(window), **context, data={}),
+        ]
+    if late and n % 5 == 0:
+        events.append(LedgerEvent(event_id=f"sla.escalate/{key}/0/2", kind="sla.escalate", epoch=0, owner=owner,
+                                  at=start + timedelta(seconds=window * 1.2), wait_seconds=window * 1.2, **context,
+                                  data={"manager": "boss"}))
+    if late and n % 11 == 0:  # reassigned: a new owner, a new clock, acknowledged quickly
+        new = members[(n // 10 + 1) % 5]
+        moved = start + timedelta(seconds=window * 2)
+        events += [
+            LedgerEvent(event_id=f"sla.reassign/{key}/0/3", kind="sla.reassign", at=moved, epoch=0, owner=new,
+                        previous_owner=owner, wait_seconds=window * 2.0, **(context | {"pool": None}),
+                        data={"excluded": [owner]}),
+            LedgerEvent(event_id=f"decision/{key}/1", kind="decision", at=moved, epoch=1, owner=new, previous_owner=owner,
+                        **context, data={"via": "sla", "reason": "reassigned", "considered": members, "skipped": {}}),
+            LedgerEvent(event_id=f"sla.start/{key}/1", kind="sla.start", at=moved, epoch=1, owner=new, **context, data={}),
+            LedgerEvent(event_id=f"ack/{key}/1", kind="ack", at=moved + timedelta(seconds=120), epoch=1, owner=new,
+                        actor=new, wait_seconds=120.0, wait_business_seconds=120.0, **context, data={"observed": "field"}),
+        ]
+        owner = new
+    elif late and n % 13 == 0:
+        events.append(LedgerEvent(event_id=f"sla.park/{key}/0/4", kind="sla.park", at=start + timedelta(seconds=window * 2),
+                                  epoch=0, owner="queue:triage", previous_owner=owner, wait_seconds=window * 2.0,
+                                  **context, data={}))
+        owner = "queue:triage"
+    else:
+        events.append(LedgerEvent(event_id=f"ack/{key}/0", kind="ack", at=start + timedelta(seconds=ack_wait), epoch=0,
+                                  owner=owner, actor=owner, wait_seconds=ack_wait, wait_business_seconds=ack_wait * 0.7,
+                                  **context, data={"observed": "field"}))
+    if n % 100 == 7 and members:
+        new = members[(n // 10 + 2) % 5]
+        events.append(LedgerEvent(event_id=f"reroute/{key}/2", kind="reroute", at=at + timedelta(hours=3), epoch=2,
+                                  owner=new, previous_owner=owner, actor="alice (cli)", **context,
+                                  data={"reason": "by hand", "requested_by": "alice (cli)", "why": "language"}))
+        owner = new
+    return events + _outcomes(n, key, at, owner, context)
+
+
+def _outcomes(n: int, key: str, at: datetime, owner: str, context: dict[str, Any]) -> list[LedgerEvent]:
+    roll = _rnd(n, 3)
+    out: list[LedgerEvent] = []
+    if roll < 0.25:
+        out.append(LedgerEvent(event_id=f"outcome/{key}/converted", kind="outcome", at=at + timedelta(days=2),
+                               owner=owner, status="converted", **context, data={"IsConverted": True}))
+    if roll < 0.12:
+        out.append(LedgerEvent(event_id=f"outcome/{key}/opportunity", kind="outcome", at=at + timedelta(days=2, hours=1),
+                               owner=owner, status="opportunity", amount=12000.0, currency="EUR", **context, data={}))
+    if roll < 0.09:
+        won = roll < 0.04
+        out.append(LedgerEvent(event_id=f"outcome/{key}/{'won' if won else 'lost'}", kind="outcome",
+                               at=at + timedelta(days=20), owner=owner, status="won" if won else "lost",
+                               amount=12000.0, currency="EUR", **context, data={"StageName": "Closed"}))
+    return out
+
+
+def load(ledger: Ledger, leads: int, batch: int = 5000) -> tuple[int, float]:
+    """Write ``leads`` leads' histories; how many events, and the seconds spent."""
+    began = time.perf_counter()
+    pending: list[LedgerEvent] = []
+    total = 0
+    for n in range(leads):
+        pending += lead_history(n)
+        if len(pending) >= batch:
+            total += ledger.write(pending)
+            pending = []
+    if pending:
+        total += ledger.write(pending)
+    return total, time.perf_counter() - began
+
+
+def settings() -> ReportSettings:
+    """What the routing config tells the report: pool members and weights, tier windows."""
+    return ReportSettings(pools={p: {m: WEIGHTS[m] for m in members} for p, members in POOLS.items()},
+                          tiers=dict(TIERS))
+
+
+def time_report(ledger: Ledger, leads: int, runs: int) -> dict[str, Any]:
+    """Run the whole report ``runs`` times over the whole history."""
+    period = Period(START - timedelta(days=1), START + timedelta(seconds=leads * SPACING + 86400))
+    times = []
+    report = None
+    for _ in range(runs):
+        began = time.perf_counter()
+        report = build_report(ledger.engine, period, by="rule", settings=settings())
+        times.append(time.perf_counter() - began)
+    assert report is not None and report.leads == leads, (report.leads if report else None, leads)
+    return {"report_best_s": round(min(times), 3), "report_median_s": round(statistics.median(times), 3),
+            "runs": runs}
+
+
+def time_cli(url: str, leads: int) -> float:
+    """``leadroute report --format json`` in a child process, start-up included."""
+    since = (START - timedelta(days=1)).isoformat()
+    until = (START + timedelta(seconds=leads * SPACING + 86400)).isoformat()
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "report", "--since", since, "--until", until,
+                           "--by", "rule", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
+                          env=os.environ | {"DATABASE_URL": url, "LEADROUTE_CONFIG": "/nonexistent"}, timeout=600)
+    spent = time.perf_counter() - began
+    if done.returncode != 0:
+        raise SystemExit(f"leadroute report failed: {done.stderr.strip()[-2000:]}")
+    json.loads(done.stdout)
+    return round(spent, 3)
+
+
+def bench(ledger: Ledger, url: str, leads: int, runs: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"leads": leads}
+    existing = ledger.count(kinds=["decision"])
+    if existing not in (0, leads):
+        raise SystemExit(f"{url}: holds {existing} decisions, neither none nor {leads}")
+    if existing == 0:
+        events, spent = load(ledger, leads)
+        figures |= {"events_written": events, "load_s": round(spent, 1)}
+    with ledger.engine.begin() as connection:
+        connection.execute(text("ANALYZE events" if connection.dialect.name == "postgresql" else "ANALYZE"))
+    figures["events_in_table"] = ledger.count()
+    figures |= time_report(ledger, leads, runs)
+    figures["cli_json_s"] = time_cli(url, leads)
+    return figures
+
+
+@contextlib.contextmanager
+def postgres_ledger(url: str | None) -> Iterator[tuple[Ledger, str, str]]:
+    if url:
+        ledger = Ledger.open(url)
+        try:
+            yield ledger, url, "existing server"
+        finally:
+            ledger.close()
+        return
+    with PostgresServer(durable=True) as server:
+        server.create_database("bench")
+        url = server.url("bench", tcp=True)
+        ledger = Ledger.open(url)
+        try:
+            with ledger.engine.connect() as connection:
+                version = connection.execute(text("SHOW server_version")).scalar()
+            yield ledger, url, f"throwaway PostgreSQL {version}, loopback TCP"
+        finally:
+            ledger.close()
+
+
+@contextlib.contextmanager
+def sqlite_ledger(keep: Path | None) -> Iterator[tuple[Ledger, str, str]]:
+    with tempfile.TemporaryDirectory(prefix="leadroute-bench-") as directory:
+        path = keep or Path(directory) / "ledger.sqlite3"
+        url = f"sqlite:///{path}"
+        ledger = Ledger.open(url)
+        try:
+            yield ledger, url, f"SQLite {sqlite3.sqlite_version}, file, WAL"
+        finally:
+            ledger.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--leads", type=int, default=1_000_000, help="leads (first-routing decisions) in the history")
+    parser.add_argument("--runs", type=int, default=3, help="times the report is run on each database")
+    parser.add_argument("--postgres-url", help="an existing PostgreSQL database, empty or holding this history")
+    parser.add_argument("--keep", type=Path, help="SQLite: use (and keep) this file; a second run skips the load")
+    parser.add_argument("--only", choices=("postgresql", "sqlite"), help="one database only")
+    args = parser.parse_args(argv)
+
+    figures: dict[str, Any] = {}
+    if args.only in (None, "postgresql"):
+        with postgres_ledger(args.postgres_url) as (ledger, url, where):
+            figures["postgresql"] = {"where": where, **bench(ledger, url, args.leads, args.runs)}
+    if args.only in (None, "sqlite"):
+        with sqlite_ledger(args.keep) as (ledger, url, where):
+            figures["sqlite"] = {"where": where, **bench(ledger, url, args.leads, args.runs)}
+    targets = {}
+    if "postgresql" in figures:
+        targets["postgresql_report_s<2"] = figures["postgresql"]["report_median_s"] < 2
+    if "sqlite" in figures:
+        targets["sqlite_report_s<5"] = figures["sqlite"]["report_median_s"] < 5
+    figures["targets"] = targets
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    for name, f in figures.items():
+        if name == "targets":
+            continue
+        print(f"{name} ({f['where']}):")
+        if "load_s" in f:
+            print(f"  loaded {f['events_written']:,} events ({f['leads']:,} leads) in {f['load_s']} s")
+        print(f"  report over {f['leads']:,} decisions ({f['events_in_table']:,} events): "
+              f"median {f['report_median_s']} s, best {f['report_best_s']} s of {f['runs']}; "
+              f"CLI --format json {f['cli_json_s']} s")
+    print("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in targets.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""``leadroute report``: the routing ledger's figures over a period, as terminal tables, JSON or one HTML file.
+
+SQLAlchemy, numpy and Plotly load inside the command, not with the CLI: every other command
+starts without them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from worker.reports.model import ReportSettings
+
+out = Console(highlight=False, width=100)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+FORMATS = ("table", "json", "html")
+DEFAULT_HTML = Path("leadroute-report.html")
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([dh])$")
+
+
+def parse_when(value: str, option: str, now: datetime) -> datetime:
+    """``30d`` / ``12h`` (that long before now), ``2026-01-01`` (midnight UTC), or ISO 8601 (no offset: UTC)."""
+    text = value.strip()
+    age = _AGE.match(text)
+    if age:
+        amount = float(age.group(1))
+        return now - (timedelta(days=amount) if age.group(2) == "d" else timedelta(hours=amount))
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        err.print(f"{option}: {value!r} is not an age (30d, 12h), a date (2026-01-01) or an ISO 8601 time")
+        raise typer.Exit(2) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _settings(config: Path | None) -> ReportSettings:
+    """Pools, weights and SLA windows from the routing config; without one, the report still runs."""
+    # the config loader and the report model load for `report` only
+    from worker.config import ConfigError, load_config
+    from worker.reports import ReportSettings, settings_from_config
+
+    path = config or Path(os.environ.get("LEADROUTE_CONFIG", "config/routing.yaml"))
+    if config is None and not path.is_file():
+        err.print(f"no routing config at {path}: pool weights count as 1 and SLA windows are unknown (pass --config)")
+        return ReportSettings()
+    try:
+        return settings_from_config(load_config(path))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {escape(str(problem))}")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err.print(f"--config: {exc}")
+        raise typer.Exit(1) from None
+
+
+def report(
+    since: Annotated[str, typer.Option(help="Start: an age (30d, 12h), a date or an ISO 8601 time.")] = "30d",
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms; default now.")] = None,
+    by: Annotated[str, typer.Option(help="Group by rule, pool, rep, tier, source, config_version or arm.")] = "rule",
+    format: Annotated[str, typer.Option("--format", "-f", help="table, json or html.")] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help=f"Write here (html default: {DEFAULT_HTML}).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Routing config for pool weights and SLA windows (default: $LEADROUTE_CONFIG or "
+        "config/routing.yaml).")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="DATABASE_URL", show_envvar=True,
+        help="The ledger's database; unset: the embedded SQLite file ./var/ledger.sqlite3.")] = None,
+) -> None:
+    """Speed to lead, SLA compliance, fairness, acceptance, outcomes and rule coverage from the routing ledger."""
+    # the report's dependencies (SQLAlchemy, numpy) load for `report` only
+    from worker.ledger.database import create_ledger_engine, display_url
+    from worker.ledger.migrate import current_revision
+    from worker.reports import DIMENSIONS, Period, build_report
+
+    if format not in FORMATS:
+        err.print(f"--format: {format!r} is not one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    if by not in DIMENSIONS:
+        err.print(f"--by: {by!r} is not one of {', '.join(DIMENSIONS)}")
+        raise typer.Exit(2)
+    now = datetime.now(UTC)
+    start, end = parse_when(since, "--since", now), parse_when(until, "--until", now) if until else now
+    if end <= start:
+        err.print(f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})")
+        raise typer.Exit(2)
+    settings = _settings(config)
+    engine = create_ledger_engine(database_url)
+    try:
+        if current_revision(engine) is None:
+            err.print(f"{display_url(engine.url)}: no ledger here (run `leadroute db upgrade`, or point --database-url at one)")
+            raise typer.Exit(1)
+        with _Progress() as tick:
+            result = build_report(engine, Period(start, end), by, settings, progress=tick, now=now)
+    finally:
+        engine.dispose()
+    _write(result, format, out_file)
+
+
+class _Progress:
+    """A progress bar on stderr while the passes run, only when stderr is a terminal (never in pipes or logs)."""
+
+    def __enter__(self) -> Any:
+        self.bar: Any = None
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # drawn only on a terminal
+
+        self.bar = Progress(TextColumn("reading the ledger"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("", total=None)
+
+        def tick(done: int, total: int, name: str) -> None:
+            self.bar.update(self.task, completed=done, total=total, description=name)
+
+        return tick
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _write(result: Any, format: str, out_file: Path | None) -> None:
+    if format == "json":
+        import json  # only the json format needs it
+
+        text = json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n"
+        if out_file is None:
+            sys.stdout.write(text)
+        else:
+            out_file.write_text(text, encoding="utf-8")
+            err.print(f"wrote {out_file}")
+        return
+    if format == "html":
+        from worker.reports.html import render as render_html  # Plotly loads for the html format only
+
+        target = out_file or DEFAULT_HTML
+        target.write_text(render_html(result), encoding="utf-8")
+        err.print(f"wrote {target} ({target.stat().st_size // 1024:,} KiB, opens offline)")
+        return
+    from worker.reports.table import render as render_table  # rich tables for the table format only
+
+    if out_file is None:
+        for part in render_table(result):
+            out.print(part)
+        return
+    with out_file.open("w", encoding="utf-8") as handle:
+        console = Console(file=handle, width=100, highlight=False, color_system=None)
+        for part in render_table(result):
+            console.print(part)
+    err.print(f"wrote {out_file}")
