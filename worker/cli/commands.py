@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from worker.cli.db import app as db_app
+from worker.cli.report import report as report_command
 from worker.cli.simulate import LeadFileError, read_leads, read_loads, summarise
 from worker.cli.simulate import simulate as simulate_leads
 from worker.config import ConfigError, RoutingConfig, load_config
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.command(name="report")(report_command)
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
