@@ -28,6 +28,8 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "lease": keys.lease(KEY),
         "epoch": keys.epoch(LEAD),
         "log": keys.log(),
+        "outbox": keys.outbox(),
+        "outbox dead": keys.outbox_dead(),
         "timers": keys.timers(),
         "timer payloads": keys.timer_payloads(),
         "a rep's clocks": keys.rep_timers("ann"),
@@ -49,6 +51,8 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "lease": f"{prefix}:lease:salesforce:Lead:00Q5e00000AbCdE:2",
         "epoch": f"{prefix}:epoch:salesforce:Lead:00Q5e00000AbCdE",
         "log": f"{prefix}:log",
+        "outbox": f"{prefix}:outbox",
+        "outbox dead": f"{prefix}:outbox:dead",
         "timers": f"{prefix}:timers",
         "timer payloads": f"{prefix}:timers:payload",
         "a rep's clocks": f"{prefix}:sla:rep:ann",
@@ -73,7 +77,7 @@ def test_every_key_begins_with_a_root_named_in_the_keys_module() -> None:
         keys.loads(), keys.pool("x"), keys.decision(KEY), keys.lease(KEY), keys.epoch(LEAD), keys.log(), keys.timers(),
         keys.timer_payloads(), keys.rep_timers("ann"), keys.done_mark(TIMER, 0, "t"), keys.pending("c"),
         keys.pending_meta("c"), keys.watermarks(), keys.polled("c"), keys.written(KEY), keys.open_leads("c"),
-        keys.lock("l"), keys.seen("n", "i"), keys.availability(),
+        keys.lock("l"), keys.seen("n", "i"), keys.availability(), keys.outbox(), keys.outbox_dead(),
     ]  # fmt: skip
     assert {name.split(":")[1] for name in named} == set(STORE_ROOTS)
     assert set(STORE_ROOTS).isdisjoint(CONNECTOR_ROOTS)
@@ -121,6 +125,7 @@ def test_the_store_writes_exactly_these_keys(redis_client, redis_prefix) -> None
         f"{p}:dec:salesforce:Lead:00Q5e00000AbCdE:2",
         f"{p}:epoch:salesforce:Lead:00Q5e00000AbCdE",
         f"{p}:log",
+        f"{p}:outbox",
         f"{p}:timers",
         f"{p}:timers:payload",
         f"{p}:sla:rep:ann",
@@ -136,4 +141,4 @@ def test_the_store_writes_exactly_these_keys(redis_client, redis_prefix) -> None
         f"{p}:availability",
     ])
     assert redis_client.hkeys(f"{p}:watermarks") == ["salesforce:Lead"]
-    assert store.clear() == 18
+    assert store.clear() == 19

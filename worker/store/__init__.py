@@ -4,7 +4,8 @@
   uses; it combines the concerns below.
 * :mod:`.keys`: every key layout, named once, under the configuration's prefix.
 * :mod:`.routing_state`: loads and pool rotations, claims. :mod:`.decisions`: idempotent
-  decisions, epochs, leases. :mod:`.log`: the decision log. :mod:`.timers`: SLA timers, each
+  decisions, epochs, leases. :mod:`.log`: the decision log. :mod:`.outbox`: ledger events waiting
+  for SQL (claimed under a lease, acknowledged after the commit). :mod:`.timers`: SLA timers, each
   rep's open clocks, once-marks. :mod:`.crm_state`: watermarks, last polls, written markers,
   open-lead holders. :mod:`.locks`: locks, first-seen marks. :mod:`.availability`: overrides.
 * :mod:`.pending`: the pending set of CRM record ids waiting to be routed.

@@ -9,7 +9,9 @@ twice (and a retry that takes another path gives the earlier claim back). A deli
 re-route opens a new epoch (:meth:`DecisionStore.new_epoch`). For batches,
 :meth:`DecisionStore.decide_many` does the same for many leads in a few round trips in all
 (leases, one claim script per round, records), and :meth:`~DecisionStore.record_many` records
-in one pipelined round trip. A recorded decision also goes to the decision log.
+in one pipelined round trip. A recorded decision also goes to the decision log and, for the
+ledger, to the outbox (:mod:`.outbox`) with what the caller gives for the ledger alone
+(``ledger``: what its event needs beside the decision), in the same script.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.routing.state import Candidate, Pick, RoutingState, Strategy
 from worker.store.base import DAY, dumps, stream_time
+from worker.store.outbox import OutboxStore
 from worker.store.routing_state import ClaimBatch, DirectClaim, PoolClaim, RoutingStateStore
 
 SCRIPT_CHUNK = 500  # leads per begin/record script call: bounds how long one call holds Redis
@@ -52,7 +55,7 @@ class Decided:
         return stream_time(self.entry_id) if self.entry_id else None
 
 
-class DecisionStore(RoutingStateStore):
+class DecisionStore(RoutingStateStore, OutboxStore):
     """Routing epochs, leases and recorded decisions (claims come from :class:`RoutingStateStore`)."""
 
     LUA = ("begin", "record", "unlock")
@@ -93,6 +96,7 @@ class DecisionStore(RoutingStateStore):
         compute: Callable[[RoutingState], Mapping[str, Any]],
         *,
         wait: float | None = None,
+        ledger: Mapping[str, Any] | None = None,
     ) -> Decided:
         """The decision for ``key``: the recorded one, or ``compute(state)`` recorded now.
 
@@ -100,12 +104,14 @@ class DecisionStore(RoutingStateStore):
         JSON-serialisable dict. Only one worker computes at a time (a lease); the others wait
         up to ``wait`` seconds (default: the lease) for its result, then raise
         :class:`DecisionBusy`. If the computing worker dies, the next one replays its
-        journaled picks, so a lead never claims twice.
+        journaled picks, so a lead never claims twice. ``ledger`` (JSON-native) goes to the
+        outbox with the decision, and only there.
         """
-        return self._decide_one(key, compute, uuid.uuid4().hex, wait)
+        return self._decide_one(key, compute, uuid.uuid4().hex, wait, ledger)
 
     def _decide_one(
-        self, key: DecisionKey, compute: Callable[[RoutingState], Mapping[str, Any]], token: str, wait: float | None
+        self, key: DecisionKey, compute: Callable[[RoutingState], Mapping[str, Any]], token: str, wait: float | None,
+        ledger: Mapping[str, Any] | None = None,
     ) -> Decided:
         dkey, lease_key = self.keys.decision(key), self.keys.lease(key)
         deadline = time.monotonic() + (self.lease_ms / 1000 if wait is None else wait)
@@ -126,10 +132,11 @@ class DecisionStore(RoutingStateStore):
         except BaseException:
             self._lua["unlock"](keys=[lease_key], args=[token, ""])  # let a retry start at once
             raise
-        return self.record(key, decision, token=token, claims_used=state.calls)
+        return self.record(key, decision, token=token, claims_used=state.calls, ledger=ledger)
 
     def decide_many(
-        self, items: Sequence[tuple[DecisionKey, Callable[[RoutingState], Mapping[str, Any]]]]
+        self, items: Sequence[tuple[DecisionKey, Callable[[RoutingState], Mapping[str, Any]]]],
+        *, ledger: Mapping[DecisionKey, Mapping[str, Any]] | None = None,
     ) -> list[Decided]:
         """:meth:`decide_once` for a batch, in a few round trips for all of it instead of several per lead.
 
@@ -143,6 +150,7 @@ class DecisionStore(RoutingStateStore):
         decided alone with :meth:`decide_once`'s semantics. ``compute`` must be deterministic
         given the state's answers (pass the routing time in, don't read the clock) and return
         a JSON-native dict (a fresh decision is returned as computed, not read back).
+        ``ledger`` maps keys to what goes to the outbox with their decisions (see :meth:`decide_once`).
         """
         token = uuid.uuid4().hex
         pipe = self.client.pipeline(transaction=False)
@@ -194,11 +202,11 @@ class DecisionStore(RoutingStateStore):
             raise
         if finished:
             recorded = self._record_all([(items[i][0], decision, token, used) for i, (decision, used) in finished.items()],
-                                        as_computed=True)
+                                        as_computed=True, ledger=ledger)
             results.update(zip(finished, recorded, strict=True))
         for n, i in enumerate(alone):
             try:
-                results[i] = self._decide_one(items[i][0], items[i][1], token, None)
+                results[i] = self._decide_one(items[i][0], items[i][1], token, None, (ledger or {}).get(items[i][0]))
             except BaseException:
                 self._release_leases([items[j][0] for j in alone[n:]], token)
                 raise
@@ -211,31 +219,39 @@ class DecisionStore(RoutingStateStore):
         pipe.execute()
 
     def record(
-        self, key: DecisionKey, decision: Mapping[str, Any], *, token: str = "", claims_used: int | None = None
+        self, key: DecisionKey, decision: Mapping[str, Any], *, token: str = "", claims_used: int | None = None,
+        ledger: Mapping[str, Any] | None = None,
     ) -> Decided:
         """Record ``decision`` for ``key`` unless one is recorded already (which is returned)."""
-        return self._record_all([(key, decision, token, claims_used)])[0]
+        return self._record_all([(key, decision, token, claims_used)], ledger={key: ledger} if ledger else None)[0]
 
     def _record_all(
-        self, entries: Sequence[tuple[DecisionKey, Mapping[str, Any], str, int | None]], *, as_computed: bool = False
+        self, entries: Sequence[tuple[DecisionKey, Mapping[str, Any], str, int | None]], *, as_computed: bool = False,
+        ledger: Mapping[DecisionKey, Mapping[str, Any]] | None = None,
     ) -> list[Decided]:
         """Record decisions (key, decision, lease token, claims used) in one round trip.
 
         ``claims used``: how many journaled claims the recorded compute made; any beyond them
         were made by an earlier attempt that died and took another path, and are released.
         ``as_computed``: the decisions are JSON-native, so one recorded now is returned as
-        given instead of read back from its JSON.
+        given instead of read back from its JSON. A decision the script records also goes to
+        the ledger's outbox, as recorded, with ``ledger[key]`` beside it (unless the store's
+        ``ledger_outbox`` is off).
         """
         pipe = self.client.pipeline(transaction=False)
         sent = [dumps(decision) for _, decision, _, _ in entries]
-        log_key = self.keys.log()
+        extra = ledger or {}
+        outbox = [dumps(extra[key]) if key in extra else "{}" for key, _, _, _ in entries] if self.ledger_outbox \
+            else [""] * len(entries)
+        log_key, outbox_key = self.keys.log(), self.keys.outbox()
         for start in range(0, len(entries), SCRIPT_CHUNK):
-            keys: list[str] = [log_key, self.keys.loads()]
+            keys: list[str] = [log_key, self.keys.loads(), outbox_key]
             args: list[object] = [self.decision_ttl_ms, self.log_maxlen]
-            for (key, _, token, used), text in zip(entries[start : start + SCRIPT_CHUNK], sent[start : start + SCRIPT_CHUNK],
-                                                   strict=True):
+            for (key, _, token, used), text, beside in zip(entries[start : start + SCRIPT_CHUNK],
+                                                           sent[start : start + SCRIPT_CHUNK],
+                                                           outbox[start : start + SCRIPT_CHUNK], strict=True):
                 keys += [self.keys.decision(key), self.keys.lease(key)]
-                args += [text, token, str(key.lead), key.epoch, "" if used is None else int(used)]
+                args += [text, token, str(key.lead), key.epoch, "" if used is None else int(used), beside]
             self._lua["record"](keys=keys, args=args, client=pipe)
         flat = [value for reply in pipe.execute() for value in reply]
         return [

@@ -24,6 +24,8 @@ STORE_ROOTS: dict[str, str] = {
     "lease": "string per (crm, object, lead, epoch): the worker deciding it (owner token)",
     "epoch": "counter per (crm, object, lead): its routing epoch (re-routes)",
     "log": "stream: the decision log, capped",
+    # the ledger's outbox
+    "outbox": "stream of ledger events (JSON) waiting to be moved to SQL, never capped; ``outbox:dead`` those the ledger refused",
     # SLA timers and clocks
     "timers": "sorted set timer id -> due (epoch s); ``timers:payload`` hash timer id -> json",
     "sla": "``sla:rep:<rep>`` set of a rep's open clocks; ``sla:once:...`` marks of actions done",
@@ -57,7 +59,7 @@ def glob_escape(text: str) -> str:
 class Keys:
     """The key names of one configuration (one prefix)."""
 
-    __slots__ = ("_loads", "_log", "_timer_payloads", "_timers", "prefix")
+    __slots__ = ("_loads", "_log", "_outbox", "_timer_payloads", "_timers", "prefix")
 
     def __init__(self, prefix: str) -> None:
         if not prefix or any(ch.isspace() for ch in prefix):
@@ -67,6 +69,7 @@ class Keys:
         self._log = f"{prefix}:log"
         self._timers = f"{prefix}:timers"
         self._timer_payloads = f"{prefix}:timers:payload"
+        self._outbox = f"{prefix}:outbox"
 
     def key(self, *parts: object) -> str:
         """``<prefix>:<part>:<part>...``: the general form (tests and tools; the store names its layouts below)."""
@@ -97,6 +100,16 @@ class Keys:
 
     def log(self) -> str:
         return self._log
+
+    # ------------------------------------------------------------------ the ledger's outbox
+
+    def outbox(self) -> str:
+        """The stream of ledger events not yet in SQL (consumer group ``ledger`` claims them)."""
+        return self._outbox
+
+    def outbox_dead(self) -> str:
+        """The stream of outbox events the ledger refused as invalid, kept for a human to look at."""
+        return f"{self.prefix}:outbox:dead"
 
     # ------------------------------------------------------------------ SLA timers and clocks
 

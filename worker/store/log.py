@@ -3,19 +3,22 @@
 Decisions are appended by ``record.lua`` as they are recorded; every other event (SLA steps,
 re-routes, acknowledgements, reconciliations) through :meth:`LogStore.log_event` or, a batch
 in one round trip, :meth:`LogStore.log_events`. The stream is capped at ``log_maxlen``
-entries (approximately); readers page through it.
+entries (approximately); readers page through it. Ledger events passed with a log append go
+to the outbox in the same transaction (see :mod:`worker.store.outbox`): the log forgets, the
+ledger keeps.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from worker.domain.leads import LeadRef
-from worker.store.base import StoreBase, dumps, stream_id, stream_time
+from worker.store.base import dumps, stream_id, stream_time
+from worker.store.outbox import EventLike, OutboxStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +33,35 @@ class LogEntry:
     data: dict[str, Any]
 
 
-class LogStore(StoreBase):
+class LogStore(OutboxStore):
     """Appending to and reading the decision log."""
 
-    def log_event(self, kind: str, lead: LeadRef | str | None, data: Mapping[str, Any], epoch: int | None = None) -> str:
-        """Append a non-decision event (SLA breach, reassignment, acknowledgement...) to the log."""
-        return str(self.client.xadd(self.keys.log(), _fields(kind, lead, data, epoch), maxlen=self.log_maxlen, approximate=True))
+    def log_event(
+        self, kind: str, lead: LeadRef | str | None, data: Mapping[str, Any], epoch: int | None = None,
+        *, ledger: Iterable[EventLike] = (),
+    ) -> str:
+        """Append a non-decision event (SLA breach, reassignment, acknowledgement...) to the log.
 
-    def log_events(self, events: Sequence[tuple[str, LeadRef | str | None, Mapping[str, Any], int | None]]) -> list[str]:
-        """Append many events ``(kind, lead, data, epoch)`` in one round trip, in order; their entry ids."""
-        if not events:
+        ``ledger``: the ledger events it stands for, appended to the outbox in the same transaction.
+        """
+        return self.log_events([(kind, lead, data, epoch)], ledger=ledger)[0]
+
+    def log_events(
+        self, events: Sequence[tuple[str, LeadRef | str | None, Mapping[str, Any], int | None]],
+        *, ledger: Iterable[EventLike] = (),
+    ) -> list[str]:
+        """Append many events ``(kind, lead, data, epoch)`` in one round trip, in order; their entry ids.
+
+        ``ledger``: ledger events appended to the outbox in the same transaction (MULTI).
+        """
+        texts = [text for text in map(self.outbox_encode, ledger) if text]
+        if not events and not texts:
             return []
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=bool(texts))
         for kind, lead, data, epoch in events:
             pipe.xadd(self.keys.log(), _fields(kind, lead, data, epoch), maxlen=self.log_maxlen, approximate=True)
-        return [str(entry_id) for entry_id in pipe.execute()]
+        self._outbox_add(pipe, texts)
+        return [str(entry_id) for entry_id in pipe.execute()[: len(events)]]
 
     def recent(self, count: int = 20, kind: str | None = None) -> list[LogEntry]:
         """The latest ``count`` log entries (of ``kind`` if given), newest first."""

@@ -12,6 +12,8 @@ The store is split by concern; :class:`RedisStore` combines them:
 * :mod:`.decisions`: idempotent decisions per (crm, object, lead id, epoch), leases,
   journaled claims, routing epochs, batch decisions in a few round trips.
 * :mod:`.log`: the decision log (a capped stream) and its readers.
+* :mod:`.outbox`: the ledger's outbox: events appended with what they describe, claimed by the
+  ledger task under a lease and acknowledged once SQL has them.
 * :mod:`.timers`: SLA timers in a sorted set (each due timer to exactly one caller; cost in
   proportion to what is due), each rep's open clocks, once-marks of SLA actions.
 * :mod:`.crm_state`: watermarks, last polls, written markers, who holds each open lead.
@@ -40,6 +42,7 @@ from worker.store.crm_state import CrmStateStore
 from worker.store.decisions import SCRIPT_CHUNK, Decided, DecisionBusy, DecisionState, DecisionStore
 from worker.store.locks import LockBusy, LockStore
 from worker.store.log import LogEntry, LogStore
+from worker.store.outbox import OutboxEntry, OutboxStats, OutboxStore
 from worker.store.pending import PendingSet
 from worker.store.routing_state import CLAIM_CHUNK, Claim, DirectClaim, PoolClaim
 from worker.store.timers import Timer, TimerStore
@@ -56,18 +59,21 @@ __all__ = [
     "DirectClaim",
     "LockBusy",
     "LogEntry",
+    "OutboxEntry",
+    "OutboxStats",
     "PoolClaim",
     "RedisStore",
     "Timer",
 ]
 
 
-class RedisStore(DecisionStore, LogStore, TimerStore, CrmStateStore, LockStore, AvailabilityStore):
+class RedisStore(DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore):
     """All shared state of one leadroute configuration, under one key prefix.
 
     ``decision_ttl``: how long a decision (and its journal) is kept for idempotent
     retries and ``explain``; ``log_maxlen``: approximate cap of the decision-log stream;
-    ``lease_seconds``: how long a worker may take to decide before another may take over.
+    ``lease_seconds``: how long a worker may take to decide before another may take over;
+    ``ledger_outbox``: append ledger events to the outbox (False only to measure routing without it).
     """
 
     def __init__(
@@ -78,11 +84,13 @@ class RedisStore(DecisionStore, LogStore, TimerStore, CrmStateStore, LockStore, 
         decision_ttl: float = 7 * DAY,
         log_maxlen: int = 100_000,
         lease_seconds: float = 30.0,
+        ledger_outbox: bool = True,
     ) -> None:
         super().__init__(client, prefix)
         self.decision_ttl_ms = int(decision_ttl * 1000)
         self.log_maxlen = int(log_maxlen)
         self.lease_ms = int(lease_seconds * 1000)
+        self.ledger_outbox = bool(ledger_outbox)
 
     @classmethod
     def connect(

@@ -9,18 +9,21 @@ timers on unless someone closed them meanwhile (``rearm.lua``).
 The SLA sweep keeps two more things here: which open clocks each rep holds
 (:meth:`TimerStore.rep_timers`, for ``leadroute reps`` and an absence), and marks that an
 action on a clock was carried out (:meth:`TimerStore.mark_once`), so a sweep that dies half
-way and runs again never repeats a side effect.
+way and runs again never repeats a side effect. Clocks started and acknowledged carry their
+ledger events into the outbox in the same step (:mod:`worker.store.outbox`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from worker.store.base import StoreBase, dumps, epoch_seconds
+from worker.domain.leads import LeadRef
+from worker.store.base import dumps, epoch_seconds
+from worker.store.outbox import EventLike, OutboxStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +35,10 @@ class Timer:
     payload: dict[str, Any]
 
 
-class TimerStore(StoreBase):
+class TimerStore(OutboxStore):
     """Timers (SLA clocks), their per-rep index and the sweep's once-marks."""
 
-    LUA = ("claim_due", "rearm")
+    LUA = ("claim_due", "rearm", "ack")
 
     def schedule(self, timer_id: str, due_at: float | datetime, payload: Mapping[str, Any] | None = None) -> None:
         """Set (or move) a timer; one timer per id, so re-scheduling replaces it."""
@@ -44,13 +47,25 @@ class TimerStore(StoreBase):
         pipe.hset(self.keys.timer_payloads(), timer_id, dumps(payload or {}))
         pipe.execute()
 
-    def schedule_many(self, timers: Sequence[tuple[str, float | datetime, Mapping[str, Any] | None]]) -> None:
-        """Set many timers in one transaction."""
+    def schedule_many(
+        self, timers: Sequence[tuple[str, float | datetime, Mapping[str, Any] | None]],
+        *, started: Container[str] = (), config_version: str | None = None,
+    ) -> None:
+        """Set many timers in one transaction.
+
+        The timers in ``started`` are clocks just started: each goes to the ledger's outbox in
+        the same transaction, as its payload and the config version it started under.
+        """
         if not timers:
             return
+        payloads = {tid: dumps(p or {}) for tid, _, p in timers}
         pipe = self.client.pipeline(transaction=True)
         pipe.zadd(self.keys.timers(), {tid: epoch_seconds(due) for tid, due, _ in timers})
-        pipe.hset(self.keys.timer_payloads(), mapping={tid: dumps(p or {}) for tid, _, p in timers})
+        pipe.hset(self.keys.timer_payloads(), mapping=payloads)
+        if self.ledger_outbox:
+            for tid, text in payloads.items():
+                if tid in started:
+                    pipe.xadd(self.keys.outbox(), {"t": tid, "s": text, "cv": config_version or ""})
         pipe.execute()
 
     def cancel(self, timer_id: str) -> bool:
@@ -142,6 +157,21 @@ class TimerStore(StoreBase):
                 pipe.srem(self.keys.rep_timers(owner), timer_id)
         result = pipe.execute()
         return sum(int(x) for x in result[: len(timers)])
+
+    def acknowledge_clock(
+        self, timer_id: str, owner: str, lead: LeadRef, epoch: int, log: tuple[str, Mapping[str, Any]],
+        ledger: Iterable[EventLike] = (),
+    ) -> bool:
+        """Close an acknowledged clock, once, in one step (``ack.lua``): the timer and its index entry go,
+        the owner's load drops by one, the log entry ``(kind, data)`` and the ``ledger`` events are
+        appended. False, and nothing done, when the clock was closed already (a sweep got there first).
+        """
+        kind, data = log
+        keys = [self.keys.timers(), self.keys.timer_payloads(), self.keys.rep_timers(owner), self.keys.loads(),
+                self.keys.log(), self.keys.outbox()]
+        args = [timer_id, owner, self.log_maxlen, kind, str(lead), epoch, dumps(data),
+                *(text for text in map(self.outbox_encode, ledger) if text)]
+        return bool(self._lua["ack"](keys=keys, args=args))
 
     def index_timers(self, removed: Sequence[tuple[str, str]] = (), added: Sequence[tuple[str, str]] = ()) -> None:
         """Take timers ``(rep, timer id)`` out of reps' indexes, then put others in, in one round trip."""

@@ -1,9 +1,12 @@
--- Record leads' decisions, each for one epoch: the first one recorded wins and goes to the log.
--- KEYS[1] decision log stream, KEYS[2] loads hash, then per lead its decision hash and lease key.
+-- Record leads' decisions, each for one epoch: the first one recorded wins and goes to the log
+-- and, for the ledger, to the outbox, in this same step.
+-- KEYS[1] decision log stream, KEYS[2] loads hash, KEYS[3] ledger outbox stream, then per lead its
+-- decision hash and lease key.
 -- ARGV[1] ttl ms, ARGV[2] log max length, then per lead: decision json, owner token (or ""),
--- lead, epoch, claims used ("" = unknown). Journaled claims c:n with n >= claims used were
--- made by an earlier attempt that died and went another way; their loads are given back when
--- the decision is recorded.
+-- lead, epoch, claims used ("" = unknown), and for the outbox what goes beside the decision
+-- (json; "" = no outbox). Journaled claims c:n with n >= claims used were made by an earlier
+-- attempt that died and went another way; their loads are given back when the decision is
+-- recorded.
 -- Returns three values per lead: 1, "", entry id when this call recorded it (the caller has
 -- the json) | 0, json, entry id when an earlier decision stands.
 local out = {}
@@ -13,9 +16,9 @@ local function push(a, b, c)
   out[#out + 1] = c
 end
 local lead = 0
-for k = 3, #KEYS, 2 do
+for k = 4, #KEYS, 2 do
   local dkey, lease = KEYS[k], KEYS[k + 1]
-  local a = 3 + 5 * lead
+  local a = 3 + 6 * lead
   lead = lead + 1
   local json, token, used = ARGV[a], ARGV[a + 1], ARGV[a + 4]
   local d = redis.call('HMGET', dkey, 'd', 'id')
@@ -37,6 +40,9 @@ for k = 3, #KEYS, 2 do
           redis.call('HDEL', dkey, fields[f])
         end
       end
+    end
+    if ARGV[a + 5] ~= '' then
+      redis.call('XADD', KEYS[3], '*', 'lead', ARGV[a + 2], 'epoch', ARGV[a + 3], 'd', json, 'x', ARGV[a + 5])
     end
     redis.call('HSET', dkey, 'd', json, 'id', id)
     redis.call('PEXPIRE', dkey, ARGV[1])
