@@ -32,6 +32,7 @@ class RecordingEnqueuer:
         self.assigned: list[dict[str, Any]] = []
         self.assigned_batches: list[tuple[str, str, list[dict[str, Any]]]] = []
         self.sla_notices: list[dict[str, Any]] = []
+        self.ledger_flushes = 0
 
     def drain(self, crm: str) -> None:
         self.drains.append(crm)
@@ -48,6 +49,9 @@ class RecordingEnqueuer:
 
     def sla_notice(self, notice: dict[str, Any]) -> None:
         self.sla_notices.append(notice)
+
+    def ledger_flush(self) -> None:
+        self.ledger_flushes += 1
 
     def assigned_items(self) -> dict[str, dict[str, Any]]:
         """Every lead a notify-batch task was queued for, by lead id."""

@@ -30,6 +30,7 @@ def live(make_runtime: Any, admin: Any, redis_url: str, redis_prefix: str, tmp_p
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
     monkeypatch.setenv("LEADROUTE_CONFIG", str(path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.sqlite3'}")  # this test's ledger, none other's
     rt = make_runtime(config)
     ids = load_leads(rt, admin, 1)["salesforce"]["ids"]
     route.poll(rt, "salesforce")

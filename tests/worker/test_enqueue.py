@@ -40,6 +40,7 @@ def test_each_follow_up_goes_to_its_queue_as_its_task(
     enqueue.notify_assigned("salesforce", "Lead", "00Q1", 2, None, None)
     enqueue.notify_assigned_batch("hubspot", "contacts", [{"lead_id": "7", "epoch": 0}])
     enqueue.sla_notice({"kind": "reminder", "to": "ana"})
+    enqueue.ledger_flush()
     app.close()
     assert queued(redis_client, "route") == [
         ("leadroute.drain", ["hubspot"]),
@@ -51,6 +52,7 @@ def test_each_follow_up_goes_to_its_queue_as_its_task(
         ("leadroute.notify_many", ["hubspot", "contacts", [{"lead_id": "7", "epoch": 0}]]),
         ("leadroute.sla_notify", [{"kind": "reminder", "to": "ana"}]),
     ]
+    assert queued(redis_client, "ingest") == [("leadroute.ledger_flush", [])]
 
 
 def test_building_a_runtime_does_not_resolve_the_broker(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def make_app() -> Celery:
             "leadroute.poll": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.reconcile_orphans": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.reconcile_loads": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.ledger_flush": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
             "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
@@ -71,7 +72,7 @@ app = make_app()
 
 
 def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> dict[str, dict[str, Any]]:
-    """The periodic tasks for a config: poll, drain, reconcile per CRM; the SLA sweep."""
+    """The periodic tasks for a config: poll, drain, reconcile per CRM; the SLA sweep; the ledger's move."""
     schedule: dict[str, dict[str, Any]] = {}
     for crm in crms:
         schedule[f"poll-{crm}"] = {"task": "leadroute.poll", "schedule": settings.poll_every, "args": (crm,)}
@@ -85,6 +86,7 @@ def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> 
         schedule["reconcile-loads"] = {"task": "leadroute.reconcile_loads", "schedule": settings.reconcile_loads_every}
     if sweep_every:
         schedule["sla-sweep"] = {"task": "leadroute.sla_sweep", "schedule": sweep_every}
+    schedule["ledger-flush"] = {"task": "leadroute.ledger_flush", "schedule": settings.ledger_flush_every}
     return schedule
 
 

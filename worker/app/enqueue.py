@@ -51,3 +51,7 @@ class CeleryEnqueuer:
     def sla_notice(self, notice: dict[str, Any]) -> None:
         """Send one SLA notice."""
         self.app.send_task("leadroute.sla_notify", args=(notice,))
+
+    def ledger_flush(self) -> None:
+        """Move the ledger outbox to SQL."""
+        self.app.send_task("leadroute.ledger_flush")

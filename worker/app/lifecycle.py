@@ -1,4 +1,4 @@
-"""A worker process's life: warm up once in the prefork parent, build a fresh runtime in each child.
+"""A worker process's life: warm up and migrate the ledger once in the prefork parent, build a fresh runtime in each child.
 
 Celery imports this module with the tasks (the app's ``include``), before it sends ``worker_init``.
 """
@@ -10,14 +10,16 @@ from typing import Any
 import structlog
 from celery.signals import worker_init, worker_process_init
 
-from worker.app.runtime import get_runtime, set_runtime, warm_up
+from worker.app.runtime import get_runtime, migrate_ledger, set_runtime, warm_up
 from worker.config import config_path, load_config
 
 
 @worker_init.connect
 def _warm_up(**_: Any) -> None:
-    """Before the pool forks: parse the config, import connectors and load calendars once for all children."""
+    """Before the pool forks: parse the config, import connectors and load calendars once for all children,
+    and migrate the ledger's database (each child's first ledger task then finds it current)."""
     warm_up(load_config(config_path()))
+    migrate_ledger()
 
 
 @worker_process_init.connect

@@ -1,8 +1,9 @@
 """Everything a worker process needs, built once from the environment.
 
-Tasks, the web process and the CLI all get their config, store, connectors, notifier and
-enqueuer here, so there is one place that reads ``LEADROUTE_CONFIG``, ``REDIS_URL`` and
-``LEADROUTE_PREFIX``; the steps get the runtime passed in and never build their own.
+Tasks, the web process and the CLI all get their config, store, connectors, notifier, ledger
+and enqueuer here, so there is one place that reads ``LEADROUTE_CONFIG``, ``REDIS_URL``,
+``LEADROUTE_PREFIX`` and ``DATABASE_URL``; the steps get the runtime passed in and never build
+their own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from connectors import domains
 from connectors.base import Connector, create_connector, get_connector_class
@@ -26,6 +30,11 @@ from worker.steps.sla_sweep import Notice, SlaService
 from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
 
+if TYPE_CHECKING:
+    from worker.ledger.ledger import Ledger
+
+log = structlog.get_logger("leadroute.runtime")
+
 
 @dataclass
 class Runtime:
@@ -38,6 +47,7 @@ class Runtime:
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _notifier: Notifier | None = None
     _sla: SlaService | None = None
+    _ledger: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -69,6 +79,18 @@ class Runtime:
                 self._notifier = Notifier.from_config(self.config.model.notifications)
             return self._notifier
 
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger at ``DATABASE_URL`` (else ``./var/ledger.sqlite3``), migrated, opened on first use.
+
+        Only the ledger task uses it: routing never waits on SQL. If the database cannot be
+        reached this raises, and the next use tries again.
+        """
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = open_ledger()
+            return self._ledger
+
     def _connector_settings(self) -> ConnectorsConfig:
         """Connector settings with the SLA section's acknowledgement signals folded in."""
         sla = self.config.sla.settings if self.config.sla is not None else None
@@ -99,6 +121,27 @@ class Runtime:
             for conn in self._connectors.values():
                 conn.close()
             self._connectors.clear()
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
+
+
+def open_ledger(migrate: bool = True) -> Ledger:
+    """The ledger at ``DATABASE_URL`` (unset or empty: ``./var/ledger.sqlite3``), migrated unless told not to."""
+    from worker.ledger.ledger import Ledger  # SQLAlchemy loads only in processes that use the ledger
+
+    return Ledger.open(os.environ.get("DATABASE_URL") or None, migrate=migrate)
+
+
+def migrate_ledger() -> bool:
+    """Bring the ledger's schema up to date at a worker's start-up (under the migration lock); False if
+    the database cannot be reached now: routing does not need it, and the ledger task tries again."""
+    try:
+        open_ledger().close()
+    except Exception as exc:  # SQL down at start-up must not stop routing; the outbox keeps the events
+        log.warning("ledger_not_migrated", error=str(exc)[:500])
+        return False
+    return True
 
 
 _runtime: Runtime | None = None

@@ -15,12 +15,14 @@ from worker.app.runtime import Runtime, get_runtime
 from worker.domain.leads import DecisionKey
 from worker.observability import metrics
 from worker.steps import after_route, route
+from worker.steps import ledger as ledger_step
 
 log = structlog.get_logger("leadroute.tasks")
 
 DRAIN_BUDGET_SECONDS = 20.0
 DRAIN_SLOTS = 4
 DRAIN_LOCK_TTL = 30.0
+LEDGER_LOCK = "ledger-flush"
 
 
 def _retry_delay(task: Task, exc: RetriableError) -> float:
@@ -204,3 +206,33 @@ def notify_many(self: Task, crm: str, obj: str, items: list[dict[str, Any]]) -> 
     if retry_after:  # send_once skips the channels that already delivered
         raise self.retry(countdown=max(max(retry_after), min(300.0, 2.0 ** self.request.retries)))
     return sent
+
+
+@app.task(name="leadroute.ledger_flush", bind=True, max_retries=0)
+def ledger_flush(self: Task) -> int:
+    """Move the ledger outbox to SQL in batches until it is empty; one mover at a time.
+
+    A SQL outage fails the move, not the task: the events stay in the outbox (which grows,
+    and ``/healthz`` and the outbox gauges say so) and the next run, a few seconds later by
+    beat, tries again.
+    """
+    rt = get_runtime()
+    token = rt.store.acquire_lock(LEDGER_LOCK, ttl=ledger_step.LEASE_SECONDS)
+    if token is None:
+        return 0  # another mover is at it, and loops until the outbox is empty
+    try:
+        moved = ledger_step.flush(rt.store, rt.ledger,
+                                  on_batch=lambda _: rt.store.extend_lock(LEDGER_LOCK, token, ledger_step.LEASE_SECONDS))
+    except Exception as exc:  # SQL unreachable or refusing: the outbox keeps every event for the next run
+        log.warning("ledger_flush_failed", error=str(exc)[:500])
+        return 0
+    finally:
+        rt.store.release_lock(LEDGER_LOCK, token)
+        try:
+            ledger_step.ledger_health(rt.store, ledger_step.ledger_max_age(rt.config))  # the outbox gauges
+        except Exception as exc:  # Redis itself: the next run measures again
+            log.warning("ledger_outbox_unmeasured", error=str(exc)[:300])
+    if moved.written or moved.refused:
+        log.info("ledger_flushed", written=moved.written, duplicates=moved.duplicates, refused=moved.refused,
+                 batches=moved.batches)
+    return moved.written

@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from worker.cli.db import app as db_app
+from worker.cli.export import export as export_command
+from worker.cli.export import open_for_reading
 from worker.cli.report import report as report_command
 from worker.cli.simulate import LeadFileError, read_leads, read_loads, summarise
 from worker.cli.simulate import simulate as simulate_leads
@@ -33,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command(name="report")(report_command)
+app.command(name="export")(export_command)
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -251,12 +254,21 @@ def explain(
     crm: CrmOption,
     config: ConfigOption = None,
 ) -> None:
-    """Why a lead went where it went: every decision (newest first) and the events around it."""
+    """Why a lead went where it went: every decision (newest first) and the events around it.
+
+    Read from the ledger (``DATABASE_URL``), which keeps them for good, plus what the outbox in
+    Redis holds that has not reached it yet; a lead the ledger has never seen is explained from
+    what Redis still holds (decisions are kept there for 7 days).
+    """
     rt, ref = _lead(config, crm, lead_id)
+    history = _ledger_history(rt, ref)
+    if history:
+        _print_history(history)
+        return
     decisions = rt.store.decisions_for_lead(ref)
     events = [e for e in rt.store.log_for_lead(ref) if e.kind != "decision"]
     if not decisions and not events:
-        err.print(f"no decision recorded for {ref} (decisions are kept for 7 days)")
+        err.print(f"no decision recorded for {ref} (in the ledger, nor in Redis, which keeps decisions for 7 days)")
         raise typer.Exit(1)
     for decided in decisions:
         d = decided.decision
@@ -275,6 +287,70 @@ def explain(
         out.print("[bold]events[/bold]")
         for event in reversed(events):
             out.print(f"  {event.at.isoformat()}  {escape(event.kind)}  {escape(json.dumps(event.data, default=str))}")
+
+
+def _ledger_history(rt: Any, ref: LeadRef) -> list[Any]:
+    """The lead's ledger events, and those still in the outbox, oldest first; [] when neither has any."""
+    from worker.ledger.events import InvalidEvent  # plain data; SQLAlchemy loads in open_for_reading, for the ledger only
+    from worker.steps.ledger import entry_event  # the steps load for `explain` only
+
+    found: dict[str, Any] = {}
+    ledger = open_for_reading(os.environ.get("DATABASE_URL") or None)
+    if ledger is not None:
+        try:
+            for event in ledger.for_lead(ref.crm, ref.lead_id, object=ref.object):
+                found[event.event_id] = event
+        except Exception as exc:  # a ledger down or not migrated: what Redis holds still explains
+            err.print(f"[yellow]the ledger could not be read[/yellow] ({escape(type(exc).__name__)}); "
+                      "showing what Redis holds")
+        finally:
+            ledger.close()
+    for entry in rt.store.outbox_for_lead(ref.crm, ref.object, ref.lead_id):
+        try:
+            event = entry_event(entry, rt.config)
+        except (InvalidEvent, ValueError, KeyError):
+            continue
+        found.setdefault(event.event_id, event)
+    return sorted(found.values(), key=lambda e: (e.at, e.event_id))
+
+
+def _print_history(history: list[Any]) -> None:
+    routings = [e for e in history if e.kind in ("decision", "reroute") and (e.data or {}).get("via") != "refused"]
+    for event in sorted(routings, key=lambda e: (e.epoch or 0, e.at), reverse=True):
+        d = event.data or {}
+        how = ""
+        if event.kind == "reroute":
+            how = f"  reroute by {event.actor or '?'}" + (f": {d['why']}" if d.get("why") else "")
+        elif d.get("via") == "sla":
+            how = "  SLA reassignment"
+        out.print(f"[bold]epoch {event.epoch}[/bold]  {event.at.isoformat()}  config {event.config_version or '?'}"
+                  f"{escape(how)}")
+        was = f" (was {event.previous_owner})" if event.previous_owner and event.previous_owner != event.owner else ""
+        out.print(f"  owner:  {escape(str(event.owner))}{escape(was)}")
+        out.print(f"  rule:   {escape(str(event.rule))}")
+        out.print(f"  reason: {escape(str(d.get('reason', '')))}")
+        if d.get("considered"):
+            skipped = d.get("skipped") or {}
+            parts = [f"{r} ({skipped[r]})" if r in skipped else r for r in d["considered"]]
+            out.print(f"  considered: {escape(', '.join(parts))}")
+        if d.get("unreadable"):
+            out.print(f"  unreadable fields: {escape(', '.join(d['unreadable']))}")
+        if event.wait_seconds is not None:
+            business = f" ({event.wait_business_seconds:,.0f} s working time)" if event.wait_business_seconds is not None else ""
+            out.print(f"  waited: {event.wait_seconds:,.1f} s from creation to this decision{business}")
+    others = [e for e in history if e not in routings]
+    if others:
+        out.print("[bold]events[/bold]")
+        for event in others:
+            detail = {k: v for k, v in (("owner", event.owner), ("from", event.previous_owner), ("by", event.actor),
+                                        ("tier", event.tier), ("status", event.status)) if v}
+            if event.wait_seconds is not None:
+                detail["waited_s"] = round(event.wait_seconds, 1)
+            note = (event.data or {}).get("note") or (event.data or {}).get("why") or (event.data or {}).get("error")
+            if note:
+                detail["note"] = note
+            text = ", ".join(f"{k}={v}" for k, v in detail.items())
+            out.print(f"  {event.at.isoformat()}  {escape(event.kind)}  {escape(text)}")
 
 
 @app.command()

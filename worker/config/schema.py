@@ -185,7 +185,7 @@ def _seconds(value: Any) -> Any:
 
 
 class WorkerSettings(_Model):
-    """How often the beat schedule polls, drains and reconciles; durations like ``15s``, ``5m``, ``1h``."""
+    """How often beat polls, drains, reconciles and moves the ledger outbox; durations like ``15s``, ``5m``, ``1h``."""
 
     poll_every: float = 15.0
     drain_every: float = 5.0
@@ -193,6 +193,7 @@ class WorkerSettings(_Model):
     reconcile_orphans_every: float = 300.0
     orphan_age: float = 120.0
     reconcile_loads_every: float = 3600.0
+    ledger_flush_every: float = 5.0  # move the ledger outbox to SQL (and after every routed batch)
 
     @field_validator("*", mode="before")
     @classmethod

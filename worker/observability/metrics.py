@@ -41,6 +41,8 @@ __all__ = [
     "CRM_CALLS",
     "CRM_CALL_SECONDS",
     "DECISIONS",
+    "LEDGER_OUTBOX_AGE",
+    "LEDGER_OUTBOX_DEPTH",
     "MULTIPROC_ENV",
     "NOTIFICATIONS",
     "PENDING_DEPTH",
@@ -61,6 +63,7 @@ __all__ = [
     "record_notification",
     "record_sla_action",
     "render",
+    "set_ledger_outbox",
     "set_pending_depth",
 ]
 
@@ -86,6 +89,16 @@ PENDING_DEPTH = Gauge(
     "leadroute_pending_depth",
     "Leads waiting in the pending set to be routed, as last measured by any process.",
     ["crm"],
+    multiprocess_mode="mostrecent",
+)
+LEDGER_OUTBOX_DEPTH = Gauge(
+    "leadroute_ledger_outbox_depth",
+    "Ledger events waiting in the Redis outbox to be written to SQL, as last measured by any process.",
+    multiprocess_mode="mostrecent",
+)
+LEDGER_OUTBOX_AGE = Gauge(
+    "leadroute_ledger_outbox_oldest_seconds",
+    "Seconds the oldest event in the ledger outbox has waited (0 when empty): grows while SQL is down.",
     multiprocess_mode="mostrecent",
 )
 NOTIFICATIONS = Counter(
@@ -126,6 +139,12 @@ def record_decision(rule: str, outcome: str, count: int = 1) -> None:
 def set_pending_depth(crm: str, depth: int) -> None:
     """Publish the pending-set depth measured from Redis."""
     PENDING_DEPTH.labels(crm=crm).set(depth)
+
+
+def set_ledger_outbox(depth: int, oldest_age: float) -> None:
+    """Publish the ledger outbox's depth and the age of its oldest event, measured from Redis."""
+    LEDGER_OUTBOX_DEPTH.set(depth)
+    LEDGER_OUTBOX_AGE.set(max(0.0, oldest_age))
 
 
 def record_notification(channel: str, kind: str, status: str) -> None:

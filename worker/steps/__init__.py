@@ -6,6 +6,8 @@
 * :mod:`.sla_sweep`: the SLA service: start clocks, sweep due ones up their ladder, acknowledge.
 * :mod:`.outcomes`: what became of routed leads in the CRM (converted, opportunity, won or lost),
   as ledger events.
+* :mod:`.ledger`: the ledger events the other steps leave in the Redis outbox, and moving the
+  outbox to SQL exactly once (claim, write, acknowledge).
 
 Tasks, the CLI and the web process call these; the steps never import tasks: anything they
 enqueue goes through the enqueuer the runtime passes in.

@@ -1,10 +1,11 @@
-"""What follows a routing step: notifications, SLA timers, metrics. Kept apart so tasks stay thin.
+"""What follows a routing step: notifications, SLA timers, metrics, the ledger's move. Kept apart so tasks stay thin.
 
 Follow-up work goes out through ``rt.enqueue`` (:class:`worker.steps.enqueue.Enqueuer`).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,14 @@ from worker.notify.ledger import send_once
 from worker.notify.messages import Recipient, assigned, escalation, parked, reassigned_from, reminder
 from worker.observability import metrics
 from worker.steps import route
+from worker.steps.ledger import notification_events
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
     from worker.app.runtime import Runtime
 
 log = structlog.get_logger("leadroute.hooks")
+
+LEDGER_KICK_EVERY = 1.0  # seconds: routed batches ask for at most one ledger move per second, fleet-wide
 
 
 def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]) -> None:
@@ -48,6 +52,14 @@ def after_batch(rt: Runtime, crm: str, written: list[tuple[CrmRecord, dict[str, 
     ]
     if items:
         rt.enqueue.notify_assigned_batch(crm, obj, items)
+    kick_ledger(rt)
+
+
+def kick_ledger(rt: Runtime) -> None:
+    """Ask for the batch's decisions to be moved to the ledger now rather than at beat's next flush
+    (once a second at most, however many drains finish batches)."""
+    if rt.store.first_seen("kick", f"ledger-flush-{int(time.time() // LEDGER_KICK_EVERY)}", 10 * LEDGER_KICK_EVERY):
+        rt.enqueue.ledger_flush()
 
 
 def start_sla_many(
@@ -125,6 +137,7 @@ def send_sla_notice(rt: Runtime, data: dict[str, Any]) -> SendReport | None:
     report = send_once(rt.store, data["notice_id"], rt.notifier, message)
     for channel, result in report.results.items():
         metrics.record_notification(channel, kind, result.outcome.value)
+    rt.store.outbox_append(notification_events(lead_ref, data["epoch"], data["notice_id"], kind, data["to"], report))
     return report
 
 
@@ -156,4 +169,5 @@ def notify_assigned(
     report = send_once(rt.store, str(key), notifier, message)
     for channel, result in report.results.items():
         metrics.record_notification(channel, "assigned", result.outcome.value)
+    rt.store.outbox_append(notification_events(key.lead, key.epoch, str(key), "assigned", rep.id, report))
     return report

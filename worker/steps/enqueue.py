@@ -27,3 +27,6 @@ class Enqueuer(Protocol):
 
     def sla_notice(self, notice: dict[str, Any]) -> None:
         """Send one SLA notice: reminder, escalation, reassignment or park alert (notify queue)."""
+
+    def ledger_flush(self) -> None:
+        """Move the ledger outbox to SQL now (ingest queue)."""

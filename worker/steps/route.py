@@ -22,6 +22,7 @@ from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
+from worker.steps.ledger import decision_extras, refusal_event
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
     from worker.app.runtime import Runtime
@@ -164,6 +165,7 @@ def _compute(
     route: Callable[[Router], Decision] | None,
     overrides: Mapping[str, str],
     at: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     if route is None and not isinstance(lead, NormalizedLead):
         lead = normalize_lead(lead)  # once, though decide_many may run compute several times
@@ -173,6 +175,8 @@ def _compute(
         decision = route(router) if route else router.route(lead, at=at, overrides=overrides)
         data = decision.to_dict()
         data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
+        if extra:
+            data.update(extra)
         return data
 
     return compute
@@ -184,15 +188,19 @@ def decide(
     lead: Mapping[str, Any] | NormalizedLead,
     route: Callable[[Router], Decision] | None = None,
     overrides: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The decision for ``key``: recorded once, replayed on every retry.
+    """The decision for ``key``: recorded once, replayed on every retry (and to the ledger with it).
 
     ``overrides`` (reps forced unavailable) is read from the store unless the caller already
-    has it for the whole batch.
+    has it for the whole batch. ``extra`` goes into the decision as is (a manual re-route's
+    who and why).
     """
     if overrides is None:
         overrides = rt.store.unavailable()
-    return rt.store.decide_once(key, _compute(rt, key, lead, route, overrides)).decision
+    normalized = lead if isinstance(lead, NormalizedLead) else normalize_lead(lead)
+    beside = decision_extras(rt.config, normalized) if rt.store.ledger_outbox else None
+    return rt.store.decide_once(key, _compute(rt, key, normalized, route, overrides, extra=extra), ledger=beside).decision
 
 
 def _decide_all(
@@ -202,8 +210,9 @@ def _decide_all(
     if len(work) <= 1:
         return [decide(rt, key, lead, overrides=overrides) for key, lead in work]
     at = datetime.now(UTC)  # one routing time for the batch, so that a replayed compute repeats itself
+    beside = {key: decision_extras(rt.config, lead) for key, lead in work} if rt.store.ledger_outbox else None
     return [d.decision for d in rt.store.decide_many([(key, _compute(rt, key, lead, None, overrides, at))
-                                                      for key, lead in work])]
+                                                      for key, lead in work], ledger=beside)]
 
 
 Written = tuple[CrmRecord, dict[str, Any], "Handled"]
@@ -389,7 +398,8 @@ def _to_fallback(rt: Runtime, crm: str, key: DecisionKey, decision: dict[str, An
         reason=f"{decision['reason']} -> refused ({why}) -> fallback {new_owner}",
         replaced_owner=owner,
     )
-    rt.store.log_event("fallback_after_refusal", key.lead, {"from": owner, "to": new_owner, "why": why}, key.epoch)
+    rt.store.log_event("fallback_after_refusal", key.lead, {"from": owner, "to": new_owner, "why": why}, key.epoch,
+                       ledger=[refusal_event(key, decision, replaced, why)])
     log.warning("routed_to_fallback", crm=crm, lead_id=key.lead_id, owner=owner, why=why)
     return replaced
 
@@ -449,7 +459,8 @@ def reroute(
         return decision
 
     first = rt.store.decision(key) is None
-    decision = decide(rt, key, lead, route)
+    manual = {"via": "manual", "requested_by": requested_by, "why": why, "previous_owner": previous_owner}
+    decision = decide(rt, key, lead, route, extra=manual)
     if first and previous_owner and not previous_owner.startswith("queue:") and previous_owner != decision["owner"]:
         rt.store.adjust_load(previous_owner, -1)
     if first:

@@ -22,6 +22,8 @@ One sweep:
 
 Side effects that must happen once (log entries, notifications, load changes) are guarded
 by a per-action mark in Redis, so a sweep that dies half way and is re-run never repeats them.
+Every clock started, ladder step and acknowledgement leaves a ledger event
+(:mod:`worker.steps.ledger`), appended to the outbox in the same step as its log entry.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from connectors.base import OwnerUpdate
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, normalize_lead
+from worker.ledger.events import LedgerEvent
 from worker.routing.engine import Router, absence, derive_facts
 from worker.routing.state import InMemoryState
 from worker.sla.calendar import WorkCalendar, calendar_for, elapsed
 from worker.sla.policy import Act, Action, Plan, Seen, SlaRecord, decide, lead_of, open_record, reassigned, timer_id
 from worker.sla.settings import CompiledSla, OnRepAway, Tier, format_duration
+from worker.steps.ledger import business_seconds, decision_extras, make_event
 from worker.store.redis_store import RedisStore, Timer
 
 if TYPE_CHECKING:
@@ -307,8 +311,8 @@ class SlaService:
             index.append((owner, record.timer_id))
         if stale:
             self._close([(tid, None) for tid in stale])
-        if timers:
-            self.store.schedule_many(timers)
+        if timers:  # each clock started goes to the ledger with it (worker.steps.ledger.clock_started_event)
+            self.store.schedule_many(timers, started={tid for tid, _, _ in timers}, config_version=self.config.version_hash)
         self.store.index_timers(removed=unindex, added=index)
         return out
 
@@ -533,7 +537,7 @@ class SlaService:
                     decision = Router(self.config, estimate).route(lead, at=at, overrides=overrides, exclude=exclude).to_dict()
                 else:
                     key = item.record.lead.at(int(item.record.pending_epoch or 0))
-                    decision = self._decide(key, lead, exclude, overrides, at)
+                    decision = self._decide(key, lead, exclude, overrides, at, item.record.owner)
                 item.decision = decision
                 item.target = str(decision["owner"])
                 if decision.get("owner_kind") != "rep" and item.plan is not None:
@@ -544,16 +548,20 @@ class SlaService:
                     item.plan = replace(item.plan, actions=(*item.plan.actions[:-1], park))
 
     def _decide(
-        self, key: DecisionKey, lead: dict[str, Any], exclude: frozenset[str], overrides: Mapping[str, str], at: datetime
+        self, key: DecisionKey, lead: dict[str, Any], exclude: frozenset[str], overrides: Mapping[str, str], at: datetime,
+        previous: str,
     ) -> dict[str, Any]:
         """The new owner, decided once per epoch: a re-run replays the same pick instead of taking another."""
+        normalized = normalize_lead(lead)
+        beside = decision_extras(self.config, normalized) if self.store.ledger_outbox else None  # for the ledger
 
         def compute(state: Any) -> dict[str, Any]:
-            data = Router(self.config, state).route(lead, at=at, overrides=overrides, exclude=exclude).to_dict()
-            data.update(crm=key.crm, object=key.object, epoch=key.epoch, via="sla")
+            data = Router(self.config, state).route(normalized, at=at, overrides=overrides, exclude=exclude).to_dict()
+            data.update(crm=key.crm, object=key.object, epoch=key.epoch, via="sla", previous_owner=previous,
+                        excluded=sorted(exclude))
             return data
 
-        return dict(self.store.decide_once(key, compute).decision)
+        return dict(self.store.decide_once(key, compute, ledger=beside).decision)
 
     def _fallback_owner(self) -> str:
         fb = self.config.fallback
@@ -697,6 +705,7 @@ class SlaService:
                 report.actions.append(self._done(item, action, status, now))
         fresh = self.store.mark_once(marks, MARK_TTL)
         log: list[tuple[str, LeadRef, Mapping[str, Any], int]] = []
+        ledger: list[LedgerEvent] = []
         notices: list[Notice] = []
         for (item, action, status), first in zip(keyed, fresh, strict=True):
             done = self._done(item, action, status, now)
@@ -725,13 +734,51 @@ class SlaService:
             if status == "failed" and item.decision is not None and item.target in self.config.reps:
                 self.store.adjust_load(str(item.target), -1)  # picked but never written
             log.append((f"sla.{action.kind.value}", record.lead, data, record.epoch))
+            ledger += self._step_events(item, action, status, data, at)
             if status == "done":
                 notices += self._notices(item, action)
             elif status == "failed":
                 notices.append(self._notice(item, action, "parked", None, "alert",
                                             f"{action.note}; CRM refused the owner change: {item.write_error}"))
-        self.store.log_events(log)  # one round trip per batch
+        self.store.log_events(log, ledger=ledger)  # one round trip per batch, the ledger's events in it
         self._send(notices, report)
+
+    def _step_events(self, item: _Item, action: Action, status: str, data: Mapping[str, Any], at: datetime) -> list[LedgerEvent]:
+        """The ledger events of one ladder action: ``sla.<action>``, and ``ack`` beside an acknowledgement's ``sla.stop``.
+
+        Ids follow the action's once-mark (clock epoch, ladder step, failed or not), so a re-run
+        sweep that gets past the mark never makes a second event. A breach happened at its
+        deadline; the rest when the sweep carried them out (an acknowledgement: when the CRM
+        says it was made, where it can tell).
+        """
+        record = item.record
+        moved = action.kind.moves_owner and status == "done" and item.target is not None
+        step = "x" if action.step is None else action.step
+        extra = ("failed",) if status == "failed" else ()
+        when = _dt(action.due_at) if action.kind is Act.BREACH else at
+        assigned = _dt(record.assigned_at)
+        common: dict[str, Any] = {"config_version": self.config.version_hash, "tier": record.tier}
+        events = [make_event(
+            f"sla.{action.kind.value}", record.lead, record.epoch, when, step, *extra, **common,
+            owner=item.target if moved else record.owner, previous_owner=record.owner if moved else None,
+            wait_seconds=round(max(0.0, (when - assigned).total_seconds()), 3),
+            wait_business_seconds=business_seconds(self.config, record.owner, assigned, when), data=data,
+        )]
+        if action.kind is Act.STOP and status == "done":
+            events.append(self._ack_event(record, datetime.fromisoformat(str(data["acknowledged_at"])), data, actor=None))
+        return events
+
+    def _ack_event(self, record: SlaRecord, acked: datetime, data: Mapping[str, Any], actor: str | None) -> LedgerEvent:
+        """``ack``: the owner acknowledged; waited from owner written (the clock's start) to then, wall and working time."""
+        assigned = _dt(record.assigned_at)
+        keep = ("acknowledged_at", "observed", "time_to_ack_clock_s", "since_first_assigned_s", "within_sla", "deadline",
+                "note", "by")
+        return make_event(
+            "ack", record.lead, record.epoch, acked, config_version=self.config.version_hash, owner=record.owner,
+            actor=actor, tier=record.tier, wait_seconds=round(max(0.0, (acked - assigned).total_seconds()), 3),
+            wait_business_seconds=business_seconds(self.config, record.owner, assigned, acked),
+            data={k: data[k] for k in keep if k in data} | {"assigned_at": assigned},
+        )
 
     def _notice(self, item: _Item, action: Action, kind: str, to: str | None, role: str, reason: str) -> Notice:
         """One message; an ``assigned`` notice carries the new owner's own deadline."""
@@ -833,10 +880,7 @@ class SlaService:
         if timer is None:
             return None
         record = SlaRecord.from_payload(lead, timer.payload)
-        if not self._close([(record.timer_id, record.owner)]):
-            return None  # a sweep closed it first
         result = self._ack_result(record, when)
-        self.store.adjust_load(record.owner, -1)
         data = {
             "action": "stop", "tier": record.tier, "owner": record.owner, "status": "done", "by": by,
             "note": f"acknowledged ({by})", "acknowledged_at": when.isoformat(), "observed": by,
@@ -845,7 +889,17 @@ class SlaService:
             "since_first_assigned_s": round(result.since_first_assigned.total_seconds(), 3),
             "within_sla": result.within_sla, "deadline": _dt(record.deadline).isoformat(),
         }
-        self.store.log_event("sla.stop", lead, data, epoch=record.epoch)
+        assigned = _dt(record.assigned_at)
+        events = [
+            make_event("sla.stop", lead, record.epoch, when, "x", config_version=self.config.version_hash,
+                       owner=record.owner, actor=by, tier=record.tier,
+                       wait_seconds=round(max(0.0, (when - assigned).total_seconds()), 3),
+                       wait_business_seconds=business_seconds(self.config, record.owner, assigned, when), data=data),
+            self._ack_event(record, when, data, actor=by),
+        ]
+        # the clock closes, the load drops, the log and the ledger hear of it in one step, or not at all
+        if not self.store.acknowledge_clock(record.timer_id, record.owner, lead, record.epoch, ("sla.stop", data), events):
+            return None  # a sweep closed it first
         return result
 
     def open_for(self, rep: str) -> list[SlaRecord]:
