@@ -243,10 +243,10 @@ def _outcome(key: str, leads: int, c: passes.OutcomeCounts | None) -> OutcomeRow
 
 
 def coverage(connection: Connection | None, period: Period, *, decisions: list[passes.DecisionGroup] | None = None,
-             fields: Mapping[str, int] | None = None) -> Coverage:
+             unreadable: passes.Unreadable | None = None) -> Coverage:
     """Leads per rule (with when each rule last matched), the fallback's share, unreadable fields."""
     decisions = decisions if decisions is not None else passes.first_routings(_need(connection), period, "rule")[0]
-    fields = fields if fields is not None else passes.unreadable_fields(_need(connection), period)
+    unreadable = unreadable if unreadable is not None else passes.unreadable_fields(_need(connection), period)
     per_rule: dict[str, list[passes.DecisionGroup]] = defaultdict(list)
     for d in decisions:
         per_rule[label(d.rule)].append(d)
@@ -254,12 +254,12 @@ def coverage(connection: Connection | None, period: Period, *, decisions: list[p
     rules = []
     for rule, groups in per_rule.items():
         n = sum(g.leads for g in groups)
-        rules.append(RuleCoverage(rule, n, share(n, total), sum(g.unreadable for g in groups),
+        rules.append(RuleCoverage(rule, n, share(n, total), unreadable.by_rule.get(groups[0].rule, 0),
                                   _earliest(g.first_at for g in groups), _latest(g.last_at for g in groups)))
     rules.sort(key=lambda r: (-r.leads, r.rule))
     fallback = sum(r.leads for r in rules if r.rule == FALLBACK)
-    unreadable = tuple(sorted((FieldCount(f, n) for f, n in fields.items()), key=lambda f: (-f.leads, f.field)))
-    return Coverage(total, rate(fallback, total), tuple(rules), unreadable)
+    fields = tuple(sorted((FieldCount(f, n) for f, n in unreadable.fields.items()), key=lambda f: (-f.leads, f.field)))
+    return Coverage(total, rate(fallback, total), tuple(rules), fields)
 
 
 def _earliest(values: Iterable[datetime | None]) -> datetime | None:

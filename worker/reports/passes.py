@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Float, Integer, and_, case, cast, func, literal, or_, over, select
+import numpy as np
+from sqlalchemy import ColumnElement, Connection, Float, Integer, String, and_, case, cast, func, literal, or_, select
 
 from worker.ledger.schema import events
 from worker.reports import sql
@@ -31,15 +32,14 @@ class DecisionGroup:
     pool: str | None
     owner: str | None
     leads: int
-    unreadable: int
     first_at: datetime | None
     last_at: datetime | None
 
 
 def first_routings(connection: Connection, period: Period, by: str) -> tuple[list[DecisionGroup], Grouped]:
-    """One pass over the first routings: counts by (grouping, rule, pool, owner), with the leads that
-    had unreadable fields and when each group's first and last lead came; and creation -> owner
-    written (``wait_seconds``, else ``at - lead_created_at``) by path, by rep and overall.
+    """One pass over the first routings, on typed columns only: counts by (grouping, rule, pool,
+    owner) with when each group's first and last lead came; and creation -> owner written
+    (``wait_seconds``, else ``at - lead_created_at``) by path, by rep and overall.
     """
     dialect = connection.dialect.name
     wall = func.coalesce(events.c.wait_seconds,
@@ -47,13 +47,11 @@ def first_routings(connection: Connection, period: Period, by: str) -> tuple[lis
     keys = _speed_keys(by) | {"finest": [sql.dimension(by), events.c.rule, events.c.pool, events.c.owner]}
     stats = grouped(connection, sql.first_routings(period), keys=keys,
                     values={"wall": wall, "business": events.c.wait_business_seconds},
-                    flags={"unreadable": sql.json_list_nonempty("unreadable", dialect)},
                     percentiles_for=tuple(k for k in keys if k != "finest"), histogram_of="wall", extremes_of=events.c.at)
     groups = []
     for (group, rule, pool, owner), n in stats.rows.get("finest", {}).items():
         first, last = stats.extremes.get("finest", {}).get((group, rule, pool, owner), (None, None))
-        groups.append(DecisionGroup(group, rule, pool, owner, n, stats.total("finest", (group, rule, pool, owner), "unreadable"),
-                                    _utc(first), _utc(last)))
+        groups.append(DecisionGroup(group, rule, pool, owner, n, _utc(first), _utc(last)))
     return groups, stats
 
 
@@ -92,12 +90,23 @@ def ack_waits(connection: Connection, period: Period, by: str, tiers: Mapping[st
 
 
 def sla_steps(connection: Connection, period: Period) -> Grouped:
-    """Clocks started (``sla.start``) and the ladder's steps, by kind and tier (and time bucket), with their waits."""
+    """Clocks started (``sla.start``) by tier and time bucket, and the ladder's steps by kind and tier, with their waits.
+
+    A clock's start is its ``sla.start``'s ``at``, so those rows are bounded by the index on
+    (kind, at) alone and only counted; the steps (few) carry the waits.
+    """
     dialect = connection.dialect.name
-    bucket = _bucket(period, dialect)
-    return grouped(connection, sql.clocks_started_in(period, ["sla.start", *sql.STEP_KINDS], dialect),
-                   keys={"kind_tier": [events.c.kind, events.c.tier], "bucket": [events.c.kind, events.c.tier, bucket]},
-                   values={"wait": events.c.wait_seconds}, percentiles_for=("kind_tier",))
+    stats = grouped(connection, sql.clocks_started_in(period, sql.STEP_KINDS, dialect),
+                    keys={"kind_tier": [events.c.kind, events.c.tier]}, values={"wait": events.c.wait_seconds},
+                    percentiles_for=("kind_tier",))
+    bucket = _bucket(period, dialect, sql.epoch_seconds(events.c.at, dialect))
+    starts = (select(events.c.tier, bucket.label("b"), func.count().label("n"))
+              .where(*sql.happened_in(period, ["sla.start"])).group_by(events.c.tier, bucket))
+    kind_tier, buckets = stats.rows.setdefault("kind_tier", {}), stats.rows.setdefault("bucket", {})
+    for row in connection.execute(starts):
+        kind_tier[("sla.start", row.tier)] = kind_tier.get(("sla.start", row.tier), 0) + int(row.n)
+        buckets[("sla.start", row.tier, row.b)] = int(row.n)
+    return stats
 
 
 @dataclass(frozen=True)
@@ -136,44 +145,61 @@ class SkipTotal:
 def skips(connection: Connection, period: Period, now: datetime | None = None) -> list[SkipTotal]:
     """Pool members passed over in first routings, by reason, and for how long.
 
-    A member skipped at a decision counts as skipped until the pool's next decision (the
-    last one: until the end of the period, or now), so a run of decisions that all skip a
-    rep adds up to the time they were out of the rotation.
+    A member skipped at a decision counts as skipped until the pool's next decision at a later
+    time (after the last one: until the end of the period, or now), so a run of decisions that
+    all skip a rep adds up to the time they were out of the rotation. Two reads: each pool's
+    decision times (as one text list per pool) and the decisions that skipped someone, with
+    their reasons from ``data``; numpy finds each one's next decision.
     """
     dialect = connection.dialect.name
     end = min(period.until, now or datetime.now(UTC)).timestamp()
     at = sql.epoch_seconds(events.c.at, dialect)
-    following = over(func.lead(at), partition_by=events.c.pool, order_by=(events.c.at, events.c.id))
-    has_skips = sql.json_object_nonempty("skipped", dialect)
     where = [*sql.first_routings(period), events.c.pool.is_not(None)]
+    joined = func.string_agg(cast(at, String), ",") if dialect == "postgresql" else func.group_concat(at)
+    times = {row.pool: np.sort(np.round(np.array(row.stamps.split(","), dtype=float), 3))  # to the ms: as text, 15 digits
+             for row in connection.execute(select(events.c.pool, joined.label("stamps")).where(*where).group_by(events.c.pool))}
     if dialect == "postgresql":
-        inner = select(events.c.pool, at.label("t"), following.label("next_t"), has_skips.label("s"),
-                       events.c.data["skipped"].label("skipped")).where(*where).subquery()
-        pairs = func.jsonb_each_text(inner.c.skipped).table_valued("key", "value").render_derived()
-        source: Any = inner.join(pairs, literal(True))
+        pairs = func.jsonb_each_text(events.c.data["skipped"]).table_valued("key", "value").render_derived()
     else:
-        inner = select(events.c.id, events.c.pool, at.label("t"), following.label("next_t"),
-                       sql.flag(has_skips).label("s")).where(*where).subquery()
         pairs = func.json_each(events.c.data, "$.skipped").table_valued("key", "value")
-        source = inner.join(events, events.c.id == inner.c.id).join(pairs, literal(True))
-    gap: ColumnElement[Any] = func.coalesce(inner.c.next_t, end) - inner.c.t
-    query = (select(inner.c.pool, pairs.c.key, pairs.c.value, func.count().label("n"), func.sum(cast(gap, Float)).label("sec"))
-             .select_from(source).where(inner.c.s == (True if dialect == "postgresql" else 1))
-             .group_by(inner.c.pool, pairs.c.key, pairs.c.value))
-    return [SkipTotal(r.pool, str(r.key), str(r.value), int(r.n), float(r.sec or 0.0)) for r in connection.execute(query)]
+    query = (select(events.c.pool, at.label("at_s"), pairs.c.key, pairs.c.value).select_from(events)
+             .join(pairs, literal(True)).where(*where, sql.json_object_nonempty("skipped", dialect)))
+    found: dict[tuple[str, str, str], list[float]] = {}
+    for row in connection.execute(query):
+        found.setdefault((row.pool, str(row.key), str(row.value)), []).append(float(row.at_s))
+    out = []
+    for (pool, rep, reason), stamps in found.items():
+        pool_times = times.get(pool, np.zeros(0))
+        skipped_at = np.round(np.array(stamps), 3)
+        following = np.searchsorted(pool_times, skipped_at, side="right")
+        later = np.where(following < len(pool_times), pool_times[np.minimum(following, len(pool_times) - 1)], end)
+        out.append(SkipTotal(pool, rep, reason, len(stamps), float(np.sum(np.maximum(later, skipped_at) - skipped_at))))
+    return out
 
 
-def unreadable_fields(connection: Connection, period: Period) -> dict[str, int]:
-    """First routings naming each field they could not read."""
+@dataclass(frozen=True)
+class Unreadable:
+    """First routings naming each field they could not read, and per rule those with any."""
+
+    fields: dict[str, int]
+    by_rule: dict[str | None, int]
+
+
+def unreadable_fields(connection: Connection, period: Period) -> Unreadable:
+    """The first routings' ``data.unreadable`` lists: one row per (decision, field) comes back, few in a healthy form."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
         fields = func.jsonb_array_elements_text(events.c.data["unreadable"]).table_valued("value").render_derived()
     else:
         fields = func.json_each(events.c.data, "$.unreadable").table_valued("value")
-    query = (select(fields.c.value, func.count().label("n")).select_from(events).join(fields, literal(True))
-             .where(*sql.first_routings(period), sql.json_list_nonempty("unreadable", dialect))
-             .group_by(fields.c.value))
-    return {str(r.value): int(r.n) for r in connection.execute(query)}
+    query = (select(events.c.id, events.c.rule, fields.c.value).select_from(events).join(fields, literal(True))
+             .where(*sql.first_routings(period), sql.json_list_nonempty("unreadable", dialect)))
+    counts: dict[str, int] = {}
+    leads: dict[str | None, set[int]] = {}
+    for row in connection.execute(query):
+        counts[str(row.value)] = counts.get(str(row.value), 0) + 1
+        leads.setdefault(row.rule, set()).add(row.id)
+    return Unreadable(counts, {rule: len(ids) for rule, ids in leads.items()})
 
 
 @dataclass(frozen=True)
@@ -227,9 +253,10 @@ def bucket_origin(period: Period) -> datetime:
     return midnight
 
 
-def _bucket(period: Period, dialect: str) -> ColumnElement[int]:
+def _bucket(period: Period, dialect: str, start: ColumnElement[float] | None = None) -> ColumnElement[int]:
+    """Which time bucket (a day or a week from :func:`bucket_origin`) a clock's start falls in."""
     _, size = bucket_size(period)
-    offset = (sql.clock_start(dialect) - bucket_origin(period).timestamp()) / size
+    offset = ((sql.clock_start(dialect) if start is None else start) - bucket_origin(period).timestamp()) / size
     return cast(func.floor(offset), Float) if dialect == "postgresql" else cast(offset, Integer)
 
 

@@ -69,7 +69,7 @@ def build_report(
         acceptance=figures.acceptance(None, period, decisions=decisions, moved=done["moves"]),
         outcomes=figures.outcomes(None, period, by, decisions=decisions, counts=done["outcomes"]),
         coverage=figures.coverage(None, period, decisions=rule_groups,
-                                  fields=done["unreadable fields"]),
+                                  unreadable=done["unreadable fields"]),
     )
 
 
@@ -82,5 +82,5 @@ def _run(engine: Engine, job: Callable[[Connection], Any]) -> Any:
 
 def _by_rule(decisions: list[passes.DecisionGroup]) -> list[passes.DecisionGroup]:
     """The same groups keyed by rule, for coverage when the report is grouped another way."""
-    return [passes.DecisionGroup(d.rule, d.rule, d.pool, d.owner, d.leads, d.unreadable, d.first_at, d.last_at)
+    return [passes.DecisionGroup(d.rule, d.rule, d.pool, d.owner, d.leads, d.first_at, d.last_at)
             for d in decisions]
