@@ -62,3 +62,21 @@ def test_bad_options_and_a_missing_ledger_are_reported(url: str, tmp_path: Path)
     assert run("--format", "pdf", url=url)[0] == 2
     code, _, err = run(url=f"sqlite:///{tmp_path / 'none.sqlite3'}")
     assert code == 1 and "no ledger here" in err
+
+
+def test_a_progress_bar_is_drawn_on_stderr_only_when_it_is_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import worker.cli.report as command
+
+    screen = io.StringIO()
+    monkeypatch.setattr(command, "err", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(command.sys.stderr, "isatty", lambda: True)
+    with command._Progress() as tick:
+        tick(3, 7, "acknowledgements")
+    assert "reading the ledger" in screen.getvalue() and "3/7" in screen.getvalue()
+    monkeypatch.setattr(command.sys.stderr, "isatty", lambda: False)
+    with command._Progress() as tick:
+        assert tick is None  # no terminal: nothing is drawn, and build_report is told no one is listening
