@@ -24,4 +24,8 @@ def test_the_demo_routes_a_stream_of_leads_and_stops_cleanly(redis_url: str, tmp
     assert created >= 20
     assert decided >= created // 2  # the worker kept up with the stream (plus the seed's waiting leads)
     assert "Latest assignments" in result.stdout
+    ledger = re.search(r"ledger: (\d+) events \((\d+) decisions and re-routes\) in (\S+)", result.stdout)
+    assert ledger, result.stdout[-2000:]
+    assert int(ledger.group(2)) == decided  # every decision made is in the demo's ledger, once
+    assert f"DATABASE_URL=sqlite:///{ledger.group(3)} leadroute report --format html --out " in result.stdout
     assert re.search(r"raj .* ooo \(demo\)", result.stdout), "the demo marks raj away from its start, whatever the date"

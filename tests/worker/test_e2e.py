@@ -30,6 +30,7 @@ from worker.devtools.feeder import LeadFeeder
 from worker.devtools.processes import NotReady, ProcessDied, Supervisor
 from worker.devtools.synthetic import synthetic_leads
 from worker.domain.leads import LeadRef
+from worker.ledger.ledger import Ledger
 from worker.routing.engine import Router
 from worker.routing.state import InMemoryState
 from worker.steps import route
@@ -71,16 +72,18 @@ class Stack:
                  overrides: dict[str, Any] | None = None) -> None:
         data, _ = routing_test_config({
             "worker": {"poll_every": "1s", "drain_every": "1s", "reconcile_orphans_every": "1h",
-                       "reconcile_loads_every": "1h"},
+                       "reconcile_loads_every": "1h", "ledger_flush_every": "1s"},
             "notifications": {"channels": ["webhook"], "webhook": {"url": sink.url, "timeout": 5}},
             **(overrides or {}),
         })
         self.config_path = tmp / "routing.yaml"
         self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
         self.config = parse_config(self.config_path.read_text(), str(self.config_path))
+        self.database_url = f"sqlite:///{tmp / 'ledger.sqlite3'}"  # the test's own ledger, migrated by the worker
         self.env = dict(os.environ)
         self.env.update(sandbox.env())
         self.env.update({
+            "DATABASE_URL": self.database_url,
             "REDIS_URL": redis_url, "LEADROUTE_PREFIX": prefix, "LEADROUTE_CONFIG": str(self.config_path),
             "LEADROUTE_WEBHOOK_SECRET": WEBHOOK_SECRET, "LEADROUTE_VISIBILITY_TIMEOUT": "10",
             "LEADROUTE_PENDING_LEASE": "5", "LEADROUTE_RETRY_DELAY": "1", "LEADROUTE_LOG_FORMAT": "json",
@@ -179,6 +182,20 @@ def assert_routed_as_configured(rt: Runtime, admin: Any, crm: str, ids: list[str
     return decisions
 
 
+def assert_every_decision_in_the_ledger_once(rt: Runtime, stack: Stack) -> int:
+    """Once the outbox is empty, the ledger holds one decision event per decision Redis recorded, no more."""
+    wait_until(lambda: rt.store.outbox_stats().depth == 0, 60, stack, "the ledger outbox to empty")
+    recorded = Counter(tuple(k.split(":")[-4:]) for k in rt.store.client.scan_iter(rt.store.key("dec", "*")))
+    ledger = Ledger.open(stack.database_url, migrate=False)
+    try:
+        decisions = [e for e in ledger.between(kinds=["decision", "reroute"]) if (e.data or {}).get("via") != "refused"]
+    finally:
+        ledger.close()
+    in_ledger = Counter((e.crm, e.object, e.lead_id, str(e.epoch)) for e in decisions)
+    assert in_ledger == recorded, "a decision is missing from the ledger, or is in it twice"
+    return len(decisions)
+
+
 def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_once(
     stack: Any, sandbox: Any, admin: Any
 ) -> None:
@@ -200,6 +217,7 @@ def test_a_thousand_leads_in_each_crm_end_with_their_configured_owner_notified_o
     assert all(per_lead[rid] <= 1 for rid in every), "a lead was notified twice"
     assert sum(per_lead[rid] for rid in every) == rep_owned
     assert sum(rt.store.loads(list(rt.config.reps)).values()) >= rep_owned
+    assert assert_every_decision_in_the_ledger_once(rt, s) >= len(every)
 
 
 def test_killing_the_worker_mid_batch_loses_nothing_and_claims_nothing_twice(stack: Any, admin: Any) -> None:

@@ -4,7 +4,9 @@ Starts the sandbox CRM, the embedded Redis (unless ``REDIS_URL`` is set), a Cele
 beat and the web process as child processes; feeds synthetic leads into both sandbox CRMs;
 plays reps who acknowledge some leads and leave others to breach their SLA; and shows a
 live view of assignments, loads, pending depth and SLA escalations until Ctrl-C or
-``--duration`` runs out. Everything it starts, it stops.
+``--duration`` runs out. Everything it starts, it stops. Its history goes to a ledger of its
+own, a SQLite file under the data directory (started afresh each run, as its Redis state is),
+and on exit it prints the ``leadroute report`` command that turns that history into a report.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from worker.config import load_config
 from worker.devtools.feeder import SANDBOX_INTAKE_QUEUE, LeadFeeder, Stream
 from worker.devtools.processes import NotReady, ProcessDied, Supervisor
 from worker.devtools.synthetic import synthetic_leads
+from worker.ledger.ledger import Ledger
+from worker.steps.ledger import flush
 from worker.store.connection import start_embedded
 from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
 
 DEMO_PREFIX = "leadroute-demo"
 INTAKE_QUEUE = SANDBOX_INTAKE_QUEUE
+DEMO_LEDGER = "demo-ledger.sqlite3"  # under the data directory
 
 
 class Reps:
@@ -122,6 +127,34 @@ def _redis(data_dir: Path) -> Iterator[str]:
 DEMO_AWAY = ("raj", timedelta(days=3))
 
 
+def _fresh_ledger(data_dir: Path) -> Path:
+    """The demo's own ledger file, emptied: the sandbox hands out the same record ids every run, and the
+    ledger keeps the first event under an id, so an old run's history would hide this one's."""
+    path = data_dir / DEMO_LEDGER
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}.migrate.lock"):
+        (path.parent / name).unlink(missing_ok=True)
+    return path
+
+
+def _close_ledger(rt: Runtime, path: Path, console: Console) -> None:
+    """Move what the stopped worker left in the outbox, then say where the history is and how to report on it."""
+    url = f"sqlite:///{path}"
+    try:
+        ledger = Ledger.open(url)
+    except Exception as exc:  # the demo's summary must not fail on the ledger's account
+        console.print(f"[yellow]the ledger could not be opened: {exc}[/yellow]")
+        return
+    try:
+        flush(rt.store, ledger, config=rt.config)
+        decisions = ledger.count(kinds=["decision", "reroute"])
+        total = ledger.count()
+    finally:
+        ledger.close()
+    report = path.parent / "demo-report.html"
+    console.print(f"ledger: {total} events ({decisions} decisions and re-routes) in {path}")
+    console.print(f"its report: DATABASE_URL={url} leadroute report --format html --out {report}")
+
+
 def _away_this_week(rt: Runtime) -> None:
     """Mark one rep out of office from now, as `leadroute ooo` would, so the demo shows an absence
     whatever the date (the config's dated windows are examples and may lie in the past)."""
@@ -143,11 +176,13 @@ def run_demo(config_path: Path, duration: float | None, per_minute: float, data_
         store.clear()
         rt = Runtime(config, store, PendingSet(store.client, store.prefix))
         _away_this_week(rt)
+        ledger_path = _fresh_ledger(data_dir)
         env = dict(os.environ)
         env.update(sandbox.env())
         env.update({
             "REDIS_URL": redis_url, "LEADROUTE_CONFIG": str(config_path.resolve()), "LEADROUTE_PREFIX": DEMO_PREFIX,
             "LEADROUTE_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "DATABASE_URL": f"sqlite:///{ledger_path.resolve()}",
         })
         processes = Supervisor(env, log_dir, stop_timeout=15)
         processes.worker(concurrency=2)
@@ -187,5 +222,6 @@ def run_demo(config_path: Path, duration: float | None, per_minute: float, data_
         console.print(_view(rt, stream, reps, started))
         console.print(f"demo stopped at {datetime.now(UTC):%H:%M:%S} UTC: {stream.count} leads created, "
                       f"{routed} decisions made")
+        _close_ledger(rt, ledger_path, console)
         rt.close()
         return status
