@@ -168,3 +168,36 @@ def test_events_cross_the_outbox_as_json_unchanged(hubspot: HubSpotConnector, ad
     for event in events:
         assert LedgerEvent.from_dict(json.loads(json.dumps(event.to_dict()))) == event
     assert (events[2].owner, events[2].rule, events[2].pool, events[2].epoch) == ("queue:triage", "fallback", None, 3)
+
+
+def test_the_read_back_asks_about_routed_leads_until_they_are_won_or_lost(
+    salesforce: SalesforceConnector, admin: Any, tmp_path: Any
+) -> None:
+    from worker.ledger import Ledger
+    from worker.steps.outcomes import read_back_outcomes
+
+    won, converted, still_open = new_leads(admin, 3)
+    admin.sf_set_stage(admin.sf_convert(won, opportunity={"Amount": 900})["opportunity_id"], won=True,
+                       close_date="2030-06-30")
+    admin.sf_convert(converted, opportunity=False)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    ledger.write([LedgerEvent(event_id=f"decision/salesforce/Lead/{lead}/0", kind="decision", crm="salesforce",
+                              object="Lead", lead_id=lead, epoch=0, at=READ_AT - timedelta(days=3), owner="sarah",
+                              rule="smb", pool="smb") for lead in (won, converted, still_open)])
+    appended: list[LedgerEvent] = []
+
+    def to_outbox(events: list[LedgerEvent]) -> int:
+        appended.extend(events)
+        return len(events)
+
+    assert read_back_outcomes(salesforce, ledger, to_outbox, "salesforce", lookback=timedelta(days=30),
+                              now=READ_AT) == 4
+    assert [(e.lead_id, e.status, e.rule) for e in appended] == [
+        (won, "converted", "smb"), (won, "opportunity", "smb"), (won, "won", "smb"), (converted, "converted", "smb"),
+    ]
+    ledger.write(appended)  # as the outbox mover would
+    appended.clear()
+    read_back_outcomes(salesforce, ledger, to_outbox, "salesforce", lookback=timedelta(days=30), now=READ_AT)
+    assert {e.lead_id for e in appended} == {converted}  # the won lead is final: never read again
+    assert ledger.write(appended) == 0  # a state already in the ledger is not stored twice
+    ledger.close()

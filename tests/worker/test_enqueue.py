@@ -65,3 +65,23 @@ def test_building_a_runtime_does_not_resolve_the_broker(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
     assert not (tmp_path / "var").exists()
+
+
+def test_beat_schedules_every_periodic_task_from_the_config() -> None:
+    from tests.worker.conftest import routing_test_config
+    from worker.app.celery_app import beat_schedule
+
+    _, config = routing_test_config()
+    worker = config.model.worker
+    schedule = beat_schedule(worker, ["salesforce", "hubspot"], 30.0)
+    assert {name: (entry["task"], entry["schedule"], entry.get("args", ())) for name, entry in schedule.items()} == {
+        **{f"{kind}-{crm}": (f"leadroute.{task}", every, (crm,))
+           for crm in ("salesforce", "hubspot")
+           for kind, task, every in (("poll", "poll", worker.poll_every), ("drain", "drain", worker.drain_every),
+                                     ("reconcile-orphans", "reconcile_orphans", worker.reconcile_orphans_every),
+                                     ("outcomes", "outcomes", worker.outcomes_every))},
+        "reconcile-loads": ("leadroute.reconcile_loads", worker.reconcile_loads_every, ()),
+        "sla-sweep": ("leadroute.sla_sweep", 30.0, ()),
+        "ledger-flush": ("leadroute.ledger_flush", worker.ledger_flush_every, ()),
+    }
+    assert worker.outcomes_every == 3600.0 and worker.outcomes_lookback == 180 * 86_400.0

@@ -54,6 +54,7 @@ def make_app() -> Celery:
             "leadroute.reconcile_orphans": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.reconcile_loads": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.ledger_flush": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.outcomes": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
             "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
@@ -72,7 +73,7 @@ app = make_app()
 
 
 def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> dict[str, dict[str, Any]]:
-    """The periodic tasks for a config: poll, drain, reconcile per CRM; the SLA sweep; the ledger's move."""
+    """The periodic tasks for a config: poll, drain, reconcile, read outcomes per CRM; the SLA sweep; the ledger's move."""
     schedule: dict[str, dict[str, Any]] = {}
     for crm in crms:
         schedule[f"poll-{crm}"] = {"task": "leadroute.poll", "schedule": settings.poll_every, "args": (crm,)}
@@ -82,6 +83,7 @@ def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> 
             "schedule": settings.reconcile_orphans_every,
             "args": (crm,),
         }
+        schedule[f"outcomes-{crm}"] = {"task": "leadroute.outcomes", "schedule": settings.outcomes_every, "args": (crm,)}
     if crms:
         schedule["reconcile-loads"] = {"task": "leadroute.reconcile_loads", "schedule": settings.reconcile_loads_every}
     if sweep_every:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -16,12 +16,14 @@ from worker.domain.leads import DecisionKey
 from worker.observability import metrics
 from worker.steps import after_route, route
 from worker.steps import ledger as ledger_step
+from worker.steps import outcomes as outcomes_step
 
 log = structlog.get_logger("leadroute.tasks")
 
 DRAIN_BUDGET_SECONDS = 20.0
 DRAIN_SLOTS = 4
 DRAIN_LOCK_TTL = 30.0
+OUTCOMES_LOCK_TTL = 3600.0
 LEDGER_LOCK = "ledger-flush"
 
 
@@ -236,3 +238,25 @@ def ledger_flush(self: Task) -> int:
         log.info("ledger_flushed", written=moved.written, duplicates=moved.duplicates, refused=moved.refused,
                  batches=moved.batches)
     return moved.written
+
+
+@app.task(name="leadroute.outcomes", bind=True, max_retries=3)
+def read_outcomes(self: Task, crm: str) -> int:
+    """Read back what became of recently routed leads (converted, opportunity, won, lost) into the
+    ledger outbox; one reader per CRM, a few CRM calls per 2,000 leads, none per lead."""
+    rt = get_runtime()
+    lock = f"outcomes:{crm}"
+    token = rt.store.acquire_lock(lock, ttl=OUTCOMES_LOCK_TTL)
+    if token is None:
+        return 0  # another reader is at it
+    try:
+        appended = outcomes_step.read_back_outcomes(
+            rt.connector(crm), rt.ledger, rt.store.outbox_append, crm,
+            lookback=timedelta(seconds=rt.config.model.worker.outcomes_lookback),
+        )
+    except RetriableError as exc:
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
+    finally:
+        rt.store.release_lock(lock, token)
+    log.info("outcomes_read", crm=crm, events=appended)
+    return appended

@@ -194,6 +194,8 @@ class WorkerSettings(_Model):
     orphan_age: float = 120.0
     reconcile_loads_every: float = 3600.0
     ledger_flush_every: float = 5.0  # move the ledger outbox to SQL (and after every routed batch)
+    outcomes_every: float = 3600.0  # read back what became of routed leads (converted, won, lost)
+    outcomes_lookback: float = 180 * 86_400.0  # ... for leads routed within this long (e.g. "180d")
 
     @field_validator("*", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ import hashlib
 import operator
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Select, column, delete, func, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +28,21 @@ from worker.ledger.database import create_ledger_engine, json_dumps
 from worker.ledger.events import KINDS, InvalidEvent, LedgerEvent, coerce
 from worker.ledger.migrate import upgrade
 from worker.ledger.schema import COLUMNS, events
+
+
+class RoutedRow(NamedTuple):
+    """One routing decision, with the context its outcome events carry."""
+
+    object: str
+    lead_id: str
+    epoch: int | None
+    owner: str | None
+    rule: str | None
+    pool: str | None
+    source: str | None
+    arm: str | None
+    config_version: str | None
+
 
 _WRITTEN = tuple(c for c in COLUMNS if c != "id")
 _FIELDS = operator.attrgetter(*_WRITTEN)
@@ -134,6 +149,30 @@ class Ledger:
         query: Select[Any] = select(func.count()).select_from(events).where(*_period(since, until, kinds))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def routed_awaiting_outcome(self, crm: str, since: datetime, *, batch_size: int = 2000) -> Iterator[RoutedRow]:
+        """Leads routed in ``crm`` since ``since`` that have no final outcome (won or lost) yet,
+        each decision with its routing context, by lead and epoch, streamed.
+
+        The outcome read-back asks the CRM about exactly these; a lead listed for several epochs
+        is read once, under its latest.
+        """
+        outcome = events.alias("outcome")
+        finished = select(outcome.c.id).where(
+            outcome.c.crm == events.c.crm, outcome.c.lead_id == events.c.lead_id, outcome.c.kind == "outcome",
+            outcome.c.status.in_(("won", "lost")),
+        ).exists()
+        query = (
+            select(events.c.object, events.c.lead_id, events.c.epoch, events.c.owner, events.c.rule, events.c.pool,
+                   events.c.source, events.c.arm, events.c.config_version)
+            .where(events.c.crm == crm, events.c.kind.in_(("decision", "reroute")), events.c.at >= _aware("since", since),
+                   ~finished)
+            .order_by(events.c.object, events.c.lead_id, events.c.epoch)
+        )
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=batch_size).execute(query)
+            for row in result:
+                yield RoutedRow(*row)
 
     def prune(self, before: datetime, *, batch_size: int = 10_000) -> int:
         """Delete events that happened before ``before``; how many went (retention).

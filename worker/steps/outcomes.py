@@ -20,15 +20,16 @@ leads to read and when, and hands the events to the ledger through the outbox.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from itertools import groupby
+from typing import Any, NamedTuple, Protocol
 
 from connectors.base import Connector, Outcome, OutcomeState
 from worker.ledger.events import MAX_EVENT_ID, LedgerEvent
 
-__all__ = ["RoutedLead", "outcome_event_id", "outcome_events"]
+__all__ = ["RoutedLead", "outcome_event_id", "outcome_events", "read_back_outcomes"]
 
 KIND = "outcome"
 
@@ -87,6 +88,43 @@ def outcome_events(
             continue
         events.extend(_event(crm, obj, lead, outcome, state, read_at) for state in outcome.reached)
     return events
+
+
+class AwaitingOutcome(Protocol):
+    """What the read-back needs from the ledger: routed leads with no final outcome yet."""
+
+    def routed_awaiting_outcome(self, crm: str, since: datetime) -> Iterator[tuple[Any, ...]]: ...
+
+
+def read_back_outcomes(
+    connector: Connector,
+    ledger: AwaitingOutcome,
+    append: Callable[[list[LedgerEvent]], int],
+    crm: str,
+    *,
+    lookback: timedelta,
+    chunk: int = 2000,
+    now: datetime | None = None,
+) -> int:
+    """Read what became of every lead routed in ``crm`` within ``lookback`` that has no final outcome
+    yet, ``chunk`` leads per CRM read, and ``append`` the events (to the outbox); how many.
+
+    A lead reaches won or lost once, and then drops out of the next read-back; until then it is read
+    again each time, and the ledger keeps each state it reached once (ids are per lead and state).
+    """
+    at = now or datetime.now(UTC)
+    rows = ledger.routed_awaiting_outcome(crm, at - lookback)
+    appended = 0
+    for obj, of_object in groupby(rows, key=lambda row: row[0]):
+        batch: list[RoutedLead] = []
+        for row in of_object:
+            if batch and len(batch) >= chunk and batch[-1].lead_id != row[1]:
+                appended += append(outcome_events(connector, crm, obj, batch, now=at))
+                batch = []
+            batch.append(RoutedLead(*row[1:]))
+        if batch:
+            appended += append(outcome_events(connector, crm, obj, batch, now=at))
+    return appended
 
 
 def _when(outcome: Outcome, state: OutcomeState, read_at: datetime) -> datetime:
