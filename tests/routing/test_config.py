@@ -98,14 +98,20 @@ def test_duplicate_rep_ids() -> None:
     assert errors_for(text) == [f"config/routing.yaml:{third_rep_line}: reps[2].id: duplicate rep id 'tom'"]
 
 
-def test_backup_cycles_are_rejected() -> None:
-    text = BASE.replace("  - id: tom\n", "  - id: tom\n    backup: raj\n").replace(
+def test_backup_cycles_are_coverage_chains_and_load() -> None:
+    pair = BASE.replace("  - id: tom\n", "  - id: tom\n    backup: sarah\n")
+    assert parse_config(pair, "config/routing.yaml").reps["tom"].backup == "sarah"
+    triangle = BASE.replace("  - id: tom\n", "  - id: tom\n    backup: raj\n").replace(
         "  - id: raj\n", "  - id: raj\n    backup: sarah\n"
     )
-    (error,) = errors_for(text)
-    assert error == (
-        f"config/routing.yaml:{line_of(text, 'backup: tom')}: reps[0].backup: backup cycle: sarah -> tom -> raj -> sarah"
-    )
+    assert parse_config(triangle, "config/routing.yaml").warnings == ()
+
+
+def test_a_rep_cannot_be_their_own_backup() -> None:
+    text = BASE.replace("  - id: raj\n", "  - id: raj\n    backup: raj\n")
+    assert errors_for(text) == [
+        f"config/routing.yaml:{line_of(text, 'backup: raj')}: reps[2].backup: rep 'raj' cannot be their own backup"
+    ]
 
 
 def test_unknown_time_zone_suggests_the_real_one() -> None:

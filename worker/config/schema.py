@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
-from datetime import date, time
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -25,7 +27,8 @@ from worker.domain.names import suggest
 from worker.domain.normalize import country_code, region_code
 from worker.notify.settings import NotificationsConfig
 from worker.routing.conditions import CANONICAL_FIELDS, ConditionError, compile_when
-from worker.routing.state import Strategy
+from worker.routing.state import Candidate, Strategy
+from worker.routing.tiebreak import FILE_ORDER, MOST_RECENT_CONTACT, TieBreaker, TieBreaks
 from worker.sla.settings import compile_sla
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -90,6 +93,7 @@ class Rep(_Model):
     out_of_office: tuple[OutOfOffice, ...] = ()
     active: bool = True
     country: str | None = None  # ISO code for public holidays on the SLA clock; else from the time zone
+    seniority: int | None = None  # the ``seniority`` tie-breaker: the highest wins; none ranks last
 
     @field_validator("skills", "languages", mode="before")
     @classmethod
@@ -121,9 +125,30 @@ class Territory(_Model):
         return value
 
 
+def _tie_break_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value  # `tie_break: seniority` is a list of one
+
+
+def _unique_tie_breakers(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is not None:
+        if not value:
+            raise ValueError("list at least one tie-breaker, e.g. [least_loaded, file_order], or leave tie_break out")
+        twice = sorted({k for k in value if value.count(k) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed twice; each tie-breaker is used once, in order")
+    return value
+
+
+TieBreakList = tuple[TieBreaker, ...] | None
+
+
 class Pool(_Model):
     members: tuple[str, ...]
     strategy: Strategy = Strategy.ROUND_ROBIN
+    tie_break: TieBreakList = None
+
+    _list = field_validator("tie_break", mode="before")(_tie_break_list)
+    _unique = field_validator("tie_break")(_unique_tie_breakers)
 
 
 class Assign(_Model):
@@ -214,6 +239,10 @@ class Rule(_Model):
     name: str = Field(min_length=1)
     when: dict[str, Any] = Field(default_factory=dict)
     assign: Assign
+    tie_break: TieBreakList = None  # overrides the pool's for this rule
+
+    _list = field_validator("tie_break", mode="before")(_tie_break_list)
+    _unique = field_validator("tie_break")(_unique_tie_breakers)
 
 
 class ConfigModel(_Model):
@@ -233,6 +262,11 @@ class ConfigModel(_Model):
     sla: dict[str, Any] | None = None  # validated by worker.sla.settings.compile_sla, with locations
     rules: tuple[Rule, ...] = ()
     fallback: Fallback
+    tie_break: TieBreakList = None  # default for pools; used between territories
+    territory_overlap: Literal["first_match", "tie_break"] = "first_match"
+
+    _list = field_validator("tie_break", mode="before")(_tie_break_list)
+    _unique = field_validator("tie_break")(_unique_tie_breakers)
 
     @field_validator("queues", mode="before")
     @classmethod
@@ -315,7 +349,8 @@ def _pydantic_problems(exc: ValidationError, file: str, lines: dict[PathKey, int
             msg = f"required key '{loc[-1]}' is missing"
         elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
             got = err.get("input")
-            msg = f"'{got}' is not one of {err['ctx']['expected']}"
+            valid = re.findall(r"'([^']*)'", str(err["ctx"]["expected"]))
+            msg = f"'{got}' is not one of {err['ctx']['expected']}{suggest(str(got), valid)}"
         elif err["type"] == "enum":
             msg = f"'{err.get('input')}' is not a strategy; use one of {err['ctx']['expected']}"
         problems.append(Problem(file, line_for(lines, loc), _dotted(loc), msg))
@@ -337,6 +372,9 @@ class RoutingConfig:
     crm_owner_index: dict[str, str]
     warnings: tuple[Problem, ...]
     sla: Any = None
+    tie_breaks: TieBreaks = field(default_factory=TieBreaks)
+    rules_by_territory: dict[str | None, tuple[int, ...]] | None = None  # None: test every rule
+    candidates: dict[str, Candidate] = field(default_factory=dict)  # each rep as a pool pick sees them, made once
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -389,16 +427,6 @@ def _cross_check(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> li
                 err(("reps", i, key), f"unknown rep '{ref}'{suggest(ref, known)}")
         if rep.backup == rep.id:
             err(("reps", i, "backup"), f"rep '{rep.id}' cannot be their own backup")
-    backups = {r.id: r.backup for r in model.reps if r.backup in known}
-    reported: set[str] = set()
-    for i, rep in enumerate(model.reps):
-        chain, cur = [rep.id], backups.get(rep.id)
-        while cur and cur not in chain:
-            chain.append(cur)
-            cur = backups.get(cur)
-        if cur == rep.id and len(chain) > 1 and rep.id not in reported:
-            reported.update(chain)
-            err(("reps", i, "backup"), "backup cycle: " + " -> ".join([*chain, rep.id]))
     for name, terr in model.territories.items():
         for j, c in enumerate(terr.countries):
             if country_code(c) is None:
@@ -446,13 +474,236 @@ def _check_target(
     return out
 
 
+COVERAGE_HORIZON = timedelta(days=30)  # how far ahead `check` looks for a coverage cycle that is all away
+
+
+def backup_cycles(reps: Sequence[Rep]) -> list[list[str]]:
+    """Every cycle of backups (``ava -> ben -> ava``), each once, starting from its first rep in file order.
+
+    Each rep has at most one backup, so cycles never share a rep.
+    """
+    backup = {r.id: r.backup for r in reps if r.backup and r.backup != r.id}
+    order = {r.id: i for i, r in enumerate(reps)}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    for rep in reps:
+        path: list[str] = []
+        cur: str | None = rep.id
+        while cur is not None and cur in order and cur not in done and cur not in path:
+            path.append(cur)
+            cur = backup.get(cur)
+        if cur is not None and cur in path:
+            cycle = path[path.index(cur):]
+            start = min(range(len(cycle)), key=lambda k: order[cycle[k]])
+            cycles.append(cycle[start:] + cycle[:start])
+        done.update(path)
+    return cycles
+
+
+def _spans(days: Sequence[date]) -> str:
+    """Consecutive dates as ``2026-12-24 to 2026-12-26, 2027-01-02``."""
+    out: list[str] = []
+    start = prev = days[0]
+    for d in [*days[1:], None]:
+        if d is not None and d == prev + timedelta(days=1):
+            prev = d
+            continue
+        out.append(str(start) if start == prev else f"{start} to {prev}")
+        if d is not None:
+            start = prev = d
+    return ", ".join(out)
+
+
+def _coverage_warnings(model: ConfigModel, today: date, file: str, lines: dict[PathKey, int]) -> list[Problem]:
+    """A backup cycle whose reps are all away on the same day leaves their leads to the fallback."""
+    index = {r.id: i for i, r in enumerate(model.reps)}
+    horizon = [today + timedelta(days=k) for k in range(COVERAGE_HORIZON.days)]
+    out = []
+    for cycle in backup_cycles(model.reps):
+        reps = [model.reps[index[r]] for r in cycle]
+
+        def away(rep: Rep, day: date) -> bool:
+            return not rep.active or any(w.start <= day <= w.end for w in rep.out_of_office)
+
+        days = [d for d in horizon if all(away(rep, d) for rep in reps)]
+        if days:
+            path = ("reps", index[cycle[0]], "backup")
+            out.append(Problem(file, line_for(lines, path), _dotted(path), (
+                f"backup cycle {' -> '.join([*cycle, cycle[0]])}: all of them are away on {_spans(days)} "
+                f"(within {COVERAGE_HORIZON.days} days of {today}); their named accounts and direct leads "
+                "go to the fallback then")))
+    return out
+
+
+def _place(territory: tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]) -> str:
+    _, countries, states, postcodes = territory
+    text = ", ".join(sorted(countries))
+    if states:
+        text += ": " + ", ".join(sorted(states))
+    if postcodes:
+        text += (", " if states else ": ") + "postcodes " + ", ".join(f"{p}*" for p in sorted(postcodes))
+    return text
+
+
+def _overlap(
+    a: tuple[str, frozenset[str], frozenset[str], tuple[str, ...]],
+    b: tuple[str, frozenset[str], frozenset[str], tuple[str, ...]],
+) -> tuple[str, frozenset[str], frozenset[str], tuple[str, ...]] | None:
+    """Where two territories overlap (as a territory), or None when no lead can be in both."""
+    countries = a[1] & b[1]
+    if not countries:
+        return None
+    states = a[2] & b[2] if a[2] and b[2] else a[2] or b[2]
+    if a[2] and b[2] and not states:
+        return None
+    if a[3] and b[3]:
+        postcodes = tuple(sorted({p if p.startswith(q) else q for p in a[3] for q in b[3]
+                                  if p.startswith(q) or q.startswith(p)}))
+        if not postcodes:
+            return None
+    else:
+        postcodes = a[3] or b[3]
+    return "", countries, states, postcodes
+
+
+def _covers(a: tuple[str, frozenset[str], frozenset[str], tuple[str, ...]],
+            b: tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]) -> bool:
+    """Whether every lead in territory ``b`` is also in ``a``."""
+    return (b[1] <= a[1] and (not a[2] or (bool(b[2]) and b[2] <= a[2]))
+            and (not a[3] or (bool(b[3]) and all(any(p.startswith(q) for q in a[3]) for p in b[3]))))
+
+
+def _territory_warnings(
+    model: ConfigModel, order: Sequence[tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]],
+    file: str, lines: dict[PathKey, int],
+) -> list[Problem]:
+    """Name every pair of overlapping territories and what decides a lead that is in both."""
+    out = []
+    by = "first_match" if model.territory_overlap == "first_match" else f"tie_break [{', '.join(_territory_keys(model))}]"
+    for j, later in enumerate(order):
+        for earlier in order[:j]:
+            common = _overlap(earlier, later)
+            if common is None:
+                continue
+            if model.territory_overlap == "first_match" and _covers(earlier, later):
+                message = (f"territory '{later[0]}' can never match: every lead in it is also in '{earlier[0]}' "
+                           f"above it, which wins (territory_overlap: first_match)")
+            elif model.territory_overlap == "first_match":
+                message = (f"territories '{earlier[0]}' and '{later[0]}' overlap ({_place(common)}): a lead in both "
+                           f"is in '{earlier[0]}', the first in file order (territory_overlap: first_match)")
+            else:
+                message = (f"territories '{earlier[0]}' and '{later[0]}' overlap ({_place(common)}): a lead in both "
+                           f"goes by the rules of one of them, chosen by {by}")
+            path = ("territories", later[0])
+            out.append(Problem(file, line_for(lines, path), _dotted(path), message))
+    return out
+
+
+def _territory_keys(model: ConfigModel) -> tuple[str, ...]:
+    return model.tie_break or (FILE_ORDER,)
+
+
+def _tie_break_warnings(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> list[Problem]:
+    """A tie-break list that can never apply, or one that depends on history the worker does not keep."""
+    out = []
+
+    def warn(path: PathKey, message: str) -> None:
+        out.append(Problem(file, line_for(lines, path), _dotted(path), message))
+
+    def rotation(strategy: Strategy) -> str:
+        return (f"{strategy.value} takes turns and never ties" if strategy is Strategy.ROUND_ROBIN
+                else f"{strategy.value} settles its own ties in member order, as part of its rotation")
+
+    scope = "tie_break applies to least_loaded pools and, with territory_overlap: tie_break, to overlapping territories"
+    for name, pool in model.pools.items():
+        if pool.tie_break and pool.strategy is not Strategy.LEAST_LOADED:
+            warn(("pools", name, "tie_break"), f"has no effect: {rotation(pool.strategy)} ({scope})")
+    for i, rule in enumerate(model.rules):
+        if not rule.tie_break:
+            continue
+        pool = model.pools.get(rule.assign.pool or "")
+        if pool is None:
+            warn(("rules", i, "tie_break"), f"has no effect: rule '{rule.name}' does not assign to a pool ({scope})")
+        elif pool.strategy is not Strategy.LEAST_LOADED:
+            warn(("rules", i, "tie_break"), f"has no effect: pool '{rule.assign.pool}' is {pool.strategy.value}: "
+                                            f"{rotation(pool.strategy)} ({scope})")
+    if model.tie_break and model.territory_overlap == "first_match" and not any(
+            p.strategy is Strategy.LEAST_LOADED and p.tie_break is None for p in model.pools.values()):
+        warn(("tie_break",), f"has no effect: no least_loaded pool uses it and territory_overlap is first_match ({scope})")
+    if model.territory_overlap == "tie_break" and not model.tie_break:
+        warn(("territory_overlap",), "tie_break without a top-level tie_break list settles overlapping territories "
+                                     "by file order, as first_match does; add e.g. 'tie_break: [most_recent_contact, "
+                                     "least_loaded]'")
+    lists: list[tuple[PathKey, tuple[str, ...] | None]] = [(("tie_break",), model.tie_break)]
+    lists += [(("pools", n, "tie_break"), p.tie_break) for n, p in model.pools.items()]
+    lists += [(("rules", i, "tie_break"), r.tie_break) for i, r in enumerate(model.rules)]
+    for path, keys in lists:
+        if keys and MOST_RECENT_CONTACT in keys:
+            warn((*path, keys.index(MOST_RECENT_CONTACT)), (
+                "most_recent_contact is known to `simulate` (in-memory state) but not yet to the worker's Redis "
+                "state, where it counts as a tie and the next tie-breaker decides"))
+            break
+    if any(k and "seniority" in k for _, k in lists) and not any(r.seniority is not None for r in model.reps):
+        warn(("reps",), "no rep has a seniority, so the seniority tie-breaker never decides anything")
+    return out
+
+
+def _tie_breaks(
+    model: ConfigModel, compiled: Sequence[Any], order: Sequence[tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]]
+) -> TieBreaks:
+    """The tie-breakers each pool, rule and the territory step use, resolved once."""
+    default = model.tie_break
+    pools = {n: (p.tie_break or default) if p.strategy is Strategy.LEAST_LOADED else None
+             for n, p in model.pools.items()}
+    rules = tuple(r.tie_break for r in model.rules)
+    territories = _territory_keys(model) if model.territory_overlap == "tie_break" else None
+    used = [*pools.values(), *rules, territories]
+    overlapping = frozenset(t[0] for j, t in enumerate(order) for other in order[:j] + order[j + 1:]
+                            if _overlap(t, other) is not None)
+    return TieBreaks(pools=pools, rules=rules, territories=territories,
+                     uses_contact=any(k is not None and MOST_RECENT_CONTACT in k for k in used),
+                     overlapping=overlapping,
+                     territorial=tuple("territory" in c.fields or "segment" in c.fields for c in compiled),
+                     targets=tuple((r.assign.kind, r.assign.rep, r.assign.pool, r.assign.queue, r.assign.require_skills,
+                                    r.assign.require_languages) for r in model.rules))
+
+
+def _rules_by_territory(model: ConfigModel) -> dict[str | None, tuple[int, ...]]:
+    """Per territory (None: a lead in none), the rules a lead there can match, in order: all
+    but those whose ``territory:`` names only other territories. The engine tests just these."""
+    def fold(name: str) -> str:
+        return name.strip().casefold()  # as the rule's equality test compares them
+
+    required = [_required_territories(r.when) for r in model.rules]
+    by: dict[str | None, tuple[int, ...]] = {
+        name: tuple(i for i, only in enumerate(required) if only is None or fold(name) in only)
+        for name in model.territories
+    }
+    by[None] = tuple(i for i, only in enumerate(required) if only is None)
+    return by
+
+
+def _required_territories(when: dict[str, Any]) -> frozenset[str] | None:
+    """The territories a rule's top-level ``territory:`` allows (a name or a list), folded, else None (any)."""
+    value = when.get("territory")
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return frozenset(v.strip().casefold() for v in value)
+    return None
+
+
 def _version_hash(model: ConfigModel) -> str:
     canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
-    """Validate YAML text; raise ConfigError with every problem, located."""
+def parse_config(text: str, file: str = "<config>", *, today: date | None = None) -> RoutingConfig:
+    """Validate YAML text; raise ConfigError with every problem, located.
+
+    ``today`` (default: the current UTC date) is where the warning about a coverage cycle
+    whose reps are all away starts looking; tests pass a fixed date.
+    """
     try:
         data, lines = load_with_lines(text, file)
     except YamlSyntaxError as exc:
@@ -512,6 +763,9 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
         states = frozenset(s for s in (region_code(x, c) for x in terr.states for c in countries) if s)
         postcodes = tuple(p.upper().replace(" ", "") for p in terr.postcodes)
         territory_order.append((name, countries, states, postcodes))
+    warnings += _coverage_warnings(model, today or datetime.now(UTC).date(), file, lines)
+    warnings += _territory_warnings(model, territory_order, file, lines)
+    warnings += _tie_break_warnings(model, file, lines)
     default_zone = ZoneInfo(model.timezone)
     zones = {r.id: ZoneInfo(r.timezone) if r.timezone else default_zone for r in model.reps}
     config = RoutingConfig(
@@ -525,6 +779,9 @@ def parse_config(text: str, file: str = "<config>") -> RoutingConfig:
         compiled_segments=tuple(segments),
         crm_owner_index={cid: r.id for r in model.reps for cid in r.crm_ids.values()},
         warnings=tuple(warnings),
+        tie_breaks=_tie_breaks(model, compiled, territory_order),
+        rules_by_territory=_rules_by_territory(model),
+        candidates={r.id: Candidate(r.id, r.weight, r.capacity) for r in model.reps},
     )
     return _with_sla(config, lines)
 
@@ -548,14 +805,14 @@ def config_path() -> Path:
     return Path(os.environ.get("LEADROUTE_CONFIG") or DEFAULT_CONFIG)
 
 
-def load_config(path: str | Path) -> RoutingConfig:
-    """Load and validate a config file; raise ConfigError naming file, line and field."""
+def load_config(path: str | Path, *, today: date | None = None) -> RoutingConfig:
+    """Load and validate a config file; raise ConfigError naming file, line and field (``today``: see parse_config)."""
     p = Path(path)
     try:
         text = read_text(p)
     except YamlSyntaxError as exc:
         raise ConfigError([Problem(str(p), 0, "", exc.message)]) from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), today=today)
 
 
 __all__ = [

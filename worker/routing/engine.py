@@ -6,14 +6,16 @@ which makes the final pick atomic (advance a rotation, bump a load).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
 from worker.domain.normalize import NormalizedLead, normalize_lead
-from worker.routing.state import Candidate, RoutingState
+from worker.routing.state import Candidate, ContactHistory, RoutingState, Strategy
+from worker.routing.tiebreak import FILE_ORDER, LEAST_LOADED, MOST_RECENT_CONTACT, SENIORITY, settle
 
 FALLBACK = "fallback"
 
@@ -40,6 +42,8 @@ class Decision:
     strategy_state: str = ""
     unreadable: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    chain: list[str] = field(default_factory=list)  # the backup walk, when the first rep was unavailable
+    tie_breaks: dict[str, str] = field(default_factory=dict)  # "territory"/"pool" -> the tie-breaker that decided
 
     @property
     def owner_rep(self) -> str | None:
@@ -47,13 +51,22 @@ class Decision:
         return self.owner if self.owner_kind == "rep" else None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form for logs, the decision log and ``simulate --format jsonl``."""
-        return {
+        """A JSON-serialisable form for logs, the decision log and ``simulate --format jsonl``.
+
+        ``chain`` and ``tie_breaks`` appear only when there was a backup walk or a tie, so
+        ordinary decisions keep their size in the store.
+        """
+        out = {
             "lead_id": self.lead_id, "owner": self.owner, "owner_kind": self.owner_kind, "rule": self.rule,
             "target": self.target, "config_version": self.config_version, "routed_at": self.routed_at,
             "reason": self.reason, "considered": list(self.considered), "skipped": dict(self.skipped),
             "strategy_state": self.strategy_state, "unreadable": list(self.unreadable), "facts": dict(self.facts),
         }
+        if self.chain:
+            out["chain"] = list(self.chain)
+        if self.tie_breaks:
+            out["tie_breaks"] = dict(self.tie_breaks)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
@@ -79,14 +92,16 @@ def absence(rep: Rep, config: RoutingConfig, at: datetime, overrides: Mapping[st
     return None
 
 
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def in_hours(rep: Rep, config: RoutingConfig, at: datetime) -> bool:
     """Whether ``at`` falls in the rep's working hours, in the rep's own time zone."""
     hours = rep.hours or config.model.hours
     if hours is None:
         return True
-    local = _local(config.zones[rep.id], at)
-    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
-    return day in hours.days and hours.start <= local.time() < hours.end
+    local = at.astimezone(config.zones[rep.id])
+    return _DAYS[local.weekday()] in hours.days and hours.start <= local.time() < hours.end
 
 
 def _fmt_count(n: float) -> str:
@@ -144,12 +159,32 @@ def derive_facts(lead: NormalizedLead, config: RoutingConfig) -> dict[str, Any]:
     return facts
 
 
+def territories_of(facts: Mapping[str, Any], config: RoutingConfig) -> list[str]:
+    """Every territory the lead is in, in file order (``derive_facts`` keeps only the first)."""
+    country = facts.get("country")
+    if not country:
+        return []
+    state = facts.get("state")
+    postcode = str(facts.get("postcode", "")).replace(" ", "")
+    return [
+        name for name, countries, states, postcodes in config.territory_order
+        if country in countries and (not states or state in states)
+        and (not postcodes or any(postcode.startswith(p) for p in postcodes))
+    ]
+
+
 class Router:
     """Routes leads for one configuration against one state."""
+
+    __slots__ = ("config", "history", "state")
 
     def __init__(self, config: RoutingConfig, state: RoutingState) -> None:
         self.config = config
         self.state = state
+        # Contact history is optional (see ContactHistory): asked for only when a tie-breaker needs it.
+        self.history: ContactHistory | None = (
+            state if config.tie_breaks.uses_contact and isinstance(state, ContactHistory) else None
+        )
 
     def route(
         self,
@@ -168,12 +203,19 @@ class Router:
         normalized, ctx = self._start(lead, at, overrides, exclude)
         facts = ctx.facts
         lead_id = str(facts.get("id", ""))
-        for rule, condition in zip(self.config.rules, self.config.compiled_rules, strict=True):
+        rules, compiled = self.config.rules, self.config.compiled_rules
+        overlap, start = ctx.settle_territory() if self.config.tie_breaks.territories is not None else ("", 0)
+        for index in _candidate_rules(self.config, facts.get("territory")):
+            if index < start:
+                continue
+            rule, condition = rules[index], compiled[index]
             if not condition.test(facts):
                 continue
-            phrase = ", ".join(p for p in (_fact_phrase(f, facts) for f in condition.fields) if p)
+            phrase = ", ".join([p for p in [_fact_phrase(f, facts) for f in condition.fields] if p])
             head = f"{rule.name}: {phrase}" if phrase else rule.name
-            outcome = ctx.assign(rule.assign)
+            if overlap:
+                head += f" ({overlap})"
+            outcome = ctx.assign(rule.assign, index)
             if outcome is not None:
                 return ctx.decision(lead_id, rule.name, head, outcome, normalized)
             return ctx.decision(lead_id, FALLBACK, head, ctx.fallback(ctx.failure), normalized)
@@ -213,6 +255,39 @@ class Router:
         return normalized, _Context(self, facts, when, overrides or {}, exclude)
 
 
+def _candidate_rules(config: RoutingConfig, territory: str | None) -> Sequence[int]:
+    """The rules, in order, that a lead in ``territory`` can match (rules naming only other
+    territories cannot): testing just these decides the same, faster."""
+    by = config.rules_by_territory
+    if by is None:
+        return range(len(config.rules))
+    found = by.get(territory)
+    return found if found is not None else range(len(config.rules))
+
+
+def _first_rules(config: RoutingConfig, names: Sequence[str], variants: Sequence[Mapping[str, Any]]) -> list[int | None]:
+    """The first matching rule for each of a lead's territory variants (``names[i]`` is the
+    territory of ``variants[i]``): only rules that can match in that territory are tested,
+    and one that reads neither territory nor segment is tested once for all of them."""
+    tb, compiled = config.tie_breaks, config.compiled_rules
+    shared: dict[int, bool] = {}
+    first: list[int | None] = []
+    for name, variant in zip(names, variants, strict=True):
+        found = None
+        for i in _candidate_rules(config, name):
+            if tb.territorial[i]:
+                hit = compiled[i].test(variant)
+            else:
+                hit = shared.get(i)
+                if hit is None:
+                    hit = shared[i] = compiled[i].test(variant)
+            if hit:
+                found = i
+                break
+        first.append(found)
+    return first
+
+
 @dataclass(slots=True)
 class _Outcome:
     owner: str
@@ -224,12 +299,16 @@ class _Outcome:
 class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
+    __slots__ = ("at", "chain", "config", "considered", "exclude", "facts", "failure", "history", "overrides",
+                 "skipped", "state", "tie_breaks")
+
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
         overrides: Mapping[str, str], exclude: frozenset[str],
     ) -> None:
         self.config = router.config
         self.state = router.state
+        self.history = router.history
         self.facts = facts
         self.at = at
         self.overrides = overrides
@@ -237,18 +316,21 @@ class _Context:
         self.considered: list[str] = []
         self.skipped: dict[str, str] = {}
         self.failure: str | None = None
+        self.chain: list[str] = []
+        self.tie_breaks: dict[str, str] = {}
 
     def skip(self, rep_id: str, reason: str) -> None:
         if rep_id not in self.considered:
             self.considered.append(rep_id)
         self.skipped.setdefault(rep_id, reason)
 
-    def assign(self, target: Assign) -> _Outcome | None:
+    def assign(self, target: Assign, rule: int | None = None) -> _Outcome | None:
+        """Place the lead on ``target``; ``rule`` is the matched rule's number (its tie-breakers)."""
         kind = target.kind
         if kind == "queue":
             return _Outcome(f"queue:{target.queue}", "queue", f"queue {target.queue}", "")
         if kind == "pool":
-            return self.pool(target)
+            return self.pool(target, rule)
         if kind == "rep":
             return self.relationship(str(target.rep), f"rep {target.rep}")
         owner = self.facts.get("account_owner")
@@ -260,61 +342,131 @@ class _Context:
             return None
         return self.relationship(str(owner), "account owner")
 
+    def _why_away(self, rep_id: str) -> str | None:
+        if rep_id in self.exclude:
+            return "earlier_owner"
+        return absence(self.config.reps[rep_id], self.config, self.at, self.overrides)
+
+    def _walk(self, reps: Sequence[str]) -> str:
+        return " -> ".join(f"{r} {self.skipped[r]}" for r in reps)
+
     def relationship(self, rep_id: str, label: str) -> _Outcome | None:
-        """A named rep or account owner: only absence skips them; then their backup chain."""
+        """A named rep or account owner: only absence skips them; then their backup chain.
+
+        The walk tries each backup in turn and stops when it comes back to a rep it has
+        visited (a coverage pair or a longer cycle), so the caller falls back.
+        """
         tried: list[str] = []
         current: str | None = rep_id
-        while current and current not in tried:
+        while current is not None and current not in tried:
             tried.append(current)
             rep = self.config.reps[current]
             self.considered.append(current)
-            if current in self.exclude:
-                self.skip(current, "earlier_owner")
-            else:
-                why = absence(rep, self.config, self.at, self.overrides)
-                if why is None:
-                    load = self.state.assign(current)
-                    via = f" (backup for {rep_id}: {', '.join(f'{r} {self.skipped[r]}' for r in tried[:-1])})" \
-                        if current != rep_id else ""
-                    cap = f"/{rep.capacity}" if rep.capacity else ""
-                    return _Outcome(current, "rep", label, f"{current} {load}{cap}{via}")
-                self.skip(current, why)
+            why = self._why_away(current)
+            if why is None:
+                load = self.state.assign(current)
+                via = ""
+                if current != rep_id:
+                    self.chain.extend(tried)
+                    via = f" (backup for {rep_id}: {self._walk(tried[:-1])} -> {current})"
+                cap = f"/{rep.capacity}" if rep.capacity else ""
+                return _Outcome(current, "rep", label, f"{current} {load}{cap}{via}")
+            self.skip(current, why)
             current = rep.backup
+        self.chain.extend(tried)
+        back = f" -> back to {current}" if current is not None else ""
         who = label if label.endswith(rep_id) else f"{label} {rep_id}"
-        self.failure = f"{who} unavailable ({', '.join(f'{r} {self.skipped[r]}' for r in tried)})"
+        self.failure = f"{who} unavailable ({self._walk(tried)}{back})"
         return None
 
-    def pool(self, target: Assign) -> _Outcome | None:
+    def recent_owner(self) -> str | None:
+        """The rep who last owned a lead from this lead's domain, if the state keeps that."""
+        domain = self.facts.get("domain")
+        return self.history.last_owner(str(domain)) if self.history is not None and domain else None
+
+    def _rep_measure(self, key: str, rep_id: str, loads: Mapping[str, int], recent: str | None) -> float:
+        if key == LEAST_LOADED:
+            return loads.get(rep_id, 0)
+        if key == MOST_RECENT_CONTACT:
+            return 0 if rep_id == recent else 1
+        if key == SENIORITY:
+            seniority = self.config.reps[rep_id].seniority
+            return -seniority if seniority is not None else math.inf
+        raise KeyError(key)
+
+    def rank(
+        self, group: list[Candidate], keys: Sequence[str], loads: Mapping[str, int]
+    ) -> tuple[list[Candidate], tuple[str, str, list[str]] | None]:
+        """Settle a least-loaded tie in ``group`` (pool order) by ``keys``.
+
+        Returns the candidates for the atomic pick, the winner first, and (winner,
+        tie-breaker, the others tied) when there is a tie. Ties are found on the loads just
+        read; the pick re-checks loads atomically and, should they have moved, still takes a
+        least-loaded rep (a tie it alone sees goes by pool order).
+        """
+        default_cap = max((c.capacity for c in group if c.capacity), default=1)  # as state.choose
+        ratios = [loads.get(c.rep_id, 0) / (c.capacity or default_cap) for c in group]
+        low = min(ratios)
+        tied = [c for c, r in zip(group, ratios, strict=True) if r == low]
+        if len(tied) < 2:
+            return group, None
+        position = {c.rep_id: i for i, c in enumerate(tied)}
+        recent = self.recent_owner() if MOST_RECENT_CONTACT in keys else None
+
+        def measure(key: str, c: Candidate) -> float:
+            if key == FILE_ORDER:
+                return position[c.rep_id]
+            return self._rep_measure(key, c.rep_id, loads, recent)
+
+        winner, key = settle(tied, keys, measure)
+        others = [c for c in tied if c is not winner]
+        ordered = [winner, *others] + [c for c, r in zip(group, ratios, strict=True) if r != low]
+        return ordered, (winner.rep_id, key, [c.rep_id for c in others])
+
+    def pool(self, target: Assign, rule: int | None = None) -> _Outcome | None:
         name = str(target.pool)
         pool = self.config.pools[name]
+        keys = self.config.tie_breaks.for_pool(name, rule) if pool.strategy is Strategy.LEAST_LOADED else None
         loads = self.state.loads(pool.members)
         in_hours_now: list[Candidate] = []
         after_hours: list[Candidate] = []
+        config, reps, candidates = self.config, self.config.reps, self.config.candidates
+        skills, languages = target.require_skills, target.require_languages
+        self.considered += pool.members
         for rep_id in pool.members:
-            rep = self.config.reps[rep_id]
-            self.considered.append(rep_id)
-            why = "earlier_owner" if rep_id in self.exclude else absence(rep, self.config, self.at, self.overrides)
-            if why is None and target.require_skills and not set(target.require_skills) <= set(rep.skills):
+            rep = reps[rep_id]
+            # absence() inlined: this loop runs for every member of every pool a lead reaches
+            why = "earlier_owner" if rep_id in self.exclude else (
+                self.overrides.get(rep_id) or (INACTIVE if not rep.active else None)
+                or (absence(rep, config, self.at, self.overrides) if rep.out_of_office else None))
+            if why is None and skills and not all(s in rep.skills for s in skills):
                 why = MISSING_SKILL
-            if why is None and target.require_languages and not set(target.require_languages) & set(rep.languages):
+            if why is None and languages and not any(g in rep.languages for g in languages):
                 why = MISSING_LANGUAGE
             if why is None and rep.capacity is not None and loads.get(rep_id, 0) >= rep.capacity:
                 why = AT_CAPACITY
             if why is not None:
                 self.skipped[rep_id] = why
                 continue
-            candidate = Candidate(rep_id, rep.weight, rep.capacity)
-            if in_hours(rep, self.config, self.at):
+            candidate = candidates.get(rep_id) or Candidate(rep_id, rep.weight, rep.capacity)
+            if in_hours(rep, config, self.at):
                 in_hours_now.append(candidate)
             else:
                 after_hours.append(candidate)
         for group, note in ((in_hours_now, ""), (after_hours, "; all eligible reps outside hours")):
             if not group:
                 continue
+            tie = None
+            if keys is not None and len(group) > 1:
+                group, tie = self.rank(group, keys, loads)
             pick = self.state.pick(name, pool.strategy, pool.members, group)
             for rep_id in pick.at_capacity:
                 self.skipped[rep_id] = AT_CAPACITY
             if pick.rep_id is not None:
+                detail = pick.detail
+                if tie is not None and tie[0] == pick.rep_id:  # the atomic step saw the same tie
+                    detail += f", tie with {', '.join(tie[2])} broken by {tie[1]}"
+                    self.tie_breaks["pool"] = tie[1]
                 if note:
                     for c in after_hours:
                         if c.rep_id != pick.rep_id:
@@ -322,11 +474,110 @@ class _Context:
                 else:
                     for c in after_hours:
                         self.skipped[c.rep_id] = OUTSIDE_HOURS
-                return _Outcome(pick.rep_id, "rep", f"pool {name}", pick.detail + note)
+                return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
         self.failure = f"pool {name} had nobody available" + (
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
         )
         return None
+
+    def reachable(self, target: Assign) -> list[str]:
+        """Who ``target`` could give the lead to now, without claiming anyone (territory tie-breaks)."""
+        kind = target.kind
+        if kind == "queue":
+            return []
+        if kind == "pool":
+            config, skills, languages = self.config, target.require_skills, target.require_languages
+            reps = []
+            for rep_id in config.pools[str(target.pool)].members:
+                rep = config.reps[rep_id]
+                if (rep_id in self.exclude or not rep.active or self.overrides.get(rep_id)
+                        or (rep.out_of_office and absence(rep, config, self.at, self.overrides))):
+                    continue
+                if skills and not all(s in rep.skills for s in skills):
+                    continue
+                if languages and not any(g in rep.languages for g in languages):
+                    continue
+                reps.append(rep_id)
+            return reps
+        current = str(target.rep) if kind == "rep" else self.facts.get("account_owner")
+        seen: set[str] = set()
+        while current is not None and current in self.config.reps and current not in seen:
+            if self._why_away(current) is None:
+                return [current]
+            seen.add(current)
+            current = self.config.reps[current].backup
+        return []
+
+    def settle_territory(self) -> tuple[str, int]:
+        """With ``territory_overlap: tie_break``, choose among the territories the lead is in.
+
+        A territory no rule takes the lead in is no choice. Territories whose first matching
+        rule is the same route the lead the same way, so the first in file order stands.
+        Otherwise each territory is measured by the reps its rule could give the lead to now
+        (their lowest load, the domain's last owner among them, their highest seniority).
+        Returns a note for the reason (or "") and the first rule that can match the lead's
+        facts now, so the rules are not tested twice.
+        """
+        tie_breaks = self.config.tie_breaks
+        keys = tie_breaks.territories
+        if not keys or self.facts.get("territory") not in tie_breaks.overlapping:
+            return "", 0
+        names = territories_of(self.facts, self.config)
+        if len(names) < 2:
+            return "", 0
+        variants = []
+        for name in names:
+            variant = dict(self.facts, territory=name)
+            variant.pop("segment", None)
+            for segment, condition in self.config.compiled_segments:
+                if condition.test(variant):
+                    variant["segment"] = segment
+                    break
+            variants.append(variant)
+        firsts = _first_rules(self.config, names, variants)
+        options = [(n, v, r) for n, v, r in zip(names, variants, firsts, strict=True) if r is not None]
+        if not options:
+            return "", len(self.config.rules)
+        if len({rule for _, _, rule in options}) == 1:
+            name, variant, rule = options[0]
+            if name == names[0]:
+                return "", rule
+            self.facts.clear()
+            self.facts.update(variant)
+            return f"territory {name} over {', '.join(names[:names.index(name)])}, which no rule takes", rule
+        # A territory is measured by its rule's target: options with equal targets measure alike.
+        target_of = {name: tie_breaks.targets[rule] for name, _, rule in options}
+        assigns = {tie_breaks.targets[rule]: self.config.rules[rule].assign for _, _, rule in options}
+        position = {name: i for i, name in enumerate(names)}
+        if len(assigns) == 1:  # every measure alike: file order decides
+            winner, key = options[0], FILE_ORDER
+        else:
+            reach = {t: self.reachable(a) for t, a in assigns.items()}
+            everyone = list(dict.fromkeys(r for reps in reach.values() for r in reps))
+            loads = self.state.loads(everyone) if everyone else {}
+            for t, assign in assigns.items():
+                if assign.kind == "pool":  # a pool passes over a rep at capacity; a named rep or owner is not
+                    caps = self.config.reps
+                    reach[t] = [r for r in reach[t] if (cap := caps[r].capacity) is None or loads.get(r, 0) < cap]
+            recent = self.recent_owner() if MOST_RECENT_CONTACT in keys else None
+            memo: dict[tuple[str, tuple[object, ...]], float] = {}
+
+            def measure(key: str, option: tuple[str, dict[str, Any], int]) -> float:
+                if key == FILE_ORDER:
+                    return position[option[0]]
+                target = target_of[option[0]]
+                value = memo.get((key, target))
+                if value is None:
+                    value = memo[(key, target)] = min(
+                        (self._rep_measure(key, r, loads, recent) for r in reach[target]), default=math.inf)
+                return value
+
+            winner, key = settle(options, keys, measure)
+        self.facts.clear()
+        self.facts.update(winner[1])
+        self.tie_breaks["territory"] = key
+        others = ", ".join(name for name, _, _ in options if name != winner[0])
+        return f"territory {winner[0]} over {others}, by {key}", winner[2]
 
     def fallback(self, why: str | None) -> _Outcome:
         fb = self.config.fallback
@@ -340,7 +591,7 @@ class _Context:
             return outcome
         # The fallback must never fail: the triage rep takes it even when away.
         load = self.state.assign(str(fb.rep))
-        return _Outcome(str(fb.rep), "rep", f"fallback rep {fb.rep}", f"{prefix}{fb.rep} {load} (away, no backup)")
+        return _Outcome(str(fb.rep), "rep", f"fallback rep {fb.rep}", f"{prefix}{fb.rep} {load} (away, no cover)")
 
     def decision(
         self, lead_id: str, rule: str, head: str, outcome: _Outcome, normalized: NormalizedLead
@@ -351,6 +602,8 @@ class _Context:
             reason += f" [unreadable: {', '.join(normalized.unreadable)}]"
         considered = list(dict.fromkeys(self.considered))
         facts = {k: self.facts[k] for k in ("territory", "segment", "domain", "account_owner") if k in self.facts}
+        if self.history is not None and outcome.kind == "rep" and self.facts.get("domain"):
+            self.history.note_owner(str(self.facts["domain"]), outcome.owner, self.at)
         return Decision(
             lead_id=lead_id,
             owner=outcome.owner,
@@ -361,8 +614,10 @@ class _Context:
             routed_at=self.at.isoformat(),
             reason=reason,
             considered=considered,
-            skipped=dict(self.skipped),
+            skipped=self.skipped,  # this context ends with the decision: its lists are the decision's
             strategy_state=outcome.detail,
             unreadable=list(normalized.unreadable),
             facts=facts,
+            chain=self.chain,
+            tie_breaks=self.tie_breaks,
         )

@@ -11,11 +11,19 @@ Strategy semantics (shared by every implementation, checked by one contract suit
   served *current* member (cyclically). Adding or removing members never resets the
   others; a skipped member keeps its place and rejoins in turn with no catch-up.
 * ``weighted_round_robin``: smooth weighted round robin (as in nginx). Each pick adds
-  every candidate's weight to its running score, picks the highest (ties: pool order)
+  every candidate's weight to its running score, picks the highest (ties: candidate order)
   and subtracts the candidates' total weight from the winner. Members not in the
   candidate list are left untouched, so nobody accumulates credit while skipped.
 * ``least_loaded``: lowest open load relative to capacity (a rep without a cap counts
-  with the largest cap among the candidates, or 1); ties: pool order.
+  with the largest cap among the candidates, or 1); ties: candidate order.
+
+Candidates come in pool order unless the config sets ``tie_break`` and the loads the engine
+read tie: then it passes the winner of its tie-breakers (``worker.routing.tiebreak``) first,
+so the atomic step settles the tie the configured way without knowing about tie-breakers.
+
+``most_recent_contact`` needs to know who last owned a lead from a domain. A state that
+tracks it also implements :class:`ContactHistory`; for one that does not (the Redis store
+today) that tie-breaker sees a tie and the next one decides.
 
 Every strategy skips a candidate whose load has reached its capacity at pick time,
 re-checked inside the atomic step, and then increments the chosen rep's load.
@@ -26,6 +34,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -72,11 +81,28 @@ class RoutingState(Protocol):
     def pick(
         self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
     ) -> Pick:
-        """Choose one of ``candidates`` (in pool order) and record it, atomically."""
+        """Choose one of ``candidates`` (a tie goes to the earlier one) and record it, atomically."""
         ...
 
     def assign(self, rep_id: str) -> int:
         """Record a direct assignment (named rep, account owner): load +1, returns the new load."""
+        ...
+
+
+@runtime_checkable
+class ContactHistory(Protocol):
+    """Who most recently owned a lead from each company domain, for ``most_recent_contact``.
+
+    Optional beside :class:`RoutingState`: the engine uses it only when the config names that
+    tie-breaker and the state offers it, and records every rep-owned decision through it.
+    """
+
+    def last_owner(self, domain: str) -> str | None:
+        """The rep who owned the latest lead routed from ``domain``, or None."""
+        ...
+
+    def note_owner(self, domain: str, rep_id: str, at: datetime) -> None:
+        """Remember that ``rep_id`` got a lead from ``domain`` routed at ``at`` (the latest ``at`` wins)."""
         ...
 
 
@@ -134,6 +160,7 @@ class InMemoryState:
     _rr: dict[str, dict[str, int]] = field(default_factory=dict)
     _rr_counter: dict[str, int] = field(default_factory=dict)
     _wrr: dict[str, dict[str, int]] = field(default_factory=dict)
+    _contacts: dict[str, tuple[datetime, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def loads(self, rep_ids: Sequence[str]) -> dict[str, int]:
@@ -152,6 +179,16 @@ class InMemoryState:
 
     def assign(self, rep_id: str) -> int:
         return self.adjust_load(rep_id, 1)
+
+    def last_owner(self, domain: str) -> str | None:
+        seen = self._contacts.get(domain)
+        return seen[1] if seen else None
+
+    def note_owner(self, domain: str, rep_id: str, at: datetime) -> None:
+        with self._lock:
+            seen = self._contacts.get(domain)
+            if seen is None or at >= seen[0]:
+                self._contacts[domain] = (at, rep_id)
 
     def pick(
         self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
