@@ -1,9 +1,15 @@
 """Routing engine benchmark: decisions per second and per-decision latency, in-memory state.
 
 Routes 100,000 synthetic raw leads (normalisation included) through a config with 50 reps,
-10 pools and 30 rules on one core.
+10 pools and 30 rules on one core. The config uses the routing depth of issue 17 that costs
+little: backups form one coverage cycle (rep00 -> rep01 -> ... -> rep49 -> rep00), reps have a
+seniority, and least-loaded pools settle ties by ``tie_break`` (most recent contact, least
+loaded, seniority). ``--overlap`` also settles the overlapping North American territories by
+tie-breakers (``territory_overlap: tie_break``), which costs a second pass over the rules for
+the one lead in six that is in two territories. ``--plain`` routes through the config as it was
+before issue 17 (a backup chain, no tie-breakers).
 
-    python bench/engine.py [--leads N] [--json]
+    python bench/engine.py [--leads N] [--overlap | --plain] [--json]
 
 Targets (issue 2): >= 20,000 decisions/s and p99 < 1 ms.
 """
@@ -35,7 +41,7 @@ COUNTRIES = ["US", "United States", "USA", "Canada", "DE", "Deutschland", "Franc
 STATES = ["CA", "California", "NY", "TX", "WA", "Ontario", "", "FL"]
 
 
-def build_config(rng: random.Random) -> dict:
+def build_config(rng: random.Random, plain: bool = False, overlap: bool = False) -> dict:
     reps = []
     for i in range(50):
         rep = {
@@ -52,8 +58,11 @@ def build_config(rng: random.Random) -> dict:
             rep["out_of_office"] = [{"start": "2026-12-01", "end": "2026-12-03"}]
         if i % 17 == 0:
             rep["active"] = False
+        if not plain:
+            rep["seniority"] = i % 5  # not from rng: --plain must route the same leads
         reps.append({k: v for k, v in rep.items() if v is not None})
-    reps[-1].pop("backup")
+    if plain:
+        reps[-1].pop("backup")  # a chain; otherwise rep49 -> rep00 closes one coverage cycle
     pools = {f"pool{p}": {"members": [f"rep{p * 5 + j:02d}" for j in range(5)], "strategy": STRATEGIES[p % 3]}
              for p in range(10)}
     territories = {
@@ -84,7 +93,7 @@ def build_config(rng: random.Random) -> dict:
             assign["require_languages"] = ["en"]
         rules.append({"name": f"rule{i:02d}", "when": when, "assign": assign})
     rules.append({"name": "catch-all", "when": {"employees": {"exists": True}}, "assign": {"pool": "pool9"}})
-    return {
+    config = {
         "version": 1,
         "timezone": "America/New_York",
         "reps": reps,
@@ -95,6 +104,13 @@ def build_config(rng: random.Random) -> dict:
         "rules": rules,
         "fallback": {"queue": "triage"},
     }
+    if not plain:
+        config["tie_break"] = ["most_recent_contact", "least_loaded", "seniority"]
+        if overlap:
+            config["territory_overlap"] = "tie_break"
+        pools["pool2"]["tie_break"] = ["seniority", "file_order"]
+        rules[3]["tie_break"] = ["least_loaded", "seniority"]  # rule02 -> pool2
+    return config
 
 
 def make_leads(rng: random.Random, n: int) -> list[dict]:
@@ -119,10 +135,14 @@ def make_leads(rng: random.Random, n: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000)
+    depth = parser.add_mutually_exclusive_group()
+    depth.add_argument("--overlap", action="store_true", help="also settle overlapping territories by tie-breakers")
+    depth.add_argument("--plain", action="store_true", help="the config without the issue 17 features")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
     rng = random.Random(42)
-    config = parse_config(yaml.safe_dump(build_config(rng), sort_keys=False), "bench.yaml")
+    doc = build_config(rng, args.plain, args.overlap)
+    config = parse_config(yaml.safe_dump(doc, sort_keys=False), "bench.yaml")
     leads = make_leads(rng, args.leads)
     router = Router(config, InMemoryState())
     at = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
@@ -130,12 +150,15 @@ def main() -> None:
         router.route(lead, at=at)
     router = Router(config, InMemoryState())
     timings = []
+    ties = walks = 0
     clock = time.perf_counter_ns
     start = clock()
     for lead in leads:
         t0 = clock()
-        router.route(lead, at=at)
+        decision = router.route(lead, at=at)
         timings.append(clock() - t0)
+        ties += bool(decision.tie_breaks)
+        walks += bool(decision.chain)
     total_s = (clock() - start) / 1e9
     timings.sort()
     result = {
@@ -148,6 +171,9 @@ def main() -> None:
         "p99_us": round(timings[int(len(timings) * 0.99)] / 1000, 1),
         "mean_us": round(statistics.fmean(timings) / 1000, 1),
         "total_s": round(total_s, 3),
+        "config": "plain" if args.plain else "overlap" if args.overlap else "default",
+        "ties_settled": ties,  # decisions that name a tie-breaker
+        "backup_walks": walks,  # decisions that walked a backup chain
     }
     if args.json:
         print(json.dumps(result))
@@ -155,6 +181,7 @@ def main() -> None:
         print(f"{result['leads']:,} leads, {result['reps']} reps, {result['pools']} pools, {result['rules']} rules")
         print(f"decisions/s: {result['decisions_per_s']:,}")
         print(f"p50: {result['p50_us']} us   p99: {result['p99_us']} us   mean: {result['mean_us']} us")
+        print(f"ties settled by a tie-breaker: {ties:,}   backup walks: {walks:,}")
 
 
 if __name__ == "__main__":
