@@ -85,3 +85,6 @@ def test_beat_schedules_every_periodic_task_from_the_config() -> None:
         "ledger-flush": ("leadroute.ledger_flush", worker.ledger_flush_every, ()),
     }
     assert worker.outcomes_every == 3600.0 and worker.outcomes_lookback == 180 * 86_400.0
+    assert worker.ledger_retention is None  # no retention limit by default: the ledger keeps everything
+    kept_two_years = beat_schedule(worker.model_copy(update={"ledger_retention": 730 * 86_400.0}), [], None)
+    assert kept_two_years["ledger-prune"] == {"task": "leadroute.ledger_prune", "schedule": 86_400.0}

@@ -323,3 +323,24 @@ def test_the_runtime_opens_and_migrates_the_ledger_named_by_database_url(make_ru
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'later.sqlite3'}")  # back, elsewhere
     assert ledger_step.flush(rt.store, rt.ledger).written == 3
     assert rt.ledger.count() == 3 and rt.store.outbox_stats().depth == 0
+
+
+def test_a_decision_event_keeps_the_backup_walk_and_the_tie_breaker_that_decided() -> None:
+    decision = {"owner": "ben", "rule": "named", "target": "rep ava", "owner_kind": "rep", "reason": "r",
+                "chain": ["ava", "ben"], "tie_breaks": ["seniority"], "config_version": "cfg1"}
+    event = ledger_step.decision_event(LeadRef("salesforce", "Lead", "00Q1"), 0, decision,
+                                       datetime(2026, 3, 2, 9, tzinfo=UTC))
+    assert (event.data["chain"], event.data["tie_breaks"]) == (["ava", "ben"], ["seniority"])
+
+
+def test_retention_prunes_what_is_older_than_the_configured_age_and_nothing_by_default(ledger: Ledger) -> None:
+    now = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    ledger.write([
+        LedgerEvent(event_id=f"decision/salesforce/Lead/00Q{n}/0", kind="decision", crm="salesforce", object="Lead",
+                    lead_id=f"00Q{n}", epoch=0, at=now - timedelta(days=days))
+        for n, days in enumerate((1, 29, 31, 400))
+    ])
+    assert ledger_step.apply_retention(ledger, None, now=now) == 0
+    assert ledger.count() == 4
+    assert ledger_step.apply_retention(ledger, 30 * 86_400.0, now=now) == 2
+    assert sorted(e.lead_id for e in ledger.between()) == ["00Q0", "00Q1"]

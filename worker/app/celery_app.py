@@ -55,6 +55,7 @@ def make_app() -> Celery:
             "leadroute.reconcile_loads": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.ledger_flush": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.outcomes": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.ledger_prune": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
             "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
@@ -89,6 +90,8 @@ def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> 
     if sweep_every:
         schedule["sla-sweep"] = {"task": "leadroute.sla_sweep", "schedule": sweep_every}
     schedule["ledger-flush"] = {"task": "leadroute.ledger_flush", "schedule": settings.ledger_flush_every}
+    if settings.ledger_retention:
+        schedule["ledger-prune"] = {"task": "leadroute.ledger_prune", "schedule": 86_400.0}
     return schedule
 
 

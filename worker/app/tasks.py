@@ -260,3 +260,13 @@ def read_outcomes(self: Task, crm: str) -> int:
         rt.store.release_lock(lock, token)
     log.info("outcomes_read", crm=crm, events=appended)
     return appended
+
+
+@app.task(name="leadroute.ledger_prune", bind=True, max_retries=0)
+def ledger_prune(self: Task) -> int:
+    """Apply the ledger's retention (``worker.ledger_retention``) once a day; with none set, keep everything."""
+    rt = get_runtime()
+    deleted = ledger_step.apply_retention(rt.ledger, rt.config.model.worker.ledger_retention)
+    if deleted:
+        log.info("ledger_pruned", deleted=deleted)
+    return deleted

@@ -221,6 +221,7 @@ class WorkerSettings(_Model):
     ledger_flush_every: float = 5.0  # move the ledger outbox to SQL (and after every routed batch)
     outcomes_every: float = 3600.0  # read back what became of routed leads (converted, won, lost)
     outcomes_lookback: float = 180 * 86_400.0  # ... for leads routed within this long (e.g. "180d")
+    ledger_retention: float | None = None  # delete ledger events older than this (e.g. "730d"); unset: keep all
 
     @field_validator("*", mode="before")
     @classmethod

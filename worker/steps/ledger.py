@@ -42,6 +42,7 @@ from worker.store.outbox import OutboxEntry
 
 if TYPE_CHECKING:
     from worker.config import RoutingConfig
+    from worker.ledger.ledger import Ledger
     from worker.notify.channels import SendReport
     from worker.store.redis_store import RedisStore
 
@@ -98,7 +99,7 @@ def plain(value: Any) -> Any:
 
 _DECISION_DATA = (
     "reason", "target", "owner_kind", "strategy_state", "considered", "skipped", "unreadable", "routed_at", "via",
-    "requested_by", "why", "excluded",
+    "requested_by", "why", "excluded", "chain", "tie_breaks", "created_at",
 )  # fmt: skip
 _TERRITORY_FIELDS = ("country", "state", "postcode")
 
@@ -389,3 +390,10 @@ def ledger_health(store: RedisStore, max_age: float) -> dict[str, Any]:
         "claimed": stats.claimed,
         "refused": stats.dead,
     }
+
+
+def apply_retention(ledger: Ledger, keep_seconds: float | None, *, now: datetime | None = None) -> int:
+    """Delete ledger events older than ``keep_seconds`` (``worker.ledger_retention``); none when it is unset."""
+    if not keep_seconds:
+        return 0
+    return ledger.prune((now or datetime.now(UTC)) - timedelta(seconds=keep_seconds))
