@@ -51,13 +51,17 @@ def test_simulate_routes_the_example_export_as_json_lines() -> None:
     assert by_id["L026"]["owner"] == "queue:partners"
 
 
-def test_simulate_table_prints_a_summary_with_pool_balance() -> None:
+def test_simulate_table_prints_the_summary_first_with_pool_balance_among_the_eligible() -> None:
     result = runner.invoke(app, ["simulate", "-c", EXAMPLE, "-l", LEADS], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "36 leads" in result.output
     assert "Leads per owner" in result.output and "Leads per rule" in result.output
-    assert "pool smb (round_robin): tom 6, raj 0, kim 6; spread 6" in result.output  # raj is out of office
+    # raj is out of office for every smb lead and kim outside hours for one: neither is owed those leads
+    assert ("pool smb (round_robin): 12 leads; tom 6 of 12 eligible (expected 6.5), raj 0 of 0 eligible, "
+            "kim 6 of 11 eligible (expected 5.5); max/min 1.18, gini 0.042") in result.output
+    assert "passed over (not counted against them): raj ooo 12; kim outside_hours 1" in result.output
     assert "[unreadable: country]" in result.output
+    assert result.output.index("Leads per rule") < result.output.index("Decisions") < result.output.index("L001")
 
 
 def test_unreadable_rows_are_reported_by_line_and_the_rest_routed(tmp_path: Path) -> None:

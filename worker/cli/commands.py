@@ -6,6 +6,8 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +20,9 @@ from rich.table import Table
 from worker.cli.db import app as db_app
 from worker.cli.export import export as export_command
 from worker.cli.export import open_for_reading
+from worker.cli.progress import progress
 from worker.cli.report import report as report_command
-from worker.cli.simulate import LeadFileError, read_leads, read_loads, summarise
-from worker.cli.simulate import simulate as simulate_leads
+from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
 from worker.config import ConfigError, RoutingConfig, load_config
 from worker.domain.leads import LeadRef
 from worker.domain.names import suggest
@@ -36,7 +38,8 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.command(name="report")(report_command)
 app.command(name="export")(export_command)
-out = Console(highlight=False)
+# one message, one line: text never wraps when stdout is not a terminal (grep, CI annotations)
+out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -76,6 +79,10 @@ def _parse_at(value: str | None) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+SCREENFUL = 50  # decisions shown in full when stdout is not a terminal (a terminal: its height)
+TICK_EVERY = 256  # rows between progress updates
+
+
 @app.command()
 def simulate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Routing config YAML.")],
@@ -83,8 +90,16 @@ def simulate(
     format: Annotated[str, typer.Option("--format", "-f", help="table or jsonl.")] = "table",
     at: Annotated[str | None, typer.Option(help="Routing time (ISO 8601) for leads without created_at.")] = None,
     loads: Annotated[Path | None, typer.Option(help="JSON {rep_id: open_leads} starting loads.")] = None,
+    summary_only: Annotated[bool, typer.Option("--summary", help="Print the summary only, no decisions.")] = False,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write every decision here (jsonl: JSON Lines; table: tab-separated lead, owner, rule, "
+        "reason); the summary still goes to stdout.")] = None,
 ) -> None:
     """Route an export of leads offline and report where each would go, and why.
+
+    Rows stream through one at a time, so any size of file runs in the same memory. ``table``
+    prints the summary first, then the decisions when they fit on a screen; otherwise it says
+    how to get every row (``--format jsonl`` or ``--out FILE``).
 
     Exit status: 0 all rows routed; 1 bad config or file; 2 some rows unreadable (the rest routed).
     """
@@ -93,49 +108,116 @@ def simulate(
         raise typer.Exit(1)
     loaded = _load(config)
     when = _parse_at(at)
+    summary = Summary(loaded)
+    screen = max(out.size.height - 20, 10) if out.is_terminal else SCREENFUL
+    shown: list[Any] | None = [] if format == "table" and not summary_only and out_file is None else None
+    to_stdout = format == "jsonl" and not summary_only and out_file is None
+    write = sys.stdout.write
     try:
         start = read_loads(loads) if loads else None
-        result = simulate_leads(loaded, read_leads(leads), at=when, loads=start)
+        rows = read_leads(leads)
+        with _writer(out_file, format) as emit, progress("routing leads", rows.size, "leads") as tick:
+            for _line, item in route_rows(loaded, rows, at=when, loads=start):
+                if isinstance(item, RowError):
+                    summary.errors += 1
+                    err.print(f"[red]skipped[/red] {escape(str(leads))}:{escape(str(item))}")
+                    continue
+                summary.add(item)
+                if to_stdout:
+                    write(_jsonl(item))
+                elif emit is not None:
+                    emit(item)
+                elif shown is not None:
+                    shown.append(item)
+                    if len(shown) > screen:
+                        shown = None
+                if not summary.leads % TICK_EVERY:
+                    tick(summary.leads, rows.position)
     except LeadFileError as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None
-    for row_error in result.errors:
-        err.print(f"[red]skipped[/red] {escape(str(leads))}:{escape(str(row_error))}")
-    if format == "jsonl":
-        for decision in result.decisions:
-            record = decision.to_dict()
-            record = {"lead_id": record.pop("lead_id"), **record}
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        _print_table(loaded, result.decisions, summarise(loaded, result.decisions))
-    if result.errors:
-        err.print(f"{len(result.errors)} row(s) could not be read; {len(result.decisions)} routed.")
+    if format == "table" or summary_only or out_file is not None:
+        _print_summary(loaded, summary.to_dict())
+        if shown:
+            _print_decisions(shown)
+        elif format == "table" and not summary_only and out_file is None and summary.leads:
+            out.print(f"{summary.leads:,} decisions are more than a screenful, so only the summary is shown; for every "
+                      f"row use --format jsonl, or --out FILE")
+        if out_file is not None:
+            err.print(f"wrote {summary.leads:,} decisions to {escape(str(out_file))}")
+    if summary.errors:
+        err.print(f"{summary.errors} row(s) could not be read; {summary.leads} routed.")
         raise typer.Exit(2)
 
 
-def _print_table(config: RoutingConfig, decisions: list, summary: dict) -> None:
-    table = Table(title=f"Routing simulation (config {config.version_hash})", show_lines=False)
+def _jsonl(decision: Any) -> str:
+    record = decision.to_dict()
+    record = {"lead_id": record.pop("lead_id"), **record}
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+@contextmanager
+def _writer(path: Path | None, format: str) -> Iterator[Any]:
+    """``emit(decision)`` writing every decision to ``--out``, or None without it."""
+    if path is None:
+        yield None
+        return
+    try:
+        handle = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise LeadFileError(f"--out: {exc}") from None
+    with handle:
+        if format == "jsonl":
+            yield lambda d: handle.write(_jsonl(d))
+            return
+        handle.write("lead\towner\trule\treason\n")
+
+        def emit(d: Any) -> None:
+            handle.write("\t".join(str(v).replace("\t", " ").replace("\n", " ")
+                                   for v in (d.lead_id, d.owner, d.rule, d.reason)) + "\n")
+
+        yield emit
+
+
+def _print_summary(config: RoutingConfig, summary: dict) -> None:
+    out.print(f"[bold]Routing simulation[/bold] (config {config.version_hash}): [bold]{summary['leads']:,} leads[/bold], "
+              f"{summary['fallback']:,} to the fallback")
+    owners = Table(title="Leads per owner")
+    owners.add_column("owner")
+    owners.add_column("leads", justify="right")
+    for owner, n in summary["per_owner"].items():
+        owners.add_row(escape(owner), f"{n:,}")
+    rules = Table(title="Leads per rule")
+    rules.add_column("rule")
+    rules.add_column("leads", justify="right")
+    for rule, n in summary["per_rule"].items():
+        rules.add_row(escape(rule), f"{n:,}")
+    out.print(owners)
+    out.print(rules)
+    for name, pool in summary["pools"].items():
+        out.print(_pool_line(name, pool))
+        skips = "; ".join(f"{s['rep']} {s['reason']} {s['decisions']:,}" for s in pool["skipped"])
+        if skips:
+            out.print(f"  passed over (not counted against them): {escape(skips)}")
+
+
+def _pool_line(name: str, pool: dict) -> str:
+    """``pool smb (round_robin): 12 leads; tom 6 of 12 eligible (expected 6.0), ...; max/min 1.00, gini 0.000``."""
+    members = ", ".join(
+        f"{m['rep']} {m['assigned']:,} of {m['eligible']:,} eligible" + (
+            f" (expected {m['expected']:,.1f})" if m["eligible"] else "") for m in pool["members"])
+    balance = (f"max/min {pool['max_min']:.2f}" if pool["max_min"] is not None else "max/min -") + (
+        f", gini {pool['gini']:.3f}" if pool["gini"] is not None else "")
+    return f"pool {escape(name)} ({pool['strategy']}): {pool['decisions']:,} leads; {escape(members)}; {balance}"
+
+
+def _print_decisions(decisions: list) -> None:
+    table = Table(title="Decisions", show_lines=False)
     for name in ("lead", "owner", "rule", "reason"):
         table.add_column(name, overflow="fold")
     for d in decisions:
         table.add_row(*(escape(str(v)) for v in (d.lead_id, d.owner, d.rule, d.reason)))
     out.print(table)
-    out.print(f"\n[bold]{summary['leads']} leads[/bold], {summary['fallback']} to the fallback")
-    owners = Table(title="Leads per owner")
-    owners.add_column("owner")
-    owners.add_column("leads", justify="right")
-    for owner, n in summary["per_owner"].items():
-        owners.add_row(owner, str(n))
-    rules = Table(title="Leads per rule")
-    rules.add_column("rule")
-    rules.add_column("leads", justify="right")
-    for rule, n in summary["per_rule"].items():
-        rules.add_row(rule, str(n))
-    out.print(owners)
-    out.print(rules)
-    for name, pool in summary["pools"].items():
-        counts = ", ".join(f"{rep} {n}" for rep, n in pool["counts"].items())
-        out.print(f"pool {name} ({pool['strategy']}): {counts}; spread {pool['spread']}")
 
 
 @app.command()

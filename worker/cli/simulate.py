@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,9 +31,29 @@ class LeadFileError(ValueError):
     """The lead file as a whole cannot be read (missing, wrong format, no header)."""
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+class _Counted:
+    """The lines of a text file, counting the characters read so far (``read``): progress against the file's size."""
+
+    __slots__ = ("handle", "read")
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.read = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.handle)
+        self.read += len(line)
+        return line
+
+
+def _read_csv(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+        lines = _Counted(handle)
+        counted.append(lines)
+        reader = csv.reader(lines)
         try:
             header = next(reader)
         except StopIteration:
@@ -60,9 +80,11 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
             yield line, dict(zip(names, row, strict=True))
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def _read_jsonl(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+        lines = _Counted(handle)
+        counted.append(lines)
+        for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             try:
@@ -76,15 +98,37 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
             yield number, obj
 
 
-def read_leads(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    """Yield (line, lead or RowError) from a CSV (header row) or JSON Lines file, in file order."""
+class LeadRows:
+    """(line, lead or RowError) from a CSV (header row) or JSON Lines file, in file order, one row at a time.
+
+    ``size`` is the file's size and ``position`` about how much of it has been read (characters),
+    for progress; nothing but the current row is held in memory.
+    """
+
+    def __init__(self, path: Path, rows: Any, counted: list[_Counted]) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self._rows = rows
+        self._counted = counted
+
+    @property
+    def position(self) -> int:
+        return self._counted[0].read if self._counted else 0
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+        return self._rows
+
+
+def read_leads(path: Path) -> LeadRows:
+    """The rows of a CSV (header row) or JSON Lines file, in file order, streamed (see :class:`LeadRows`)."""
     if not path.is_file():
         raise LeadFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    counted: list[_Counted] = []
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path)
+        return LeadRows(path, _read_jsonl(path, counted), counted)
     if suffix in (".csv", ".txt"):
-        return _read_csv(path)
+        return LeadRows(path, _read_csv(path, counted), counted)
     raise LeadFileError(f"{path}: unknown format '{suffix}'; use .csv (with a header row) or .jsonl")
 
 
@@ -99,9 +143,32 @@ def read_loads(path: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()}
 
 
+def route_rows(
+    config: RoutingConfig,
+    rows: Iterable[tuple[int, dict[str, Any] | RowError]],
+    at: datetime | None = None,
+    loads: Mapping[str, int] | None = None,
+) -> Iterator[tuple[int, Decision | RowError]]:
+    """Route every readable row in order against one fresh in-memory state, yielding as it goes.
+
+    Yields (line, decision) or (line, RowError); nothing is kept, so memory does not grow with the input.
+    """
+    state = InMemoryState()
+    unknown = set(loads or {}) - set(config.reps)
+    if unknown:
+        raise LeadFileError(f"--loads names unknown reps: {', '.join(sorted(unknown))}")
+    state.set_loads(loads or {})
+    route = Router(config, state).route
+    for line, row in rows:
+        if isinstance(row, RowError):
+            yield line, row
+        else:
+            yield line, route(row, at=at)
+
+
 @dataclass
 class Simulation:
-    """The outcome of one simulated run."""
+    """The outcome of one simulated run, every decision kept (small inputs and tests; the CLI streams)."""
 
     decisions: list[Decision] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
@@ -110,46 +177,136 @@ class Simulation:
 
 def simulate(
     config: RoutingConfig,
-    rows: Iterator[tuple[int, dict[str, Any] | RowError]],
+    rows: Iterable[tuple[int, dict[str, Any] | RowError]],
     at: datetime | None = None,
     loads: Mapping[str, int] | None = None,
 ) -> Simulation:
-    """Route every readable row in order against one fresh in-memory state."""
-    state = InMemoryState()
-    unknown = set(loads or {}) - set(config.reps)
-    if unknown:
-        raise LeadFileError(f"--loads names unknown reps: {', '.join(sorted(unknown))}")
-    state.set_loads(loads or {})
-    router = Router(config, state)
+    """Route every readable row in order against one fresh in-memory state, keeping every decision."""
     result = Simulation()
-    for line, row in rows:
-        if isinstance(row, RowError):
-            result.errors.append(row)
-            continue
-        result.decisions.append(router.route(row, at=at))
-        result.lines.append(line)
+    for line, item in route_rows(config, rows, at, loads):
+        if isinstance(item, RowError):
+            result.errors.append(item)
+        else:
+            result.decisions.append(item)
+            result.lines.append(line)
     return result
 
 
-def summarise(config: RoutingConfig, decisions: list[Decision]) -> dict[str, Any]:
-    """Leads per owner and per rule, fallback count, and the balance within each pool."""
-    per_owner = Counter(d.owner for d in decisions)
-    per_rule = Counter(d.rule for d in decisions)
-    pools: dict[str, dict[str, Any]] = {}
-    for name, pool in config.pools.items():
-        counts = Counter(d.owner for d in decisions if d.target == f"pool {name}")
-        members = {m: counts.get(m, 0) for m in pool.members}
-        if not sum(members.values()):
-            continue
-        pools[name] = {
-            "strategy": pool.strategy.value,
-            "counts": members,
-            "spread": max(members.values()) - min(members.values()),
+class _PoolTally:
+    """One pool's running fairness: per member, the pool's leads they were eligible for, got, and could
+    expect (each lead shared among the members eligible for it, by weight), and why the rest passed them over."""
+
+    __slots__ = ("assigned", "decisions", "eligible", "expected", "members", "skipped", "strategy", "total_weight")
+
+    def __init__(self, members: list[tuple[str, int]], strategy: str) -> None:
+        self.members = members
+        self.strategy = strategy
+        self.decisions = 0
+        self.assigned = dict.fromkeys((m for m, _ in members), 0)
+        self.eligible = dict.fromkeys((m for m, _ in members), 0)
+        self.expected = dict.fromkeys((m for m, _ in members), 0.0)
+        self.skipped: Counter[tuple[str, str]] = Counter()
+        self.total_weight = sum(w for _, w in members)
+
+    def add(self, decision: Decision) -> None:
+        skipped = decision.skipped
+        self.decisions += 1
+        if decision.owner in self.assigned:
+            self.assigned[decision.owner] += 1
+        if not skipped:
+            total = self.total_weight
+            for rep, weight in self.members:
+                self.eligible[rep] += 1
+                self.expected[rep] += weight / total
+            return
+        weights = 0
+        for rep, weight in self.members:
+            why = skipped.get(rep)
+            if why is None:
+                weights += weight
+            else:
+                self.skipped[(rep, why)] += 1
+        if not weights:
+            return
+        for rep, weight in self.members:
+            if rep not in skipped:
+                self.eligible[rep] += 1
+                self.expected[rep] += weight / weights
+
+    def to_dict(self) -> dict[str, Any]:
+        # the report's statistics; worker.reports loads SQLAlchemy, so only once a summary is printed
+        from worker.reports.stats import gini, share
+
+        members = []
+        ratios = []
+        for rep, weight in self.members:
+            expected = self.expected[rep]
+            ratio = self.assigned[rep] / expected if expected else None
+            if ratio is not None:
+                ratios.append(ratio)
+            members.append({"rep": rep, "weight": weight, "eligible": self.eligible[rep],
+                            "assigned": self.assigned[rep], "expected": round(expected, 3),
+                            "ratio": None if ratio is None else round(ratio, 3)})
+        skipped = [{"rep": rep, "reason": why, "decisions": n, "share": round(share(n, self.decisions) or 0.0, 4)}
+                   for (rep, why), n in sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))]
+        low = min(ratios, default=None)
+        return {
+            "strategy": self.strategy,
+            "decisions": self.decisions,
+            "members": members,
+            "skipped": skipped,
+            "max_min": round(max(ratios) / low, 3) if low else None,
+            "gini": None if not ratios else round(gini(ratios) or 0.0, 4),
         }
-    return {
-        "leads": len(decisions),
-        "per_owner": dict(per_owner.most_common()),
-        "per_rule": dict(per_rule.most_common()),
-        "fallback": per_rule.get(FALLBACK, 0),
-        "pools": pools,
-    }
+
+
+class Summary:
+    """The running summary of a simulation: leads per owner and per rule, the fallback, each pool's balance.
+
+    Fed one decision at a time (:meth:`add`) and holding only counters, so its size depends on
+    the config, not on how many leads are routed. A pool's balance counts, for each member, only
+    the leads they were eligible for: a member out of office, at capacity, outside hours, without
+    a required skill or language is not owed the leads that passed them over, and ``skipped``
+    says how many and why. The figures follow ``leadroute report``'s fairness: ``ratio`` is leads
+    got over leads expected, ``max_min`` the highest ratio over the lowest, ``gini`` the Gini
+    coefficient of the ratios (0: everyone got exactly their share).
+    """
+
+    def __init__(self, config: RoutingConfig) -> None:
+        self.leads = 0
+        self.errors = 0
+        self.per_owner: Counter[str] = Counter()
+        self.per_rule: Counter[str] = Counter()
+        self.pools: dict[str, _PoolTally] = {}
+        for name, pool in config.pools.items():
+            weighted = pool.strategy.value == "weighted_round_robin"
+            members = [(m, config.reps[m].weight if weighted and m in config.reps else 1) for m in pool.members]
+            self.pools[f"pool {name}"] = _PoolTally(members, pool.strategy.value)
+
+    def add(self, decision: Decision) -> None:
+        self.leads += 1
+        self.per_owner[decision.owner] += 1
+        self.per_rule[decision.rule] += 1
+        tally = self.pools.get(decision.target)
+        if tally is not None:
+            tally.add(decision)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; pools that routed nothing are left out."""
+        return {
+            "leads": self.leads,
+            "unreadable_rows": self.errors,
+            "per_owner": dict(self.per_owner.most_common()),
+            "per_rule": dict(self.per_rule.most_common()),
+            "fallback": self.per_rule.get(FALLBACK, 0),
+            "pools": {target.removeprefix("pool "): tally.to_dict()
+                      for target, tally in self.pools.items() if tally.decisions},
+        }
+
+
+def summarise(config: RoutingConfig, decisions: Iterable[Decision]) -> dict[str, Any]:
+    """:class:`Summary` of ``decisions``, as a dict."""
+    summary = Summary(config)
+    for decision in decisions:
+        summary.add(decision)
+    return summary.to_dict()
