@@ -2,8 +2,8 @@
 rule coverage over a period, as plain dataclasses (``to_dict()`` for JSON).
 
 The library API behind ``leadroute report`` and the dashboard. Figures are computed from the
-ledger's ``events`` table in SQLAlchemy Core, aggregated in SQL where it pays (percentiles in
-SQL on PostgreSQL; on SQLite, which has no percentile function, numpy over the grouped values).
+ledger's ``events`` table in SQLAlchemy Core, grouped and counted in SQL; the percentiles of
+each group's waits are picked by numpy (see :mod:`.grouped`).
 
 * :func:`build_report`: every figure, each pass over the ledger made once.
 * :mod:`.figures`: each figure on its own (``speed_to_lead``, ``sla_compliance``, ``fairness``,

@@ -1,16 +1,14 @@
 """One pass over a set of events: row counts, flag sums and wait percentiles under several groupings at once.
 
 A report needs the same rows grouped several ways (by path, by rep, by tier, overall), and
-reading a million rows is what costs, so each set of rows is read once:
-
-* **PostgreSQL** aggregates in SQL: one ``GROUP BY GROUPING SETS`` with ``percentile_cont``
-  (exact, interpolated between ranks) and ``sum`` per set.
-* **SQLite** has no percentile function, so SQL groups the rows by every key column at once
-  and hands each of those finest groups' values over as one text list (``group_concat``):
-  a few thousand rows cross into Python, not a million. numpy then sorts the values once per
-  measure and stably by each grouping's codes, and picks each percentile by rank, with the
-  interpolation of ``percentile_cont``.
-  Counts and sums are ``bincount``\\ s. Both paths give the same numbers (the tests hold them to it).
+reading a million rows is what costs, so each set of rows is read once. SQL groups the rows by
+every key column at once (a hash aggregate on PostgreSQL) and hands each of those finest
+groups' values over as one list (``array_agg``; SQLite, which has neither arrays nor a
+percentile function: ``group_concat`` text): a few thousand rows cross into Python, not a
+million. numpy then sorts the values once per measure and stably by each grouping's codes,
+and picks each percentile by rank, with the interpolation of PostgreSQL's ``percentile_cont``.
+Counts and sums are SQL's, added up per grouping. Both databases give the same numbers (the
+tests hold them to it).
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, and_, case, func, select, tuple_
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ColumnElement, Connection, FromClause, Select, String, case, cast, func, select
 
 from worker.reports.model import Bin, Percentiles
 
@@ -61,17 +58,25 @@ def grouped(
     percentiles_for: Sequence[str] = (),
     histogram_of: str | None = None,
     extremes_of: ColumnElement[Any] | None = None,
+    source: FromClause | None = None,
 ) -> Grouped:
     """Counts, flag sums and (for ``percentiles_for`` groupings and overall) percentiles of ``values``.
 
     ``keys`` names each grouping by its columns (one or more); the overall figures are under ``""``.
     ``histogram_of`` names a value whose overall distribution is binned on :data:`EDGES`.
     ``extremes_of``: a column whose least and greatest value each grouping also reports.
+    ``source``: what the rows are selected from, when it is more than the ``events`` table (a join).
     """
-    flags = flags or {}
-    if connection.dialect.name == "postgresql":
-        return _in_sql(connection, where, keys, values, flags, histogram_of, extremes_of)
-    return _in_sqlite(connection, where, keys, values, flags, set(percentiles_for), histogram_of, extremes_of)
+    return _grouped(connection, where, keys, values, flags or {}, set(percentiles_for), histogram_of, extremes_of, source)
+
+
+def _floats(text: str) -> np.ndarray:
+    """Every group's values, joined in group order: one parse for all of them ("nan" is NULL)."""
+    return np.array(text.split(","), dtype=float)
+
+
+def _from(query: Select[Any], source: FromClause | None) -> Select[Any]:
+    return query if source is None else query.select_from(source)
 
 
 def _columns(keys: Mapping[str, Sequence[ColumnElement[Any]]]) -> list[ColumnElement[Any]]:
@@ -92,55 +97,7 @@ def _bins(counts: Sequence[int]) -> tuple[Bin, ...]:
     return tuple(Bin(low, high, int(n)) for low, high, n in zip(EDGES, highs, counts, strict=True))
 
 
-def _in_sql(
-    connection: Connection,
-    where: Sequence[ColumnElement[bool]],
-    keys: Mapping[str, Sequence[ColumnElement[Any]]],
-    values: Mapping[str, ColumnElement[float]],
-    flags: Mapping[str, ColumnElement[bool]],
-    histogram_of: str | None,
-    extremes_of: ColumnElement[Any] | None,
-) -> Grouped:
-    distinct = _columns(keys)
-    fractions = postgresql.array([float(f) for f in FRACTIONS])
-    selected: list[Any] = [col.label(f"c{i}") for i, col in enumerate(distinct)]
-    selected += [func.grouping(col).label(f"g{i}") for i, col in enumerate(distinct)]
-    selected.append(func.count().label("rows"))
-    for j, value in enumerate(values.values()):
-        selected += [func.count(value).label(f"n{j}"), func.percentile_cont(fractions).within_group(value).label(f"p{j}")]
-    selected += [func.sum(case((flag, 1), else_=0)).label(f"f{k}") for k, flag in enumerate(flags.values())]
-    if extremes_of is not None:
-        selected += [func.min(extremes_of).label("lo"), func.max(extremes_of).label("hi")]
-    if histogram_of is not None:
-        measured = values[histogram_of]
-        highs: list[float | None] = [*EDGES[1:], None]
-        for b, (low, high) in enumerate(zip(EDGES, highs, strict=True)):
-            inside = measured >= low if high is None else and_(measured >= low, measured < high)
-            selected.append(func.sum(case((inside, 1), else_=0)).label(f"h{b}"))
-    sets = [tuple_(*cols) for cols in keys.values()] + [tuple_()]
-    query = select(*selected).where(*where).group_by(func.grouping_sets(*sets))
-    key_columns = {name: frozenset(_index(distinct, c) for c in cols) for name, cols in keys.items()}
-    out = Grouped()
-    for row in connection.execute(query).mappings():
-        present = frozenset(i for i in range(len(distinct)) if row[f"g{i}"] == 0)
-        names = [name for name, cols in key_columns.items() if cols == present] if present else [""]
-        for name in names:
-            label: Label = tuple(row[f"c{_index(distinct, c)}"] for c in keys[name]) if name else ()
-            out.rows.setdefault(name, {})[label] = int(row["rows"])
-            out.sums.setdefault(name, {})[label] = {f: int(row[f"f{k}"] or 0) for k, f in enumerate(flags)}
-            stats = {}
-            for j, value in enumerate(values):
-                p = row[f"p{j}"] or [None] * len(FRACTIONS)
-                stats[value] = Percentiles(int(row[f"n{j}"]), *p)
-            out.percentiles.setdefault(name, {})[label] = stats
-            if extremes_of is not None:
-                out.extremes.setdefault(name, {})[label] = (row["lo"], row["hi"])
-        if not present and histogram_of is not None:
-            out.histogram = _bins([int(row[f"h{b}"] or 0) for b in range(len(EDGES))])
-    return out
-
-
-def _in_sqlite(
+def _grouped(
     connection: Connection,
     where: Sequence[ColumnElement[bool]],
     keys: Mapping[str, Sequence[ColumnElement[Any]]],
@@ -149,23 +106,28 @@ def _in_sqlite(
     percentiles_for: set[str],
     histogram_of: str | None,
     extremes_of: ColumnElement[Any] | None,
+    source: FromClause | None,
 ) -> Grouped:
     distinct = _columns(keys)
     selected: list[Any] = [col.label(f"c{i}") for i, col in enumerate(distinct)]
     selected.append(func.count().label("rows"))
-    # each finest group's values as one text list (NULL as nan), in one row order for every measure:
-    # a few thousand rows cross into Python instead of a million
-    selected += [func.group_concat(func.ifnull(value, "nan")).label(f"v{j}") for j, value in enumerate(values.values())]
+    # each finest group's values as one list (PostgreSQL: an array; SQLite: text, NULL as nan), in one row
+    # order for every measure: a few thousand rows cross into Python instead of a million
+    if connection.dialect.name == "postgresql":  # text parses faster than psycopg builds a list of a million floats
+        selected += [func.string_agg(cast(func.coalesce(value, float("nan")), String), ",").label(f"v{j}")
+                     for j, value in enumerate(values.values())]
+    else:
+        selected += [func.group_concat(func.ifnull(value, "nan")).label(f"v{j}") for j, value in enumerate(values.values())]
     selected += [func.sum(case((flag, 1), else_=0)).label(f"f{k}") for k, flag in enumerate(flags.values())]
     if extremes_of is not None:
         selected += [func.min(extremes_of), func.max(extremes_of)]
-    query = select(*selected).where(*where).group_by(*distinct)
+    query = _from(select(*selected), source).where(*where).group_by(*distinct)
     finest = connection.execute(query).all()
     m = len(finest)
     sizes = np.array([row[len(distinct)] for row in finest], dtype=np.int64)
     offset = len(distinct) + 1
     measures = {
-        name: np.concatenate([np.array(row[offset + j].split(","), dtype=float) for row in finest]) if m else np.zeros(0)
+        name: _floats(",".join(row[offset + j] for row in finest)) if m else np.zeros(0)
         for j, name in enumerate(values)
     }
     offset += len(values)
@@ -176,10 +138,15 @@ def _in_sqlite(
     groupings: dict[str, tuple[np.ndarray, list[Label]]] = {"": (np.zeros(m, dtype=np.int64), [()])}
     for name, cols in keys.items():
         idx = [_index(distinct, c) for c in cols]
-        index: dict[Label, int] = {}
-        codes = np.fromiter((index.setdefault(tuple(row[i] for i in idx), len(index)) for row in finest),
-                            dtype=np.int64, count=m)
-        groupings[name] = (codes, list(index))
+        index: dict[Any, int] = {}
+        if len(idx) == 1:
+            (i,) = idx
+            codes = np.fromiter((index.setdefault(row[i], len(index)) for row in finest), dtype=np.int64, count=m)
+            groupings[name] = (codes, [(v,) for v in index])
+        else:
+            codes = np.fromiter((index.setdefault(tuple(row[i] for i in idx), len(index)) for row in finest),
+                                dtype=np.int64, count=m)
+            groupings[name] = (codes, list(index))
     for name, (code, names) in groupings.items():
         n = len(names)
         counts = np.bincount(code, weights=sizes, minlength=n)

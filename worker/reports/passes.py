@@ -72,21 +72,28 @@ def ack_waits(connection: Connection, period: Period, by: str, tiers: Mapping[st
     late = and_(events.c.tier.in_(list(tiers)), on_clock.is_not(None), ~within) if tiers else literal(False)
     keys: dict[str, list[ColumnElement[Any]]] = {"rep": [events.c.owner]}
     where = sql.clocks_started_in(period, ["ack"], dialect)
+    source = None
     if by not in ("rep", "tier"):
-        routing = events.alias("routing")
+        # the path is the lead's first routing's, which an ack need not carry: by the lead's key
         column = sql.dimension(by).name
-        path = func.coalesce(routing.c[column], events.c[column])
-        # the first routing's path, by the lead's key (ix_events_lead); a correlated scalar lookup, not a join,
-        # so the rows are read once and a lead without a first routing still counts
-        first = (select(path).where(routing.c.crm == events.c.crm, routing.c.lead_id == events.c.lead_id,
-                                    routing.c.object == events.c.object, routing.c.kind == "decision",
-                                    or_(routing.c.epoch.is_(None), routing.c.epoch == 0))
-                 .limit(1).scalar_subquery())
-        keys["group"] = [func.coalesce(first, events.c[column])]
+        if dialect == "postgresql":
+            routing = (select(events.c.crm, events.c.object, events.c.lead_id, events.c[column].label("path"))
+                       .where(events.c.kind == "decision", or_(events.c.epoch.is_(None), events.c.epoch == 0),
+                              events.c.at < period.until).subquery("routing"))
+            source = events.outerjoin(routing, and_(routing.c.crm == events.c.crm, routing.c.lead_id == events.c.lead_id,
+                                                    routing.c.object == events.c.object))
+            path: ColumnElement[Any] = routing.c.path
+        else:  # SQLite joins by nested loops only: one probe of ix_events_lead per ack, the lead's first event first
+            first = events.alias("routing")
+            path = (select(first.c[column]).where(first.c.crm == events.c.crm, first.c.lead_id == events.c.lead_id,
+                                                  first.c.object == events.c.object, first.c.kind == "decision",
+                                                  or_(first.c.epoch.is_(None), first.c.epoch == 0))
+                    .limit(1).scalar_subquery())
+        keys["group"] = [func.coalesce(path, events.c[column])]
     keys |= {"tier": [events.c.tier], "tier_bucket": [events.c.tier, _bucket(period, dialect)]}
     return grouped(connection, where, keys=keys,
                    values={"wall": wall, "business": business, "late": case((late, on_clock), else_=None)},
-                   flags={"within": within}, percentiles_for=("group", "rep", "tier"), histogram_of="wall")
+                   flags={"within": within}, percentiles_for=("group", "rep", "tier"), histogram_of="wall", source=source)
 
 
 def sla_steps(connection: Connection, period: Period) -> Grouped:
