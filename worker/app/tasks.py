@@ -1,13 +1,22 @@
-"""Thin Celery tasks: each takes ids, calls one pipeline function, and retries what is retriable."""
+"""Thin Celery tasks: each takes ids, calls one pipeline function, and retries what is retriable.
+
+Every task is a :class:`RedisRetryTask`: a Redis connection error or timeout anywhere in it (Redis
+restarting, failing over, briefly unreachable) retries the task with backoff, like a retriable CRM
+error, instead of failing it.
+"""
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from celery import Task
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.base import CrmRecord, RetriableError
 from worker.app.celery_app import app
@@ -22,9 +31,17 @@ log = structlog.get_logger("leadroute.tasks")
 
 DRAIN_BUDGET_SECONDS = 20.0
 DRAIN_SLOTS = 4
-DRAIN_LOCK_TTL = 30.0
+DRAIN_LOCK_TTL = route.LEASE_SECONDS  # renewed with the batch's lease: a dead drain's slot frees with its batch
 OUTCOMES_LOCK_TTL = 3600.0
 LEDGER_LOCK = "ledger-flush"
+
+# Redis (state or broker) unreachable: retried with backoff, whatever the task's own retry limit.
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, BrokerUnavailable)
+REDIS_MAX_RETRIES = 12
+REDIS_BACKOFF_FIRST = 0.5  # seconds; doubled each retry, up to REDIS_BACKOFF_MAX, jittered down to half
+REDIS_BACKOFF_MAX = 30.0
+# Publishing the retry needs the broker, which may be the Redis that is restarting: keep trying for ~20 s.
+RETRY_PUBLISH_POLICY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 3.0}
 
 
 def _retry_delay(task: Task, exc: RetriableError) -> float:
@@ -32,12 +49,37 @@ def _retry_delay(task: Task, exc: RetriableError) -> float:
     return max(hint, min(60.0, 2.0**task.request.retries))
 
 
+def redis_backoff(retries: int, jitter: float | None = None) -> float:
+    """Seconds before retry number ``retries + 1`` after a Redis error: 0.5, 1, 2, 4 ... up to 30,
+    each scaled by a random factor in [0.5, 1] (``jitter``) so workers do not all come back at once."""
+    factor = 0.5 + 0.5 * (random.random() if jitter is None else jitter)
+    return min(REDIS_BACKOFF_MAX, REDIS_BACKOFF_FIRST * 2.0**retries) * factor
+
+
+class RedisRetryTask(Task):
+    """The base of every leadroute task: a Redis connection error or timeout retries the task with
+    backoff (:func:`redis_backoff`, at most ``REDIS_MAX_RETRIES`` times) instead of failing it.
+
+    The steps are safe to repeat, so a retry picks up where the failure left off; a drain that
+    failed gave its batch back first, so the retry routes it as soon as Redis answers again.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except REDIS_ERRORS as exc:
+            retries = self.request.retries
+            log.warning("redis_unavailable_retrying", task=self.name, retries=retries, error=str(exc)[:300])
+            raise self.retry(exc=exc, countdown=redis_backoff(retries), max_retries=REDIS_MAX_RETRIES,
+                             retry_policy=RETRY_PUBLISH_POLICY) from None
+
+
 def after_batch(crm: str, written: list[tuple[CrmRecord, dict[str, Any], route.Handled]]) -> None:
     """What follows a batch of owner writes: SLA clocks and the notifications (own queue)."""
     after_route.after_batch(get_runtime(), crm, written)
 
 
-@app.task(name="leadroute.poll", bind=True, max_retries=None)
+@app.task(base=RedisRetryTask, name="leadroute.poll", bind=True, max_retries=None)
 def poll(self: Task, crm: str) -> int:
     """Read the CRM's changes since the watermark into the pending set, then drain."""
     structlog.contextvars.bind_contextvars(crm=crm)
@@ -54,7 +96,7 @@ def poll(self: Task, crm: str) -> int:
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
 
 
-@app.task(name="leadroute.drain", bind=True, max_retries=None)
+@app.task(base=RedisRetryTask, name="leadroute.drain", bind=True, max_retries=None)
 def drain(self: Task, crm: str) -> int:
     """Route pending leads in batches until none is due or the time budget is spent.
 
@@ -75,7 +117,8 @@ def drain(self: Task, crm: str) -> int:
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:
         while time.monotonic() < deadline:
-            report = route.route_pending(rt, crm, on_batch=after_batch)
+            report = route.route_pending(rt, crm, on_batch=after_batch,
+                                         on_beat=lambda: rt.store.extend_lock(slot, token, DRAIN_LOCK_TTL))
             if not report.handled:
                 break
             routed += len(report.handled)
@@ -84,11 +127,24 @@ def drain(self: Task, crm: str) -> int:
         log.warning("drain_retry", error=str(exc))
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     finally:
-        rt.store.release_lock(slot, token)
+        _release_slot(rt, slot, token)
     metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):
         drain.delay(crm)
     return routed
+
+
+def _release_slot(rt: Runtime, slot: str, token: str, attempts: int = 4) -> None:
+    """Free the drain's slot, waiting about two seconds for a Redis that is restarting: a retried drain
+    needs the slot at once (its batch was given back), not when the lock runs out."""
+    for attempt in range(attempts):
+        try:
+            rt.store.release_lock(slot, token)
+            return
+        except REDIS_ERRORS:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25 * 2**attempt)  # a backoff while Redis comes back
 
 
 def _drain_slot(rt: Runtime, crm: str, slots: int) -> tuple[str, str | None]:
@@ -100,7 +156,7 @@ def _drain_slot(rt: Runtime, crm: str, slots: int) -> tuple[str, str | None]:
     return "", None
 
 
-@app.task(name="leadroute.reroute", bind=True, max_retries=10)
+@app.task(base=RedisRetryTask, name="leadroute.reroute", bind=True, max_retries=10)
 def reroute(
     self: Task,
     crm: str,
@@ -123,7 +179,7 @@ def reroute(
     return {"lead_id": result.lead_id, "owner": result.owner, "epoch": result.epoch}
 
 
-@app.task(name="leadroute.reconcile_orphans", bind=True, max_retries=3)
+@app.task(base=RedisRetryTask, name="leadroute.reconcile_orphans", bind=True, max_retries=3)
 def reconcile_orphans(self: Task, crm: str) -> int:
     """Queue intake records left unrouted (e.g. lost to downtime), then drain."""
     rt = get_runtime()
@@ -136,7 +192,7 @@ def reconcile_orphans(self: Task, crm: str) -> int:
     return added
 
 
-@app.task(name="leadroute.reconcile_loads", bind=True, max_retries=3)
+@app.task(base=RedisRetryTask, name="leadroute.reconcile_loads", bind=True, max_retries=3)
 def reconcile_loads(self: Task) -> dict[str, int]:
     """Replace every rep's load with the CRM's count of their open, unacknowledged leads."""
     rt = get_runtime()
@@ -151,7 +207,7 @@ def reconcile_loads(self: Task) -> dict[str, int]:
         rt.store.release_lock("reconcile-loads", lock)
 
 
-@app.task(name="leadroute.notify", bind=True, max_retries=8)
+@app.task(base=RedisRetryTask, name="leadroute.notify", bind=True, max_retries=8)
 def notify(
     self: Task,
     crm: str,
@@ -170,7 +226,7 @@ def notify(
     return report is not None and report.ok
 
 
-@app.task(name="leadroute.sla_notify", bind=True, max_retries=8)
+@app.task(base=RedisRetryTask, name="leadroute.sla_notify", bind=True, max_retries=8)
 def sla_notify(self: Task, notice: dict[str, Any]) -> bool:
     """Send one SLA notice (reminder, escalation, reassignment, park alert), once per channel."""
     report = after_route.send_sla_notice(get_runtime(), notice)
@@ -179,7 +235,7 @@ def sla_notify(self: Task, notice: dict[str, Any]) -> bool:
     return report is not None and report.ok
 
 
-@app.task(name="leadroute.sla_sweep", bind=True, max_retries=0)
+@app.task(base=RedisRetryTask, name="leadroute.sla_sweep", bind=True, max_retries=0)
 def sla_sweep(self: Task) -> dict[str, Any]:
     """Claim the SLA timers that are due and climb each lead's ladder; costs what is due, not what is open."""
     rt = get_runtime()
@@ -191,7 +247,7 @@ def sla_sweep(self: Task) -> dict[str, Any]:
     return report.to_dict()
 
 
-@app.task(name="leadroute.notify_many", bind=True, max_retries=8)
+@app.task(base=RedisRetryTask, name="leadroute.notify_many", bind=True, max_retries=8)
 def notify_many(self: Task, crm: str, obj: str, items: list[dict[str, Any]]) -> int:
     """Tell the owners of a batch about their new leads; a retry re-sends only what did not go out."""
     rt = get_runtime()
@@ -210,7 +266,7 @@ def notify_many(self: Task, crm: str, obj: str, items: list[dict[str, Any]]) -> 
     return sent
 
 
-@app.task(name="leadroute.ledger_flush", bind=True, max_retries=0)
+@app.task(base=RedisRetryTask, name="leadroute.ledger_flush", bind=True, max_retries=0)
 def ledger_flush(self: Task) -> int:
     """Move the ledger outbox to SQL in batches until it is empty; one mover at a time.
 
@@ -240,7 +296,7 @@ def ledger_flush(self: Task) -> int:
     return moved.written
 
 
-@app.task(name="leadroute.outcomes", bind=True, max_retries=3)
+@app.task(base=RedisRetryTask, name="leadroute.outcomes", bind=True, max_retries=3)
 def read_outcomes(self: Task, crm: str) -> int:
     """Read back what became of recently routed leads (converted, opportunity, won, lost) into the
     ledger outbox; one reader per CRM, a few CRM calls per 2,000 leads, none per lead."""
@@ -262,7 +318,7 @@ def read_outcomes(self: Task, crm: str) -> int:
     return appended
 
 
-@app.task(name="leadroute.ledger_prune", bind=True, max_retries=0)
+@app.task(base=RedisRetryTask, name="leadroute.ledger_prune", bind=True, max_retries=0)
 def ledger_prune(self: Task) -> int:
     """Apply the ledger's retention (``worker.ledger_retention``) once a day; with none set, keep everything."""
     rt = get_runtime()

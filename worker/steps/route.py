@@ -9,6 +9,7 @@ the same owner again, and ids leave the pending set only once they are handled.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.base import CrmRecord, OwnerUpdate, RetriableError, Watermark, WriteResult, WriteStatus
 from worker.config import Assign, RoutingConfig
@@ -29,8 +32,11 @@ if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports th
 
 log = structlog.get_logger("leadroute.pipeline")
 
-LEASE_SECONDS = float(os.environ.get("LEADROUTE_PENDING_LEASE", "120"))
+# A claimed batch is leased for this long and renewed every third of it while its drain works
+# (LeaseKeeper), so a dead drain's batch is claimable again within this many seconds.
+LEASE_SECONDS = float(os.environ.get("LEADROUTE_PENDING_LEASE", "15"))
 RETRY_DELAY = float(os.environ.get("LEADROUTE_RETRY_DELAY", "15"))
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)  # Redis restarting, failing over, unreachable
 WRITTEN_TTL = 7 * 86_400
 
 
@@ -220,11 +226,79 @@ OnBatch = Callable[[str, list[Written]], None]
 Pending = tuple[CrmRecord, DecisionKey, dict[str, Any]]
 
 
+class LeaseKeeper:
+    """A heartbeat for a claimed batch: renews its lease every third of the lease while the batch is
+    worked on, so the lease can be short and a dead drain's batch is taken up again within seconds.
+
+    Used as a context manager around the work (a daemon thread beats meanwhile); :meth:`beat` is one
+    renewal, for callers that drive it themselves. ``on_beat`` runs after each renewal (the drain
+    extends its slot lock there). A renewal that fails (Redis restarting) is tried again at the next
+    beat; ids another drain took over meanwhile are dropped, and never renewed again.
+    """
+
+    def __init__(self, rt: Runtime, crm: str, held: Mapping[str, float], lease: float = LEASE_SECONDS,
+                 on_beat: Callable[[], object] | None = None, interval: float | None = None) -> None:
+        self.rt, self.crm, self.lease, self.on_beat = rt, crm, lease, on_beat
+        self.held: dict[str, float] = dict(held)
+        self.interval = interval if interval is not None else max(0.05, lease / 3)
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self, now: float | None = None) -> None:
+        """Renew the lease of what this drain still holds, then call ``on_beat``."""
+        before = self.held
+        self.held = self.rt.pending.renew(self.crm, before, self.lease, now=now)
+        if lost := len(before) - len(self.held):
+            log.info("lease_lost", crm=self.crm, lost=lost)  # routed, put back, or taken over: not ours now
+        self.beats += 1
+        if self.on_beat is not None:
+            self.on_beat()
+
+    def give_back(self, delay: float = 0.0, attempts: int = 4) -> list[str]:
+        """Make the ids this drain still holds claimable after ``delay`` seconds instead of at the end
+        of the lease; tries a few times over about two seconds, for a Redis that is coming back."""
+        self.stop()
+        for attempt in range(attempts):
+            try:
+                given = self.rt.pending.give_back(self.crm, self.held, delay)
+            except REDIS_ERRORS:
+                if attempt == attempts - 1:
+                    return []  # the lease runs out on its own
+                time.sleep(0.25 * 2**attempt)  # a backoff while Redis comes back
+                continue
+            self.held = {}
+            return given
+        return []
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # Redis restarting: the next beat tries again, well within the lease
+                log.warning("lease_renewal_failed", crm=self.crm, error=str(exc)[:300])
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread = threading.Thread(target=self._run, name=f"lease-{self.crm}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def route_pending(
     rt: Runtime,
     crm: str,
     limit: int | None = None,
     on_batch: OnBatch | None = None,
+    on_beat: Callable[[], object] | None = None,
 ) -> BatchReport:
     """Claim a batch from the pending set, decide, write owners back, and report.
 
@@ -232,12 +306,25 @@ def route_pending(
     clocks and queue notifications in one go). Retriable CRM
     failures put the ids back with a delay and raise :class:`RetriableError` after the rest of
     the batch is handled, so the task retries.
+
+    The batch's lease (``LEADROUTE_PENDING_LEASE``) is renewed while it is worked on
+    (:class:`LeaseKeeper`; ``on_beat`` runs after each renewal). A batch that fails on a Redis
+    connection error is given back at once, so the retried drain takes it up as soon as Redis is
+    back instead of waiting out the lease.
     """
     due = rt.pending.due(crm)
     if due == 0:
         return BatchReport(crm)
     items = rt.pending.claim(crm, limit or batch_limit(rt, crm, due), LEASE_SECONDS)
-    return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_batch).run()
+    if not items:
+        return BatchReport(crm)
+    keeper = LeaseKeeper(rt, crm, {i.record_id: i.held_until for i in items}, LEASE_SECONDS, on_beat)
+    with keeper:
+        try:
+            return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_batch).run()
+        except REDIS_ERRORS:
+            keeper.give_back()
+            raise
 
 
 class _Batch:

@@ -5,13 +5,19 @@ drain claims a batch with a lease (the ids are re-armed at ``now + lease`` in th
 Lua step), and removes them only once they are routed and written back. A worker killed
 mid-batch therefore loses nothing: when its lease runs out, the next drain takes the
 ids again, and the idempotent decisions make the second pass a replay, not a re-route.
+
+A drain keeps its batch by renewing the lease while it works (:meth:`PendingSet.renew`, a
+heartbeat), so the lease can be short: a dead drain's batch is taken up again seconds after
+its last renewal. The due time a claim sets is the lease itself: an id whose score is still
+the one this drain set is still its own, so renewing (or giving back) never touches an id
+that was routed, put back for a retry, or taken over by another drain meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -29,6 +35,7 @@ class PendingItem:
     record_id: str
     source: str
     first_seen: float
+    held_until: float = 0.0  # the lease this claim set (its score in the pending set)
 
 
 class PendingSet:
@@ -40,6 +47,7 @@ class PendingSet:
         self.keys = Keys(prefix)
         self._claim = client.register_script(lua_source("claim_due"))
         self._add = client.register_script(lua_source("pending_add"))
+        self._renew = client.register_script(lua_source("pending_renew"))
 
     def _keys(self, crm: str) -> list[str]:
         return [self.keys.pending(crm), self.keys.pending_meta(crm)]
@@ -59,11 +67,38 @@ class PendingSet:
         """Take up to ``limit`` due ids (oldest first), leased for ``lease`` seconds."""
         at = time.time() if now is None else now
         raw = self._claim(keys=self._keys(crm), args=[repr(at), int(limit), repr(float(lease))])
+        until = at + float(lease)  # what the script set, to the bit: the same doubles, added the same way
         items = []
         for i in range(0, len(raw), 3):
             meta = json.loads(raw[i + 2]) if raw[i + 2] else {}
-            items.append(PendingItem(raw[i], meta.get("s", ""), float(meta.get("t", raw[i + 1]))))
+            items.append(PendingItem(raw[i], meta.get("s", ""), float(meta.get("t", raw[i + 1])), until))
         return items
+
+    def renew(self, crm: str, held: Mapping[str, float], lease: float, now: float | None = None) -> dict[str, float]:
+        """Extend the lease of claimed ids this caller still holds to ``now + lease``, atomically.
+
+        ``held`` maps each id to the lease it holds (``PendingItem.held_until``, or what the last
+        renewal returned). Returns the ids still held, with their new lease; an id missing from
+        the answer was routed, put back, or taken over by another drain after its lease ran out.
+        """
+        at = time.time() if now is None else now
+        return dict.fromkeys(self._move_held(crm, held, at + float(lease)), at + float(lease))
+
+    def give_back(self, crm: str, held: Mapping[str, float], delay: float = 0.0, now: float | None = None) -> list[str]:
+        """Let go of claimed ids this caller still holds: claimable again after ``delay`` seconds,
+        without waiting for the lease (a drain that cannot finish its batch). Returns those let go."""
+        at = time.time() if now is None else now
+        return self._move_held(crm, held, at + float(delay))
+
+    def _move_held(self, crm: str, held: Mapping[str, float], due: float) -> list[str]:
+        items = list(held.items())
+        if not items:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(items), ADD_CHUNK):
+            args = [repr(due)] + [v for rid, until in items[start : start + ADD_CHUNK] for v in (rid, repr(float(until)))]
+            self._renew(keys=[self.keys.pending(crm)], args=args, client=pipe)
+        return [rid for part in pipe.execute() for rid in part]
 
     def done(self, crm: str, record_ids: Sequence[str]) -> None:
         """Forget ids that were routed (or found not to need routing)."""

@@ -1,0 +1,204 @@
+"""Fast recovery: a drain keeps its batch while it works, loses it within seconds when it dies, and
+a Redis connection error retries the task (with backoff) instead of leaving the batch to its lease.
+
+Against the sandbox CRM and a real Redis. Leases are shortened to fractions of a second; where a test
+must see a lease run out it waits for exactly that, never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tests.worker.test_pipeline import drain, load_leads
+from worker.app import tasks
+from worker.app.runtime import Runtime
+from worker.steps import route
+
+LEASE = 0.6  # seconds: the heartbeat renews it every 0.2 s
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``check`` until it holds; returns the seconds it took."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def short_lease(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(route, "LEASE_SECONDS", LEASE)
+    return LEASE
+
+
+def test_the_default_pending_lease_is_short() -> None:
+    if "LEADROUTE_PENDING_LEASE" not in os.environ:
+        assert route.LEASE_SECONDS == 15.0
+    assert tasks.DRAIN_LOCK_TTL == route.LEASE_SECONDS  # the slot frees with the batch
+
+
+def test_a_drain_that_keeps_renewing_keeps_its_batch_past_the_lease(
+    make_runtime: Callable[..., Runtime], admin: Any, short_lease: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    conn = rt.connector("hubspot")
+    fetch, entered, release = conn.fetch, threading.Event(), threading.Event()
+
+    def slow_fetch(record_ids: list[str]) -> Any:  # a CRM call far longer than the lease
+        entered.set()
+        release.wait(30)
+        return fetch(record_ids)
+
+    monkeypatch.setattr(conn, "fetch", slow_fetch)
+    beats: list[float] = []
+    enough = threading.Event()
+
+    def on_beat() -> None:
+        beats.append(time.monotonic())
+        if len(beats) >= 9:  # three leases' worth of renewals
+            enough.set()
+
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("report", route.route_pending(
+        rt, "hubspot", limit=100, on_beat=on_beat)))
+    worker.start()
+    try:
+        assert entered.wait(10)
+        claimed_at = time.monotonic()
+        assert enough.wait(10), "the drain stopped renewing its lease"
+        assert time.monotonic() - claimed_at > 2 * short_lease
+        assert rt.pending.due("hubspot") == 0  # still held, two leases later
+        assert not route.route_pending(rt, "hubspot", limit=100).handled  # a second drain finds nothing to take
+    finally:
+        release.set()
+        worker.join(30)
+    handled = result["report"].handled
+    assert set(ids) <= {h.lead_id for h in handled}
+    assert Counter(h.outcome for h in handled) == {"written": len(handled)}
+    assert rt.pending.depth("hubspot") == 0
+
+
+def test_a_claimed_batch_whose_drain_died_is_routed_by_the_next_drain_after_the_short_lease(
+    make_runtime: Callable[..., Runtime], admin: Any, short_lease: float
+) -> None:
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    dead = rt.pending.claim("hubspot", 100, short_lease)  # claimed, then the worker was killed: no heartbeat
+    assert set(ids) <= {i.record_id for i in dead}
+    assert not route.route_pending(rt, "hubspot", limit=100).handled  # leased: not yet
+    waited = wait_for(lambda: rt.pending.due("hubspot") > 0, 10, "the dead drain's lease to run out")
+    assert waited < short_lease + 0.5
+    handled = drain(rt, "hubspot")
+    assert set(ids) <= {h.lead_id for h in handled}
+    assert Counter(h.outcome for h in handled) == {"written": len(handled)}
+
+
+@pytest.mark.parametrize("error", [RedisConnectionError("Connection refused"), RedisTimeoutError("Timeout reading")])
+def test_a_batch_that_fails_on_a_redis_error_is_given_back_at_once(
+    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    rt = make_runtime()
+    load_leads(rt, admin, 3)
+    route.poll(rt, "hubspot")
+    due = rt.pending.due("hubspot")
+
+    def redis_went_away(*_: Any, **__: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(rt.store, "written", redis_went_away)
+    with pytest.raises(type(error)):
+        route.route_pending(rt, "hubspot", limit=100)
+    assert rt.pending.due("hubspot") == due  # not leased for LEASE_SECONDS: claimable now
+
+
+def test_redis_errors_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
+    low = [tasks.redis_backoff(n, jitter=0.0) for n in range(9)]
+    high = [tasks.redis_backoff(n, jitter=1.0) for n in range(9)]
+    assert high == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert low == [h / 2 for h in high]
+    assert all(low[n] <= tasks.redis_backoff(n) <= high[n] for n in range(9))
+
+
+def test_every_task_retries_redis_connection_errors() -> None:
+    ours = [t for name, t in tasks.app.tasks.items() if name.startswith("leadroute.")]
+    assert ours and all(isinstance(t, tasks.RedisRetryTask) for t in ours)
+
+
+def test_a_task_that_never_retries_still_retries_a_redis_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SLA sweep has no retries of its own (beat runs it again); a Redis error is retried all the same."""
+    calls: list[int] = []
+    delays: list[float] = []
+
+    class Report:
+        def lines(self) -> list[str]:
+            return []
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"swept": len(calls)}
+
+    class Sla:
+        def sweep(self) -> Report:
+            calls.append(1)
+            if len(calls) < 3:
+                raise RedisConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+            return Report()
+
+    class Rt:
+        sla = Sla()
+
+    real_backoff = tasks.redis_backoff
+    monkeypatch.setattr(tasks, "get_runtime", lambda: Rt())
+    monkeypatch.setattr(tasks, "redis_backoff", lambda n: delays.append(real_backoff(n, jitter=1.0)) or delays[-1])
+    assert tasks.sla_sweep.apply().get() == {"swept": 3}
+    assert delays == [0.5, 1.0]
+
+
+def test_redis_errors_are_retried_only_so_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Sla:
+        def sweep(self) -> Any:
+            raise RedisConnectionError("Connection refused")
+
+    class Rt:
+        sla = Sla()
+
+    monkeypatch.setattr(tasks, "get_runtime", lambda: Rt())
+    monkeypatch.setattr(tasks, "redis_backoff", lambda n: 0.0)
+    result = tasks.sla_sweep.apply()
+    assert isinstance(result.result, RedisConnectionError)
+    assert result.failed()
+
+
+def test_a_drain_that_fails_during_a_redis_restart_is_retried_and_routes_its_batch(
+    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    written, failures = rt.store.written, [RedisConnectionError("Connection reset by peer")]
+
+    def flaky_written(*args: Any, **kwargs: Any) -> Any:  # Redis restarts under the first attempt
+        if failures:
+            raise failures.pop()
+        return written(*args, **kwargs)
+
+    monkeypatch.setattr(rt.store, "written", flaky_written)
+    monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
+    monkeypatch.setattr(tasks, "redis_backoff", lambda n: 0.0)
+    routed = tasks.drain.apply(args=("hubspot",)).get()
+    assert routed >= len(ids) and not failures
+    assert rt.pending.depth("hubspot") == 0
+    assert rt.store.acquire_lock("drain:hubspot:0", ttl=1) is not None  # the slot was freed, not left to expire
