@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,51 @@ def test_ack_stops_the_clock_and_sweep_reports(live: Any, admin: Any) -> None:
     again = runner.invoke(app, ["ack", lead_id, "--crm", "salesforce"])
     assert again.exit_code == 1 and "no open SLA clock" in again.output
     assert runner.invoke(app, ["sweep"]).exit_code == 0
+
+
+EXPLAIN_KEYS = {"crm", "object", "lead_id", "source", "decisions", "events"}
+DECISION_KEYS = {"epoch", "at", "config_version", "kind", "via", "owner", "previous_owner", "rule", "reason",
+                 "considered", "skipped", "unreadable", "actor", "why", "wait_seconds", "wait_business_seconds"}
+EVENT_KEYS = {"at", "kind", "owner", "previous_owner", "actor", "tier", "status", "wait_seconds", "data"}
+REP_KEYS = {"rep", "load", "capacity", "status", "available", "away", "in_hours", "override", "out_of_office"}
+SWEEP_KEYS = {"at", "dry_run", "due", "actions", "errors", "rescheduled", "closed", "more_due", "seconds"}
+
+
+def test_explain_json_has_the_documented_keys(live: Any) -> None:
+    rt, _, ids = live
+    result = runner.invoke(app, ["explain", ids[0], "--crm", "salesforce", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == EXPLAIN_KEYS and data["lead_id"] == ids[0] and data["crm"] == "salesforce"
+    assert data["source"] in ("ledger", "redis")
+    (decision,) = data["decisions"]
+    assert set(decision) == DECISION_KEYS
+    recorded = rt.store.decision(LeadRef("salesforce", "Lead", ids[0]).at(0)).decision
+    assert decision["epoch"] == 0 and decision["owner"] == recorded["owner"] and decision["reason"] == recorded["reason"]
+    assert all(set(e) == EVENT_KEYS for e in data["events"])
+    runner.invoke(app, ["reroute", ids[0], "--crm", "salesforce", "--to", "lee", "--reason", "asked", "--now"])
+    again = json.loads(runner.invoke(app, ["explain", ids[0], "--crm", "salesforce", "--json"]).stdout)
+    assert [d["epoch"] for d in again["decisions"]] == [1, 0] and again["decisions"][0]["owner"] == "lee"
+
+
+def test_reps_json_has_the_documented_keys(live: Any) -> None:
+    assert runner.invoke(app, ["ooo", "tom", "--until", "2099-01-02", "--reason", "vacation"]).exit_code == 0
+    result = runner.invoke(app, ["reps", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"at", "config_version", "reps"}
+    assert data["reps"] and all(set(r) == REP_KEYS for r in data["reps"])
+    tom = next(r for r in data["reps"] if r["rep"] == "tom")
+    assert tom["available"] is False and tom["away"] == "vacation"
+    assert tom["override"]["available"] is False and tom["override"]["reason"] == "vacation"
+    assert tom["override"]["until"].startswith("2099-01-02")
+
+
+def test_sweep_dry_run_json_has_the_documented_keys(live: Any, admin: Any) -> None:
+    rt, _, _ = live
+    route_hot_lead(rt, admin)
+    result = runner.invoke(app, ["sweep", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == SWEEP_KEYS and data["dry_run"] is True
+    assert all({"lead", "tier", "action", "owner", "status", "note", "due_at"} <= set(a) for a in data["actions"])

@@ -43,29 +43,64 @@ out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _one_line(text: object) -> str:
+    """A message on one line, whatever it quotes (a YAML snippet, a multi-line value): grep and CI read lines."""
+    return " ".join(str(text).splitlines())
+
+
 def _load(path: Path) -> RoutingConfig:
     try:
         config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}")
+            err.print(f"[red]error[/red] {escape(_one_line(problem))}")
         err.print(f"{len(exc.problems)} error(s); the configuration was not loaded.")
         raise typer.Exit(1) from None
     for warning in config.warnings:
-        err.print(f"[yellow]warning[/yellow] {escape(str(warning))}")
+        err.print(f"[yellow]warning[/yellow] {escape(_one_line(warning))}")
     return config
 
 
+def _problem(problem: Any) -> dict[str, Any]:
+    return {"file": problem.file, "line": problem.line or None, "path": problem.path or None,
+            "message": _one_line(problem.message), "text": _one_line(problem)}
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+
+
 @app.command()
-def check(config: Annotated[Path, typer.Argument(help="Routing config YAML.")]) -> None:
-    """Validate a routing config: exit 0 when valid (warnings printed), 1 listing every error."""
-    loaded = _load(config)
+def check(
+    config: Annotated[Path, typer.Argument(help="Routing config YAML.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see the README) instead of text.")] = False,
+) -> None:
+    """Validate a routing config: exit 0 when valid (warnings printed), 1 listing every error, one line each."""
+    if not as_json:
+        loaded = _load(config)
+        out.print(escape(f"{config}: OK (version {loaded.version_hash}): {_counts_line(loaded)}"))
+        return
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        _print_json({"config": str(config), "valid": False, "version": None, "counts": None, "fallback": None,
+                     "errors": [_problem(p) for p in exc.problems], "warnings": []})
+        raise typer.Exit(1) from None
     model = loaded.model
-    out.print(
-        f"{config}: OK (version {loaded.version_hash}): {len(model.reps)} reps, {len(model.pools)} pools, "
-        f"{len(model.territories)} territories, {len(model.rules)} rules, "
-        f"fallback {'queue ' + model.fallback.queue if model.fallback.queue else 'rep ' + str(model.fallback.rep)}"
-    )
+    _print_json({
+        "config": str(config), "valid": True, "version": loaded.version_hash,
+        "counts": {"reps": len(model.reps), "pools": len(model.pools), "territories": len(model.territories),
+                   "rules": len(model.rules)},
+        "fallback": {"queue": model.fallback.queue} if model.fallback.queue else {"rep": model.fallback.rep},
+        "errors": [], "warnings": [_problem(w) for w in loaded.warnings],
+    })
+
+
+def _counts_line(loaded: RoutingConfig) -> str:
+    model = loaded.model
+    return (f"{len(model.reps)} reps, {len(model.pools)} pools, {len(model.territories)} territories, "
+            f"{len(model.rules)} rules, "
+            f"fallback {'queue ' + model.fallback.queue if model.fallback.queue else 'rep ' + str(model.fallback.rep)}")
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -335,6 +370,7 @@ def explain(
     lead_id: Annotated[str, typer.Argument(help="The CRM record id of the lead.")],
     crm: CrmOption,
     config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see the README) instead of text.")] = False,
 ) -> None:
     """Why a lead went where it went: every decision (newest first) and the events around it.
 
@@ -345,13 +381,19 @@ def explain(
     rt, ref = _lead(config, crm, lead_id)
     history = _ledger_history(rt, ref)
     if history:
-        _print_history(history)
+        if as_json:
+            _print_json(_history_json(ref, history))
+        else:
+            _print_history(history)
         return
     decisions = rt.store.decisions_for_lead(ref)
     events = [e for e in rt.store.log_for_lead(ref) if e.kind != "decision"]
     if not decisions and not events:
         err.print(f"no decision recorded for {ref} (in the ledger, nor in Redis, which keeps decisions for 7 days)")
         raise typer.Exit(1)
+    if as_json:
+        _print_json(_redis_json(ref, decisions, events))
+        return
     for decided in decisions:
         d = decided.decision
         when = decided.at.isoformat() if decided.at else d.get("routed_at", "")
@@ -396,6 +438,49 @@ def _ledger_history(rt: Any, ref: LeadRef) -> list[Any]:
     return sorted(found.values(), key=lambda e: (e.at, e.event_id))
 
 
+def _lead_json(ref: LeadRef, source: str) -> dict[str, Any]:
+    return {"crm": ref.crm, "object": ref.object, "lead_id": ref.lead_id, "source": source}
+
+
+def _decision_json(*, epoch: Any, at: Any, config_version: Any, kind: str, owner: Any, previous_owner: Any, rule: Any,
+                   data: dict[str, Any], actor: Any = None, wait_seconds: Any = None,
+                   wait_business_seconds: Any = None) -> dict[str, Any]:
+    return {
+        "epoch": epoch, "at": at.isoformat() if hasattr(at, "isoformat") else at, "config_version": config_version,
+        "kind": kind, "via": data.get("via"), "owner": owner, "previous_owner": previous_owner, "rule": rule,
+        "reason": data.get("reason"), "considered": list(data.get("considered") or []),
+        "skipped": dict(data.get("skipped") or {}), "unreadable": list(data.get("unreadable") or []),
+        "actor": actor, "why": data.get("why"), "wait_seconds": wait_seconds,
+        "wait_business_seconds": wait_business_seconds,
+    }
+
+
+def _history_json(ref: LeadRef, history: list[Any]) -> dict[str, Any]:
+    """``explain --json`` from the ledger: decisions newest first, then the other events oldest first."""
+    routings = [e for e in history if e.kind in ("decision", "reroute") and (e.data or {}).get("via") != "refused"]
+    decisions = [_decision_json(epoch=e.epoch, at=e.at, config_version=e.config_version, kind=e.kind, owner=e.owner,
+                                previous_owner=e.previous_owner, rule=e.rule, data=e.data or {}, actor=e.actor,
+                                wait_seconds=e.wait_seconds, wait_business_seconds=e.wait_business_seconds)
+                 for e in sorted(routings, key=lambda e: (e.epoch or 0, e.at), reverse=True)]
+    events = [{"at": e.at.isoformat(), "kind": e.kind, "owner": e.owner, "previous_owner": e.previous_owner,
+               "actor": e.actor, "tier": e.tier, "status": e.status, "wait_seconds": e.wait_seconds,
+               "data": e.data or {}} for e in history if e not in routings]
+    return {**_lead_json(ref, "ledger"), "decisions": decisions, "events": events}
+
+
+def _redis_json(ref: LeadRef, decisions: list[Any], events: list[Any]) -> dict[str, Any]:
+    """``explain --json`` from what Redis still holds, in the same shape as from the ledger."""
+    out_decisions = []
+    for decided in decisions:
+        d = decided.decision
+        out_decisions.append(_decision_json(
+            epoch=decided.key.epoch, at=decided.at or d.get("routed_at"), config_version=d.get("config_version"),
+            kind="decision", owner=d.get("owner"), previous_owner=d.get("previous_owner"), rule=d.get("rule"), data=d))
+    out_events = [{"at": e.at.isoformat(), "kind": e.kind, "owner": None, "previous_owner": None, "actor": None,
+                   "tier": None, "status": None, "wait_seconds": None, "data": e.data} for e in reversed(events)]
+    return {**_lead_json(ref, "redis"), "decisions": out_decisions, "events": out_events}
+
+
 def _print_history(history: list[Any]) -> None:
     routings = [e for e in history if e.kind in ("decision", "reroute") and (e.data or {}).get("via") != "refused"]
     for event in sorted(routings, key=lambda e: (e.epoch or 0, e.at), reverse=True):
@@ -436,25 +521,45 @@ def _print_history(history: list[Any]) -> None:
 
 
 @app.command()
-def reps(config: ConfigOption = None) -> None:
+def reps(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see the README) instead of text.")] = False,
+) -> None:
     """Each rep's open load against capacity, availability right now, and out-of-office windows."""
     rt = _runtime(config)
     now = datetime.now(UTC)
     overrides = rt.store.availability()
     loads = rt.store.loads(list(rt.config.reps))
+    unavailable = rt.store.unavailable()
+    rows = []
+    for rep_id, rep in rt.config.reps.items():
+        forced = overrides.get(rep_id)
+        away = absence(rep, rt.config, now, unavailable)
+        working = in_hours(rep, rt.config, now)
+        status = away or ("working" if working else "outside hours")
+        rows.append({
+            "rep": rep_id, "load": loads[rep_id], "capacity": rep.capacity, "status": status,
+            "available": away is None and working, "away": away, "in_hours": working,
+            "override": None if forced is None else {
+                "available": forced.available, "reason": forced.reason or None,
+                "until": forced.until.isoformat() if forced.until else None, "set_by": forced.set_by or None},
+            "out_of_office": [{"start": w.start.isoformat(), "end": w.end.isoformat()} for w in rep.out_of_office],
+        })
+    if as_json:
+        _print_json({"at": now.isoformat(), "config_version": rt.config.version_hash, "reps": rows})
+        return
     table = Table(title="Reps")
     for col in ("rep", "load", "available now", "out of office"):
         table.add_column(col)
-    for rep_id, rep in rt.config.reps.items():
-        forced = overrides.get(rep_id)
-        why = absence(rep, rt.config, now, rt.store.unavailable())
-        status = why or ("working" if in_hours(rep, rt.config, now) else "outside hours")
+    for row in rows:
+        status = row["status"]
+        forced = row["override"]
         if forced is not None:
-            until = f" until {forced.until:%Y-%m-%d %H:%M}" if forced.until else ""
-            status += f" (override: {'available' if forced.available else forced.reason or 'away'}{until})"
-        cap = f"/{rep.capacity}" if rep.capacity is not None else ""
-        windows = ", ".join(f"{w.start}..{w.end}" for w in rep.out_of_office)
-        table.add_row(rep_id, f"{loads[rep_id]}{cap}", escape(status), windows)
+            until = f" until {datetime.fromisoformat(forced['until']):%Y-%m-%d %H:%M}" if forced["until"] else ""
+            status += f" (override: {'available' if forced['available'] else forced['reason'] or 'away'}{until})"
+        cap = f"/{row['capacity']}" if row["capacity"] is not None else ""
+        windows = ", ".join(f"{w['start']}..{w['end']}" for w in row["out_of_office"])
+        table.add_row(row["rep"], f"{row['load']}{cap}", escape(status), windows)
     out.print(table)
 
 
@@ -468,14 +573,14 @@ def _sla(rt: Any) -> Any:
 @app.command()
 def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; change nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see the README) instead of text.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run one SLA sweep now: remind, escalate, reassign or park every lead whose step is due."""
     rt = _runtime(config)
     report = _sla(rt).sweep(dry_run=dry_run)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), default=str) + "\n")
+        _print_json(report.to_dict())
         return
     lines = report.lines()
     for line in lines:

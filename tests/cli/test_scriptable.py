@@ -1,0 +1,77 @@
+"""The CLI in scripts and CI: `check` through a pipe is one line per problem, `--json` parses and carries the
+documented keys, `--version` names the package and the default config's version."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from worker.cli.commands import app
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config/routing.example.yaml"
+CHECK_KEYS = {"config", "valid", "version", "counts", "fallback", "errors", "warnings"}
+PROBLEM_KEYS = {"file", "line", "path", "message", "text"}
+runner = CliRunner()
+
+
+def broken(tmp_path: Path) -> Path:
+    """The example with two errors, one of them naming a rep far longer than any terminal is wide."""
+    long_name = "mikey_" + "x" * 120
+    text = EXAMPLE.read_text().replace("members: [sarah, mike]", f"members: [sarah, {long_name}]")
+    text = text.replace("assign: {pool: smb}", "assign: {pool: smbb}", 1)
+    path = tmp_path / "routing.yaml"
+    path.write_text(text)
+    return path
+
+
+def piped(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The CLI with stdout and stderr on pipes at a narrow COLUMNS: what CI and `grep` see."""
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "60", **env}, timeout=120)
+
+
+def test_check_through_a_pipe_has_exactly_one_line_per_problem(tmp_path: Path) -> None:
+    result = piped("check", str(broken(tmp_path)))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    problems = [line for line in lines if line.startswith("error ")]
+    assert len(problems) == 2 and lines == [*problems, "2 error(s); the configuration was not loaded."]
+    assert all(re.match(r"^error .*routing\.yaml:\d+: \S+: ", line) for line in problems)
+    assert any("x" * 120 in line for line in problems)  # never folded at the terminal width
+    assert "\x1b[" not in result.stderr
+
+
+def test_check_warnings_and_the_ok_line_are_one_line_each_through_a_pipe() -> None:
+    result = piped("check", str(EXAMPLE))
+    assert result.returncode == 0
+    (ok,) = result.stdout.splitlines()
+    assert ok.startswith(f"{EXAMPLE}: OK (version ") and ok.endswith("fallback queue triage")
+    warnings = result.stderr.splitlines()
+    assert warnings and all(re.match(r"^warning .*routing\.example\.yaml:\d+: ", w) for w in warnings)
+
+
+def test_check_json_when_valid() -> None:
+    result = runner.invoke(app, ["check", str(EXAMPLE), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == CHECK_KEYS
+    assert data["valid"] is True and re.fullmatch(r"[0-9a-f]{12}", data["version"])
+    assert data["counts"] == {"reps": 8, "pools": 3, "territories": 4, "rules": 10}
+    assert data["fallback"] == {"queue": "triage"} and data["errors"] == []
+    assert data["warnings"] and all(set(w) == PROBLEM_KEYS for w in data["warnings"])
+
+
+def test_check_json_when_invalid_lists_every_error_and_exits_1(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check", str(broken(tmp_path)), "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert set(data) == CHECK_KEYS and data["valid"] is False and data["version"] is None
+    assert len(data["errors"]) == 2 and all(set(e) == PROBLEM_KEYS for e in data["errors"])
+    assert any("unknown pool 'smbb'" in e["message"] and isinstance(e["line"], int) for e in data["errors"])
