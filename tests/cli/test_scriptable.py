@@ -75,3 +75,40 @@ def test_check_json_when_invalid_lists_every_error_and_exits_1(tmp_path: Path) -
     assert set(data) == CHECK_KEYS and data["valid"] is False and data["version"] is None
     assert len(data["errors"]) == 2 and all(set(e) == PROBLEM_KEYS for e in data["errors"])
     assert any("unknown pool 'smbb'" in e["message"] and isinstance(e["line"], int) for e in data["errors"])
+
+
+def test_version_prints_the_package_and_the_default_configs_version_hash() -> None:
+    from importlib import metadata  # the installed package's own record, to compare with
+
+    from worker.config import load_config  # the hash the config itself has
+
+    result = piped("--version", LEADROUTE_CONFIG=str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"leadroute {metadata.version('leadroute')}",
+        f"config {EXAMPLE}: version {load_config(EXAMPLE).version_hash}",
+    ]
+
+
+def test_version_with_an_invalid_default_config_says_so(tmp_path: Path) -> None:
+    result = piped("--version", LEADROUTE_CONFIG=str(broken(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].endswith("invalid (2 error(s); run `leadroute check " f"{tmp_path / 'routing.yaml'}`)")
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    # the installed `leadroute` script (completion is keyed by the program's name); what the script
+    # `leadroute --show-completion bash` prints runs it with these variables set
+    leadroute = str(Path(sys.executable).parent / "leadroute")
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([leadroute, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+
+    def complete(words: str) -> list[str]:
+        cword = str(len(words.split()) - 1)
+        return run(COMP_WORDS=words, COMP_CWORD=cword, _LEADROUTE_COMPLETE="complete_bash").stdout.split()
+
+    assert complete("leadroute sim") == ["simulate"]
+    assert complete("leadroute simulate --su") == ["--summary"]
+    script = run("--show-completion", "bash", SHELL="/bin/bash")
+    assert script.returncode == 0 and "_LEADROUTE_COMPLETE=complete_bash" in script.stdout

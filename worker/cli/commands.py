@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from worker.cli.export import open_for_reading
 from worker.cli.progress import progress
 from worker.cli.report import report as report_command
 from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
-from worker.config import ConfigError, RoutingConfig, load_config
+from worker.config import ConfigError, RoutingConfig, config_path, load_config
 from worker.domain.leads import LeadRef
 from worker.domain.names import suggest
 from worker.observability.logs import configure_from_env
@@ -32,7 +33,7 @@ from worker.routing.engine import absence, in_hours
 app = typer.Typer(
     help="leadroute: route CRM leads to the right rep in milliseconds, and enforce SLAs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
@@ -41,6 +42,39 @@ app.command(name="export")(export_command)
 # one message, one line: text never wraps when stdout is not a terminal (grep, CI annotations)
 out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def package_version() -> str:
+    """The installed leadroute's version (``unknown`` when run from a tree that was never installed)."""
+    try:
+        return metadata.version("leadroute")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    path = config_path()
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        config = f"config {path}: invalid ({len(exc.problems)} error(s); run `leadroute check {path}`)"
+    else:
+        config = f"config {path}: version {loaded.version_hash}"
+    out.print(escape(f"leadroute {package_version()}"))
+    out.print(escape(config))
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the package version and the version hash of the default config ($LEADROUTE_CONFIG or "
+        "config/routing.yaml), and exit.")] = False,
+) -> None:
+    """leadroute: route CRM leads to the right rep in milliseconds, and enforce SLAs."""
 
 
 def _one_line(text: object) -> str:
