@@ -114,7 +114,7 @@ def test_a_lead_at_exactly_17_00_passes_the_rep_over_as_outside_hours(config) ->
     just_before = router.route({"id": "b"}, at=local(NY, 2026, 12, 1, 16, 59, 59))
     assert (just_before.owner, just_before.skipped) == ("nyc", {})
     router = Router(config, InMemoryState())
-    at_start = router.route({"id": "c", "created_at": "2026-12-01T09:00:00-05:00"})
+    at_start = router.route({"id": "c", "created_at": "2026-12-01T09:00:00-05:00"}, at_created=True)
     assert (at_start.owner, at_start.skipped) == ("nyc", {})
 
 

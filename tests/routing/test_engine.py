@@ -247,9 +247,9 @@ def test_no_rule_matched_is_explained(router: Router) -> None:
     assert d.reason == "no rule matched -> fallback queue triage"
 
 
-def test_created_at_is_the_routing_time_when_present(router: Router) -> None:
-    d = router.route({"id": "a", "country": "Japan", "created_at": "2026-12-02T01:00:00+00:00"})
-    assert d.routed_at == "2026-12-02T01:00:00+00:00"
+def test_created_at_is_the_routing_time_when_asked_for(router: Router) -> None:
+    d = router.route({"id": "a", "country": "Japan", "created_at": "2026-12-02T01:00:00+00:00"}, at_created=True)
+    assert d.routed_at == d.created_at == "2026-12-02T01:00:00+00:00"
     assert d.skipped == {}  # 10:00 in Tokyo: in hours
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -233,3 +233,25 @@ def test_after_a_batch_decisions_are_counted_clocks_started_and_one_notify_task_
     assert [i["lead_id"] for i in items] == [r.id for r, d, _ in written if d["owner_kind"] == "rep"]
     clocks = [i for i in items if i["sla_deadline"]]
     assert clocks and rt.store.open_timers() == len(clocks)
+
+
+def test_the_worker_routes_a_lead_at_the_moment_it_decides_not_at_its_created_at(make_runtime: Any, admin: Any) -> None:
+    """tom is away this week (the dates are built around today, two days either side, so any day and
+    hour will do); a lead created in January, when he was at work, still must not go to him now."""
+    today = datetime.now(UTC).date()
+    data, _ = routing_test_config()
+    tom = next(r for r in data["reps"] if r["id"] == "tom")
+    tom["out_of_office"] = [{"start": (today - timedelta(days=2)).isoformat(), "end": (today + timedelta(days=2)).isoformat()}]
+    data["rules"] = [{"name": "everyone", "assign": {"pool": "smb"}}]  # tom, raj, kim in rotation: tom first
+    rt = make_runtime(parse_config(yaml.safe_dump(data, sort_keys=False)))
+    january = f"{today.year}-01-05T15:00:00Z" if today.month > 1 else f"{today.year - 1}-01-05T15:00:00Z"
+    sf_map = dict(rt.config.model.connectors.salesforce.fields)
+    lead = next(iter(synthetic_leads(1, seed=3)))
+    (rid,) = admin.sf_load("Lead", [{**salesforce_lead(lead, sf_map, INTAKE_QUEUE), "CreatedDate": january}])
+    rt.pending.add("salesforce", [rid], "webhook")
+    (handled,) = drain(rt, "salesforce")
+    decision = rt.store.decision(LeadRef("salesforce", "Lead", rid).at(0)).decision
+    assert (handled.outcome, handled.owner) == ("written", "raj")
+    assert decision["skipped"] == {"tom": "ooo"}
+    assert datetime.fromisoformat(decision["created_at"]) == datetime.fromisoformat(january)
+    assert datetime.fromisoformat(decision["routed_at"]).date() >= today - timedelta(days=1)  # decided now

@@ -151,6 +151,9 @@ def route_rows(
 ) -> Iterator[tuple[int, Decision | RowError]]:
     """Route every readable row in order against one fresh in-memory state, yielding as it goes.
 
+    Each lead is routed at its ``created_at`` (``at``, else now, for one without): a simulation
+    re-enacts when the leads came in, where the worker decides at the moment it decides.
+
     Yields (line, decision) or (line, RowError); nothing is kept, so memory does not grow with the input.
     """
     state = InMemoryState()
@@ -163,7 +166,7 @@ def route_rows(
         if isinstance(row, RowError):
             yield line, row
         else:
-            yield line, route(row, at=at)
+            yield line, route(row, at=at, at_created=True)  # the past as it was: each lead at its created_at
 
 
 @dataclass

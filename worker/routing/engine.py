@@ -44,6 +44,7 @@ class Decision:
     facts: dict[str, Any] = field(default_factory=dict)
     chain: list[str] = field(default_factory=list)  # the backup walk, when the first rep was unavailable
     tie_breaks: dict[str, str] = field(default_factory=dict)  # "territory"/"pool" -> the tie-breaker that decided
+    created_at: str | None = None  # the lead's creation time, when it has one (``routed_at`` is when it was decided)
 
     @property
     def owner_rep(self) -> str | None:
@@ -53,8 +54,8 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form for logs, the decision log and ``simulate --format jsonl``.
 
-        ``chain`` and ``tie_breaks`` appear only when there was a backup walk or a tie, so
-        ordinary decisions keep their size in the store.
+        ``chain`` and ``tie_breaks`` appear only when there was a backup walk or a tie, and
+        ``created_at`` only when the lead has one, so ordinary decisions keep their size in the store.
         """
         out = {
             "lead_id": self.lead_id, "owner": self.owner, "owner_kind": self.owner_kind, "rule": self.rule,
@@ -66,6 +67,8 @@ class Decision:
             out["chain"] = list(self.chain)
         if self.tie_breaks:
             out["tie_breaks"] = dict(self.tie_breaks)
+        if self.created_at is not None:
+            out["created_at"] = self.created_at
         return out
 
     @classmethod
@@ -192,15 +195,21 @@ class Router:
         at: datetime | None = None,
         overrides: Mapping[str, str] | None = None,
         exclude: frozenset[str] = frozenset(),
+        *,
+        at_created: bool = False,
     ) -> Decision:
         """Decide the owner of one lead; never raises for bad lead data, never leaves it unrouted.
 
         ``lead`` is a raw lead, or one normalised already (a caller deciding it more than once).
-        ``at`` is the routing time for leads without ``created_at``; ``overrides`` forces a
+        ``at`` is the routing time (default now): availability, hours and out-of-office are
+        judged then. Live work (the worker, re-routes, SLA reassignments) decides at the moment
+        it decides. ``at_created`` routes at the lead's ``created_at`` instead (``at`` for a lead
+        without one): ``simulate`` and replays, which re-enact the past. ``overrides`` forces a
         rep unavailable (rep id -> reason, e.g. an OOO set from the CLI); ``exclude`` lists
-        reps that must not get this lead (earlier owners, on reassignment).
+        reps that must not get this lead (earlier owners, on reassignment). The decision
+        records both times: ``routed_at`` and the lead's ``created_at``.
         """
-        normalized, ctx = self._start(lead, at, overrides, exclude)
+        normalized, ctx = self._start(lead, at, overrides, exclude, at_created)
         facts = ctx.facts
         lead_id = str(facts.get("id", ""))
         rules, compiled = self.config.rules, self.config.compiled_rules
@@ -229,10 +238,13 @@ class Router:
         at: datetime | None = None,
         overrides: Mapping[str, str] | None = None,
         exclude: frozenset[str] = frozenset(),
+        *,
+        at_created: bool = False,
     ) -> Decision:
         """Send a lead to one given target (a manual re-route, an SLA reassignment), with the same
-        availability checks and strategies as a rule, and the fallback when nobody can take it."""
-        normalized, ctx = self._start(lead, at, overrides, exclude)
+        availability checks and strategies as a rule, and the fallback when nobody can take it.
+        ``at`` and ``at_created`` as for :meth:`route`."""
+        normalized, ctx = self._start(lead, at, overrides, exclude, at_created)
         lead_id = str(ctx.facts.get("id", ""))
         outcome = ctx.assign(target)
         if outcome is None:
@@ -245,14 +257,21 @@ class Router:
         at: datetime | None,
         overrides: Mapping[str, str] | None,
         exclude: frozenset[str],
+        at_created: bool = False,
     ) -> tuple[NormalizedLead, _Context]:
         normalized = lead if isinstance(lead, NormalizedLead) else normalize_lead(lead)
         facts = derive_facts(normalized, self.config)
         created = facts.get("created_at")
-        when = created if isinstance(created, datetime) else (at or datetime.now(UTC))
+        if not isinstance(created, datetime):
+            created = None
+        elif created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        when = created if at_created and created is not None else (at or datetime.now(UTC))
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        return normalized, _Context(self, facts, when, overrides or {}, exclude)
+        ctx = _Context(self, facts, when, overrides or {}, exclude)
+        ctx.created = created
+        return normalized, ctx
 
 
 def _candidate_rules(config: RoutingConfig, territory: str | None) -> Sequence[int]:
@@ -299,8 +318,8 @@ class _Outcome:
 class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
-    __slots__ = ("at", "chain", "config", "considered", "exclude", "facts", "failure", "history", "overrides",
-                 "skipped", "state", "tie_breaks")
+    __slots__ = ("at", "chain", "config", "considered", "created", "exclude", "facts", "failure", "history",
+                 "overrides", "skipped", "state", "tie_breaks")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -311,6 +330,7 @@ class _Context:
         self.history = router.history
         self.facts = facts
         self.at = at
+        self.created: datetime | None = None  # the lead's created_at, recorded beside the routing time
         self.overrides = overrides
         self.exclude = exclude
         self.considered: list[str] = []
@@ -620,4 +640,5 @@ class _Context:
             facts=facts,
             chain=self.chain,
             tie_breaks=self.tie_breaks,
+            created_at=self.created.isoformat() if self.created is not None else None,
         )
