@@ -9,18 +9,27 @@ tie-breakers (``territory_overlap: tie_break``), which costs a second pass over 
 the one lead in six that is in two territories. ``--plain`` routes through the config as it was
 before issue 17 (a backup chain, no tie-breakers).
 
-    python bench/engine.py [--leads N] [--overlap | --plain] [--json]
+    python bench/engine.py [--leads N] [--overlap | --plain] [--json] [--simulate]
 
 Targets (issue 2): >= 20,000 decisions/s and p99 < 1 ms.
+
+``--simulate`` (issue 19) also writes the same config and leads to a YAML file and a CSV, runs
+``leadroute simulate --format table --summary`` on them in a fresh process at the same routing
+time, and reports its wall time (start-up, reading the CSV and the summary included; the best of
+three runs, each in a fresh process) against the engine's time for the same count. Target: within 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +141,31 @@ def make_leads(rng: random.Random, n: int) -> list[dict]:
     return leads
 
 
+def time_simulate(doc: dict, leads: list[dict], at: datetime, runs: int = 3) -> dict:
+    """``leadroute simulate --format table --summary`` on ``leads``, each run in a fresh process: the best wall
+    time of ``runs`` (the least disturbed by whatever else the machine is doing), every run's, and its answer."""
+    with tempfile.TemporaryDirectory(prefix="leadroute-bench-") as tmp:
+        config_file, leads_file = Path(tmp) / "bench.yaml", Path(tmp) / "leads.csv"
+        config_file.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        with leads_file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(leads[0]))
+            writer.writeheader()
+            writer.writerows(leads)
+        command = [sys.executable, "-m", "worker.cli", "simulate", "--config", str(config_file), "--leads",
+                   str(leads_file), "--format", "table", "--summary", "--at", at.isoformat()]
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                                  env={**os.environ, "LEADROUTE_PROGRESS": "0"}, check=False)
+            seconds.append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise SystemExit(f"simulate failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    routed = next((line for line in done.stdout.splitlines() if line.startswith("Routing simulation")), "")
+    return {"simulate_s": round(min(seconds), 3), "simulate_runs_s": [round(x, 3) for x in seconds],
+            "simulate_summary": routed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000)
@@ -139,6 +173,8 @@ def main() -> None:
     depth.add_argument("--overlap", action="store_true", help="also settle overlapping territories by tie-breakers")
     depth.add_argument("--plain", action="store_true", help="the config without the issue 17 features")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--simulate", action="store_true",
+                        help="also time `leadroute simulate --format table --summary` on the same leads")
     args = parser.parse_args()
     rng = random.Random(42)
     doc = build_config(rng, args.plain, args.overlap)
@@ -175,6 +211,9 @@ def main() -> None:
         "ties_settled": ties,  # decisions that name a tie-breaker
         "backup_walks": walks,  # decisions that walked a backup chain
     }
+    if args.simulate:
+        result.update(time_simulate(doc, leads, at))
+        result["simulate_vs_engine"] = round(result["simulate_s"] / total_s, 2)  # target <= 1.5
     if args.json:
         print(json.dumps(result))
     else:
@@ -182,6 +221,10 @@ def main() -> None:
         print(f"decisions/s: {result['decisions_per_s']:,}")
         print(f"p50: {result['p50_us']} us   p99: {result['p99_us']} us   mean: {result['mean_us']} us")
         print(f"ties settled by a tie-breaker: {ties:,}   backup walks: {walks:,}")
+        if args.simulate:
+            print(f"simulate --format table --summary: {result['simulate_s']} s for {len(leads):,} leads (best of "
+                  f"{', '.join(map(str, result['simulate_runs_s']))}) against {result['total_s']} s in the engine: "
+                  f"{result['simulate_vs_engine']}x (target <= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +26,6 @@ from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, re
 from worker.config import ConfigError, RoutingConfig, config_path, load_config
 from worker.domain.leads import LeadRef
 from worker.domain.names import suggest
-from worker.observability.logs import configure_from_env
 from worker.routing.engine import absence, in_hours
 
 app = typer.Typer(
@@ -46,6 +44,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def package_version() -> str:
     """The installed leadroute's version (``unknown`` when run from a tree that was never installed)."""
+    from importlib import metadata  # for --version only: every other command starts without it
+
     try:
         return metadata.version("leadroute")
     except metadata.PackageNotFoundError:
@@ -683,6 +683,8 @@ def web(
     if config is not None:
         os.environ["LEADROUTE_CONFIG"] = str(config)
     _runtime(config)  # fail fast, with one line, on a bad config or an unreachable Redis
+    from worker.observability.logs import configure_from_env  # structlog loads for `web` only
+
     configure_from_env()
     uvicorn.run("worker.web.server:build_app", factory=True, host=host, port=port, log_config=None)
 

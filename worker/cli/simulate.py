@@ -31,29 +31,10 @@ class LeadFileError(ValueError):
     """The lead file as a whole cannot be read (missing, wrong format, no header)."""
 
 
-class _Counted:
-    """The lines of a text file, counting the characters read so far (``read``): progress against the file's size."""
-
-    __slots__ = ("handle", "read")
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.read = 0
-
-    def __iter__(self) -> _Counted:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self.handle)
-        self.read += len(line)
-        return line
-
-
-def _read_csv(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def _read_csv(path: Path, opened: list[Any]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        lines = _Counted(handle)
-        counted.append(lines)
-        reader = csv.reader(lines)
+        opened.append(handle)
+        reader = csv.reader(handle)
         try:
             header = next(reader)
         except StopIteration:
@@ -72,7 +53,7 @@ def _read_csv(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict[s
                 yield reader.line_num, RowError(reader.line_num, f"cannot parse CSV: {exc}")
                 continue
             line = reader.line_num
-            if not row or not any(cell.strip() for cell in row):
+            if not row or not "".join(row).strip():  # a blank row, or only whitespace
                 continue
             if len(row) != len(names):
                 yield line, RowError(line, f"expected {len(names)} columns as in the header, found {len(row)}")
@@ -80,11 +61,10 @@ def _read_csv(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict[s
             yield line, dict(zip(names, row, strict=True))
 
 
-def _read_jsonl(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def _read_jsonl(path: Path, opened: list[Any]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     with path.open(encoding="utf-8") as handle:
-        lines = _Counted(handle)
-        counted.append(lines)
-        for number, text in enumerate(lines, start=1):
+        opened.append(handle)
+        for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
             try:
@@ -101,19 +81,22 @@ def _read_jsonl(path: Path, counted: list[_Counted]) -> Iterator[tuple[int, dict
 class LeadRows:
     """(line, lead or RowError) from a CSV (header row) or JSON Lines file, in file order, one row at a time.
 
-    ``size`` is the file's size and ``position`` about how much of it has been read (characters),
-    for progress; nothing but the current row is held in memory.
+    ``size`` is the file's size in bytes and ``position`` how far into it reading has got (to the
+    read-ahead buffer's 8 KiB), for progress at no cost per row; nothing but the current row and
+    that buffer is held in memory.
     """
 
-    def __init__(self, path: Path, rows: Any, counted: list[_Counted]) -> None:
+    def __init__(self, path: Path, rows: Any, opened: list[Any]) -> None:
         self.path = path
         self.size = path.stat().st_size
         self._rows = rows
-        self._counted = counted
+        self._opened = opened
 
     @property
     def position(self) -> int:
-        return self._counted[0].read if self._counted else 0
+        if not self._opened or self._opened[0].closed:
+            return self.size if self._opened else 0
+        return self._opened[0].buffer.tell()
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
         return self._rows
@@ -124,11 +107,11 @@ def read_leads(path: Path) -> LeadRows:
     if not path.is_file():
         raise LeadFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    counted: list[_Counted] = []
+    opened: list[Any] = []
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return LeadRows(path, _read_jsonl(path, counted), counted)
+        return LeadRows(path, _read_jsonl(path, opened), opened)
     if suffix in (".csv", ".txt"):
-        return LeadRows(path, _read_csv(path, counted), counted)
+        return LeadRows(path, _read_csv(path, opened), opened)
     raise LeadFileError(f"{path}: unknown format '{suffix}'; use .csv (with a header row) or .jsonl")
 
 
@@ -237,9 +220,6 @@ class _PoolTally:
                 self.expected[rep] += weight / weights
 
     def to_dict(self) -> dict[str, Any]:
-        # the report's statistics; worker.reports loads SQLAlchemy, so only once a summary is printed
-        from worker.reports.stats import gini, share
-
         members = []
         ratios = []
         for rep, weight in self.members:
@@ -250,7 +230,7 @@ class _PoolTally:
             members.append({"rep": rep, "weight": weight, "eligible": self.eligible[rep],
                             "assigned": self.assigned[rep], "expected": round(expected, 3),
                             "ratio": None if ratio is None else round(ratio, 3)})
-        skipped = [{"rep": rep, "reason": why, "decisions": n, "share": round(share(n, self.decisions) or 0.0, 4)}
+        skipped = [{"rep": rep, "reason": why, "decisions": n, "share": round(n / self.decisions, 4)}
                    for (rep, why), n in sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))]
         low = min(ratios, default=None)
         return {
@@ -261,6 +241,24 @@ class _PoolTally:
             "max_min": round(max(ratios) / low, 3) if low else None,
             "gini": None if not ratios else round(gini(ratios) or 0.0, 4),
         }
+
+
+def gini(values: Iterable[float]) -> float | None:
+    """The Gini coefficient of non-negative ``values``: None for none, 0 when all are equal.
+
+    The report's definition (:func:`worker.reports.stats.gini`, which the tests hold this to),
+    restated here because importing ``worker.reports`` loads SQLAlchemy, Alembic and numpy: half
+    a second that ``simulate`` would spend on every run.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return None
+    total = sum(ordered)
+    if total == 0:
+        return 0.0
+    weighted = sum((i + 1) * x for i, x in enumerate(ordered))
+    return (2 * weighted) / (n * total) - (n + 1) / n
 
 
 class Summary:
