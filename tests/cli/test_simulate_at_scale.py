@@ -177,3 +177,12 @@ def test_simulate_does_not_load_the_reports_sqlalchemy(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_json_lines_stay_on_stdout_while_the_terminal_shows_progress(tmp_path: Path) -> None:
+    leads = generated(tmp_path / "leads.csv", 5_000)
+    stdout, terminal = _under_a_pty(["simulate", "-c", EXAMPLE, "-l", str(leads), "-f", "jsonl"],
+                                    {"LEADROUTE_PROGRESS_EVERY": ""})
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["lead_id"] for r in rows] == [f"G{i:06d}" for i in range(5_000)]
+    assert "routing leads" in terminal and '"lead_id"' not in terminal

@@ -185,7 +185,9 @@ def simulate(
     try:
         start = read_loads(loads) if loads else None
         rows = read_leads(leads)
-        with _writer(out_file, format) as emit, progress("routing leads", rows.size, "leads") as tick:
+        # decisions streaming onto a terminal are their own progress; a bar would tear through them
+        drawn = progress("routing leads", rows.size, "leads", off=to_stdout and sys.stdout.isatty())
+        with _writer(out_file, format) as emit, drawn as tick:
             for _line, item in route_rows(loaded, rows, at=when, loads=start):
                 if isinstance(item, RowError):
                     summary.errors += 1

@@ -64,10 +64,10 @@ def interval() -> float | None:
 
 @contextmanager
 def progress(description: str, total: int | None = None, unit: str = "items", *,
-             stream: TextIO | None = None) -> Iterator[Tick]:
-    """A ``tick(count, done=None)`` for the work in the block, drawn as the module docstring says."""
+             stream: TextIO | None = None, off: bool = False) -> Iterator[Tick]:
+    """A ``tick(count, done=None)`` for the work in the block, drawn as the module docstring says (``off``: never)."""
     stream = stream or sys.stderr
-    if os.environ.get(OFF_ENV, "").strip() in ("0", "off", "no", "false"):
+    if off or os.environ.get(OFF_ENV, "").strip() in ("0", "off", "no", "false"):
         yield _nothing
         return
     if stream.isatty():
@@ -89,7 +89,8 @@ def _nothing(count: int, done: int | None = None) -> None:
 def _bar(description: str, total: int | None, unit: str, stream: TextIO) -> Iterator[Tick]:
     console = Console(file=stream, highlight=False)
     bar = Progress(TextColumn(description), BarColumn(), TaskProgressColumn(), _Rate(unit), TimeRemainingColumn(),
-                   console=console, transient=True, refresh_per_second=10)
+                   console=console, transient=True, refresh_per_second=10,
+                   redirect_stdout=False, redirect_stderr=False)  # stdout is the command's output: never captured
     task = bar.add_task(description, total=total, count=0)
     last = [0.0]
 
