@@ -18,9 +18,12 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tests.worker.test_e2e import Sink, Stack, decided, wait_until  # the e2e suite's process stack, as is
 from tests.worker.test_pipeline import drain, load_leads
 from worker.app import tasks
 from worker.app.runtime import Runtime
+from worker.devtools.synthetic import synthetic_leads
+from worker.domain.leads import LeadRef
 from worker.steps import route
 
 LEASE = 0.6  # seconds: the heartbeat renews it every 0.2 s
@@ -202,3 +205,47 @@ def test_a_drain_that_fails_during_a_redis_restart_is_retried_and_routes_its_bat
     assert routed >= len(ids) and not failures
     assert rt.pending.depth("hubspot") == 0
     assert rt.store.acquire_lock("drain:hubspot:0", ttl=1) is not None  # the slot was freed, not left to expire
+
+
+# ------------------------------------------------------------------------------ real processes
+
+KILL_LEASE = float(os.environ.get("LEADROUTE_TEST_KILL_LEASE", "5"))  # LEADROUTE_PENDING_LEASE for the worker
+
+
+def test_a_killed_workers_batch_is_routed_by_the_next_worker_within_seconds_of_its_lease(
+    tmp_path: Any, sandbox: Any, admin: Any, redis_url: str, redis_client: Any, redis_prefix: str,
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """kill -9 a real worker while its drain holds a batch (the CRM is slowed so the kill lands mid-batch);
+    a new worker routes that batch once its lease runs out, not minutes later, and only once."""
+    sink = Sink()
+    s = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink)
+    s.env["LEADROUTE_PENDING_LEASE"] = str(KILL_LEASE)
+    rt = make_runtime(s.config)
+    pending = rt.store.key("pending", "salesforce")
+    try:
+        admin.patch_faults(latency_ms=400, apis=["salesforce"])  # each CRM call takes 0.4 s
+        ids = s.feeder.load("salesforce", synthetic_leads(300, seed=21))
+        s.start("worker", "beat")
+        leased: list[str] = []
+
+        def a_batch_is_leased() -> bool:
+            held = rt.store.client.zrangebyscore(pending, time.time() + 0.5, "+inf")
+            leased[:] = [i for i in held if i in set(ids)]
+            return len(leased) > 1  # a batch, not a lone first lead
+
+        wait_until(a_batch_is_leased, 120, s, "a drain to claim a batch")
+        s.kill("worker")
+        killed = time.monotonic()
+        assert decided(rt, "salesforce", leased) < len(leased), "the kill came too late to test anything"
+        s.start("worker")
+        wait_until(lambda: decided(rt, "salesforce", leased) == len(leased), 60, s, "the dead drain's batch")
+        taken_up = time.monotonic() - killed
+        wait_until(lambda: decided(rt, "salesforce", ids) == len(ids), 120, s, "every owner")
+        print(f"\nkill -9 -> the dead drain's {len(leased)} leads routed: {taken_up:.1f} s (lease {KILL_LEASE:.0f} s)")
+        assert taken_up < KILL_LEASE + 10  # the lease, a worker start and one slowed batch; was 120 s + that
+        for rid in ids:  # routed once: one decision per lead
+            assert len(rt.store.decisions_for_lead(LeadRef("salesforce", rt.object_name("salesforce"), rid))) == 1
+    finally:
+        s.stop()
+        sink.server.shutdown()
