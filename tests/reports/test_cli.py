@@ -80,3 +80,10 @@ def test_a_progress_bar_is_drawn_on_stderr_only_when_it_is_a_terminal(monkeypatc
     monkeypatch.setattr(command.sys.stderr, "isatty", lambda: False)
     with command._Progress() as tick:
         assert tick is None  # no terminal: nothing is drawn, and build_report is told no one is listening
+
+
+def test_json_flag_is_the_json_format_as_every_read_command_takes_it(url: str) -> None:
+    flag, by_format = run("--json", url=url), run("--format", "json", url=url)
+    assert flag[0] == by_format[0] == 0, flag[2]
+    unstamped = [{k: v for k, v in json.loads(out).items() if k != "generated_at"} for out in (flag[1], by_format[1])]
+    assert unstamped[0] == unstamped[1]

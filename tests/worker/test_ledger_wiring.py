@@ -344,3 +344,15 @@ def test_retention_prunes_what_is_older_than_the_configured_age_and_nothing_by_d
     assert ledger.count() == 4
     assert ledger_step.apply_retention(ledger, 30 * 86_400.0, now=now) == 2
     assert sorted(e.lead_id for e in ledger.between()) == ["00Q0", "00Q1"]
+
+
+def test_a_long_export_reports_progress_on_stderr_and_keeps_stdout_for_its_summary(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.write(history())
+    monkeypatch.setenv("LEADROUTE_PROGRESS_EVERY", "0")  # not a terminal: a plain line per tick
+    out = tmp_path / "decisions.csv"
+    result = runner.invoke(cli, ["export", "decisions", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "export decisions: 100% 30 events" in result.stderr  # every decision of the history
+    assert "export decisions" not in result.stdout

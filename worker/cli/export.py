@@ -22,11 +22,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
+from worker.cli.progress import Tick, progress
 from worker.ledger.events import DECISION_KINDS, NOTIFICATION_KINDS, OUTCOME_KINDS, SLA_KINDS, LedgerEvent
 
 if TYPE_CHECKING:
@@ -220,6 +221,19 @@ def open_for_reading(database_url: str | None = None) -> Ledger | None:
     return Ledger(create_ledger_engine(url))
 
 
+T = TypeVar("T")
+
+
+def _ticking(events: Iterable[T], tick: Tick) -> Iterator[T]:
+    """Pass ``events`` through, telling the progress display every 1,000."""
+    n = 0
+    for n, event in enumerate(events, 1):
+        if n % 1000 == 0:
+            tick(n, n)
+        yield event
+    tick(n, n)
+
+
 def export(
     dataset: Annotated[str, typer.Argument(help="decisions, sla, outcomes or notifications.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="The file to write.")],
@@ -251,9 +265,11 @@ def export(
     partial = out_file.with_name(out_file.name + ".partial")
     out_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        events = ledger.between(start, end, DATASETS[dataset], batch_size=ROWS_PER_GROUP)
+        total = ledger.count(start, end, DATASETS[dataset])
         writer = write_csv if format == "csv" else write_parquet
-        count = writer(partial, cols, rows(events, cols))
+        with progress(f"export {dataset}", total, "events") as tick:
+            events = _ticking(ledger.between(start, end, DATASETS[dataset], batch_size=ROWS_PER_GROUP), tick)
+            count = writer(partial, cols, rows(events, cols))
         os.replace(partial, out_file)
     except SQLAlchemyError as exc:
         with contextlib.suppress(OSError):

@@ -72,6 +72,7 @@ def report(
     until: Annotated[str | None, typer.Option(help="End (exclusive), same forms; default now.")] = None,
     by: Annotated[str, typer.Option(help="Group by rule, pool, rep, tier, source, config_version or arm.")] = "rule",
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or html.")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json, as every read command takes.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help=f"Write here (html default: {DEFAULT_HTML}).")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Routing config for pool weights and SLA windows (default: $LEADROUTE_CONFIG or "
@@ -86,6 +87,7 @@ def report(
     from worker.ledger.migrate import current_revision
     from worker.reports import DIMENSIONS, Period, build_report
 
+    format = "json" if as_json else format
     if format not in FORMATS:
         err.print(f"--format: {format!r} is not one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
