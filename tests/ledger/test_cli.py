@@ -87,7 +87,7 @@ def test_db_prune_refuses_a_database_without_a_ledger_and_a_date_it_cannot_read(
     missing = runner.invoke(app, ["db", "prune", "--before", "2025-01-01", "--yes", "--database-url", url])
     assert missing.exit_code == 1 and "no ledger here (run `leadroute db upgrade` first)" in missing.output
     unreadable = runner.invoke(app, ["db", "prune", "--before", "last year", "--database-url", url])
-    assert unreadable.exit_code == 2 and "'last year' is not a date" in unreadable.output
+    assert unreadable.exit_code == 2 and "--before: 'last year' is not an age (30d, 12h), a date" in unreadable.output
 
 
 def test_before_is_a_date_a_time_or_an_age() -> None:

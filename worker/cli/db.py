@@ -6,12 +6,13 @@ starts without them.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from worker.cli.when import parse_when
 
 app = typer.Typer(
     help="The routing ledger's database: migrations, status, retention (DATABASE_URL; unset: ./var/ledger.sqlite3).",
@@ -27,7 +28,6 @@ UrlOption = Annotated[
     typer.Option("--database-url", envvar="DATABASE_URL", show_envvar=True,
                  help="The ledger's database; unset: the embedded SQLite file ./var/ledger.sqlite3."),
 ]
-_AGE = re.compile(r"^(\d+)\s*d$")
 
 
 @app.command()
@@ -108,16 +108,4 @@ def prune(
 
 def parse_before(value: str, now: datetime | None = None) -> datetime:
     """``2025-01-01`` (midnight UTC), ``2025-01-01T12:00:00+02:00`` (naive means UTC) or ``365d`` (that long ago)."""
-    text = value.strip()
-    age = _AGE.match(text)
-    if age:
-        return (now or datetime.now(UTC)) - timedelta(days=int(age.group(1)))
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        err.print(f"--before: {value!r} is not a date (2025-01-01), an ISO 8601 time or an age (365d)")
-        raise typer.Exit(2) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return parse_when(value, "--before", now)

@@ -17,16 +17,16 @@ import contextlib
 import csv
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
+from worker.cli import when
 from worker.cli.progress import Tick, progress
 from worker.ledger.events import DECISION_KINDS, NOTIFICATION_KINDS, OUTCOME_KINDS, SLA_KINDS, LedgerEvent
 
@@ -180,27 +180,9 @@ def _write_group(writer: Any, schema: Any, chunk: list[list[Any]]) -> int:
     return len(chunk)
 
 
-_AGE = re.compile(r"^(\d+)\s*([dh])$")
-
-
 def parse_when(value: str | None, option: str, now: datetime | None = None) -> datetime | None:
-    """``2026-01-01`` (midnight UTC), an ISO 8601 time (naive means UTC), or an age: ``30d``, ``12h``."""
-    if value is None:
-        return None
-    text = value.strip()
-    age = _AGE.match(text)
-    if age:
-        amount = int(age.group(1))
-        return (now or datetime.now(UTC)) - (timedelta(days=amount) if age.group(2) == "d" else timedelta(hours=amount))
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        err.print(f"{option}: {value!r} is not a date (2026-01-01), an ISO 8601 time or an age (30d, 12h)")
-        raise typer.Exit(2) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    """As :func:`worker.cli.when.parse_when`; None stays None (an open end)."""
+    return None if value is None else when.parse_when(value, option, now)
 
 
 def open_for_reading(database_url: str | None = None) -> Ledger | None:

@@ -7,15 +7,16 @@ starts without them.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from worker.cli.when import parse_when
 
 if TYPE_CHECKING:
     from worker.reports.model import ReportSettings
@@ -25,25 +26,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 FORMATS = ("table", "json", "html")
 DEFAULT_HTML = Path("leadroute-report.html")
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([dh])$")
-
-
-def parse_when(value: str, option: str, now: datetime) -> datetime:
-    """``30d`` / ``12h`` (that long before now), ``2026-01-01`` (midnight UTC), or ISO 8601 (no offset: UTC)."""
-    text = value.strip()
-    age = _AGE.match(text)
-    if age:
-        amount = float(age.group(1))
-        return now - (timedelta(days=amount) if age.group(2) == "d" else timedelta(hours=amount))
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        err.print(f"{option}: {value!r} is not an age (30d, 12h), a date (2026-01-01) or an ISO 8601 time")
-        raise typer.Exit(2) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _settings(config: Path | None) -> ReportSettings:
