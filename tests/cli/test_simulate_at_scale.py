@@ -164,14 +164,6 @@ def test_a_pipe_gets_a_plain_progress_line_when_asked(tmp_path: Path) -> None:
     assert lines and all("leads/s" in x and "%" in x and "\x1b[" not in x for x in lines)
 
 
-def test_the_summary_gini_is_the_reports() -> None:
-    from worker.cli.simulate import gini  # restated in simulate so it starts without SQLAlchemy
-    from worker.reports.stats import gini as report_gini  # the definition it must keep to
-
-    for values in ([], [0, 0], [1.0, 1.0, 1.0], [0.92, 1.09], [3, 0, 1, 7.5], [0.5, 2.0, 1.0, 1.0, 0.25]):
-        assert gini(values) == report_gini(values)
-
-
 def test_simulate_does_not_load_the_reports_sqlalchemy(tmp_path: Path) -> None:
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom worker.cli.commands import app\n"
             f"r = CliRunner().invoke(app, ['simulate', '-c', {EXAMPLE!r}, '-l', {str(LEADS)!r}, '--summary'])\n"

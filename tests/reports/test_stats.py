@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.reports.stats import gini, percentile, percentile_of_counts, share, wilson
+from worker.domain.stats import gini, percentile, percentile_of_counts, share, wilson
 
 
 def test_percentiles_interpolate_between_the_two_nearest_ranks() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.config import RoutingConfig
+from worker.domain.stats import gini
 from worker.routing.engine import FALLBACK, Decision, Router
 from worker.routing.state import InMemoryState
 
@@ -241,24 +242,6 @@ class _PoolTally:
             "max_min": round(max(ratios) / low, 3) if low else None,
             "gini": None if not ratios else round(gini(ratios) or 0.0, 4),
         }
-
-
-def gini(values: Iterable[float]) -> float | None:
-    """The Gini coefficient of non-negative ``values``: None for none, 0 when all are equal.
-
-    The report's definition (:func:`worker.reports.stats.gini`, which the tests hold this to),
-    restated here because importing ``worker.reports`` loads SQLAlchemy, Alembic and numpy: half
-    a second that ``simulate`` would spend on every run.
-    """
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        return None
-    total = sum(ordered)
-    if total == 0:
-        return 0.0
-    weighted = sum((i + 1) * x for i, x in enumerate(ordered))
-    return (2 * weighted) / (n * total) - (n + 1) / n
 
 
 class Summary:

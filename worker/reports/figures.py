@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
+from worker.domain.stats import gini, share, wilson
 from worker.reports import passes
 from worker.reports.grouped import Grouped
 from worker.reports.model import (
@@ -39,7 +40,6 @@ from worker.reports.model import (
     Wait,
 )
 from worker.reports.sql import STEP_KINDS, label
-from worker.reports.stats import gini, share, wilson
 
 FALLBACK = "fallback"
 QUEUE = "queue:"

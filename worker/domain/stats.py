@@ -1,4 +1,4 @@
-"""The few statistics the reports need, as plain functions with no dependency.
+"""The few statistics the reports and `simulate` share, as plain functions with no dependency (pure, like all of domain).
 
 Kept apart from the SQL so each can be checked against values worked out by hand:
 
