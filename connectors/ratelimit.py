@@ -29,7 +29,9 @@ __all__ = ["LocalTokenBucket", "RateLimitTimeout", "RateLimiter", "TokenBucket"]
 
 # KEYS[1] bucket hash. ARGV: rate (tokens/s), capacity, tokens wanted, max wait (s),
 # block-for (s; 0 = normal acquire). Returns the wait in seconds as a string: >= 0 when
-# reserved, negative (-wait) when the wait would exceed max wait (nothing reserved).
+# reserved, negative (-wait) when the wait would exceed max wait (nothing reserved). State is
+# stored at full precision: Lua's tostring keeps 14 digits, which rounds an epoch timestamp to
+# 0.1 ms and made a free burst token cost a phantom microsecond.
 _SCRIPT = """
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])
@@ -58,7 +60,7 @@ if block_for > 0 then
   if tokens > 0 then
     tokens = 0
   end
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(ts))
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.6f', ts))
   redis.call('PEXPIRE', key, math.ceil((ts - now + capacity / rate) * 1000) + 1000)
   return tostring(ts - now)
 end
@@ -70,7 +72,7 @@ end
 if wait > max_wait then
   return tostring(-wait)
 end
-redis.call('HSET', key, 'tokens', tostring(left), 'ts', tostring(ts))
+redis.call('HSET', key, 'tokens', string.format('%.17g', left), 'ts', string.format('%.6f', ts))
 redis.call('PEXPIRE', key, math.ceil((wait + capacity / rate) * 1000) + 1000)
 return tostring(wait)
 """

@@ -108,3 +108,12 @@ def test_local_bucket_same_contract() -> None:
     assert slept[-1] == pytest.approx(1.1)
     with pytest.raises(RateLimitTimeout):
         LocalTokenBucket(rate=1, capacity=1, sleep=sleep, clock=lambda: now[0]).acquire(2, max_wait=0.5)
+
+
+def test_a_burst_is_free_every_time_not_just_usually(redis_client: redis.Redis, redis_prefix: str) -> None:
+    """The bucket's state keeps microseconds: rounded timestamps once made a burst token cost ~1 µs."""
+    for n in range(200):
+        bucket = TokenBucket(redis_client, f"{redis_prefix}:burst:{n}", rate=50, capacity=5)
+        assert [bucket.acquire() for _ in range(5)] == [0.0] * 5, n
+    stored = redis_client.hget(f"{redis_prefix}:burst:0", "ts")
+    assert stored is not None and len(stored.partition(".")[2]) == 6
