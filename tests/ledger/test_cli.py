@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
-def leadroute(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def leadroute(*args: str, url: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The real command line, in its own process, as an operator or a release step runs it."""
-    env = os.environ | {"DATABASE_URL": url}
+    env = os.environ | {"DATABASE_URL": url} | (env or {})
     return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -96,3 +96,15 @@ def test_before_is_a_date_a_time_or_an_age() -> None:
     assert parse_before("2025-01-31T12:00:00+02:00", now) == datetime(2025, 1, 31, 10, tzinfo=UTC)
     assert parse_before("2025-01-31T12:00:00", now) == datetime(2025, 1, 31, 12, tzinfo=UTC)
     assert parse_before("365d", now) == now - timedelta(days=365)
+
+
+def test_db_upgrade_reports_each_migration_as_progress_on_stderr(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    first = leadroute("db", "upgrade", url=url, env={"LEADROUTE_PROGRESS_EVERY": "0"})
+    assert first.returncode == 0, first.stderr
+    from alembic.script import ScriptDirectory
+
+    from worker.ledger.migrate import alembic_config
+
+    revisions = len(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
+    assert f"db upgrade: 100% {revisions} migrations" in first.stderr and "db upgrade" not in first.stdout

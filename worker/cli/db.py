@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from worker.cli.progress import progress
 from worker.cli.when import parse_when
 
 app = typer.Typer(
@@ -40,7 +41,9 @@ def upgrade(database_url: UrlOption = None) -> None:
     engine = create_ledger_engine(database_url)
     try:
         before = migrate.current_revision(engine)
-        now = migrate.upgrade(engine)
+        with progress("db upgrade", migrate.pending(engine), "migrations") as tick:
+            applied: list[str] = []
+            now = migrate.upgrade(engine, on_step=lambda rev: (applied.append(rev), tick(len(applied), len(applied))))
     finally:
         engine.dispose()
     where = display_url(engine.url)

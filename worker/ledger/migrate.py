@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from alembic import command
@@ -42,20 +42,30 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Migrate to ``revision`` (default the newest) and return the revision the database is now at."""
+def upgrade(engine: Engine, revision: str = "head", on_step: Callable[[str], None] | None = None) -> str:
+    """Migrate to ``revision`` (default the newest) and return the revision the database is now at;
+    ``on_step`` hears each revision as it is applied (a progress display)."""
     with _sqlite_file_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        _alembic(connection, revision)
+        _alembic(connection, revision, on_step)
         now = MigrationContext.configure(connection).get_current_revision()
     assert now is not None
     return now
 
 
-def _alembic(connection: Connection, revision: str) -> None:
+def pending(engine: Engine, revision: str = "head") -> int:
+    """How many revisions :func:`upgrade` would apply."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    script = ScriptDirectory.from_config(alembic_config())
+    return sum(1 for _ in script.iterate_revisions(revision, current or "base"))
+
+
+def _alembic(connection: Connection, revision: str, on_step: Callable[[str], None] | None = None) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
+    config.attributes["on_step"] = on_step
     command.upgrade(config, revision)
 
 

@@ -16,7 +16,9 @@ from worker.ledger.schema import metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    on_step = context.config.attributes.get("on_step")  # progress: told after each revision applied
+    context.configure(connection=connection, target_metadata=metadata, compare_type=True,
+                      on_version_apply=(lambda **kw: on_step(kw["step"].up_revision_id)) if on_step else None)
     with context.begin_transaction():
         context.run_migrations()
 
