@@ -1,5 +1,9 @@
 """End to end: real Celery worker and beat processes, a real Redis, the sandbox CRM over HTTPS.
 
+Every test runs on both brokers: Redis (the state store carries the tasks too) and RabbitMQ
+(``LEADROUTE_BROKER_URL``, ``$LEADROUTE_TEST_RABBITMQ_URL`` or the local server), with Redis
+holding the state either way.
+
 Leads are created in both sandbox CRMs through their APIs (the real client libraries); beat
 polls, the worker routes and writes owners back, and a local HTTP endpoint receives the
 signed notification webhooks. The tests then read the CRMs and the store to check that
@@ -22,8 +26,10 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from kombu import Connection
 
 from tests.worker.conftest import routing_test_config
+from worker.app.broker import BROKER_ENV, QUEUES
 from worker.app.runtime import Runtime
 from worker.config import parse_config
 from worker.devtools.feeder import LeadFeeder
@@ -37,6 +43,7 @@ from worker.steps import route
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "e2e-webhook-secret"
+RABBITMQ_URL = os.environ.get("LEADROUTE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 class Sink:
@@ -69,7 +76,7 @@ class Stack:
     devtools supervisor and feeder."""
 
     def __init__(self, tmp: Path, sandbox: Any, redis_url: str, prefix: str, sink: Sink,
-                 overrides: dict[str, Any] | None = None) -> None:
+                 overrides: dict[str, Any] | None = None, broker_url: str | None = None) -> None:
         data, _ = routing_test_config({
             "worker": {"poll_every": "1s", "drain_every": "1s", "reconcile_orphans_every": "1h",
                        "reconcile_loads_every": "1h", "ledger_flush_every": "1s"},
@@ -89,6 +96,9 @@ class Stack:
             "LEADROUTE_PENDING_LEASE": "5", "LEADROUTE_RETRY_DELAY": "1", "LEADROUTE_LOG_FORMAT": "json",
             "PYTHONPATH": str(ROOT),
         })
+        self.env.pop(BROKER_ENV, None)  # no broker of its own: the Redis above carries the tasks
+        if broker_url:
+            self.env[BROKER_ENV] = broker_url
         self.tmp = tmp
         self.processes = Supervisor(self.env, tmp, cwd=ROOT, stop_timeout=30)
         self.feeder = LeadFeeder(sandbox, self.config)
@@ -124,17 +134,34 @@ class Stack:
         return self.processes.logs()
 
 
-@pytest.fixture
-def stack(tmp_path: Path, sandbox: Any, admin: Any, redis_url: str, redis_client: Any, redis_prefix: str,
-          make_runtime: Callable[..., Runtime]) -> Iterator[tuple[Stack, Runtime, Sink]]:
+def purge_rabbitmq_queues(url: str) -> None:
+    """Empty leadroute's queues on RabbitMQ, so no test sees another's task messages (the Redis
+    broker's queues live in the test's own Redis, which starts empty)."""
+    with Connection(url) as conn:
+        conn.ensure_connection(max_retries=3)
+        channel = conn.default_channel
+        for queue in QUEUES:
+            channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+            channel.queue_purge(queue)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path, sandbox: Any, admin: Any, redis_url: str, redis_client: Any,
+          redis_prefix: str, make_runtime: Callable[..., Runtime]) -> Iterator[tuple[Stack, Runtime, Sink]]:
+    """The stack on one broker: the Redis state store's own, or RabbitMQ (``LEADROUTE_BROKER_URL``)."""
+    broker = RABBITMQ_URL if request.param == "rabbitmq" else None
+    if broker:
+        purge_rabbitmq_queues(broker)
     sink = Sink()
-    s = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink)
+    s = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink, broker_url=broker)
     rt = make_runtime(s.config)
     try:
         yield s, rt, sink
     finally:
         s.stop()
         sink.server.shutdown()
+        if broker:
+            purge_rabbitmq_queues(broker)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, stack: Stack, what: str) -> None:

@@ -1,4 +1,4 @@
-"""The Celery application: broker on Redis, JSON only, late acks, one queue per kind of work.
+"""The Celery application: broker on Redis or RabbitMQ, JSON only, late acks, one queue per kind of work.
 
 Separate queues (``ingest``, ``route``, ``notify``, ``sla``) keep a notification backlog
 from delaying routing. Tasks are acknowledged after they finish and re-queued if the
@@ -15,27 +15,27 @@ from celery import Celery
 from celery.signals import setup_logging, task_prerun
 from kombu import Exchange, Queue
 
-from worker.app.broker import QUEUES, broker_url
+from worker.app.broker import QUEUES, broker_url, configured_broker_url, transport_options
 from worker.config import config_path, load_config
 from worker.observability.logs import configure_from_env
 from worker.store.connection import embedded_url
 
 
-def _redis_url() -> str:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url
-    return embedded_url()
+def _broker_url() -> str:
+    """``LEADROUTE_BROKER_URL``, else ``REDIS_URL``'s broker, else the embedded Redis (started here)."""
+    return configured_broker_url() or broker_url(embedded_url())
 
 
 def make_app() -> Celery:
-    """The app, configured from the environment (``REDIS_URL``; embedded Redis when unset)."""
+    """The app, configured from the environment (``LEADROUTE_BROKER_URL``, else ``REDIS_URL``; embedded
+    Redis when neither is set)."""
     app = Celery("leadroute", include=["worker.app.tasks", "worker.app.lifecycle"])
     visibility = int(os.environ.get("LEADROUTE_VISIBILITY_TIMEOUT", "600"))
+    url = _broker_url()
     app.conf.update(
-        broker_url=broker_url(_redis_url()),
+        broker_url=url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": visibility},
+        broker_transport_options=transport_options(url, visibility),
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

@@ -34,7 +34,8 @@ from typing import Any, Protocol
 from celery import Celery
 from celery.utils.nodenames import default_nodename, host_format
 
-from worker.app.broker import QUEUES, broker_url
+from worker.app.broker import QUEUES, configured_broker_url
+from worker.app.broker import broker_url as broker_url  # re-exported for callers of the supervisor
 from worker.store.connection import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,12 +286,13 @@ class Supervisor:
     def worker(self, *, name: str = "worker", queues: Sequence[str] = QUEUES, concurrency: int = 2,
                nodename: str | None = None, pool: str | None = None, loglevel: str | None = None,
                heartbeat: bool = True) -> Process:
-        """A Celery worker on ``queues``; ready when it answers a ping (or, without ``REDIS_URL`` in
-        the environment to ping through, when it logs that it is ready)."""
+        """A Celery worker on ``queues``; ready when it answers a ping on the broker the environment
+        names (``LEADROUTE_BROKER_URL`` or ``REDIS_URL``), or, with neither to ping through (the
+        embedded Redis), when it logs that it is ready."""
         args = worker_command(queues=queues, concurrency=concurrency, nodename=nodename, pool=pool,
                               loglevel=loglevel, heartbeat=heartbeat)
-        redis_url = self.env.get("REDIS_URL")
-        ready: Readiness = (CeleryPing(broker_url(redis_url), node_name(nodename)) if redis_url
+        broker = configured_broker_url(self.env)
+        ready: Readiness = (CeleryPing(broker, node_name(nodename)) if broker
                             else LogLine(WORKER_READY_LINE))
         return self.start(name, args, ready=ready)
 
