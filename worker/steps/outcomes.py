@@ -20,14 +20,14 @@ leads to read and when, and hands the events to the ledger through the outbox.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, NamedTuple, Protocol
 
 from connectors.base import Connector, Outcome, OutcomeState
 from worker.ledger.events import MAX_EVENT_ID, LedgerEvent
+from worker.steps.ledger import plain
 
 __all__ = ["RoutedLead", "outcome_event_id", "outcome_events", "read_back_outcomes"]
 
@@ -166,20 +166,5 @@ def _event(crm: str, obj: str, lead: RoutedLead, outcome: Outcome, state: Outcom
         status=state.value,
         amount=outcome.amount if with_money else None,
         currency=outcome.currency if with_money and outcome.amount is not None else None,
-        data=_plain(data),
+        data=plain(data),
     )
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON has it (the event crosses the outbox as JSON): date-times as ISO 8601 text."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
