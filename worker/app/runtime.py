@@ -26,6 +26,7 @@ from worker.notify.channels import Notifier
 from worker.sla import calendar
 from worker.sla.settings import connectors_with_signals
 from worker.steps.enqueue import Enqueuer
+from worker.steps.shadow import Shadow, load_shadow
 from worker.steps.sla_sweep import Notice, SlaService
 from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
@@ -44,6 +45,7 @@ class Runtime:
     store: RedisStore
     pending: PendingSet
     enqueue: Enqueuer = field(default_factory=CeleryEnqueuer)
+    shadow: Shadow | None = None  # a candidate config decided beside the live one (worker.shadow), never acted on
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _notifier: Notifier | None = None
     _sla: SlaService | None = None
@@ -52,11 +54,14 @@ class Runtime:
 
     @classmethod
     def build(cls, config: RoutingConfig | None = None, store: RedisStore | None = None) -> Runtime:
-        """From the environment; raises ConfigError or RedisUnavailable with a one-line message."""
+        """From the environment; raises ConfigError or RedisUnavailable with a one-line message.
+
+        A shadow candidate (``worker.shadow``) that cannot be loaded is logged and left off, never raised.
+        """
         config = config or load_config(config_path())
         prefix = os.environ.get("LEADROUTE_PREFIX") or "leadroute"
         store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix)
-        return cls(config, store, store.pending_set())
+        return cls(config, store, store.pending_set(), shadow=load_shadow(config, store))
 
     @property
     def crms(self) -> list[str]:

@@ -22,7 +22,8 @@ SLA_KINDS = (
 )  # fmt: skip
 NOTIFICATION_KINDS = ("notification",)
 OUTCOME_KINDS = ("outcome",)
-KINDS: frozenset[str] = frozenset((*DECISION_KINDS, *SLA_KINDS, *NOTIFICATION_KINDS, *OUTCOME_KINDS))
+SHADOW_KINDS = ("shadow",)  # a candidate config's decision in shadow mode (docs/shadow.md): reports leave it out
+KINDS: frozenset[str] = frozenset((*DECISION_KINDS, *SLA_KINDS, *NOTIFICATION_KINDS, *OUTCOME_KINDS, *SHADOW_KINDS))
 
 MAX_EVENT_ID = 200  # indexed: PostgreSQL's btree entries are bounded, and a key needs no more
 

@@ -26,6 +26,7 @@ from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
 from worker.steps.ledger import decision_extras, refusal_event
+from worker.steps.shadow import follow_live_loads, shadow_batch
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
     from worker.app.runtime import Runtime
@@ -379,6 +380,8 @@ class _Batch:
         self._write_back(to_write)
         self._after_writes()
         rt.pending.done(crm, self.done)
+        if rt.shadow is not None:  # once the live work is done: the candidate never changes or delays it, never raises
+            shadow_batch(rt, crm, [(key, lead, d) for (_, key, lead), d in zip(to_decide, decisions, strict=True)], overrides)
         if self.retry:
             rt.pending.retry_later(crm, self.retry, RETRY_DELAY)
             self.report.retry = self.retry
@@ -603,6 +606,7 @@ def reconcile_loads(rt: Runtime, chunk: int = 200) -> dict[str, int]:
                 rt.store.release_open(crm, gone)
     rt.store.set_loads(counts)
     rt.store.log_event("loads_reconciled", None, {"loads": counts})
+    follow_live_loads(rt)  # shadow mode's loads follow the recount (a no-op without a candidate; never raises)
     return counts
 
 

@@ -117,6 +117,18 @@ class RedisStore(DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore
         """
         return {"redis_client": self.client, "prefix": self.prefix}
 
+    def shadow(self, tag: str, *, log_maxlen: int = 10_000) -> RedisStore:
+        """A second store on the same Redis under ``<prefix>:shadow:<tag>``: shadow mode's own routing state
+        (loads, rotations, decisions, open leads) for a candidate config, so it never touches the live keys.
+
+        It appends nothing to the ledger's outbox (the shadow step appends its events to the live
+        store's), and keeps a short decision log of its own.
+        """
+        if not tag or any(ch.isspace() or ch == ":" for ch in tag):
+            raise ValueError(f"invalid shadow tag {tag!r}")
+        return RedisStore(self.client, f"{self.prefix}:shadow:{tag}", decision_ttl=self.decision_ttl_ms / 1000,
+                          log_maxlen=log_maxlen, lease_seconds=self.lease_ms / 1000, ledger_outbox=False)
+
     def ping(self) -> bool:
         """True if Redis answers (``/healthz``); raises if it cannot be reached."""
         return bool(self.client.ping())

@@ -1,0 +1,319 @@
+"""Shadow mode: a candidate config decides every live lead again, against a state of its own, and is
+never acted on. Against the sandbox CRM over HTTPS and a real Redis, the ledger a SQLite file per test.
+
+The candidate in most tests is the demo config with raj taken out of the smb pool and the
+mid-market-na rule sent to the smb pool: a known edit, so where shadow and live part is known.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import yaml
+from prometheus_client import REGISTRY
+
+from tests.worker.conftest import RecordingEnqueuer, routing_test_config
+from tests.worker.test_pipeline import INTAKE_QUEUE, drain, load_leads
+from worker.app.runtime import Runtime
+from worker.config import ConfigError, RoutingConfig, parse_config
+from worker.domain.leads import LeadRef
+from worker.ledger.ledger import Ledger
+from worker.steps import ledger as ledger_step
+from worker.steps import route, shadow
+from worker.store.pending import PendingSet
+from worker.store.redis_store import RedisStore
+
+
+def candidate_of(data: dict[str, Any]) -> dict[str, Any]:
+    """The known edit: raj leaves the smb pool; mid-market-na leads go to the smb pool."""
+    cand = copy.deepcopy(data)
+    cand["pools"]["smb"]["members"] = ["tom", "kim"]
+    for rule in cand["rules"]:
+        if rule["name"] == "mid-market-na":
+            rule["assign"] = {"pool": "smb"}
+    return cand
+
+
+def write_configs(tmp_path: Path, candidate: dict[str, Any] | str | None = None,
+                  shadow_entry: str = "candidate.yaml") -> tuple[RoutingConfig, dict[str, Any]]:
+    """The live config (naming ``shadow_entry``) and the candidate beside it, as files; the live config parsed."""
+    data, _ = routing_test_config()
+    live = copy.deepcopy(data)
+    live["worker"] = {**live.get("worker", {}), "shadow": shadow_entry}
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(live, sort_keys=False))
+    if candidate is not None:
+        text = candidate if isinstance(candidate, str) else yaml.safe_dump(candidate, sort_keys=False)
+        (tmp_path / "candidate.yaml").write_text(text)
+    return parse_config(path.read_text(), str(path)), data
+
+
+def shadowed_runtime(make_runtime: Any, tmp_path: Path, candidate: dict[str, Any] | None = None) -> Runtime:
+    config, _ = write_configs(tmp_path, candidate if candidate is not None else candidate_of(routing_test_config()[0]))
+    rt = make_runtime(config)
+    rt.shadow = shadow.load_shadow(config, rt.store)
+    assert rt.shadow is not None
+    return rt
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def moved_to_ledger(rt: Runtime, tmp_path: Path) -> Ledger:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    ledger_step.flush(rt.store, ledger, config=rt.config)
+    return ledger
+
+
+# ------------------------------------------------------------------------------------------- the setting
+
+
+def test_the_shadow_entry_names_a_file_beside_the_config_and_is_not_part_of_the_config_version(tmp_path: Path) -> None:
+    config, data = write_configs(tmp_path)
+    plain = parse_config(yaml.safe_dump(data, sort_keys=False), "plain.yaml")
+    assert config.model.worker.shadow == "candidate.yaml"
+    assert shadow.candidate_path(config) == tmp_path / "candidate.yaml"
+    assert shadow.candidate_path(plain) is None
+    assert config.version_hash == plain.version_hash  # turning shadow on changes no live decision's version
+    absolute, _ = write_configs(tmp_path, shadow_entry=str(tmp_path / "elsewhere.yaml"))
+    assert shadow.candidate_path(absolute) == tmp_path / "elsewhere.yaml"
+    with pytest.raises(ConfigError, match=r"worker\.shadow"):
+        write_configs(tmp_path, shadow_entry="")
+
+
+@pytest.mark.parametrize("candidate", [None, "reps: [oops", "reps: []\nfallback: {queue: triage}\n"],
+                         ids=["missing", "unparseable", "invalid"])
+def test_an_unusable_candidate_is_one_clear_error_at_load_and_live_routing_goes_on(
+    candidate: str | None, tmp_path: Path, make_runtime: Any, admin: Any, redis_client: Any, redis_prefix: str
+) -> None:
+    config, _ = write_configs(tmp_path, candidate)
+    with structlog.testing.capture_logs() as logs:
+        rt = Runtime.build(config, RedisStore(redis_client, prefix=redis_prefix))
+    try:
+        assert rt.shadow is None
+        (error,) = [e for e in logs if e["event"] == "shadow_disabled"]
+        assert error["log_level"] == "error"
+        assert error["candidate"] == str(tmp_path / "candidate.yaml")
+        assert error["problems"] and all(str(tmp_path / "candidate.yaml") in p for p in error["problems"])
+        assert "live routing is unaffected" in error["message"]
+        assert metric("leadroute_shadow_enabled") == 0
+        rt.enqueue = RecordingEnqueuer()
+        ids = load_leads(rt, admin, 3)["salesforce"]["ids"]
+        rt.pending.add("salesforce", ids, "test")
+        assert Counter(h.outcome for h in drain(rt, "salesforce")) == {"written": 3}
+        assert rt.store.outbox_stats().depth >= 3  # the live decisions' events, and no shadow ones
+    finally:
+        rt.close()
+
+
+def test_a_usable_candidate_is_loaded_with_a_state_of_its_own(tmp_path: Path, make_runtime: Any) -> None:
+    rt = shadowed_runtime(make_runtime, tmp_path)
+    assert rt.shadow is not None and metric("leadroute_shadow_enabled") == 1
+    assert rt.shadow.version != rt.config.version_hash
+    assert rt.shadow.store.prefix == f"{rt.store.prefix}:shadow:{rt.shadow.version}"
+    assert rt.shadow.config.pools["smb"].members == ("tom", "kim")
+
+
+# ------------------------------------------------------------------------------------------- the step
+
+
+def test_every_live_decision_is_decided_again_by_the_candidate_and_recorded_as_a_shadow_event(
+    tmp_path: Path, make_runtime: Any, admin: Any
+) -> None:
+    rt = shadowed_runtime(make_runtime, tmp_path)
+    assert rt.shadow is not None
+    ids = load_leads(rt, admin, 60, seed=5)["salesforce"]["ids"]
+    rt.pending.add("salesforce", ids, "test")
+    handled = drain(rt, "salesforce")
+    assert Counter(h.outcome for h in handled) == {"written": 60}
+    keys = [LeadRef("salesforce", "Lead", rid).at(0) for rid in ids]
+    live = {k.lead_id: d.decision for k, d in zip(keys, rt.store.decisions(keys), strict=True) if d}
+    shadowed = {k.lead_id: d.decision for k, d in zip(keys, rt.shadow.store.decisions(keys), strict=True) if d}
+    assert set(live) == set(shadowed) == set(ids)
+    assert all(d["config_version"] == rt.shadow.version for d in shadowed.values())
+    assert "raj" not in {d["owner"] for d in shadowed.values() if d["target"] == "pool smb"}
+    for rid in ids:  # the known edit, and nothing else, parts them
+        was, now = live[rid], shadowed[rid]
+        assert now["rule"] == was["rule"], rid
+        if was["rule"] == "mid-market-na":
+            assert now["target"] == "pool smb", rid
+        elif was["target"] in ("pool smb", "pool mid-market"):  # their rotations part with the edit
+            assert now["target"] == was["target"], rid
+        else:
+            assert (now["owner"], now["target"]) == (was["owner"], was["target"]), rid
+
+    ledger = moved_to_ledger(rt, tmp_path)
+    try:
+        events = {e.lead_id: e for e in ledger.between(kinds=["shadow"])}
+        decisions = {e.lead_id: e for e in ledger.between(kinds=["decision"])}
+    finally:
+        ledger.close()
+    assert set(events) == set(ids) and set(ids) <= set(decisions)
+    for rid, event in events.items():
+        decided = shadowed[rid]
+        assert event.event_id == f"shadow/salesforce/Lead/{rid}/0/{rt.shadow.version}"
+        assert event.config_version == rt.shadow.version
+        assert (event.owner, event.rule) == (decided["owner"], decided["rule"])
+        assert event.pool == (decided["target"].removeprefix("pool ") if decided["target"].startswith("pool ") else None)
+        assert event.data["considered"] == decided["considered"] and event.data["skipped"] == decided["skipped"]
+        assert event.data["live"]["owner"] == live[rid]["owner"] == decisions[rid].owner
+        assert event.data["live"]["rule"] == decisions[rid].rule and event.data["live"]["pool"] == decisions[rid].pool
+        assert event.data["agree"] == (decided["owner"] == live[rid]["owner"])
+        assert event.at == datetime.fromisoformat(live[rid]["routed_at"])  # decided as of the live routing time
+
+
+def test_shadow_acts_on_nothing_no_crm_write_no_notification_no_clock(
+    tmp_path: Path, make_runtime: Any, admin: Any
+) -> None:
+    rt = shadowed_runtime(make_runtime, tmp_path)
+    ids = load_leads(rt, admin, 30, seed=9)["salesforce"]["ids"]
+    rt.pending.add("salesforce", ids, "test")
+    drain(rt, "salesforce")
+    records = rt.connector("salesforce").fetch(ids)
+    for rid in ids:
+        live = rt.store.decision(LeadRef("salesforce", "Lead", rid).at(0))
+        assert live is not None
+        assert records[rid].owner_id == route.owner_crm_id(rt.config, "salesforce", live.decision["owner"])
+    rep_owned = {rid for rid in ids if not rt.store.decision(LeadRef("salesforce", "Lead", rid).at(0)).decision[
+        "owner"].startswith("queue:")}
+    assert set(rt.enqueue.assigned_items()) == rep_owned  # one notification per live owner, none for shadow
+    assert rt.shadow is not None and rt.shadow.store.client.zcard(rt.shadow.store.keys.timers()) == 0
+
+
+def test_turning_shadow_on_or_off_changes_no_live_decision_no_live_state_and_no_crm_call(
+    tmp_path: Path, make_runtime: Any, admin: Any, redis_client: Any, redis_prefix: str
+) -> None:
+    """The same leads, the same order, the same starting state: once without shadow, once with it."""
+    data, _ = routing_test_config()
+    config = parse_config(yaml.safe_dump(data, sort_keys=False), "live.yaml")
+    ids = load_leads(make_runtime(config), admin, 80, seed=23)["salesforce"]["ids"]
+
+    def run(prefix: str, with_shadow: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+        for rid in ids:  # back in intake, as they were
+            admin.sf_change_owner(rid, INTAKE_QUEUE)
+        store = RedisStore(redis_client, prefix=prefix)
+        rt = Runtime(config, store, PendingSet(redis_client, prefix), enqueue=RecordingEnqueuer())
+        if with_shadow:
+            cand = tmp_path / "candidate.yaml"
+            cand.write_text(yaml.safe_dump(candidate_of(data), sort_keys=False))
+            rt.shadow = shadow.Shadow(parse_config(cand.read_text(), str(cand)), store.shadow("cand"), cand)
+        try:
+            rt.pending.add("salesforce", ids, "test", now=1_700_000_000.0)
+            admin.clear_counters()
+            for _ in range(20):
+                if not route.route_pending(rt, "salesforce", limit=25).handled:
+                    break
+            calls = admin.counters()["endpoints"]
+            keys = [LeadRef("salesforce", "Lead", rid).at(0) for rid in ids]
+            decisions = {k.lead_id: {n: v for n, v in d.decision.items() if n != "routed_at"}
+                         for k, d in zip(keys, store.decisions(keys), strict=True) if d}
+            state = {
+                "loads": store.all_loads(),
+                "pools": {p: store.client.hgetall(store.keys.pool(p)) for p in config.pools},
+                "open": store.open_leads("salesforce"),
+                "written": store.written(keys),
+                "owners": {rid: r.owner_id for rid, r in rt.connector("salesforce").fetch(ids).items()},
+                "notified": sorted(rt.enqueue.assigned_items()),
+            }
+            return decisions, state, calls
+        finally:
+            rt.close()
+
+    off = run(redis_prefix + "-off", with_shadow=False)
+    on = run(redis_prefix + "-on", with_shadow=True)
+    assert len(off[0]) == len(ids)
+    assert on[0] == off[0]  # every live decision, field for field
+    assert on[1] == off[1]  # loads, rotations, open leads, written markers, CRM owners, notifications
+    assert on[2] == off[2]  # not one CRM call more: shadow reuses the fetched records and account owners
+    shadow_keys = list(redis_client.scan_iter(match=f"{redis_prefix}-on:shadow:cand:dec:*"))
+    assert len(shadow_keys) == len(ids)  # and it did decide every lead, in its own keys
+
+
+def test_the_live_config_as_its_own_candidate_agrees_on_every_lead(tmp_path: Path, make_runtime: Any, admin: Any) -> None:
+    data, _ = routing_test_config()
+    rt = shadowed_runtime(make_runtime, tmp_path, candidate=data)
+    assert rt.shadow is not None and rt.shadow.version == rt.config.version_hash
+    before = metric("leadroute_shadow_decisions_total", result="agree")
+    ids = load_leads(rt, admin, 40, seed=31)["hubspot"]["ids"]
+    rt.pending.add("hubspot", ids, "test")
+    drain(rt, "hubspot")
+    keys = [LeadRef("hubspot", "contacts", rid).at(0) for rid in ids]
+    live = [d.decision["owner"] for d in rt.store.decisions(keys)]
+    shadowed = [d.decision["owner"] for d in rt.shadow.store.decisions(keys)]
+    assert shadowed == live  # its own state evolves exactly as the live one did
+    assert metric("leadroute_shadow_decisions_total", result="agree") - before == len(ids)
+    assert rt.shadow.store.all_loads() == rt.store.all_loads()
+
+
+def test_a_failing_candidate_never_fails_or_changes_the_live_batch_and_is_counted(
+    tmp_path: Path, make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = shadowed_runtime(make_runtime, tmp_path)
+
+    class Broken:
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def route(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("the candidate's engine fell over")
+
+    monkeypatch.setattr(shadow, "Router", Broken)
+    before = metric("leadroute_shadow_failures_total", stage="decide")
+    ids = load_leads(rt, admin, 12, seed=3)["salesforce"]["ids"]
+    rt.pending.add("salesforce", ids, "test")
+    with structlog.testing.capture_logs() as logs:
+        handled = drain(rt, "salesforce")
+    assert Counter(h.outcome for h in handled) == {"written": 12}
+    assert metric("leadroute_shadow_failures_total", stage="decide") - before == 12
+    assert any(e["event"] == "shadow_failed" and "fell over" in e["error"] for e in logs)
+    assert rt.shadow is not None
+    assert rt.shadow.store.decisions([LeadRef("salesforce", "Lead", rid).at(0) for rid in ids]) == [None] * 12
+    assert rt.shadow.store.all_loads() == {}  # the failed computes' leases released, nothing claimed
+    kinds = Counter(e.kind for e in (ledger_step.entry_event(x, rt.config) for x in rt.store.outbox_claim(1000, 60)))
+    assert kinds["shadow"] == 0 and kinds["decision"] == 12
+
+
+def test_one_lead_the_candidate_cannot_route_costs_only_its_own_shadow_row(
+    tmp_path: Path, make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = shadowed_runtime(make_runtime, tmp_path)
+    ids = load_leads(rt, admin, 8, seed=13)["salesforce"]["ids"]
+    real = shadow.Router
+
+    class Picky(real):  # type: ignore[misc, valid-type]
+        def route(self, lead: Any, *args: Any, **kwargs: Any) -> Any:
+            if lead.fields.get("id") == ids[3]:
+                raise ValueError("this one lead")
+            return super().route(lead, *args, **kwargs)
+
+    monkeypatch.setattr(shadow, "Router", Picky)
+    rt.pending.add("salesforce", ids, "test")
+    drain(rt, "salesforce")
+    assert rt.shadow is not None
+    found = rt.shadow.store.decisions([LeadRef("salesforce", "Lead", rid).at(0) for rid in ids])
+    assert [rid for rid, d in zip(ids, found, strict=True) if d is None] == [ids[3]]
+
+
+def test_shadow_loads_follow_the_live_recount(tmp_path: Path, make_runtime: Any, admin: Any) -> None:
+    data, _ = routing_test_config()
+    rt = shadowed_runtime(make_runtime, tmp_path, candidate=data)
+    assert rt.shadow is not None
+    ids = load_leads(rt, admin, 30, seed=17)["salesforce"]["ids"]
+    rt.pending.add("salesforce", ids, "test")
+    drain(rt, "salesforce")
+    assert rt.shadow.store.all_loads() == rt.store.all_loads()
+    held = rt.store.open_leads("salesforce")
+    acked = sorted(held)[:5]
+    for rid in acked:  # the reps got to these in the CRM
+        admin.sf_set_status(rid, "Working - Contacted")
+    loads = route.reconcile_loads(rt)
+    assert sum(loads.values()) == len(held) - 5
+    assert rt.shadow.store.all_loads() == rt.store.all_loads() == loads
+    assert set(rt.shadow.store.open_leads("salesforce")) == set(held) - set(acked)
