@@ -62,6 +62,8 @@ def report(
     database_url: Annotated[str | None, typer.Option(
         "--database-url", envvar="DATABASE_URL", show_envvar=True,
         help="The ledger's database; unset: the embedded SQLite file ./var/ledger.sqlite3.")] = None,
+    shadow: Annotated[bool, typer.Option(
+        "--shadow", help="Compare live and shadow decisions on the same leads instead (docs/shadow.md).")] = False,
 ) -> None:
     """Speed to lead, SLA compliance, fairness, acceptance, outcomes and rule coverage from the routing ledger."""
     # the report's dependencies (SQLAlchemy, numpy) load for `report` only
@@ -89,9 +91,36 @@ def report(
             raise typer.Exit(1)
         with _Progress() as tick:
             result = build_report(engine, Period(start, end), by, settings, progress=tick, now=now)
+        arms = _arms(engine, Period(start, end), config) if by == "arm" else None
     finally:
         engine.dispose()
-    _write(result, format, out_file)
+    _write(result if arms is None else _WithArms(result, arms), format, out_file)
+
+
+def _arms(engine: Any, period: Any, config: Path | None) -> Any:
+    """``--by arm``: each split's arms compared, with intervals and a verdict (worker/reports/arms.py)."""
+    from worker.reports.arms import compare_arms, orders_from_config  # loads for --by arm only
+
+    orders = {}
+    path = config or Path(os.environ.get("LEADROUTE_CONFIG", "config/routing.yaml"))
+    if path.is_file():
+        from worker.config import ConfigError, load_config  # the config's arm order picks each baseline
+
+        try:
+            orders = orders_from_config(load_config(path))
+        except (ConfigError, OSError):
+            orders = {}  # _settings has reported it already
+    return compare_arms(engine, period, orders)
+
+
+class _WithArms:
+    """The report with the arm comparison: its JSON gains ``arms``, the table and HTML a section."""
+
+    def __init__(self, report: Any, arms: Any) -> None:
+        self.report, self.arms = report, arms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.report.to_dict(), "arms": self.arms.to_dict()}
 
 
 class _Progress:
@@ -119,6 +148,9 @@ class _Progress:
 
 
 def _write(result: Any, format: str, out_file: Path | None) -> None:
+    arms = result.arms if isinstance(result, _WithArms) else None
+    if arms is not None and format != "json":
+        result = result.report
     if format == "json":
         import json  # only the json format needs it
 
@@ -133,17 +165,28 @@ def _write(result: Any, format: str, out_file: Path | None) -> None:
         from worker.reports.html import render as render_html  # Plotly loads for the html format only
 
         target = out_file or DEFAULT_HTML
-        target.write_text(render_html(result), encoding="utf-8")
+        page = render_html(result)
+        if arms is not None:
+            from worker.reports.arms import render_html as arms_html  # --by arm only
+
+            page = page.replace("</body>", arms_html(arms) + "</body>", 1)
+        target.write_text(page, encoding="utf-8")
         err.print(f"wrote {target} ({target.stat().st_size // 1024:,} KiB, opens offline)")
         return
+    from worker.reports.arms import render_lines as arms_lines  # plain lines, beside the tables
     from worker.reports.table import render as render_table  # rich tables for the table format only
 
+    lines = [] if arms is None else ["", *arms_lines(arms)]
     if out_file is None:
         for part in render_table(result):
             out.print(part)
+        for line in lines:
+            out.print(escape(line))
         return
     with out_file.open("w", encoding="utf-8") as handle:
         console = Console(file=handle, width=100, highlight=False, color_system=None)
         for part in render_table(result):
             console.print(part)
+        for line in lines:
+            console.print(escape(line))
     err.print(f"wrote {out_file}")

@@ -19,7 +19,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.settings import ConnectorsConfig, parse_seconds
 from worker.config.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
@@ -222,35 +222,64 @@ class WorkerSettings(_Model):
     outcomes_every: float = 3600.0  # read back what became of routed leads (converted, won, lost)
     outcomes_lookback: float = 180 * 86_400.0  # ... for leads routed within this long (e.g. "180d")
     ledger_retention: float | None = None  # delete ledger events older than this (e.g. "730d"); unset: keep all
-    # a candidate routing config run in shadow beside the live one (docs/shadow.md): a path, relative to this
-    # file's folder; not part of the config version, so turning it on or off changes no live decision
-    shadow: str | None = None
 
     @field_validator("*", mode="before")
     @classmethod
-    def _durations(cls, value: Any, info: ValidationInfo) -> Any:
-        return value if info.field_name == "shadow" else _seconds(value)
+    def _durations(cls, value: Any) -> Any:
+        return _seconds(value)
 
     @field_validator("*")
     @classmethod
-    def _positive(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name == "shadow":
-            if value is not None and not value:
-                raise ValueError("must name a candidate config file, e.g. routing.candidate.yaml")
-            return value
+    def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be a positive duration, e.g. 15s")
         return value
 
 
+class Arm(_Model):
+    """One arm of an A/B split: its name, its share of the rule's leads in percent, its target."""
+
+    name: str = Field(min_length=1)
+    share: float = Field(gt=0, le=100)
+    assign: Assign
+
+
+class Split(_Model):
+    """A rule's leads divided between arms by a stable hash of ``key`` (see ``worker.routing.split``)."""
+
+    key: Literal["domain", "lead_id"] = "domain"
+    arms: tuple[Arm, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _shares_add_up(self) -> Split:
+        total = sum(a.share for a in self.arms)
+        if abs(total - 100) > 1e-9:
+            parts = ", ".join(f"{a.name} {a.share:g}" for a in self.arms)
+            raise ValueError(f"arm shares add up to {total:g}, not 100 ({parts})")
+        return self
+
+
 class Rule(_Model):
     name: str = Field(min_length=1)
     when: dict[str, Any] = Field(default_factory=dict)
-    assign: Assign
+    assign: Assign  # with a split: the first arm's, so code that reads a rule's target still has one
     tie_break: TieBreakList = None  # overrides the pool's for this rule
+    split: Split | None = None  # A/B arms, each with its own target, instead of assign
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _assign_or_split(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("split") is not None:
+            if "assign" in data:
+                raise ValueError("give either assign or split (each arm has its own assign), not both")
+            arms = data["split"].get("arms") if isinstance(data["split"], dict) else None
+            first = arms[0] if isinstance(arms, list) and arms and isinstance(arms[0], dict) else None
+            if first is not None and "assign" in first:
+                data = {**data, "assign": first["assign"]}
+        return data
 
 
 class ConfigModel(_Model):
@@ -460,9 +489,26 @@ def _cross_check(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> li
         if rule.name in names:
             err(("rules", i, "name"), f"duplicate rule name '{rule.name}'")
         names.add(rule.name)
-        problems.extend(_check_target(rule.assign, ("rules", i, "assign"), model, known, file, lines))
+        if rule.split is not None:
+            problems.extend(_check_split(rule.split, ("rules", i, "split"), model, known, file, lines))
+        else:
+            problems.extend(_check_target(rule.assign, ("rules", i, "assign"), model, known, file, lines))
     problems.extend(_check_target(model.fallback, ("fallback",), model, known, file, lines))
     return problems
+
+
+def _check_split(split: Split, path: PathKey, model: ConfigModel, known: set[str], file: str, lines: dict) -> list[Problem]:
+    """Each arm's target exists, and no two arms share a name (the ledger tells arms apart by name)."""
+    out = []
+    seen: set[str] = set()
+    for j, arm in enumerate(split.arms):
+        where = (*path, "arms", j)
+        if arm.name in seen:
+            out.append(Problem(file, line_for(lines, (*where, "name")), _dotted((*where, "name")),
+                               f"arm '{arm.name}' is named twice; each arm needs its own name"))
+        seen.add(arm.name)
+        out.extend(_check_target(arm.assign, (*where, "assign"), model, known, file, lines))
+    return out
 
 
 def _check_target(
@@ -702,9 +748,7 @@ def _required_territories(when: dict[str, Any]) -> frozenset[str] | None:
 
 
 def _version_hash(model: ConfigModel) -> str:
-    # worker.shadow names a candidate to compare with, it changes no live decision: not part of the version
-    canonical = json.dumps(model.model_dump(mode="json", exclude={"worker": {"shadow"}}), sort_keys=True,
-                           separators=(",", ":"))
+    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -828,6 +872,7 @@ def load_config(path: str | Path, *, today: date | None = None) -> RoutingConfig
 __all__ = [
     "CANONICAL_FIELDS",
     "DAYS",
+    "Arm",
     "Assign",
     "ConfigError",
     "ConfigModel",
@@ -838,6 +883,7 @@ __all__ = [
     "Rep",
     "RoutingConfig",
     "Rule",
+    "Split",
     "Territory",
     "load_config",
     "parse_config",

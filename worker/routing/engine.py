@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
+from worker.config.schema import Rule
 from worker.domain.normalize import NormalizedLead, normalize_lead
+from worker.routing.split import choose_arm, split_key
 from worker.routing.state import Candidate, ContactHistory, RoutingState, Strategy
 from worker.routing.tiebreak import FILE_ORDER, LEAST_LOADED, MOST_RECENT_CONTACT, SENIORITY, settle
 
@@ -45,6 +47,8 @@ class Decision:
     chain: list[str] = field(default_factory=list)  # the backup walk, when the first rep was unavailable
     tie_breaks: dict[str, str] = field(default_factory=dict)  # "territory"/"pool" -> the tie-breaker that decided
     created_at: str | None = None  # the lead's creation time, when it has one (``routed_at`` is when it was decided)
+    arm: str | None = None  # the A/B arm of the matched rule's split the lead fell in
+    experiment: str | None = None  # ... and that rule's name, kept when the arm's target fell back
 
     @property
     def owner_rep(self) -> str | None:
@@ -69,6 +73,8 @@ class Decision:
             out["tie_breaks"] = dict(self.tie_breaks)
         if self.created_at is not None:
             out["created_at"] = self.created_at
+        if self.arm is not None:
+            out["arm"], out["experiment"] = self.arm, self.experiment
         return out
 
     @classmethod
@@ -224,7 +230,10 @@ class Router:
             head = f"{rule.name}: {phrase}" if phrase else rule.name
             if overlap:
                 head += f" ({overlap})"
-            outcome = ctx.assign(rule.assign, index)
+            target = rule.assign
+            if rule.split is not None:
+                target, head = _split_target(ctx, rule, head)
+            outcome = ctx.assign(target, index)
             if outcome is not None:
                 return ctx.decision(lead_id, rule.name, head, outcome, normalized)
             return ctx.decision(lead_id, FALLBACK, head, ctx.fallback(ctx.failure), normalized)
@@ -274,6 +283,17 @@ class Router:
         return normalized, ctx
 
 
+def _split_target(ctx: _Context, rule: Rule, head: str) -> tuple[Assign, str]:
+    """The arm of ``rule``'s split the lead falls in (recorded on the context) and its target."""
+    split = rule.split
+    assert split is not None
+    value, used = split_key(split.key, ctx.facts)
+    arm = split.arms[choose_arm(rule.name, split.arms, value)]
+    ctx.arm, ctx.experiment = arm.name, rule.name
+    by = split.key if used == split.key else f"lead_id, no {split.key}"
+    return arm.assign, f"{head} [arm {arm.name} {arm.share:g}%, by {by}]"
+
+
 def _candidate_rules(config: RoutingConfig, territory: str | None) -> Sequence[int]:
     """The rules, in order, that a lead in ``territory`` can match (rules naming only other
     territories cannot): testing just these decides the same, faster."""
@@ -318,8 +338,8 @@ class _Outcome:
 class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
-    __slots__ = ("at", "chain", "config", "considered", "created", "exclude", "facts", "failure", "history",
-                 "overrides", "skipped", "state", "tie_breaks")
+    __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
+                 "history", "overrides", "skipped", "state", "tie_breaks")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -338,6 +358,8 @@ class _Context:
         self.failure: str | None = None
         self.chain: list[str] = []
         self.tie_breaks: dict[str, str] = {}
+        self.arm: str | None = None
+        self.experiment: str | None = None
 
     def skip(self, rep_id: str, reason: str) -> None:
         if rep_id not in self.considered:
@@ -641,4 +663,6 @@ class _Context:
             chain=self.chain,
             tie_breaks=self.tie_breaks,
             created_at=self.created.isoformat() if self.created is not None else None,
+            arm=self.arm,
+            experiment=self.experiment,
         )

@@ -99,7 +99,7 @@ def plain(value: Any) -> Any:
 
 _DECISION_DATA = (
     "reason", "target", "owner_kind", "strategy_state", "considered", "skipped", "unreadable", "routed_at", "via",
-    "requested_by", "why", "excluded", "chain", "tie_breaks", "created_at",
+    "requested_by", "why", "excluded", "chain", "tie_breaks", "created_at", "experiment",
 )  # fmt: skip
 _TERRITORY_FIELDS = ("country", "state", "postcode")
 
@@ -194,6 +194,7 @@ def decision_event(lead: LeadRef, epoch: int, decision: Mapping[str, Any], at: d
         rule=decision.get("rule"),
         pool=target.removeprefix("pool ") if target.startswith("pool ") else None,
         source=beside.get("lead_source"),
+        arm=decision.get("arm"),  # the A/B arm (``data.experiment`` names the rule that split)
         lead_created_at=created,
         wait_seconds=round(max(0.0, (at - created).total_seconds()), 3) if first and created else None,
         wait_business_seconds=business_seconds(config, owner, created, at) if first and created else None,
