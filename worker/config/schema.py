@@ -19,7 +19,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from connectors.settings import ConnectorsConfig, parse_seconds
 from worker.config.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
@@ -222,15 +222,22 @@ class WorkerSettings(_Model):
     outcomes_every: float = 3600.0  # read back what became of routed leads (converted, won, lost)
     outcomes_lookback: float = 180 * 86_400.0  # ... for leads routed within this long (e.g. "180d")
     ledger_retention: float | None = None  # delete ledger events older than this (e.g. "730d"); unset: keep all
+    # a candidate routing config run in shadow beside the live one (docs/shadow.md): a path, relative to this
+    # file's folder; not part of the config version, so turning it on or off changes no live decision
+    shadow: str | None = None
 
     @field_validator("*", mode="before")
     @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return _seconds(value)
+    def _durations(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if info.field_name == "shadow" else _seconds(value)
 
     @field_validator("*")
     @classmethod
-    def _positive(cls, value: float) -> float:
+    def _positive(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "shadow":
+            if value is not None and not value:
+                raise ValueError("must name a candidate config file, e.g. routing.candidate.yaml")
+            return value
         if value <= 0:
             raise ValueError("must be a positive duration, e.g. 15s")
         return value
@@ -748,7 +755,9 @@ def _required_territories(when: dict[str, Any]) -> frozenset[str] | None:
 
 
 def _version_hash(model: ConfigModel) -> str:
-    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # worker.shadow names a candidate to compare with, it changes no live decision: not part of the version
+    canonical = json.dumps(model.model_dump(mode="json", exclude={"worker": {"shadow"}}), sort_keys=True,
+                           separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
