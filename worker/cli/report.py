@@ -83,6 +83,9 @@ def report(
     if end <= start:
         err.print(f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})")
         raise typer.Exit(2)
+    if shadow:
+        _shadow_report(database_url, Period(start, end), format, out_file)
+        return
     settings = _settings(config)
     engine = create_ledger_engine(database_url)
     try:
@@ -121,6 +124,37 @@ class _WithArms:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.report.to_dict(), "arms": self.arms.to_dict()}
+
+
+def _shadow_report(database_url: str | None, period: Any, format: str, out_file: Path | None) -> None:
+    """``--shadow``: live and shadow decisions compared on the same leads (worker/reports/shadow.py)."""
+    # the ledger and the comparison load for --shadow only
+    from worker.ledger.database import create_ledger_engine, display_url
+    from worker.ledger.migrate import current_revision
+    from worker.reports.shadow import render_html, render_lines, shadow_report
+
+    engine = create_ledger_engine(database_url)
+    try:
+        if current_revision(engine) is None:
+            err.print(f"{display_url(engine.url)}: no ledger here (run `leadroute db upgrade`, or point --database-url at one)")
+            raise typer.Exit(1)
+        result = shadow_report(engine, period)
+    finally:
+        engine.dispose()
+    if format == "json":
+        import json  # only the json format needs it
+
+        text = json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n"
+    elif format == "html":
+        text = render_html(result)
+        out_file = out_file or DEFAULT_HTML.with_name("leadroute-shadow.html")
+    else:
+        text = "\n".join(render_lines(result)) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out_file}")
 
 
 class _Progress:
