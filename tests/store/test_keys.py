@@ -43,6 +43,7 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "lock": keys.lock("poll:salesforce"),
         "seen": keys.seen("hubspot", "evt-1"),
         "availability": keys.availability(),
+        "state marker": keys.state(),
         "general form": keys.key("a", 1, "b"),
     } == {
         "loads": f"{prefix}:loads",
@@ -66,6 +67,7 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "lock": f"{prefix}:lock:poll:salesforce",
         "seen": f"{prefix}:seen:hubspot:evt-1",
         "availability": f"{prefix}:availability",
+        "state marker": f"{prefix}:state",
         "general form": f"{prefix}:a:1:b",
     }
     assert keys.watermark_field("salesforce", "Lead") == "salesforce:Lead"
@@ -77,7 +79,7 @@ def test_every_key_begins_with_a_root_named_in_the_keys_module() -> None:
         keys.loads(), keys.pool("x"), keys.decision(KEY), keys.lease(KEY), keys.epoch(LEAD), keys.log(), keys.timers(),
         keys.timer_payloads(), keys.rep_timers("ann"), keys.done_mark(TIMER, 0, "t"), keys.pending("c"),
         keys.pending_meta("c"), keys.watermarks(), keys.polled("c"), keys.written(KEY), keys.open_leads("c"),
-        keys.lock("l"), keys.seen("n", "i"), keys.availability(), keys.outbox(), keys.outbox_dead(),
+        keys.lock("l"), keys.seen("n", "i"), keys.availability(), keys.outbox(), keys.outbox_dead(), keys.state(),
     ]  # fmt: skip
     assert {name.split(":")[1] for name in named} == set(STORE_ROOTS)
     assert set(STORE_ROOTS).isdisjoint(CONNECTOR_ROOTS)

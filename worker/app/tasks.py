@@ -26,6 +26,7 @@ from worker.observability import metrics
 from worker.steps import after_route, route
 from worker.steps import ledger as ledger_step
 from worker.steps import outcomes as outcomes_step
+from worker.steps import rebuild as rebuild_step
 
 log = structlog.get_logger("leadroute.tasks")
 
@@ -40,6 +41,7 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, BrokerUnavailable)
 REDIS_MAX_RETRIES = 12
 REDIS_BACKOFF_FIRST = 0.5  # seconds; doubled each retry, up to REDIS_BACKOFF_MAX, jittered down to half
 REDIS_BACKOFF_MAX = 30.0
+STATE_WAIT_SECONDS = 2.0  # a drain that finds a rebuild running tries again this much later
 # Publishing the retry needs the broker, which may be the Redis that is restarting: keep trying for ~20 s.
 RETRY_PUBLISH_POLICY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 3.0}
 
@@ -106,6 +108,11 @@ def drain(self: Task, crm: str) -> int:
     """
     structlog.contextvars.bind_contextvars(crm=crm)
     rt = get_runtime()
+    state = rebuild_step.ensure_state(rt)  # one read; rebuilds a lost state before routing into it
+    if state.status == "busy":
+        raise self.retry(countdown=STATE_WAIT_SECONDS)
+    if not state.ready:
+        return 0  # a foreign state, or the ledger unreachable with the state gone: logged; beat's next drain asks again
     backlog = rt.pending.due(crm) > rt.connector(crm).write_batch_max
     slots = DRAIN_SLOTS if backlog else 1
     slot, token = _drain_slot(rt, crm, slots)
@@ -169,6 +176,8 @@ def reroute(
 ) -> dict[str, Any]:
     """A manual re-route; ``epoch`` pins the retries of one request to one decision."""
     rt = get_runtime()
+    if not rebuild_step.ensure_state(rt).ready:
+        raise self.retry(countdown=STATE_WAIT_SECONDS)  # a rebuild is running, or the state is not ours (logged)
     obj = rt.object_name(crm)
     key = DecisionKey(crm, obj, lead_id, epoch) if epoch is not None else None
     try:

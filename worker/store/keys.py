@@ -39,6 +39,8 @@ STORE_ROOTS: dict[str, str] = {
     "lock": "string per lock name: the owner token",
     "seen": "flag per (namespace, id): first-seen de-duplication (webhook events)",
     "availability": "hash rep -> json availability override",
+    # recovery
+    "state": "hash: the state marker (instance id, prefix, ledger, generation); missing = Redis lost its data",
 }
 
 # Built by the CRM connectors (package ``connectors``) under the prefix the worker hands them
@@ -123,6 +125,10 @@ class Keys:
         """The set of a rep's open SLA clocks (timer ids)."""
         return f"{self.prefix}:sla:rep:{rep}"
 
+    def every_rep_timers(self) -> str:
+        """A SCAN pattern matching every rep's set of open clocks."""
+        return glob_escape(self.prefix) + ":sla:rep:*"
+
     def done_mark(self, timer_id: str, epoch: int, tag: str) -> str:
         """The mark that an SLA action (``tag``) on a clock at an epoch was carried out."""
         return f"{self.prefix}:sla:once:{timer_id}:{epoch}:{tag}"
@@ -162,3 +168,9 @@ class Keys:
 
     def availability(self) -> str:
         return f"{self.prefix}:availability"
+
+    # ------------------------------------------------------------------ recovery
+
+    def state(self) -> str:
+        """The state marker: written when the state is first used and by a rebuild (:mod:`.marker`)."""
+        return f"{self.prefix}:state"

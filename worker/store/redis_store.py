@@ -19,6 +19,7 @@ The store is split by concern; :class:`RedisStore` combines them:
 * :mod:`.crm_state`: watermarks, last polls, written markers, who holds each open lead.
 * :mod:`.locks`: locks with owner tokens, first-seen de-duplication.
 * :mod:`.availability`: per-rep availability overrides.
+* :mod:`.marker`: the state marker (was the state lost?) and the writes of a rebuild.
 * :mod:`.keys`: the name of every key, under a configurable prefix (``<prefix>:...``) so two
   configurations can share one Redis; for Redis Cluster use a hash-tagged prefix such as
   ``{leadroute}`` so each script's keys share a slot.
@@ -42,6 +43,7 @@ from worker.store.crm_state import CrmStateStore
 from worker.store.decisions import SCRIPT_CHUNK, Decided, DecisionBusy, DecisionState, DecisionStore
 from worker.store.locks import LockBusy, LockStore
 from worker.store.log import LogEntry, LogStore
+from worker.store.marker import RecoveryStore, StateMarker
 from worker.store.outbox import OutboxEntry, OutboxStats, OutboxStore
 from worker.store.pending import PendingSet
 from worker.store.routing_state import CLAIM_CHUNK, Claim, DirectClaim, PoolClaim
@@ -63,11 +65,13 @@ __all__ = [
     "OutboxStats",
     "PoolClaim",
     "RedisStore",
+    "StateMarker",
     "Timer",
 ]
 
 
-class RedisStore(DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore):
+class RedisStore(DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore,
+                 RecoveryStore):
     """All shared state of one leadroute configuration, under one key prefix.
 
     ``decision_ttl``: how long a decision (and its journal) is kept for idempotent
