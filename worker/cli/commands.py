@@ -19,15 +19,14 @@ from rich.table import Table
 
 from worker.cli.db import app as db_app
 from worker.cli.export import export as export_command
-from worker.cli.export import open_for_reading
 from worker.cli.progress import progress
 from worker.cli.rebuild import rebuild as rebuild_command
 from worker.cli.report import report as report_command
 from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
+from worker.cli.ui import app as ui_app
 from worker.config import ConfigError, RoutingConfig, config_path, load_config
 from worker.domain.leads import LeadRef
 from worker.domain.names import suggest
-from worker.routing.engine import absence, in_hours
 
 app = typer.Typer(
     help="leadroute: route CRM leads to the right rep in milliseconds, and enforce SLAs.",
@@ -36,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(ui_app, name="ui")
 app.command(name="report")(report_command)
 app.command(name="rebuild")(rebuild_command)
 app.command(name="export")(export_command)
@@ -361,6 +361,8 @@ def reroute(
     config: ConfigOption = None,
 ) -> None:
     """Re-route one lead by hand: a new routing epoch, load moved, who asked and why recorded."""
+    from worker.steps import manual  # the steps load for the commands that act on live state only
+
     if to and pool:
         err.print("give --to or --pool, not both")
         raise typer.Exit(1)
@@ -374,22 +376,19 @@ def reroute(
         raise typer.Exit(1)
     who = f"{getpass.getuser()} (cli)"
     if now:
-        # the routing steps load only when a re-route runs here rather than in the worker
-        from connectors.base import ConnectorError
-        from worker.steps import after_route, route
+        from connectors.base import ConnectorError  # the CRM's errors matter only when a re-route runs here
 
         try:
-            result = route.reroute(rt, crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who)
+            done = manual.reroute(rt, crm, lead_id, to=to, pool=pool, why=reason, actor=who, inline=True)
         except (LookupError, ConnectorError) as exc:
             err.print(str(exc))
             raise typer.Exit(1) from None
-        after_route.after_reroute(rt, crm, lead_id, result)
+        result = done.result
         out.print(f"{lead_id}: {result.previous_owner or '-'} -> {result.owner} (epoch {result.epoch})")
         out.print(escape(result.reason))
         return
-    key = rt.store.new_epoch(LeadRef(crm, rt.object_name(crm), lead_id))
-    rt.enqueue.reroute(crm, lead_id, to_rep=to, pool=pool, why=reason, requested_by=who, epoch=key.epoch)
-    out.print(f"{lead_id}: re-route enqueued (epoch {key.epoch})")
+    queued = manual.reroute(rt, crm, lead_id, to=to, pool=pool, why=reason, actor=who)
+    out.print(f"{lead_id}: re-route enqueued (epoch {queued.epoch})")
 
 
 def _lead(config: Path | None, crm: str, lead_id: str) -> tuple[Any, Any]:
@@ -416,11 +415,13 @@ def explain(
     Redis holds that has not reached it yet; a lead the ledger has never seen is explained from
     what Redis still holds (decisions are kept there for 7 days).
     """
+    from worker.steps import manual  # the steps load for the commands that act on live state only
+
     rt, ref = _lead(config, crm, lead_id)
-    history = _ledger_history(rt, ref)
+    history = manual.ledger_history(rt, ref, warn=_ledger_unreadable)
     if history:
         if as_json:
-            _print_json(_history_json(ref, history))
+            _print_json(manual.history_json(ref, history))
         else:
             _print_history(history)
         return
@@ -430,7 +431,7 @@ def explain(
         err.print(f"no decision recorded for {ref} (in the ledger, nor in Redis, which keeps decisions for 7 days)")
         raise typer.Exit(1)
     if as_json:
-        _print_json(_redis_json(ref, decisions, events))
+        _print_json(manual.redis_json(ref, decisions, events))
         return
     for decided in decisions:
         d = decided.decision
@@ -451,76 +452,15 @@ def explain(
             out.print(f"  {event.at.isoformat()}  {escape(event.kind)}  {escape(json.dumps(event.data, default=str))}")
 
 
-def _ledger_history(rt: Any, ref: LeadRef) -> list[Any]:
-    """The lead's ledger events, and those still in the outbox, oldest first; [] when neither has any."""
-    from worker.ledger.events import InvalidEvent  # plain data; SQLAlchemy loads in open_for_reading, for the ledger only
-    from worker.steps.ledger import entry_event  # the steps load for `explain` only
-
-    found: dict[str, Any] = {}
-    ledger = open_for_reading(os.environ.get("DATABASE_URL") or None)
-    if ledger is not None:
-        try:
-            for event in ledger.for_lead(ref.crm, ref.lead_id, object=ref.object):
-                found[event.event_id] = event
-        except Exception as exc:  # a ledger down or not migrated: what Redis holds still explains
-            err.print(f"[yellow]the ledger could not be read[/yellow] ({escape(type(exc).__name__)}); "
-                      "showing what Redis holds")
-        finally:
-            ledger.close()
-    for entry in rt.store.outbox_for_lead(ref.crm, ref.object, ref.lead_id):
-        try:
-            event = entry_event(entry, rt.config)
-        except (InvalidEvent, ValueError, KeyError):
-            continue
-        found.setdefault(event.event_id, event)
-    return sorted(found.values(), key=lambda e: (e.at, e.event_id))
-
-
-def _lead_json(ref: LeadRef, source: str) -> dict[str, Any]:
-    return {"crm": ref.crm, "object": ref.object, "lead_id": ref.lead_id, "source": source}
-
-
-def _decision_json(*, epoch: Any, at: Any, config_version: Any, kind: str, owner: Any, previous_owner: Any, rule: Any,
-                   data: dict[str, Any], actor: Any = None, wait_seconds: Any = None,
-                   wait_business_seconds: Any = None) -> dict[str, Any]:
-    return {
-        "epoch": epoch, "at": at.isoformat() if hasattr(at, "isoformat") else at, "config_version": config_version,
-        "kind": kind, "via": data.get("via"), "owner": owner, "previous_owner": previous_owner, "rule": rule,
-        "reason": data.get("reason"), "considered": list(data.get("considered") or []),
-        "skipped": dict(data.get("skipped") or {}), "unreadable": list(data.get("unreadable") or []),
-        "actor": actor, "why": data.get("why"), "wait_seconds": wait_seconds,
-        "wait_business_seconds": wait_business_seconds,
-    }
-
-
-def _history_json(ref: LeadRef, history: list[Any]) -> dict[str, Any]:
-    """``explain --json`` from the ledger: decisions newest first, then the other events oldest first."""
-    routings = [e for e in history if e.kind in ("decision", "reroute") and (e.data or {}).get("via") != "refused"]
-    decisions = [_decision_json(epoch=e.epoch, at=e.at, config_version=e.config_version, kind=e.kind, owner=e.owner,
-                                previous_owner=e.previous_owner, rule=e.rule, data=e.data or {}, actor=e.actor,
-                                wait_seconds=e.wait_seconds, wait_business_seconds=e.wait_business_seconds)
-                 for e in sorted(routings, key=lambda e: (e.epoch or 0, e.at), reverse=True)]
-    events = [{"at": e.at.isoformat(), "kind": e.kind, "owner": e.owner, "previous_owner": e.previous_owner,
-               "actor": e.actor, "tier": e.tier, "status": e.status, "wait_seconds": e.wait_seconds,
-               "data": e.data or {}} for e in history if e not in routings]
-    return {**_lead_json(ref, "ledger"), "decisions": decisions, "events": events}
-
-
-def _redis_json(ref: LeadRef, decisions: list[Any], events: list[Any]) -> dict[str, Any]:
-    """``explain --json`` from what Redis still holds, in the same shape as from the ledger."""
-    out_decisions = []
-    for decided in decisions:
-        d = decided.decision
-        out_decisions.append(_decision_json(
-            epoch=decided.key.epoch, at=decided.at or d.get("routed_at"), config_version=d.get("config_version"),
-            kind="decision", owner=d.get("owner"), previous_owner=d.get("previous_owner"), rule=d.get("rule"), data=d))
-    out_events = [{"at": e.at.isoformat(), "kind": e.kind, "owner": None, "previous_owner": None, "actor": None,
-                   "tier": None, "status": None, "wait_seconds": None, "data": e.data} for e in reversed(events)]
-    return {**_lead_json(ref, "redis"), "decisions": out_decisions, "events": out_events}
+def _ledger_unreadable(error: str) -> None:
+    """``explain``'s one-line warning when the ledger cannot be read."""
+    err.print(f"[yellow]the ledger could not be read[/yellow] ({escape(error)}); showing what Redis holds")
 
 
 def _print_history(history: list[Any]) -> None:
-    routings = [e for e in history if e.kind in ("decision", "reroute") and (e.data or {}).get("via") != "refused"]
+    from worker.steps import manual  # the steps load for the commands that act on live state only
+
+    routings = manual.routings(history)
     for event in sorted(routings, key=lambda e: (e.epoch or 0, e.at), reverse=True):
         d = event.data or {}
         how = ""
@@ -564,25 +504,11 @@ def reps(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see the README) instead of text.")] = False,
 ) -> None:
     """Each rep's open load against capacity, availability right now, and out-of-office windows."""
+    from worker.steps import manual  # the steps load for the commands that act on live state only
+
     rt = _runtime(config)
     now = datetime.now(UTC)
-    overrides = rt.store.availability()
-    loads = rt.store.loads(list(rt.config.reps))
-    unavailable = rt.store.unavailable()
-    rows = []
-    for rep_id, rep in rt.config.reps.items():
-        forced = overrides.get(rep_id)
-        away = absence(rep, rt.config, now, unavailable)
-        working = in_hours(rep, rt.config, now)
-        status = away or ("working" if working else "outside hours")
-        rows.append({
-            "rep": rep_id, "load": loads[rep_id], "capacity": rep.capacity, "status": status,
-            "available": away is None and working, "away": away, "in_hours": working,
-            "override": None if forced is None else {
-                "available": forced.available, "reason": forced.reason or None,
-                "until": forced.until.isoformat() if forced.until else None, "set_by": forced.set_by or None},
-            "out_of_office": [{"start": w.start.isoformat(), "end": w.end.isoformat()} for w in rep.out_of_office],
-        })
+    rows = manual.rep_rows(rt, now)
     if as_json:
         _print_json({"at": now.isoformat(), "config_version": rt.config.version_hash, "reps": rows})
         return
@@ -655,12 +581,14 @@ def ooo(
     config: ConfigOption = None,
 ) -> None:
     """Mark a rep out of office now: routing skips them and their open leads follow the SLA ladder."""
+    from worker.steps import manual  # the steps load for the commands that act on live state only
+
     rt = _runtime(config)
     if rep not in rt.config.reps:
         err.print(f"unknown rep '{rep}'{_suggest(rep, rt.config.reps)}")
         raise typer.Exit(1)
     if back:
-        rt.store.clear_availability(rep)
+        manual.mark_back(rt, rep)
         out.print(f"{rep}: back, routing to them resumes")
         return
     end = None
@@ -668,10 +596,10 @@ def ooo(
         end = _parse_at(until)
         if len(until) == 10 and end is not None:  # a date: back at the start of that day in their zone
             end = datetime.fromisoformat(until).replace(tzinfo=rt.config.zones[rep])
-    rt.store.set_availability(rep, False, until=end, reason=reason, set_by=getpass.getuser())
+    swept = manual.mark_away(rt, rep, until=end, reason=reason, actor=getpass.getuser())
     out.print(f"{rep}: out of office" + (f" until {end.isoformat()}" if end else ""))
-    if rt.sla is not None:
-        for line in rt.sla.rep_went_away(rep).lines():
+    if swept is not None:
+        for line in swept.lines():
             out.print(escape(line))
 
 
@@ -687,6 +615,13 @@ def web(
     if config is not None:
         os.environ["LEADROUTE_CONFIG"] = str(config)
     _runtime(config)  # fail fast, with one line, on a bad config or an unreachable Redis
+    from worker.web.ui.auth import UiConfigError, UiSettings  # the dashboard's settings, checked before serving
+
+    try:
+        UiSettings.from_env()
+    except UiConfigError as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
     from worker.observability.logs import configure_from_env  # structlog loads for `web` only
 
     configure_from_env()

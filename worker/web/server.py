@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ from worker.app.runtime import get_runtime
 from worker.steps import route
 from worker.steps.ledger import ledger_health, ledger_max_age
 from worker.web.receivers import WebSettings, create_app
+from worker.web.ui.app import health_from, mount_ui
+from worker.web.ui.auth import UiSettings
 
 SEEN_TTL = 86_400.0
 
@@ -42,7 +45,10 @@ def build_app() -> Starlette:
         settings=WebSettings.from_env(),
     )
     max_age = ledger_max_age(rt.config)
-    return with_ledger_health(app, lambda: ledger_health(rt.store, max_age))
+    app = with_ledger_health(app, lambda: ledger_health(rt.store, max_age))
+    # the dashboard (off unless LEADROUTE_UI_USERS or LEADROUTE_UI_TRUSTED_HEADER is set; docs/dashboard.md)
+    mount_ui(app, rt, UiSettings.from_env(), health=health_from(app), ledger_url=os.environ.get("DATABASE_URL") or None)
+    return app
 
 
 def with_ledger_health(app: Starlette, probe: Callable[[], dict[str, Any]]) -> Starlette:

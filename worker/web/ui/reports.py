@@ -1,0 +1,97 @@
+"""The dashboard's reports page: the report's charts for a window, its HTML file and the CSV exports.
+
+The figures are the report's own (:mod:`worker.reports.html`), drawn in the page by the plotly.js
+the web process serves from the Plotly package; the downloads are ``leadroute report --format
+html`` and ``leadroute export ... --format csv`` for the same window.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import plotly.io as pio
+
+from worker.cli.export import DATASETS, columns, rows
+from worker.reports import Period, build_report, settings_from_config
+from worker.reports.html import compliance_figure, conversion_figure, load_figure, render, speed_figure
+
+if TYPE_CHECKING:
+    from worker.app.runtime import Runtime
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
+FIGURES = {"speed": speed_figure, "compliance": compliance_figure, "load": load_figure, "conversion": conversion_figure}
+
+
+def period(since: str, now: datetime | None = None) -> Period:
+    """The window ending now that ``since`` names (one of :data:`WINDOWS`)."""
+    if since not in WINDOWS:
+        raise ValueError(f"since: '{since}' is not one of {', '.join(WINDOWS)}")
+    end = now or datetime.now(UTC)
+    return Period(end - WINDOWS[since], end)
+
+
+def _report(rt: Runtime, ledger: Any, since: str) -> Any:
+    if ledger is None:
+        return None
+    return build_report(ledger, period(since), settings=settings_from_config(rt.config))
+
+
+def charts(rt: Runtime, ledger: Any, since: str) -> dict[str, Any]:
+    """Each chart as Plotly JSON (data and layout) for the page's script, with the report's headline counts."""
+    report = _report(rt, ledger, since)
+    if report is None:
+        period(since)
+        return {"charts": {}, "leads": None}
+    out = {}
+    for name, make in FIGURES.items():
+        figure = make(report)
+        figure.update_layout(template="plotly_white", height=360, margin={"t": 50, "b": 90, "l": 50, "r": 20})
+        out[name] = json.loads(pio.to_json(figure, validate=False))
+    return {"charts": out, "leads": report.leads, "since": report.since, "until": report.until}
+
+
+def html_file(rt: Runtime, ledger: Any, since: str) -> str:
+    """The report as ``leadroute report --format html`` writes it, for the window."""
+    report = _report(rt, ledger, since)
+    if report is None:
+        raise ValueError("there is no ledger yet (DATABASE_URL)")
+    return render(report)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def csv_rows(ledger: Any, dataset: str, since: str) -> Iterator[str]:
+    """``leadroute export DATASET --format csv`` for the window, streamed a few hundred rows at a time."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: '{dataset}' is not one of {', '.join(DATASETS)}")
+    window = period(since)
+    if ledger is None:
+        raise ValueError("there is no ledger yet (DATABASE_URL)")
+    cols = columns(dataset)
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([c.name for c in cols])
+        for n, row in enumerate(rows(ledger.between(window.since, window.until, DATASETS[dataset]), cols), 1):
+            writer.writerow([_cell(v) for v in row])
+            if n % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return generate()
