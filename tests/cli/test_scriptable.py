@@ -17,7 +17,7 @@ from worker.cli.commands import app
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config/routing.example.yaml"
 CHECK_KEYS = {"config", "valid", "version", "counts", "fallback", "errors", "warnings"}
-PROBLEM_KEYS = {"file", "line", "path", "message", "text"}
+PROBLEM_KEYS = {"file", "line", "path", "message", "text", "check"}  # check: which static check (docs/rule-checks.md)
 runner = CliRunner()
 
 

@@ -348,7 +348,7 @@ def test_pools_with_nobody_to_take_a_lead_are_named() -> None:
         "00:00 to 2026-12-05 00:00 UTC (every member out of office, within the next 7 days): rule 'gap' sends every "
         "lead it matches to the fallback then",
         f"{FILE}:{line_of(POOLS, 'name: french')}: rules[4].assign: rule 'french' needs skill french, which no member "
-        "of pool 'later' has: every lead it matches goes to the fallback",
+        "of pool 'later' has: every lead it sends there goes to the fallback",
     ]
 
 
@@ -413,6 +413,21 @@ def test_with_an_account_owner_rule_they_are_named_as_owners_only() -> None:
 def test_pool_members_rule_targets_backups_managers_and_the_fallback_rep_are_reachable() -> None:
     text = REPS.replace("members: [zed]", "members: [zed, new]").replace("lead_source: [Event]", "lead_source: [Demo]")
     assert found(text, UNREACHABLE_REP) == []
+
+
+def test_every_arm_of_an_a_b_split_is_a_routing_path() -> None:
+    text = REPS.replace("  - {name: never,", """  - name: split
+    when: {lead_source: Demo}
+    split:
+      arms:
+        - {name: control, share: 50, assign: {rep: new}}
+        - {name: skilled, share: 50, assign: {pool: spare, require_skills: [german]}}
+  - {name: never,""")
+    assert [f.split(": ")[1] for f in found(text, UNREACHABLE_REP)] == ["reps[8].id"]  # zed lacks the skill
+    assert found(text, EMPTY_POOL) == [
+        f"{FILE}:{line_of(text, 'name: skilled')}: rules[2].split.arms[1].assign: rule 'split' needs skill german, "
+        "which no member of pool 'spare' has: every lead it sends there goes to the fallback"
+    ]
 
 
 # --- the shipped example -------------------------------------------------------------------------

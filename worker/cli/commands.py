@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,8 +25,11 @@ from worker.cli.report import report as report_command
 from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
 from worker.cli.ui import app as ui_app
 from worker.config import ConfigError, RoutingConfig, config_path, load_config
+from worker.config.yamlpos import read_text
 from worker.domain.leads import LeadRef
 from worker.domain.names import suggest
+from worker.routing.checks import CONFIG as CONFIG_CHECK
+from worker.routing.checks import DEFAULT_OOO_DAYS, kind_of, run_checks
 
 app = typer.Typer(
     help="leadroute: route CRM leads to the right rep in milliseconds, and enforce SLAs.",
@@ -84,9 +87,9 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).splitlines())
 
 
-def _load(path: Path) -> RoutingConfig:
+def _load(path: Path, today: date | None = None) -> RoutingConfig:
     try:
-        config = load_config(path)
+        config = load_config(path, today=today)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/red] {escape(_one_line(problem))}")
@@ -110,26 +113,45 @@ def _print_json(data: Any) -> None:
 def check(
     config: Annotated[Path, typer.Argument(help="Routing config YAML.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (see the README) instead of text.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when there is any warning, not only errors (for CI).")] = False,
+    ooo_days: Annotated[int, typer.Option(
+        "--ooo-days", min=1, help="Warn about pools whose members are all away within this many days.")] = DEFAULT_OOO_DAYS,
+    at: Annotated[str | None, typer.Option(help="Check as of this time (ISO 8601) instead of now.")] = None,
 ) -> None:
-    """Validate a routing config: exit 0 when valid (warnings printed), 1 listing every error, one line each."""
+    """Validate a routing config and run the static checks (docs/rule-checks.md): shadowed rules, coverage
+    gaps, overlapping territories, empty pools, reps no lead reaches. Exit 0 when valid (warnings printed),
+    1 listing every error, one line each; with --strict, 1 as well when there is any warning."""
+    now = _parse_at(at) or datetime.now(UTC)
     if not as_json:
-        loaded = _load(config)
+        loaded = _load(config, today=now.date())
+        findings = run_checks(loaded, read_text(config), now, ooo_days)
+        for finding in findings:
+            err.print(f"[yellow]warning[/yellow] {escape(_one_line(finding))}")
+        count = len(loaded.warnings) + len(findings)
+        if strict and count:
+            err.print(f"{count} warning(s); --strict makes them fatal.")
+            raise typer.Exit(1)
         out.print(escape(f"{config}: OK (version {loaded.version_hash}): {_counts_line(loaded)}"))
         return
     try:
-        loaded = load_config(config)
+        loaded = load_config(config, today=now.date())
     except ConfigError as exc:
         _print_json({"config": str(config), "valid": False, "version": None, "counts": None, "fallback": None,
-                     "errors": [_problem(p) for p in exc.problems], "warnings": []})
+                     "errors": [_problem(p) | {"check": CONFIG_CHECK} for p in exc.problems], "warnings": []})
         raise typer.Exit(1) from None
     model = loaded.model
+    findings = run_checks(loaded, read_text(config), now, ooo_days)
+    warnings = [_problem(w) | {"check": kind_of(w)} for w in loaded.warnings]
+    warnings += [_problem(f.problem) | {"check": f.kind} for f in findings]
     _print_json({
         "config": str(config), "valid": True, "version": loaded.version_hash,
         "counts": {"reps": len(model.reps), "pools": len(model.pools), "territories": len(model.territories),
                    "rules": len(model.rules)},
         "fallback": {"queue": model.fallback.queue} if model.fallback.queue else {"rep": model.fallback.rep},
-        "errors": [], "warnings": [_problem(w) for w in loaded.warnings],
+        "errors": [], "warnings": warnings,
     })
+    if strict and warnings:
+        raise typer.Exit(1)
 
 
 def _counts_line(loaded: RoutingConfig) -> str:

@@ -77,7 +77,10 @@ def run_checks(config: RoutingConfig, text: str, now: datetime, ooo_days: int = 
     out = [f for f, _ in shadowed]
     out += coverage_gaps(ctx, now)
     out += empty_pools(ctx, now, ooo_days)
-    out += unreachable_reps(ctx, {i for _, i in shadowed})
+    rules = config.model.rules
+    dead = {i for _, i in shadowed}
+    dead |= {j for i, r in enumerate(rules) if not r.when for j in range(i + 1, len(rules))}  # warned on load
+    out += unreachable_reps(ctx, dead)
     return out
 
 
@@ -707,7 +710,7 @@ def empty_pools(ctx: _Ctx, now: datetime, days: int = DEFAULT_OOO_DAYS) -> list[
         if found is None:
             continue
         how, spans = found
-        users = [r.name for r in config.rules if r.assign.pool == name]
+        users = list(dict.fromkeys(r.name for r in config.rules for a, _ in _targets(r) if a.pool == name))
         effect = (f": rule {_quoted(users)} sends every lead it matches to the fallback" if len(users) == 1
                   else f": rules {_quoted(users)} send every lead they match to the fallback" if users else "")
         if spans == [(now, now + timedelta(days=days))] and how != "out of office":
@@ -719,29 +722,46 @@ def empty_pools(ctx: _Ctx, now: datetime, days: int = DEFAULT_OOO_DAYS) -> list[
                        f"(every member {how}, within the next {days} days){effect} then")
         out.append(ctx.finding(EMPTY_POOL, ("pools", name, "members"), message))
     for i, rule in enumerate(config.rules):
-        assign = rule.assign
-        if not assign.pool or not (assign.require_skills or assign.require_languages):
-            continue
-        members = config.pools[assign.pool].members
-        fit = [m for m in members if all(s in config.reps[m].skills for s in assign.require_skills)
-               and (not assign.require_languages or any(g in config.reps[m].languages for g in assign.require_languages))]
-        need = ", ".join([*(f"skill {s}" for s in assign.require_skills),
-                          *(["language " + " or ".join(assign.require_languages)] if assign.require_languages else [])])
-        path: PathKey = ("rules", i, "assign")
-        if not fit:
-            out.append(ctx.finding(EMPTY_POOL, path, (
-                f"rule '{rule.name}' needs {need}, which no member of pool '{assign.pool}' has: "
-                "every lead it matches goes to the fallback")))
-            continue
-        if len(fit) == len(members):
-            continue  # the same people as the pool: reported with the pool
-        found = _nobody(config, fit, now, days)
-        if found is not None:
-            how, spans = found
-            out.append(ctx.finding(EMPTY_POOL, path, (
-                f"rule '{rule.name}': the members of pool '{assign.pool}' with {need} ({', '.join(fit)}) are all "
-                f"{how} from {'; '.join(_when(s) for s in spans)}: its leads go to the fallback then")))
+        for assign, where in _targets(rule):
+            if assign.pool and (assign.require_skills or assign.require_languages):
+                out += _short_of_skills(ctx, rule.name, assign, ("rules", i, *where), now, days)
     return out
+
+
+def _targets(rule: Any) -> list[tuple[Any, PathKey]]:
+    """A rule's targets, each with its path under the rule: its assign, or each arm's in an A/B split."""
+    split = getattr(rule, "split", None)
+    if split is not None:
+        return [(arm.assign, ("split", "arms", k, "assign")) for k, arm in enumerate(split.arms)]
+    return [(rule.assign, ("assign",))]
+
+
+def _fits(config: RoutingConfig, rep_id: str, assign: Any) -> bool:
+    rep = config.reps[rep_id]
+    return all(s in rep.skills for s in assign.require_skills) and (
+        not assign.require_languages or any(g in rep.languages for g in assign.require_languages))
+
+
+def _short_of_skills(ctx: _Ctx, name: str, assign: Any, path: PathKey, now: datetime, days: int) -> list[Finding]:
+    """The members of a pool that a target's required skills or languages leave: none, or all away soon."""
+    config = ctx.config
+    members = config.pools[assign.pool].members
+    fit = [m for m in members if _fits(config, m, assign)]
+    need = ", ".join([*(f"skill {s}" for s in assign.require_skills),
+                      *(["language " + " or ".join(assign.require_languages)] if assign.require_languages else [])])
+    if not fit:
+        return [ctx.finding(EMPTY_POOL, path, (
+            f"rule '{name}' needs {need}, which no member of pool '{assign.pool}' has: "
+            "every lead it sends there goes to the fallback"))]
+    if len(fit) == len(members):
+        return []  # the same people as the pool: reported with the pool
+    found = _nobody(config, fit, now, days)
+    if found is None:
+        return []
+    how, spans = found
+    return [ctx.finding(EMPTY_POOL, path, (
+        f"rule '{name}': the members of pool '{assign.pool}' with {need} ({', '.join(fit)}) are all "
+        f"{how} from {'; '.join(_when(s) for s in spans)}: the leads it sends there go to the fallback then"))]
 
 
 # --- reps no lead can reach ----------------------------------------------------------------------
@@ -755,16 +775,14 @@ def unreachable_reps(ctx: _Ctx, shadowed: set[int] | frozenset[int] = frozenset(
     live = [r for i, r in enumerate(model.rules) if i not in shadowed]
     reached: set[str] = set()
     for rule in live:
-        a = rule.assign
-        if a.rep:
-            reached.add(a.rep)
-        if a.pool:
-            reached.update(m for m in config.pools[a.pool].members
-                           if all(s in config.reps[m].skills for s in a.require_skills)
-                           and (not a.require_languages or any(g in config.reps[m].languages for g in a.require_languages)))
+        for a, _ in _targets(rule):
+            if a.rep:
+                reached.add(a.rep)
+            if a.pool:
+                reached.update(m for m in config.pools[a.pool].members if _fits(config, m, a))
     if model.fallback.rep:
         reached.add(model.fallback.rep)
-    owners = [r for r in live if r.assign.account_owner]
+    owners = [r for r in live if any(a.account_owner for a, _ in _targets(r))]
     if owners:
         reached.update(model.accounts.values())
     reached.update(r.manager for r in model.reps if r.manager)

@@ -1,0 +1,71 @@
+"""`leadroute check` with the static checks, as CI runs it: `--json` tags every warning with its check,
+`--strict` makes warnings fatal (exit 1), errors exit 1 as before, and the horizon is an option."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.routing.test_checks import EXAMPLE, TEAM, line_of
+from worker.cli.commands import app
+from worker.routing.checks import COVERAGE_GAP, OVERLAPPING_TERRITORIES, SHADOWED_RULE
+
+
+def config(rules: str) -> str:
+    return TEAM + "rules:\n" + textwrap.indent(textwrap.dedent(rules), "  ")
+
+
+runner = CliRunner()
+CLEAN = config("""\
+    - {name: web, when: {lead_source: Web}, assign: {rep: ann}}
+    - {name: rest, assign: {pool: all}}
+    """)
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "routing.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_check_json_tags_every_warning_with_its_check() -> None:
+    result = runner.invoke(app, ["check", str(EXAMPLE), "--json", "--at", "2026-12-01T12:00:00Z"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [w["check"] for w in data["warnings"]] == [OVERLAPPING_TERRITORIES] * 2 + ["config"] * 3 + [COVERAGE_GAP] * 4
+    gap = data["warnings"][5]
+    assert gap["line"] == 105 and gap["path"] == "territories.emea" and gap["message"].startswith("emea leads reach")
+
+
+def test_strict_makes_warnings_fatal_in_text_and_json(tmp_path: Path) -> None:
+    shadowed = write(tmp_path, config("""\
+        - {name: web, when: {lead_source: [Web, Event]}, assign: {rep: ann}}
+        - {name: event, when: {lead_source: Event}, assign: {rep: bob}}
+        - {name: rest, assign: {pool: all}}
+        """))
+    relaxed = runner.invoke(app, ["check", shadowed])
+    assert relaxed.exit_code == 0 and "rule 'event' can never match" in relaxed.output
+    strict = runner.invoke(app, ["check", shadowed, "--strict"])
+    assert strict.exit_code == 1 and "1 warning(s); --strict makes them fatal." in strict.output
+    assert "OK" not in strict.output
+    as_json = runner.invoke(app, ["check", shadowed, "--strict", "--json"])
+    assert as_json.exit_code == 1
+    line = line_of(Path(shadowed).read_text(), "name: event")
+    assert [(w["check"], w["line"]) for w in json.loads(as_json.stdout)["warnings"]] == [(SHADOWED_RULE, line)]
+
+
+def test_strict_passes_a_clean_config_and_errors_still_exit_1(tmp_path: Path) -> None:
+    clean = runner.invoke(app, ["check", write(tmp_path, CLEAN), "--strict", "--json"])
+    assert clean.exit_code == 0, clean.output
+    assert json.loads(clean.stdout)["warnings"] == []
+    broken = runner.invoke(app, ["check", write(tmp_path, CLEAN.replace("pool: all", "pool: al")), "--json"])
+    assert broken.exit_code == 1 and json.loads(broken.stdout)["errors"][0]["check"] == "config"
+
+
+@pytest.mark.parametrize("days", ["0", "x"])
+def test_a_bad_horizon_is_refused(tmp_path: Path, days: str) -> None:
+    assert runner.invoke(app, ["check", write(tmp_path, CLEAN), "--ooo-days", days]).exit_code == 2
