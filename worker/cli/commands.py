@@ -21,6 +21,7 @@ from worker.cli.db import app as db_app
 from worker.cli.export import export as export_command
 from worker.cli.progress import progress
 from worker.cli.rebuild import rebuild as rebuild_command
+from worker.cli.replay import replay as replay_command
 from worker.cli.report import report as report_command
 from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
 from worker.cli.ui import app as ui_app
@@ -40,6 +41,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(ui_app, name="ui")
 app.command(name="report")(report_command)
+app.command(name="replay")(replay_command)
 app.command(name="rebuild")(rebuild_command)
 app.command(name="export")(export_command)
 # one message, one line: text never wraps when stdout is not a terminal (grep, CI annotations)
