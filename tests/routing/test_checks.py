@@ -259,6 +259,30 @@ def test_a_partly_covered_combination_is_reported_as_some() -> None:
     ]
 
 
+def test_every_one_is_only_said_when_the_leads_tried_stand_for_all_of_them() -> None:
+    text = config("""\
+        - {name: emea, when: {territory: emea}, assign: {rep: ann}}
+        - {name: california, when: {territory: na, state: CA}, assign: {rep: bob}}
+        - {name: rest, when: {territory: {exists: false}}, assign: {pool: all}}
+        """, TERRITORIES)
+    assert found(text, COVERAGE_GAP) == [  # every lead tried fell, but none was from California
+        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: some na leads reach the fallback "
+        "(e.g. a lead from CA and no other facts)",
+    ]
+
+
+def test_a_value_that_is_not_a_number_is_tried_too() -> None:
+    head = TEAM.replace("version: 1\n", "version: 1\nfields: [seats]\nsegments:\n  big: {seats: {gte: 10}}\n")
+    text = config("""\
+        - {name: big, when: {segment: big}, assign: {rep: ann}}
+        - {name: any-seats, when: {seats: {exists: true}}, assign: {rep: bob}}
+        """, head)
+    assert found(text, COVERAGE_GAP) == [
+        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads reach the fallback: some in no segment "
+        "(e.g. a lead with seats unknown and no other facts)",  # not those whose seats are not a number
+    ]
+
+
 def test_no_gap_when_every_combination_has_a_rule_or_the_last_rule_catches_all() -> None:
     every = config("""\
         - {name: emea, when: {territory: emea}, assign: {rep: ann}}

@@ -449,7 +449,7 @@ def _segment_samples(config: RoutingConfig) -> list[dict[str, Any]]:
     for field in fields:
         cells = space.cells.get(field, (MISSING, OTHER))
         if any(isinstance(c, tuple) for c in cells):
-            values: list[Any] = _number_samples(cells)
+            values: list[Any] = [*_number_samples(cells), "not-a-number"]
         else:
             values = [None] + [c for c in cells if isinstance(c, str | bool) and c not in (MISSING, OTHER)] + ["zz-other"]
         choices.append(values)
@@ -588,6 +588,8 @@ def coverage_gaps(ctx: _Ctx, now: datetime) -> list[Finding]:
     def example(t: str | None, s: str | None) -> str:
         place, sample = cells[(t, s)].fell[0]
         facts = _sample_words(sample, seg_fields)
+        if not model.territories:
+            return f"a lead{facts} and no other facts"
         if not place and facts:
             facts = "," + facts.removeprefix(" with")
         return f"a lead {_place_words(place)}{facts} and no other facts"
@@ -624,8 +626,8 @@ def coverage_gaps(ctx: _Ctx, now: datetime) -> list[Finding]:
 
 def _exhaustive(config: RoutingConfig, tried: int) -> bool:
     """Whether the sample leads stand for every lead with only a location and segment facts, so a
-    cell where all of them fell can be called whole: nothing cut short, and no rule or segment
-    reading a state or postcode, or reading a segment's field in a way the analysis cannot cut."""
+    cell where all of them fell can be called whole: nothing cut short, no rule or segment reading
+    a state, postcode or lead id, or a location or segment field in a way the analysis cannot cut."""
     if tried > MAX_WITNESSES:
         return False
     formulas = [formula(r.when) for r in config.model.rules] + [formula(s) for s in config.model.segments.values()]
@@ -634,8 +636,8 @@ def _exhaustive(config: RoutingConfig, tried: int) -> bool:
     for f in formulas:
         for atom in _atoms(f):
             field = atom[1][0] if atom[0] == "opaque" else atom[1]
-            if field in ("state", "postcode", "when") or (field in segment_fields and (
-                    atom[0] == "opaque" or field in space.mixed)):
+            if field in ("state", "postcode", "id", "when") or (
+                    (field in segment_fields or field in _PLACE_FIELDS) and (atom[0] == "opaque" or field in space.mixed)):
                 return False
     return True
 
