@@ -26,6 +26,7 @@ from worker.config.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_
 from worker.domain.names import suggest
 from worker.domain.normalize import country_code, region_code
 from worker.notify.settings import NotificationsConfig
+from worker.routing.caps import CapTable, limits
 from worker.routing.conditions import CANONICAL_FIELDS, ConditionError, compile_when
 from worker.routing.state import Candidate, Strategy
 from worker.routing.tiebreak import FILE_ORDER, MOST_RECENT_CONTACT, TieBreaker, TieBreaks
@@ -76,6 +77,20 @@ class OutOfOffice(_Model):
         return self
 
 
+class Caps(_Model):
+    """At most this many leads per calendar day, ISO week or month, in the rep's time zone (``worker.routing.caps``)."""
+
+    daily: int | None = Field(default=None, ge=1)
+    weekly: int | None = Field(default=None, ge=1)
+    monthly: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some(self) -> Caps:
+        if self.daily is None and self.weekly is None and self.monthly is None:
+            raise ValueError("give at least one of daily, weekly or monthly, e.g. 'caps: {daily: 20}'")
+        return self
+
+
 class Rep(_Model):
     id: str = Field(min_length=1)
     name: str = ""
@@ -94,6 +109,7 @@ class Rep(_Model):
     active: bool = True
     country: str | None = None  # ISO code for public holidays on the SLA clock; else from the time zone
     seniority: int | None = None  # the ``seniority`` tie-breaker: the highest wins; none ranks last
+    caps: Caps | None = None  # leads per day/week/month from anywhere, beside the open-load capacity
 
     @field_validator("skills", "languages", mode="before")
     @classmethod
@@ -146,6 +162,7 @@ class Pool(_Model):
     members: tuple[str, ...]
     strategy: Strategy = Strategy.ROUND_ROBIN
     tie_break: TieBreakList = None
+    caps: Caps | None = None  # per member: leads per day/week/month from this pool
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
@@ -419,6 +436,7 @@ class RoutingConfig:
     tie_breaks: TieBreaks = field(default_factory=TieBreaks)
     rules_by_territory: dict[str | None, tuple[int, ...]] | None = None  # None: test every rule
     candidates: dict[str, Candidate] = field(default_factory=dict)  # each rep as a pool pick sees them, made once
+    caps: CapTable = field(default_factory=CapTable)  # caps per period, by rep and by pool
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -709,6 +727,26 @@ def _tie_break_warnings(model: ConfigModel, file: str, lines: dict[PathKey, int]
     return out
 
 
+def _cap_warnings(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> list[Problem]:
+    """Caps that can never be reached (a longer period's is lower), and a capped fallback rep (who takes leads past them)."""
+    out = []
+    blocks: list[tuple[PathKey, Caps]] = [(("reps", i, "caps"), r.caps) for i, r in enumerate(model.reps) if r.caps]
+    blocks += [(("pools", n, "caps"), p.caps) for n, p in model.pools.items() if p.caps]
+    for path, caps in blocks:
+        given = [(k, v) for k, v in (("daily", caps.daily), ("weekly", caps.weekly), ("monthly", caps.monthly)) if v is not None]
+        for j, (short, n) in enumerate(given):
+            lower = next(((k, v) for k, v in given[j + 1:] if v < n), None)
+            if lower is not None:
+                out.append(Problem(file, line_for(lines, (*path, short)), _dotted((*path, short)),
+                                   f"the {short} cap {n} is never reached: the {lower[0]} cap {lower[1]} is lower"))
+    fb = model.fallback.rep
+    for i, rep in enumerate(model.reps):
+        if fb and rep.id == fb and rep.caps:
+            out.append(Problem(file, line_for(lines, ("reps", i, "caps")), _dotted(("reps", i, "caps")),
+                               f"rep '{rep.id}' is the fallback: when nobody else can take a lead they take it past these caps"))
+    return out
+
+
 def _tie_breaks(
     model: ConfigModel, compiled: Sequence[Any], order: Sequence[tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]]
 ) -> TieBreaks:
@@ -829,6 +867,7 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
     warnings += _coverage_warnings(model, today or datetime.now(UTC).date(), file, lines)
     warnings += _territory_warnings(model, territory_order, file, lines)
     warnings += _tie_break_warnings(model, file, lines)
+    warnings += _cap_warnings(model, file, lines)
     default_zone = ZoneInfo(model.timezone)
     zones = {r.id: ZoneInfo(r.timezone) if r.timezone else default_zone for r in model.reps}
     config = RoutingConfig(
@@ -845,6 +884,8 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
         tie_breaks=_tie_breaks(model, compiled, territory_order),
         rules_by_territory=_rules_by_territory(model),
         candidates={r.id: Candidate(r.id, r.weight, r.capacity) for r in model.reps},
+        caps=CapTable(reps={r.id: limits(r.caps.daily, r.caps.weekly, r.caps.monthly) for r in model.reps if r.caps},
+                      pools={n: limits(p.caps.daily, p.caps.weekly, p.caps.monthly) for n, p in model.pools.items() if p.caps}),
     )
     return _with_sla(config, lines)
 
@@ -883,6 +924,7 @@ __all__ = [
     "DAYS",
     "Arm",
     "Assign",
+    "Caps",
     "ConfigError",
     "ConfigModel",
     "Fallback",

@@ -16,7 +16,7 @@ from worker.config import Assign, Rep, RoutingConfig
 from worker.config.schema import Rule
 from worker.domain.normalize import NormalizedLead, normalize_lead
 from worker.routing.split import choose_arm, split_key
-from worker.routing.state import Candidate, ContactHistory, RoutingState, Strategy
+from worker.routing.state import Candidate, ContactHistory, Pick, RoutingState, Strategy
 from worker.routing.tiebreak import FILE_ORDER, LEAST_LOADED, MOST_RECENT_CONTACT, SENIORITY, settle
 
 FALLBACK = "fallback"
@@ -405,8 +405,10 @@ class _Context:
             rep = self.config.reps[current]
             self.considered.append(current)
             why = self._why_away(current)
+            load = 0
             if why is None:
-                load = self.state.assign(current)
+                load, why = self._claim_direct(current)
+            if why is None:
                 via = ""
                 if current != rep_id:
                     self.chain.extend(tried)
@@ -420,6 +422,26 @@ class _Context:
         who = label if label.endswith(rep_id) else f"{label} {rep_id}"
         self.failure = f"{who} unavailable ({self._walk(tried)}{back})"
         return None
+
+    def _claim_direct(self, rep_id: str) -> tuple[int, str | None]:
+        """Load +1 for a named rep, account owner or backup: (new load, None), or (0, the cap reached) when
+        one of the rep's own caps per period stops it (checked and counted atomically by the state)."""
+        caps = self.config.caps
+        if rep_id not in caps.reps:
+            return self.state.assign(rep_id), None
+        pick = self.state.claim_rep(rep_id, caps.quotas(rep_id, self.config.zones[rep_id], self.at))  # a CapState
+        if pick.rep_id is None:
+            return 0, pick.capped[0][1]
+        return pick.load, None
+
+    def _pick(self, pool: str, strategy: Strategy, members: Sequence[str], group: list[Candidate]) -> Pick:
+        """The state's atomic pick, with the caps per period of each candidate when the config has any."""
+        caps, zones = self.config.caps, self.config.zones
+        if caps.any:
+            quotas = {c.rep_id: q for c in group if (q := caps.quotas(c.rep_id, zones[c.rep_id], self.at, pool))}
+            if quotas:
+                return self.state.pick(pool, strategy, members, group, caps=quotas)  # a CapState
+        return self.state.pick(pool, strategy, members, group)
 
     def recent_owner(self) -> str | None:
         """The rep who last owned a lead from this lead's domain, if the state keeps that."""
@@ -501,9 +523,11 @@ class _Context:
             tie = None
             if keys is not None and len(group) > 1:
                 group, tie = self.rank(group, keys, loads)
-            pick = self.state.pick(name, pool.strategy, pool.members, group)
+            pick = self._pick(name, pool.strategy, pool.members, group)
             for rep_id in pick.at_capacity:
                 self.skipped[rep_id] = AT_CAPACITY
+            for rep_id, why in pick.capped:
+                self.skipped[rep_id] = why
             if pick.rep_id is not None:
                 detail = pick.detail
                 if tie is not None and tie[0] == pick.rep_id:  # the atomic step saw the same tie

@@ -27,6 +27,12 @@ today) that tie-breaker sees a tie and the next one decides.
 
 Every strategy skips a candidate whose load has reached its capacity at pick time,
 re-checked inside the atomic step, and then increments the chosen rep's load.
+
+Caps per period (``worker.routing.caps``) ride on the same step: ``pick(..., caps=...)``
+passes each candidate's quotas; a candidate who has reached one is skipped with its reason
+(``Pick.capped``), and the chosen rep's counters are counted with the pick. A direct
+assignment to a rep with caps goes through ``claim_rep(rep, quotas)``, which may refuse.
+A state is asked about caps only when the config has some.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from worker.routing.caps import Quota, reached
 
 class Strategy(StrEnum):
     ROUND_ROBIN = "round_robin"
@@ -58,16 +65,18 @@ class Candidate:
 class Pick:
     """The outcome of one atomic pick.
 
-    ``rep_id`` is None when every candidate was at capacity at pick time.
+    ``rep_id`` is None when every candidate was at capacity (or a cap) at pick time.
     ``load`` is the chosen rep's open load after the pick. ``at_capacity`` lists the
-    candidates skipped inside the atomic step. ``detail`` is a short human note on the
-    strategy state used, e.g. ``least loaded: sarah 3/25``.
+    candidates skipped inside the atomic step, ``capped`` those skipped for a cap per period
+    (rep, reason). ``detail`` is a short human note on the strategy state used, e.g.
+    ``least loaded: sarah 3/25``.
     """
 
     rep_id: str | None
     load: int = 0
     at_capacity: tuple[str, ...] = ()
     detail: str = ""
+    capped: tuple[tuple[str, str], ...] = ()
 
 
 @runtime_checkable
@@ -86,6 +95,26 @@ class RoutingState(Protocol):
 
     def assign(self, rep_id: str) -> int:
         """Record a direct assignment (named rep, account owner): load +1, returns the new load."""
+        ...
+
+
+@runtime_checkable
+class CapState(Protocol):
+    """A state that enforces caps per period (``worker.routing.caps``) in its atomic step.
+
+    The engine asks for it only when the config sets caps; every state in leadroute is one.
+    """
+
+    def pick(
+        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate],
+        caps: Mapping[str, Sequence[Quota]] | None = None,
+    ) -> Pick:
+        """As :meth:`RoutingState.pick`; a candidate who has reached a cap in ``caps`` is skipped (``Pick.capped``)
+        and the chosen rep's counters count the pick."""
+        ...
+
+    def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
+        """A direct assignment within the rep's caps: load +1 and counted, or refused (``rep_id`` None, ``capped``)."""
         ...
 
 
@@ -161,6 +190,7 @@ class InMemoryState:
     _rr_counter: dict[str, int] = field(default_factory=dict)
     _wrr: dict[str, dict[str, int]] = field(default_factory=dict)
     _contacts: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    _counts: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # caps per period, by Quota.counter
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def loads(self, rep_ids: Sequence[str]) -> dict[str, int]:
@@ -190,15 +220,42 @@ class InMemoryState:
             if seen is None or at >= seen[0]:
                 self._contacts[domain] = (at, rep_id)
 
+    def cap_count(self, quota: Quota) -> int:
+        """How many leads a cap's counter holds now."""
+        return self._counts.get(quota.counter, 0)
+
+    def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
+        """A direct assignment that respects the rep's caps: refused (``capped``) when one is reached."""
+        with self._lock:
+            why = reached(tuple(quotas), self._counts)
+            if why is not None:
+                return Pick(None, capped=((rep_id, why),))
+            for q in quotas:
+                self._counts[q.counter] = self._counts.get(q.counter, 0) + 1
+            self._loads[rep_id] = self._loads.get(rep_id, 0) + 1
+            load = self._loads[rep_id]
+        return Pick(rep_id, load, detail=f"direct: {rep_id} {load}")
+
     def pick(
-        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]
+        self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate],
+        caps: Mapping[str, Sequence[Quota]] | None = None,
     ) -> Pick:
         with self._lock:
             rr = self._rr.setdefault(pool, {})
             wrr = self._wrr.setdefault(pool, {})
+            capped: tuple[tuple[str, str], ...] = ()
+            if caps:
+                capped = tuple((c.rep_id, why) for c in candidates  # at capacity is said first, as in the store
+                               if not (c.capacity is not None and self._loads.get(c.rep_id, 0) >= c.capacity)
+                               and (why := reached(tuple(caps.get(c.rep_id, ())), self._counts)) is not None)
+                if capped:
+                    out = {rep for rep, _ in capped}
+                    candidates = [c for c in candidates if c.rep_id not in out]
             chosen, full, scores = choose(strategy, members, candidates, self._loads, rr, wrr)
             if chosen is None:
-                return Pick(None, at_capacity=full)
+                return Pick(None, at_capacity=full, capped=capped)
+            for q in (caps or {}).get(chosen, ()):
+                self._counts[q.counter] = self._counts.get(q.counter, 0) + 1
             if strategy is Strategy.ROUND_ROBIN:
                 self._rr_counter[pool] = self._rr_counter.get(pool, 0) + 1
                 rr[chosen] = self._rr_counter[pool]
@@ -207,4 +264,4 @@ class InMemoryState:
             self._loads[chosen] = self._loads.get(chosen, 0) + 1
             load = self._loads[chosen]
         capacity = next(c.capacity for c in candidates if c.rep_id == chosen)
-        return Pick(chosen, load, full, describe(strategy, chosen, load, capacity))
+        return Pick(chosen, load, full, describe(strategy, chosen, load, capacity), capped)

@@ -25,10 +25,11 @@ from datetime import datetime
 from typing import Any
 
 from worker.domain.leads import DecisionKey, LeadRef
+from worker.routing.caps import Quota
 from worker.routing.state import Candidate, Pick, RoutingState, Strategy
 from worker.store.base import DAY, dumps, stream_time
 from worker.store.outbox import OutboxStore
-from worker.store.routing_state import ClaimBatch, DirectClaim, PoolClaim, RoutingStateStore
+from worker.store.routing_state import ClaimBatch, DirectClaim, PoolClaim, RoutingStateStore, caps_by_rep
 
 SCRIPT_CHUNK = 500  # leads per begin/record script call: bounds how long one call holds Redis
 
@@ -328,15 +329,21 @@ class DecisionState:
         self._calls += 1
         return f"c:{self._calls - 1}"
 
-    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]) -> Pick:
+    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate],
+             caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
         batch = ClaimBatch(self.store)
-        batch.pick(pool, strategy, members, candidates, self.key, self._journal())
+        batch.pick(pool, strategy, members, candidates, self.key, self._journal(), caps_by_rep(caps))
         return batch.run()[0][0]
 
     def assign(self, rep_id: str) -> int:
         batch = ClaimBatch(self.store)
         batch.direct(rep_id, self.key, self._journal())
         return batch.run()[0][0].load
+
+    def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
+        batch = ClaimBatch(self.store)
+        batch.direct(rep_id, self.key, self._journal(), tuple(quotas))
+        return batch.run()[0][0]
 
 
 class _ClaimNeeded(Exception):
@@ -353,8 +360,8 @@ class _Diverged(Exception):
 
 def _signature(request: PoolClaim | DirectClaim) -> tuple[object, ...]:
     if isinstance(request, PoolClaim):
-        return ("p", request.pool, request.strategy, tuple(request.members), tuple(request.candidates))
-    return ("d", request.rep_id)
+        return ("p", request.pool, request.strategy, tuple(request.members), tuple(request.candidates), request.caps)
+    return ("d", request.rep_id, request.caps)
 
 
 @dataclass
@@ -394,10 +401,15 @@ class _ReplayState:
             raise _Diverged(str(request.key))
         return pick
 
-    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]) -> Pick:
-        return self._claim(PoolClaim(self.replay.key, pool, strategy, tuple(members), tuple(candidates), self.calls))
+    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate],
+             caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
+        return self._claim(PoolClaim(self.replay.key, pool, strategy, tuple(members), tuple(candidates), self.calls,
+                                     caps_by_rep(caps)))
 
     def assign(self, rep_id: str) -> int:
         return self._claim(DirectClaim(self.replay.key, rep_id, self.calls)).load
+
+    def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
+        return self._claim(DirectClaim(self.replay.key, rep_id, self.calls, tuple(quotas)))
 
 

@@ -19,6 +19,7 @@ STORE_ROOTS: dict[str, str] = {
     # routing state
     "loads": "hash rep -> open, unacknowledged leads",
     "pool": "hash per pool: round-robin sequence, last served, weighted scores",
+    "caps": "counter per (scope, rep, period, window): leads counted against a cap per period, expiring after its window",
     # decisions
     "dec": "hash per (crm, object, lead, epoch): the decision, its log entry id, its journaled claims",
     "lease": "string per (crm, object, lead, epoch): the worker deciding it (owner token)",
@@ -88,6 +89,10 @@ class Keys:
 
     def pool(self, pool: str) -> str:
         return f"{self.prefix}:pool:{pool}"
+
+    def cap(self, scope: str, rep: str, period: str, window: str) -> str:
+        """A cap's counter: ``scope`` is ``rep`` for the rep's own caps, else ``pool.<name>`` (see ``worker.routing.caps``)."""
+        return f"{self.prefix}:caps:{scope}:{rep}:{period}:{window}"
 
     # ------------------------------------------------------------------ decisions
 

@@ -17,8 +17,10 @@ from typing import Any
 import redis
 
 from worker.domain.leads import DecisionKey
+from worker.routing.caps import Quota
 from worker.routing.state import Candidate, Pick, Strategy, describe
 from worker.store.base import StoreBase
+from worker.store.caps import CapStore
 
 CLAIM_CHUNK = 1000  # claims per script call: bounds how long one call holds Redis
 
@@ -39,6 +41,7 @@ class PoolClaim:
     members: Sequence[str]
     candidates: Sequence[Candidate]
     index: int = 0  # the n-th claim of this lead's decision (its journal entry)
+    caps: tuple[tuple[str, tuple[Quota, ...]], ...] = ()  # per candidate rep: its caps per period
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class DirectClaim:
     key: DecisionKey
     rep_id: str
     index: int = 0  # the n-th claim of this lead's decision (its journal entry)
+    caps: tuple[Quota, ...] = ()  # the rep's own caps per period: the claim is refused when one is reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +63,8 @@ class Claim:
     replayed: bool
 
 
-class RoutingStateStore(StoreBase):
-    """Open loads per rep and rotation state per pool."""
+class RoutingStateStore(CapStore):
+    """Open loads per rep and rotation state per pool (and the counters of caps per period)."""
 
     LUA = ("claim", "adjust", "set_loads")
 
@@ -94,10 +98,18 @@ class RoutingStateStore(StoreBase):
         """Record a direct assignment (named rep, account owner): load +1, returns the new load."""
         return self.adjust_load(rep_id, 1)
 
-    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate]) -> Pick:
-        """Choose one of ``candidates`` and record it, in one Lua round trip (see ``choose``)."""
+    def pick(self, pool: str, strategy: Strategy, members: Sequence[str], candidates: Sequence[Candidate],
+             caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
+        """Choose one of ``candidates`` and record it, in one Lua round trip (see ``choose``); ``caps``: each
+        candidate's caps per period, checked and counted in the same step."""
         batch = ClaimBatch(self)
-        batch.pick(pool, strategy, members, candidates)
+        batch.pick(pool, strategy, members, candidates, caps=caps_by_rep(caps))
+        return batch.run()[0][0]
+
+    def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
+        """A direct assignment within the rep's caps per period, atomically: refused (``capped``) at a cap."""
+        batch = ClaimBatch(self)
+        batch.direct(rep_id, caps=tuple(quotas))
         return batch.run()[0][0]
 
     def reset_pool(self, pool: str) -> None:
@@ -124,9 +136,9 @@ class RoutingStateStore(StoreBase):
             batch = ClaimBatch(self)
             for req in requests[start : start + CLAIM_CHUNK]:
                 if isinstance(req, PoolClaim):
-                    batch.pick(req.pool, req.strategy, req.members, req.candidates, req.key, f"c:{req.index}")
+                    batch.pick(req.pool, req.strategy, req.members, req.candidates, req.key, f"c:{req.index}", req.caps)
                 else:
-                    batch.direct(req.rep_id, req.key, f"c:{req.index}")
+                    batch.direct(req.rep_id, req.key, f"c:{req.index}", req.caps)
             batch.send(pipe)
             batches.append(batch)
 
@@ -171,6 +183,7 @@ class ClaimBatch:
         candidates: Sequence[Candidate],
         key: DecisionKey | None = None,
         journal: str = "",
+        caps: tuple[tuple[str, tuple[Quota, ...]], ...] = (),
     ) -> None:
         set_index = 0  # only round robin needs the pool's member order
         if strategy == Strategy.ROUND_ROBIN:
@@ -189,11 +202,26 @@ class ClaimBatch:
             len(candidates),
             *_candidates_args(tuple(candidates)),
         ]
+        self._caps_args(caps, {c.rep_id: k for k, c in enumerate(candidates, 1)})
         self._parsers.append((strategy, candidates, ""))
 
-    def direct(self, rep_id: str, key: DecisionKey | None = None, journal: str = "") -> None:
+    def direct(self, rep_id: str, key: DecisionKey | None = None, journal: str = "", caps: tuple[Quota, ...] = ()) -> None:
         self._requests += ["d", self._journal(key), journal, rep_id]
+        self._caps_args(((rep_id, caps),) if caps else (), {rep_id: 1})
         self._parsers.append((None, (), rep_id))
+
+    def _caps_args(self, caps: tuple[tuple[str, tuple[Quota, ...]], ...], number: Mapping[str, int]) -> None:
+        """The caps section of a request (see ``claim.lua``): the counters as keys of this call."""
+        args: list[object] = []
+        for rep_id, quotas in caps:
+            k = number.get(rep_id)
+            if k is None:
+                continue
+            for q in quotas:
+                counter = self._key(self.store.keys.cap("pool." + q.scope if q.scope else "rep", q.rep_id, q.period,
+                                                        q.window))  # as CapStore.cap_key
+                args += [k, counter, int(q.limit), q.reason, int(q.expires_at * 1000)]
+        self._requests += [len(args) // 5, *args]
 
     def _args(self) -> list[object]:
         return [self.store.decision_ttl_ms, len(self._sets), *self._set_args, len(self._parsers), *self._requests]
@@ -208,16 +236,23 @@ class ClaimBatch:
         out, i = [], 0
         for strategy, candidates, direct in self._parsers:
             rep, load, replayed, skipped = raw[i], int(raw[i + 1]), bool(raw[i + 2]), int(raw[i + 3])
-            at_capacity = tuple(raw[i + 4 : i + 4 + skipped])
+            passed = raw[i + 4 : i + 4 + skipped]
+            at_capacity = tuple(r for r in passed if "\t" not in r)
+            capped = tuple((r, why) for r, why in (p.split("\t", 1) for p in passed if "\t" in p))
             i += 4 + skipped
             if not rep:
-                out.append((Pick(None, at_capacity=at_capacity), replayed))
+                out.append((Pick(None, at_capacity=at_capacity, capped=capped), replayed))
             elif strategy is None:
                 out.append((Pick(rep, load, (), f"direct: {direct} {load}"), replayed))
             else:
                 capacity = next((c.capacity for c in candidates if c.rep_id == rep), None)
-                out.append((Pick(rep, load, at_capacity, describe(strategy, rep, load, capacity)), replayed))
+                out.append((Pick(rep, load, at_capacity, describe(strategy, rep, load, capacity), capped), replayed))
         return out
+
+
+def caps_by_rep(caps: Mapping[str, Sequence[Quota]] | None) -> tuple[tuple[str, tuple[Quota, ...]], ...]:
+    """Caps per candidate as a claim carries them (hashable, so a replayed claim compares equal)."""
+    return tuple((rep, tuple(quotas)) for rep, quotas in caps.items() if quotas) if caps else ()
 
 
 @functools.lru_cache(maxsize=4096)

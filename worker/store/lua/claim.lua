@@ -12,10 +12,15 @@
 -- then the request count, then each request:
 --   "p", journal key index (0 = none), journal field, pool key index, strategy (rr|wrr|ll),
 --        member set index (0 unless round robin), candidate count n,
---        n x (rep, weight, capacity or "-")
---   "d", journal key index (0 = none), journal field, rep
+--        n x (rep, weight, capacity or "-"), then caps (below)
+--   "d", journal key index (0 = none), journal field, rep, then caps (below)
+-- caps per period (worker.routing.caps): a count q, then q x (candidate number, 1-based (1 for "d"),
+-- counter key index, limit, skip reason, expire at ms). A candidate whose counter has reached a
+-- limit is skipped with that reason (after capacity); the chosen rep's counters are incremented
+-- and expire at their time. The journal keeps the counters a claim incremented (q), so a claim
+-- given back gives them back too.
 -- Returns, per request: rep or "", load after the claim, replayed 0/1, skipped count f,
--- then f reps skipped at capacity.
+-- then f reps skipped: "rep" at capacity, "rep<TAB>reason" at a cap.
 
 local ttl = ARGV[1]
 local i = 3
@@ -54,6 +59,49 @@ local function bump(rep)
   return loads[rep]
 end
 
+local counts = {} -- cap counters by key name, read once, kept current as the script counts
+local function cap_count(name)
+  local c = counts[name]
+  if c == nil then
+    c = tonumber(redis.call('GET', name)) or 0
+    counts[name] = c
+  end
+  return c
+end
+local function cap_reached(quotas)
+  for _, q in ipairs(quotas or {}) do
+    if cap_count(KEYS[q[1]]) >= q[2] then return q[3] end
+  end
+  return nil
+end
+local taken -- the counters the current claim incremented
+local function cap_take(quotas)
+  for _, q in ipairs(quotas or {}) do
+    local name = KEYS[q[1]]
+    counts[name] = redis.call('INCR', name)
+    redis.call('PEXPIREAT', name, q[4])
+    taken[#taken + 1] = name
+  end
+end
+local function cap_give_back(names)
+  for _, name in ipairs(names or {}) do
+    if (tonumber(redis.call('GET', name)) or 0) > 0 then redis.call('DECR', name) end
+    counts[name] = nil
+  end
+end
+local function read_caps(at)
+  -- the caps section at ARGV[at]: returns quotas per candidate number and the section's size
+  local q = tonumber(ARGV[at])
+  local by = {}
+  for k = 0, q - 1 do
+    local j = at + 1 + 5 * k
+    local c = tonumber(ARGV[j])
+    by[c] = by[c] or {}
+    by[c][#by[c] + 1] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), ARGV[j + 3], tonumber(ARGV[j + 4])}
+  end
+  return by, 1 + 5 * q
+end
+
 local pools = {}
 local function pool_state(idx)
   local p = pools[idx]
@@ -70,7 +118,7 @@ local function pool_set(p, field, value)
   p.dirty[field] = true
 end
 
-local function pick(p, strategy, set, cands, weights, caps)
+local function pick(p, strategy, set, cands, weights, caps, quotas)
   local out = {"", 0, 0}
   local n = #cands
   if n == 0 then return out end
@@ -80,10 +128,16 @@ local function pick(p, strategy, set, cands, weights, caps)
   if need then ensure_loads(cands) end
   local open = {}
   for k = 1, n do
+    local capped = nil
     if caps[k] ~= nil and loads[cands[k]] >= caps[k] then
       out[#out + 1] = cands[k]
     else
-      open[#open + 1] = k
+      capped = cap_reached(quotas[k])
+      if capped then
+        out[#out + 1] = cands[k] .. '\t' .. capped
+      else
+        open[#open + 1] = k
+      end
     end
   end
   if #open == 0 then return out end
@@ -138,6 +192,7 @@ local function pick(p, strategy, set, cands, weights, caps)
   end
   out[1] = cands[chosen]
   out[2] = bump(cands[chosen])
+  cap_take(quotas[chosen])
   return out
 end
 
@@ -153,6 +208,9 @@ i = i + 1
 for _ = 1, requests do
   local kind, jkey, jfield = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local size = kind == 'p' and 7 + 3 * tonumber(ARGV[i + 6]) or 4
+  local quotas, caps_size = read_caps(i + size)
+  size = size + caps_size
+  taken = {}
   local sig = kind == 'p' and ('p:' .. KEYS[tonumber(ARGV[i + 3])]) or ('d:' .. ARGV[i + 3])
   local out = nil
   if jkey > 0 then
@@ -164,8 +222,9 @@ for _ = 1, requests do
         out[3] = 1
       elseif rec.o[1] ~= '' then
         -- a retry that took another path (e.g. the state changed in between): the earlier
-        -- claim no longer stands, so give its load back before claiming anew
+        -- claim no longer stands, so give its load (and its caps' counts) back before claiming anew
         release(rec.o[1])
+        cap_give_back(rec.q)
       end
     end
   end
@@ -177,12 +236,21 @@ for _ = 1, requests do
         local j = i + 4 + 3 * k
         cands[k], weights[k], caps[k] = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
       end
-      out = pick(pool_state(tonumber(ARGV[i + 3])), ARGV[i + 4], sets[tonumber(ARGV[i + 5])], cands, weights, caps)
+      out = pick(pool_state(tonumber(ARGV[i + 3])), ARGV[i + 4], sets[tonumber(ARGV[i + 5])], cands, weights, caps,
+                 quotas)
     else
-      out = {ARGV[i + 3], bump(ARGV[i + 3]), 0}
+      local capped = cap_reached(quotas[1])
+      if capped then
+        out = {'', 0, 0, ARGV[i + 3] .. '\t' .. capped}
+      else
+        out = {ARGV[i + 3], bump(ARGV[i + 3]), 0}
+        cap_take(quotas[1])
+      end
     end
     if jkey > 0 then
-      redis.call('HSET', KEYS[jkey], jfield, cjson.encode({s = sig, o = out}))
+      local rec = {s = sig, o = out}
+      if #taken > 0 then rec.q = taken end
+      redis.call('HSET', KEYS[jkey], jfield, cjson.encode(rec))
       redis.call('PEXPIRE', KEYS[jkey], ttl)
     end
   end

@@ -5,8 +5,8 @@
 -- ARGV[1] ttl ms, ARGV[2] log max length, then per lead: decision json, owner token (or ""),
 -- lead, epoch, claims used ("" = unknown), and for the outbox what goes beside the decision
 -- (json; "" = no outbox). Journaled claims c:n with n >= claims used were made by an earlier
--- attempt that died and went another way; their loads are given back when the decision is
--- recorded.
+-- attempt that died and went another way; their loads (and the cap counters they counted, q) are
+-- given back when the decision is recorded.
 -- Returns three values per lead: 1, "", entry id when this call recorded it (the caller has
 -- the json) | 0, json, entry id when an earlier decision stands.
 local out = {}
@@ -33,9 +33,13 @@ for k = 4, #KEYS, 2 do
       for f = 1, #fields, 2 do
         local n = string.match(fields[f], '^c:(%d+)$')
         if n and tonumber(n) >= n_used then
-          local rep = cjson.decode(fields[f + 1]).o[1]
+          local claim = cjson.decode(fields[f + 1])
+          local rep = claim.o[1]
           if rep ~= '' and tonumber(redis.call('HGET', KEYS[2], rep) or '0') > 0 then
             redis.call('HINCRBY', KEYS[2], rep, -1)
+          end
+          for _, name in ipairs(claim.q or {}) do
+            if (tonumber(redis.call('GET', name)) or 0) > 0 then redis.call('DECR', name) end
           end
           redis.call('HDEL', dkey, fields[f])
         end
