@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.domain.leads import LeadRef
-from worker.routing.state import Candidate, RoutingState, Strategy
+from worker.routing.state import ROTATIONS, Candidate, RoutingState, Strategy
 from worker.store.redis_store import DecisionBusy, RedisStore
 
 RR = Strategy.ROUND_ROBIN
@@ -50,7 +50,7 @@ def cascade(steps: list[Step], fallback: str) -> Callable[[RoutingState], dict]:
 def step(capped: bool) -> st.SearchStrategy[Step]:
     caps = st.one_of(st.none(), st.integers(min_value=0, max_value=2)) if capped else st.none()
     return st.tuples(
-        st.sampled_from(list(Strategy)),
+        st.sampled_from(list(ROTATIONS)),
         st.sampled_from(["p1", "p2"]),
         st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4, unique=True),
         st.lists(caps, min_size=4, max_size=4),

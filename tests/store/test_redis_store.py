@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.domain.leads import DecisionKey, LeadRef
-from worker.routing.state import Candidate, InMemoryState, Pick, RoutingState, Strategy
+from worker.routing.state import ROTATIONS, Candidate, InMemoryState, Pick, RoutingState, Strategy
 from worker.store.redis_store import DecisionBusy, DirectClaim, LockBusy, PoolClaim, RedisStore
 
 RR = Strategy.ROUND_ROBIN
@@ -377,7 +377,7 @@ def test_pick_returns_the_strategy_state_used(store) -> None:
 BATCH_OPS = st.lists(
     st.one_of(
         st.tuples(
-            st.sampled_from(list(Strategy)),
+            st.sampled_from(list(ROTATIONS)),
             st.sampled_from(["p1", "p2", "p3"]),
             st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4, unique=True),
             st.integers(min_value=0, max_value=15),  # which members are candidates

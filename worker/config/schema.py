@@ -158,9 +158,36 @@ def _unique_tie_breakers(value: tuple[str, ...] | None) -> tuple[str, ...] | Non
 TieBreakList = tuple[TieBreaker, ...] | None
 
 
+PERF_FIELDS = ("segment", "industry", "source", "territory", "product_interest", "country")
+
+
+class Performance(_Model):
+    """A ``performance_weighted`` pool's learning and fairness (docs/outcome-routing.md)."""
+
+    by: tuple[Literal["segment", "industry", "source", "territory", "product_interest", "country"], ...] = ("segment",)
+    window: float = 90 * 86_400.0  # learn from leads routed within this long (e.g. "90d")
+    prior_strength: float = Field(default=20.0, gt=0)  # the pool's rate counts as this many leads
+    tilt: float = Field(default=2.0, ge=0, le=10)  # weight = configured weight x (rate / pool rate) ** tilt
+    warmup: int = Field(default=20, ge=0)  # weighted round robin for a member until they have this many leads
+    floor: float = Field(default=0.0, ge=0, lt=1)  # each eligible member gets at least this share ...
+    cap: float = Field(default=1.0, gt=0, le=1)  # ... and at most this share ...
+    fairness_window: int = Field(default=100, ge=2, le=10_000)  # ... of every this many leads of the pool
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _seconds(value)
+
+
 class Pool(_Model):
     members: tuple[str, ...]
     strategy: Strategy = Strategy.ROUND_ROBIN
+    performance: Performance | None = None  # performance_weighted only: what it learns, floor and cap
     tie_break: TieBreakList = None
     caps: Caps | None = None  # per member: leads per day/week/month from this pool
 
@@ -519,6 +546,7 @@ def _cross_check(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> li
         else:
             problems.extend(_check_target(rule.assign, ("rules", i, "assign"), model, known, file, lines))
     problems.extend(_check_target(model.fallback, ("fallback",), model, known, file, lines))
+    problems.extend(_check_performance(model, file, lines))
     return problems
 
 
@@ -533,6 +561,34 @@ def _check_split(split: Split, path: PathKey, model: ConfigModel, known: set[str
                                f"arm '{arm.name}' is named twice; each arm needs its own name"))
         seen.add(arm.name)
         out.extend(_check_target(arm.assign, (*where, "assign"), model, known, file, lines))
+    return out
+
+
+def _check_performance(model: ConfigModel, file: str, lines: dict) -> list[Problem]:
+    """A performance_weighted pool's floor and cap must be possible for its members and its window."""
+    out = []
+    for name, pool in model.pools.items():
+        perf, path = pool.performance, ("pools", name, "performance")
+        if perf is not None and pool.strategy is not Strategy.PERFORMANCE_WEIGHTED:
+            out.append(Problem(file, line_for(lines, path), _dotted(path),
+                               f"only a performance_weighted pool learns; pool '{name}' is {pool.strategy.value}"))
+        if perf is None or pool.strategy is not Strategy.PERFORMANCE_WEIGHTED or not pool.members:
+            continue
+        n = len(pool.members)
+
+        def err(key: str, message: str, path: PathKey = path) -> None:
+            out.append(Problem(file, line_for(lines, (*path, key)), _dotted((*path, key)), message))
+
+        if perf.floor * n > 1 + 1e-9:
+            err("floor", f"a floor of {perf.floor:g} for each of {n} members adds up to more than every lead "
+                         f"(at most {1 / n:.3g})")
+        if perf.cap * n < 1 - 1e-9:
+            err("cap", f"a cap of {perf.cap:g} for each of {n} members leaves leads nobody may take (at least {1 / n:.3g})")
+        if perf.floor > perf.cap:
+            err("floor", f"floor {perf.floor:g} is above cap {perf.cap:g}")
+        if perf.floor > 0 and perf.floor * perf.fairness_window < 1:
+            err("floor", f"{perf.floor:g} of a {perf.fairness_window}-lead window is less than one lead; "
+                         "widen fairness_window")
     return out
 
 

@@ -13,13 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
-from worker.config.schema import Rule
+from worker.config.schema import Performance, Rule
 from worker.domain.normalize import NormalizedLead, normalize_lead
+from worker.routing.fairness import Fairness
+from worker.routing.perf import PerfSettings, RateTable, explain, weigh
 from worker.routing.split import choose_arm, split_key
 from worker.routing.state import Candidate, ContactHistory, Pick, RoutingState, Strategy
 from worker.routing.tiebreak import FILE_ORDER, LEAST_LOADED, MOST_RECENT_CONTACT, SENIORITY, settle
 
 FALLBACK = "fallback"
+DEFAULT_PERFORMANCE = Performance()
 
 # Why a rep was passed over. Order matters: the first that applies is recorded.
 INACTIVE, OOO, MISSING_SKILL, MISSING_LANGUAGE, AT_CAPACITY, OUTSIDE_HOURS = (
@@ -185,11 +188,12 @@ def territories_of(facts: Mapping[str, Any], config: RoutingConfig) -> list[str]
 class Router:
     """Routes leads for one configuration against one state."""
 
-    __slots__ = ("config", "history", "state")
+    __slots__ = ("config", "history", "rates", "state")
 
-    def __init__(self, config: RoutingConfig, state: RoutingState) -> None:
+    def __init__(self, config: RoutingConfig, state: RoutingState, rates: RateTable | None = None) -> None:
         self.config = config
         self.state = state
+        self.rates = rates  # learned conversion rates for performance_weighted pools (worker.routing.perf), as data
         # Contact history is optional (see ContactHistory): asked for only when a tie-breaker needs it.
         self.history: ContactHistory | None = (
             state if config.tie_breaks.uses_contact and isinstance(state, ContactHistory) else None
@@ -339,7 +343,7 @@ class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
     __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
-                 "history", "overrides", "skipped", "state", "tie_breaks")
+                 "history", "overrides", "rates", "skipped", "state", "tie_breaks")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -360,6 +364,7 @@ class _Context:
         self.tie_breaks: dict[str, str] = {}
         self.arm: str | None = None
         self.experiment: str | None = None
+        self.rates = router.rates
 
     def skip(self, rep_id: str, reason: str) -> None:
         if rep_id not in self.considered:
@@ -517,6 +522,8 @@ class _Context:
                 in_hours_now.append(candidate)
             else:
                 after_hours.append(candidate)
+        if pool.strategy is Strategy.PERFORMANCE_WEIGHTED:
+            return self.perf_pool(name, in_hours_now, after_hours)
         for group, note in ((in_hours_now, ""), (after_hours, "; all eligible reps outside hours")):
             if not group:
                 continue
@@ -544,6 +551,32 @@ class _Context:
         self.failure = f"pool {name} had nobody available" + (
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
         )
+        return None
+
+    def perf_pool(self, name: str, in_hours_now: list[Candidate], after_hours: list[Candidate]) -> _Outcome | None:
+        """``performance_weighted``: weights from the rate table for this lead's key, picked atomically
+        under the pool's floor and cap (``state.pick_fair``); the reason names the rates used."""
+        pool = self.config.pools[name]
+        perf = pool.performance or DEFAULT_PERFORMANCE
+        settings = PerfSettings(tuple(perf.by), perf.prior_strength, perf.tilt, perf.warmup)
+        fairness = Fairness(perf.fairness_window, perf.floor, perf.cap)
+        for group, note in ((in_hours_now, ""), (after_hours, "; all eligible reps outside hours")):
+            if not group:
+                continue
+            weighting = weigh(self.rates, settings, pool.members, [(c.rep_id, c.weight) for c in group], self.facts)
+            weighted = [Candidate(c.rep_id, weighting.weight_of(c.rep_id), c.capacity) for c in group]
+            pick = self.state.pick_fair(name, pool.members, weighted, fairness)  # a FairState
+            for rep_id in pick.at_capacity:
+                self.skipped[rep_id] = AT_CAPACITY
+            if pick.rep_id is None:
+                continue
+            for c in after_hours:
+                if c.rep_id != pick.rep_id:
+                    self.skipped.setdefault(c.rep_id, OUTSIDE_HOURS)
+            detail = explain(weighting, perf.by, pick.rep_id, pick.detail.partition(" ")[2], perf.floor, perf.cap)
+            return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
+        self.failure = f"pool {name} had nobody available" + (
+            f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else "")
         return None
 
     def reachable(self, target: Assign) -> list[str]:

@@ -44,12 +44,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from worker.routing.fairness import Fairness, FairWindow, choose_fair
+
 from worker.routing.caps import Quota, reached
 
 class Strategy(StrEnum):
     ROUND_ROBIN = "round_robin"
     WEIGHTED_ROUND_ROBIN = "weighted_round_robin"
     LEAST_LOADED = "least_loaded"
+    PERFORMANCE_WEIGHTED = "performance_weighted"  # learned rates, floors and caps: worker.routing.perf, .fairness
+
+
+# the strategies ``RoutingState.pick`` serves; performance_weighted picks through ``pick_fair`` (worker.routing.perf)
+ROTATIONS: tuple[Strategy, ...] = (Strategy.ROUND_ROBIN, Strategy.WEIGHTED_ROUND_ROBIN, Strategy.LEAST_LOADED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +197,7 @@ class InMemoryState:
     _rr_counter: dict[str, int] = field(default_factory=dict)
     _wrr: dict[str, dict[str, int]] = field(default_factory=dict)
     _contacts: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    _fair: dict[str, FairWindow] = field(default_factory=dict)  # performance_weighted pools' windows
     _counts: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # caps per period, by Quota.counter
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -209,6 +217,19 @@ class InMemoryState:
 
     def assign(self, rep_id: str) -> int:
         return self.adjust_load(rep_id, 1)
+
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
+        """A ``performance_weighted`` pick under the pool's floor and cap (``worker.routing.fairness``);
+        ``detail`` is ``#<pick number> <note>``, as the store's ``fair_claim.lua`` returns it."""
+        with self._lock:
+            full = tuple(c.rep_id for c in candidates
+                         if c.capacity is not None and self._loads.get(c.rep_id, 0) >= c.capacity)
+            window = self._fair.setdefault(pool, FairWindow())
+            found = choose_fair(window, fairness, [(c.rep_id, c.weight) for c in candidates if c.rep_id not in full])
+            if found is None:
+                return Pick(None, at_capacity=full)
+            self._loads[found.rep_id] = self._loads.get(found.rep_id, 0) + 1
+            return Pick(found.rep_id, self._loads[found.rep_id], full, f"#{found.seq} {found.note}".strip())
 
     def last_owner(self, domain: str) -> str | None:
         seen = self._contacts.get(domain)

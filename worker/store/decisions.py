@@ -26,6 +26,7 @@ from typing import Any
 
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.routing.caps import Quota
+from worker.routing.fairness import Fairness
 from worker.routing.state import Candidate, Pick, RoutingState, Strategy
 from worker.store.base import DAY, dumps, stream_time
 from worker.store.outbox import OutboxStore
@@ -340,6 +341,10 @@ class DecisionState:
         batch.direct(rep_id, self.key, self._journal())
         return batch.run()[0][0].load
 
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
+        """A performance-weighted pick, journaled like the others (``fair_claim.lua``)."""
+        return self.store.fair_claim(pool, candidates, fairness, self.key, self._journal())  # type: ignore[attr-defined]
+
     def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
         batch = ClaimBatch(self.store)
         batch.direct(rep_id, self.key, self._journal(), tuple(quotas))
@@ -390,6 +395,10 @@ class _ReplayState:
             seen.append({rep: self.snapshot.get(rep, 0) for rep in rep_ids})
         self._loads_calls += 1
         return dict(seen[self._loads_calls - 1])
+
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
+        """Performance-weighted picks are not batched: the lead is decided alone (journaled, ``fair_claim.lua``)."""
+        raise _Diverged(str(self.replay.key))
 
     def _claim(self, request: PoolClaim | DirectClaim) -> Pick:
         self.calls += 1

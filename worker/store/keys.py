@@ -40,6 +40,7 @@ STORE_ROOTS: dict[str, str] = {
     "lock": "string per lock name: the owner token",
     "seen": "flag per (namespace, id): first-seen de-duplication (webhook events)",
     "availability": "hash rep -> json availability override",
+    "rates": "string: the learned rate table of performance_weighted pools (JSON, versioned)",
     # recovery
     "state": "hash: the state marker (instance id, prefix, ledger, generation); missing = Redis lost its data",
 }
@@ -89,6 +90,9 @@ class Keys:
 
     def pool(self, pool: str) -> str:
         return f"{self.prefix}:pool:{pool}"
+
+    def rates(self) -> str:
+        return f"{self.prefix}:rates"
 
     def cap(self, scope: str, rep: str, period: str, window: str) -> str:
         """A cap's counter: ``scope`` is ``rep`` for the rep's own caps, else ``pool.<name>`` (see ``worker.routing.caps``)."""

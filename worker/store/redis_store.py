@@ -41,6 +41,7 @@ from worker.store.base import DAY
 from worker.store.connection import DEFAULT_DATA_DIR, connect
 from worker.store.crm_state import CrmStateStore
 from worker.store.decisions import SCRIPT_CHUNK, Decided, DecisionBusy, DecisionState, DecisionStore
+from worker.store.fairness import FairnessStore
 from worker.store.locks import LockBusy, LockStore
 from worker.store.log import LogEntry, LogStore
 from worker.store.marker import RecoveryStore, StateMarker
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 
-class RedisStore(DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore,
+class RedisStore(FairnessStore, DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore,
                  RecoveryStore):
     """All shared state of one leadroute configuration, under one key prefix.
 

@@ -1,0 +1,173 @@
+"""The ``performance_weighted`` strategy: smoothed rates, tilted weights, warm-up, explanations, floors and caps."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.cli.simulate import simulate
+from worker.config import parse_config
+from worker.config.schema import ConfigError
+from worker.routing.engine import Router
+from worker.routing.fairness import Fairness, FairWindow, choose_fair, window_shares
+from worker.routing.perf import SCALE, PerfSettings, RateTable, pool_prior, posterior_mean, weigh
+from worker.routing.state import Candidate, InMemoryState, Strategy
+
+AT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+
+
+def table(counts: dict[str, dict[str, tuple[int, int]]]) -> RateTable:
+    return RateTable(("segment",), {(seg,): reps for seg, reps in counts.items()})
+
+
+# -- smoothing ------------------------------------------------------------------------------------
+
+
+def test_posterior_means_worked_by_hand() -> None:
+    # Beta(m p0, m (1 - p0)) prior with m = 20, p0 = 0.2: pseudo-counts 4 converted of 20
+    assert posterior_mean(3, 10, 0.2, 20) == pytest.approx(7 / 30)  # (3 + 4) / (10 + 20) = 0.2333
+    assert posterior_mean(30, 100, 0.2, 20) == pytest.approx(34 / 120)  # 0.2833: the record outweighs the prior
+    assert posterior_mean(0, 0, 0.2, 20) == pytest.approx(0.2)  # no leads: the pool's rate
+    assert posterior_mean(3, 3, 0.2, 20) == pytest.approx(7 / 23)  # 3 of 3 is not judged as 100%: 0.3043
+
+
+def test_the_prior_is_the_pools_rate_for_the_key_else_overall() -> None:
+    t = table({"smb": {"ana": (10, 50), "lee": (5, 50), "outsider": (90, 100)}, "ent": {"ana": (1, 10)}})
+    assert pool_prior(t, ("smb",), ["ana", "lee"]) == pytest.approx(15 / 100)  # members only: not the outsider
+    assert pool_prior(t, ("mid",), ["ana", "lee"]) == pytest.approx(16 / 110)  # no leads with the key: overall
+    assert pool_prior(t, ("smb",), ["nobody"]) is None
+
+
+def test_weights_tilt_by_the_posterior_mean_and_keep_the_pools_weight() -> None:
+    t = table({"smb": {"ana": (30, 100), "lee": (10, 100)}})
+    w = weigh(t, PerfSettings(prior_strength=20, tilt=2, warmup=0), ["ana", "lee"], [("ana", 1), ("lee", 1)],
+              {"segment": "SMB"})
+    p0 = 0.2
+    ana, lee = (30 + 20 * p0) / 120, (10 + 20 * p0) / 120  # 0.2833, 0.1167
+    assert [r.mean for r in w.rates] == [pytest.approx(ana), pytest.approx(lee)]
+    share = (ana / p0) ** 2 / ((ana / p0) ** 2 + (lee / p0) ** 2)  # 0.855
+    assert w.weight_of("ana") + w.weight_of("lee") == 2 * SCALE
+    assert w.weight_of("ana") == round(2 * SCALE * share)
+
+
+def test_with_tilt_zero_or_no_differences_weights_are_the_configured_ones() -> None:
+    t = table({"smb": {"ana": (20, 100), "lee": (20, 100)}})
+    w = weigh(t, PerfSettings(warmup=0), ["ana", "lee"], [("ana", 2), ("lee", 1)], {"segment": "smb"})
+    assert (w.weight_of("ana"), w.weight_of("lee")) == (2 * SCALE, SCALE)
+
+
+# -- warm-up ------------------------------------------------------------------------------------
+
+
+def test_members_in_warm_up_follow_weighted_round_robin_exactly() -> None:
+    t = table({"smb": {"ana": (3, 5), "lee": (0, 4)}})  # fewer than 20 leads each: both in warm-up
+    fair, plain = InMemoryState(), InMemoryState()
+    members = ["ana", "lee", "tom"]
+    configured = [("ana", 2), ("lee", 1), ("tom", 1)]
+    got, expected = [], []
+    for _ in range(40):
+        w = weigh(t, PerfSettings(warmup=20), members, configured, {"segment": "smb"})
+        got.append(fair.pick_fair("p", members, [Candidate(r, w.weight_of(r)) for r, _ in configured], Fairness()).rep_id)
+        expected.append(plain.pick("p", Strategy.WEIGHTED_ROUND_ROBIN, members, [Candidate(r, n) for r, n in configured]).rep_id)
+    assert got == expected
+
+
+def test_a_warm_up_member_gets_their_weighted_round_robin_share_among_learned_members() -> None:
+    t = table({"smb": {"ana": (60, 200), "lee": (10, 200), "tom": (1, 2)}})
+    state, members = InMemoryState(), ["ana", "lee", "tom"]
+    w = weigh(t, PerfSettings(warmup=20), members, [("ana", 1), ("lee", 1), ("tom", 1)], {"segment": "smb"})
+    assert w.weight_of("tom") == SCALE and w.weight_of("ana") + w.weight_of("lee") == 2 * SCALE
+    picks = [state.pick_fair("p", members, [Candidate(r, w.weight_of(r)) for r in members], Fairness()).rep_id
+             for _ in range(3 * 300)]
+    assert picks.count("tom") == 300  # exactly a third: 1 of 3 configured weights, over whole cycles
+
+
+# -- fairness -----------------------------------------------------------------------------------
+
+
+def test_floor_and_cap_hold_in_every_full_window() -> None:
+    rules = Fairness(window=40, floor=0.15, cap=0.4)  # at least 6 and at most 16 of every 40
+    state = FairWindow()
+    open_ = [("ana", 9000), ("lee", 500), ("tom", 300), ("kim", 200)]
+    picks = [choose_fair(state, rules, open_).rep_id for _ in range(2000)]  # type: ignore[union-attr]
+    shares = window_shares(picks, 40)
+    assert all(low >= 6 and high <= 16 for low, high in shares.values()), shares
+    assert shares["ana"][1] == 16 and shares["kim"][0] == 6  # both bind: without them ana would take 90%
+
+
+def test_a_forced_pick_is_named() -> None:
+    state = FairWindow()
+    rules = Fairness(window=10, floor=0.2, cap=1.0)
+    notes = [choose_fair(state, rules, [("ana", 100), ("tom", 1)]).note for _ in range(12)]  # type: ignore[union-attr]
+    assert "floor:tom" in notes
+
+
+# -- the engine ---------------------------------------------------------------------------------
+
+CONFIG = textwrap.dedent(
+    """\
+    version: 1
+    reps:
+      - {id: ana}
+      - {id: lee}
+      - {id: tom}
+    segments:
+      smb: {employees: {lt: 200}}
+    pools:
+      inside:
+        members: [ana, lee, tom]
+        strategy: performance_weighted
+        performance: {by: segment, floor: 0.15, cap: 0.6, fairness_window: 20, warmup: 10}
+    queues: {triage: {salesforce: "00G1"}}
+    rules:
+      - {name: inbound, assign: {pool: inside}}
+    fallback: {queue: triage}
+    """
+)
+RATES = table({"smb": {"ana": (34, 140), "lee": (16, 96), "tom": (1, 4)}})
+
+
+def test_the_decision_names_the_rates_and_the_table_it_used() -> None:
+    router = Router(parse_config(CONFIG), InMemoryState(), rates=RATES)
+    reasons = [router.route({"id": str(i), "employees": 50}, at=AT).reason for i in range(20)]
+    p0 = 51 / 240
+    ana, lee = (34 + 20 * p0) / 160, (16 + 20 * p0) / 116
+    head = f"inbound -> pool inside (perf-weighted (rates {RATES.version}, segment=smb, pool {p0:.2f}): "
+    assert reasons[0].startswith(f"{head}ana {ana:.2f} (n = 140), lee {lee:.2f} (n = 96), tom warm-up (n = 4) -> ")
+    assert any(r.endswith("; floor keeps tom at >= 15%)") for r in reasons)
+
+
+def test_same_input_state_and_table_give_the_same_decisions() -> None:
+    config = parse_config(CONFIG)
+    runs = [[Router(config, state, rates=RATES).route({"id": str(i), "employees": 50 + i}, at=AT).owner
+             for i in range(60)] for state in (InMemoryState(), InMemoryState())]
+    assert runs[0] == runs[1]
+
+
+def test_simulate_routes_with_the_new_strategy() -> None:
+    rows = [(i + 2, {"id": str(i), "employees": 50}) for i in range(30)]
+    result = simulate(parse_config(CONFIG), rows, at=AT)
+    owners = [d.owner for d in result.decisions]
+    assert len(owners) == 30 and set(owners) == {"ana", "lee", "tom"}
+    assert all("perf-weighted (no rate table yet: weighted round robin)" in d.reason for d in result.decisions)
+
+
+@pytest.mark.parametrize(("perf", "line", "message"), [
+    ("{floor: 0.4}", 12, "pools.inside.performance.floor: a floor of 0.4 for each of 3 members adds up to more than"),
+    ("{cap: 0.3}", 12, "pools.inside.performance.cap: a cap of 0.3 for each of 3 members leaves leads nobody may take"),
+    ("{floor: 0.3, cap: 0.25}", 12, "pools.inside.performance.floor: floor 0.3 is above"),
+    ("{floor: 0.01, fairness_window: 50}", 12, "pools.inside.performance.floor: 0.01 of a 50-lead window is less"),
+])
+def test_check_reports_impossible_floors_and_caps(perf: str, line: int, message: str) -> None:
+    text = CONFIG.replace("{by: segment, floor: 0.15, cap: 0.6, fairness_window: 20, warmup: 10}", perf)
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "routing.yaml")
+    assert f"routing.yaml:{line}: {message}" in str(exc.value), str(exc.value)
+
+
+def test_performance_settings_only_on_a_performance_weighted_pool() -> None:
+    text = CONFIG.replace("strategy: performance_weighted", "strategy: round_robin")
+    with pytest.raises(ConfigError, match="only a performance_weighted pool learns; pool 'inside' is round_robin"):
+        parse_config(text)

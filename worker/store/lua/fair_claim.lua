@@ -1,0 +1,128 @@
+-- A performance_weighted pick under the pool's floor and cap, atomically: exactly the semantics of
+-- worker.routing.fairness.choose_fair, plus the capacity check and load +1 of every pick. A pick may
+-- be journaled under a lead's decision hash like claim.lua's (field c:<n>, {s = signature, o = out}):
+-- a retry gets the recorded pick back; one recorded for another target is released and replaced.
+--
+-- KEYS[1] loads hash; KEYS[2] the pool hash (fair fields: fw window, fs picks so far, fq:<slot> the
+-- ring of the last fw picks, fc:<rep> a rep's picks in it, fx:<rep> smooth weighted score);
+-- KEYS[3] the decision hash (journal), optional.
+-- ARGV[1] journal ttl ms; ARGV[2] journal field ("" = none); ARGV[3] "pw:<window>:<floor count>:<cap count>";
+-- ARGV[4] candidate count n, then n x (rep, weight, capacity or "-"), in candidate order.
+-- Returns {rep or "", load, replayed 0/1, detail "#<pick number> <note>", reps skipped at capacity...}.
+
+local loads_key, pool = KEYS[1], KEYS[2]
+local jkey = KEYS[3]
+local ttl, jfield = ARGV[1], ARGV[2]
+local sig = 'f:' .. pool
+
+if jkey and jfield ~= '' then
+  local seen = redis.call('HGET', jkey, jfield)
+  if seen then
+    local rec = cjson.decode(seen)
+    if rec.s == sig then
+      rec.o[3] = 1
+      return rec.o
+    end
+    if rec.o[1] ~= '' then
+      local left = (tonumber(redis.call('HGET', loads_key, rec.o[1])) or 0) - 1
+      if left > 0 then redis.call('HSET', loads_key, rec.o[1], left) else redis.call('HDEL', loads_key, rec.o[1]) end
+    end
+  end
+end
+
+local _, _, w, f, c = string.find(ARGV[3], '^pw:(%d+):(%d+):(%d+)$')
+local window, floor_n, cap_n = tonumber(w), tonumber(f), tonumber(c)
+local n = tonumber(ARGV[4])
+local out = {'', 0, 0, ''}
+local open = {}
+for k = 1, n do
+  local j = 5 + 3 * (k - 1)
+  local rep, weight, cap = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  if cap ~= nil and (tonumber(redis.call('HGET', loads_key, rep)) or 0) >= cap then
+    out[#out + 1] = rep
+  else
+    open[#open + 1] = {rep = rep, weight = weight}
+  end
+end
+
+local function finish(result)
+  if jkey and jfield ~= '' then
+    redis.call('HSET', jkey, jfield, cjson.encode({s = sig, o = result}))
+    redis.call('PEXPIRE', jkey, ttl)
+  end
+  return result
+end
+
+if #open == 0 then return finish(out) end
+
+-- a changed window starts afresh
+if tonumber(redis.call('HGET', pool, 'fw')) ~= window then
+  local fields = redis.call('HKEYS', pool)
+  local gone = {}
+  for _, name in ipairs(fields) do
+    local p = string.sub(name, 1, 3)
+    if p == 'fq:' or p == 'fc:' then gone[#gone + 1] = name end
+  end
+  for s = 1, #gone, 1000 do redis.call('HDEL', pool, unpack(gone, s, math.min(s + 999, #gone))) end
+  redis.call('HSET', pool, 'fw', window, 'fs', 0)
+end
+
+local seq = (tonumber(redis.call('HGET', pool, 'fs')) or 0) + 1
+local slot = 'fq:' .. (seq % window)
+local oldest = nil
+if seq > window then oldest = redis.call('HGET', pool, slot) end
+
+local counts = {}
+for _, cand in ipairs(open) do
+  counts[cand.rep] = tonumber(redis.call('HGET', pool, 'fc:' .. cand.rep)) or 0
+  if cand.rep == oldest then counts[cand.rep] = counts[cand.rep] - 1 end
+end
+
+local allowed, capped = {}, {}
+for _, cand in ipairs(open) do
+  if counts[cand.rep] < cap_n then allowed[#allowed + 1] = cand else capped[#capped + 1] = cand.rep end
+end
+local note = ''
+if #capped > 0 then note = 'cap:' .. table.concat(capped, ',') end
+if #allowed == 0 then
+  allowed = open
+  note = 'cap-waived'
+end
+
+local total, chosen, best_owed = 0, nil, nil
+local scores = {}
+for k, cand in ipairs(allowed) do
+  scores[k] = (tonumber(redis.call('HGET', pool, 'fx:' .. cand.rep)) or 0) + cand.weight
+  total = total + cand.weight
+end
+for k, cand in ipairs(allowed) do
+  if counts[cand.rep] < floor_n and (best_owed == nil or counts[cand.rep] < best_owed) then
+    best_owed, chosen = counts[cand.rep], k
+  end
+end
+if chosen ~= nil then
+  note = 'floor:' .. allowed[chosen].rep
+else
+  for k = 1, #allowed do
+    if chosen == nil or scores[k] > scores[chosen] then chosen = k end
+  end
+end
+scores[chosen] = scores[chosen] - total
+for k, cand in ipairs(allowed) do
+  redis.call('HSET', pool, 'fx:' .. cand.rep, string.format('%d', scores[k]))
+end
+
+local rep = allowed[chosen].rep
+if oldest then
+  local left = redis.call('HINCRBY', pool, 'fc:' .. oldest, -1)
+  if left <= 0 then redis.call('HDEL', pool, 'fc:' .. oldest) end
+end
+redis.call('HINCRBY', pool, 'fc:' .. rep, 1)
+redis.call('HSET', pool, slot, rep, 'fs', seq)
+
+out[1] = rep
+out[2] = redis.call('HINCRBY', loads_key, rep, 1)
+local detail = '#' .. seq
+if note ~= '' then detail = detail .. ' ' .. note end
+out[4] = detail
+return finish(out)
