@@ -44,9 +44,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from worker.routing.caps import Quota, reached
 from worker.routing.fairness import Fairness, FairWindow, choose_fair
 
-from worker.routing.caps import Quota, reached
 
 class Strategy(StrEnum):
     ROUND_ROBIN = "round_robin"
