@@ -127,6 +127,27 @@ def test_a_rule_on_territories_each_taken_earlier_is_shadowed() -> None:
     ]
 
 
+def test_countries_a_territory_takes_whole_are_covered_by_a_rule_on_it() -> None:
+    text = config("""\
+        - {name: emea, when: {territory: emea}, assign: {rep: ann}}
+        - {name: germany, when: {country: [Germany, FR]}, assign: {rep: bob}}
+        - {name: us, when: {country: US}, assign: {rep: bob}}
+        """, TERRITORIES)
+    assert found(text, SHADOWED_RULE) == [
+        f"{FILE}:{line_of(text, 'name: germany')}: rules[1]: rule 'germany' can never match: rule 'emea' above it "
+        f"(line {line_of(text, 'name: emea')}) matches every lead it matches"
+    ]
+
+
+def test_a_country_only_partly_in_a_territory_is_not_covered_by_it() -> None:
+    west = TEAM + "territories:\n  west: {countries: [US], states: [CA]}\n  na: {countries: [US, CA]}\n"
+    text = config("""\
+        - {name: na, when: {territory: na}, assign: {rep: ann}}
+        - {name: us, when: {country: US}, assign: {rep: bob}}
+        """, west)
+    assert found(text, SHADOWED_RULE) == []  # a lead from California is in 'west', which 'na' does not take
+
+
 def test_not_in_covers_every_other_value() -> None:
     text = config("""\
         - {name: not-web, when: {lead_source: {not_in: [Web]}}, assign: {rep: ann}}
@@ -185,6 +206,7 @@ RULE_PARTS = st.sampled_from([
     "{employees: {exists: false}}", "{lead_source: Web}", "{lead_source: [Web, Event]}",
     "{lead_source: {not_in: [Web]}}", "{territory: emea}", "{territory: [emea, na]}", "{country: US}",
     "{not: {territory: na}}", "{industry: {contains: fin}}", "{any: [{score: {gte: 80}}, {lead_source: Event}]}",
+    "{country: [DE, FR]}", "{territory: {exists: false}}", "{employees: {not_in: [100]}}",
 ])
 LEADS = st.fixed_dictionaries({}, optional={
     "employees": st.sampled_from([0, 49, 50, 99, 100, 101, 500, 501, 5000, "n/a"]),
@@ -192,6 +214,7 @@ LEADS = st.fixed_dictionaries({}, optional={
     "country": st.sampled_from(["US", "DE", "FR", "BR"]),
     "industry": st.sampled_from(["Fintech", "Retail"]),
     "score": st.sampled_from([10, 80, 95]),
+    "territory": st.sampled_from(["emea", "na"]),  # a lead may bring its own, kept when its country is in none
 })
 
 

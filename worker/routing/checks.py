@@ -376,19 +376,44 @@ class _Regions:
         return pieces
 
 
+def _possible(config: RoutingConfig, space: _Space, regions: _Regions) -> list[Box]:
+    """Where leads can be, beyond each field on its own: a lead from a country that a territory
+    takes whole is always in a territory (the engine overrides any ``territory`` the lead brings),
+    one of those listing the country: with ``first_match`` one up to the first that takes it whole."""
+    if "territory" not in space.cells or "territory" in space.mixed or "country" in space.mixed:
+        return [{}]
+    names = space.cells["territory"]
+    region: list[Box] = [{}]
+    for cell in space.cells.get("country", ()):
+        if cell in (MISSING, OTHER):
+            continue
+        containing = [(name, bool(states or postcodes)) for name, countries, states, postcodes in config.territory_order
+                      if cell.upper() in countries]
+        whole = [i for i, (_, narrowed) in enumerate(containing) if not narrowed]
+        if not whole:
+            continue  # a lead from there may be in no territory, and bring its own
+        if config.model.territory_overlap == "first_match":
+            containing = containing[: whole[0] + 1]
+        allowed = {n.strip().casefold() if n.strip().casefold() in names else OTHER for n, _ in containing}
+        region = regions.subtract(region, [{"country": frozenset((cell,)), "territory": frozenset(names) - allowed}])
+    return region
+
+
 def shadowed_rules(ctx: _Ctx) -> list[tuple[Finding, int]]:
     """Rules that can never match, each with its index; rules after a rule without conditions are
     left to the load warning that already names them."""
     rules = ctx.config.model.rules
     formulas = [formula(r.when) for r in rules]
-    regions = _Regions(_Space(formulas))
+    space = _Space(formulas)
+    regions = _Regions(space)
+    possible = _possible(ctx.config, space, regions)
     out: list[tuple[Finding, int]] = []
     seen: list[tuple[int, list[Box]]] = []
     for j, rule in enumerate(rules):
         if any(not rules[i].when for i in range(j)):
             break  # reported on load: "above it has no conditions"
         try:
-            mine = regions.of(formulas[j])
+            mine = regions.intersect(regions.of(formulas[j]), possible)
             if not mine:
                 out.append((ctx.finding(SHADOWED_RULE, ("rules", j), (
                     f"rule '{rule.name}' can never match: no lead meets all of its conditions at once")), j))
