@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tests.routing.test_checks import EXAMPLE, TEAM, line_of
@@ -69,3 +71,39 @@ def test_strict_passes_a_clean_config_and_errors_still_exit_1(tmp_path: Path) ->
 @pytest.mark.parametrize("days", ["0", "x"])
 def test_a_bad_horizon_is_refused(tmp_path: Path, days: str) -> None:
     assert runner.invoke(app, ["check", write(tmp_path, CLEAN), "--ooo-days", days]).exit_code == 2
+
+
+# --- the example CI workflow ---------------------------------------------------------------------
+
+WORKFLOW = EXAMPLE.parents[1] / "docs/ci/routing-check.yml"
+
+
+def workflow_commands() -> list[list[str]]:
+    """Every `leadroute ...` command line the workflow runs, as arguments."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["check-and-replay"]["steps"]
+    lines = [line.strip() for step in steps for line in step.get("run", "").splitlines()]
+    return [shlex.split(line.split(" 2>&1")[0].split(" >")[0].split(" ||")[0])[1:]
+            for line in lines if line.startswith("leadroute ")]
+
+
+def test_the_workflow_runs_on_pull_requests_changing_the_routing_config_and_may_comment() -> None:
+    data = yaml.safe_load(WORKFLOW.read_text())
+    assert data[True]["pull_request"]["paths"] == [data["env"]["ROUTING"]]  # YAML 1.1 reads the `on:` key as True
+    assert data["permissions"]["pull-requests"] == "write"
+
+
+def test_the_workflow_calls_check_strict_and_replay_with_options_they_accept() -> None:
+    commands = workflow_commands()
+    assert [c[0] for c in commands] == ["check", "check", "replay", "replay"]
+    assert "--strict" in commands[0] and "--json" in commands[1]
+    assert all(c[c.index("--against") + 1] == "base-routing.yaml" for c in commands[2:])
+    for command in commands:
+        helps = runner.invoke(app, [command[0], "--help"], env={"COLUMNS": "200"}).output
+        assert all(option in helps for option in command if option.startswith("--")), command
+
+
+def test_the_workflows_check_step_fails_on_warnings_and_passes_a_clean_config(tmp_path: Path) -> None:
+    strict = workflow_commands()[0]
+    for text, code in ((EXAMPLE.read_text(), 1), (CLEAN, 0)):
+        args = [a.replace("$ROUTING", write(tmp_path, text)) for a in strict]
+        assert runner.invoke(app, args).exit_code == code
