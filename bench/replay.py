@@ -8,7 +8,10 @@ candidate removes a pool member, moves a threshold from 1000 to 500 employees an
 (see :func:`candidate_of`).
 
 Timed: grouping the events into leads, the starting state (warm-up included), both runs side by
-side and the JSON result (``replay_s``), from events already in memory. ``--ledger`` also writes
+side and the JSON result (``replay_s`` wall, ``replay_cpu_s`` CPU), from events already in memory;
+and, for scale, the engine alone routing the same leads once (``engine_alone_cpu_s``): the replay
+routes each lead twice, so about 2x that is the floor. On a shared machine read the CPU figures
+and the ``load_average`` beside them. ``--ledger`` also writes
 the history to a SQLite ledger and times ``leadroute replay --format json`` on it end to end in a
 fresh process (start-up and reading the ledger included; ``cli_s``).
 
@@ -38,10 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine import build_config, make_leads  # bench/engine.py: the same config and leads as the engine's benchmark
 
-from worker.config import parse_config
+from worker.config import RoutingConfig, parse_config
 from worker.config.diff import diff_configs
 from worker.replay import Comparison, read_history, replay, start_state
+from worker.replay.run import ReplayState
 from worker.replay.synthetic import Arrival, make_history
+from worker.routing.engine import Router
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW_START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -91,7 +96,7 @@ def main() -> None:
     events = list(make_history(baseline, [*warm, *window]))
     made_s = time.perf_counter() - made
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     history = read_history(events, WINDOW_START, WINDOW_START + WINDOW)
     grouped_s = time.perf_counter() - start
     state = start_state(history.earlier, WINDOW_START, baseline)
@@ -99,12 +104,17 @@ def main() -> None:
     comparison = Comparison(baseline, candidate)
     replay(history.leads, baseline, candidate, state, comparison.add)
     result = comparison.to_dict(diff_configs(baseline, candidate), {"source": "bench"})
-    replay_s = time.perf_counter() - start
+    replay_s, replay_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    engine_cpu_s = engine_alone(baseline, history.leads)
     figures = {
         "leads": comparison.leads,
         "warmup_leads": len(history.earlier),
         "events": len(events),
         "replay_s": round(replay_s, 3),
+        "replay_cpu_s": round(replay_cpu_s, 3),
+        "engine_alone_cpu_s": round(engine_cpu_s, 3),  # the same leads routed once, under the baseline alone
+        "replay_vs_engine": round(replay_cpu_s / engine_cpu_s, 2),
+        "load_average": os.getloadavg()[0],
         "group_s": round(grouped_s, 3),
         "start_state_s": round(state_s, 3),
         "leads_per_s": round(comparison.leads / replay_s),
@@ -119,14 +129,25 @@ def main() -> None:
         print(json.dumps(figures))
         return
     print(f"{figures['leads']:,} leads replayed (+{figures['warmup_leads']:,} warm-up) from {figures['events']:,} events")
-    print(f"replay: {figures['replay_s']} s ({figures['leads_per_s']:,} leads/s; grouping {figures['group_s']} s, "
-          f"starting state {figures['start_state_s']} s); target < 10 s")
+    print(f"replay: {figures['replay_s']} s wall, {figures['replay_cpu_s']} s CPU ({figures['leads_per_s']:,} leads/s; "
+          f"grouping {figures['group_s']} s, starting state {figures['start_state_s']} s); target < 10 s")
+    print(f"the engine alone on the same leads, one config: {figures['engine_alone_cpu_s']} s CPU; the replay costs "
+          f"{figures['replay_vs_engine']}x that (two configs); load average {figures['load_average']:.1f}")
     print(f"changed: {figures['changed']}; baseline agrees with the record on {figures['fidelity_owner_agreement']:.2%}")
     for text in figures["config_diff"]:
         print(f"  - {text}")
     if args.ledger:
         print(f"leadroute replay on a SQLite ledger: {figures['cli_s']} s end to end (ledger written in "
               f"{figures['ledger_write_s']} s)")
+
+
+def engine_alone(config: RoutingConfig, leads: list) -> float:
+    """CPU seconds to route ``leads`` once under ``config`` (what two configs' replay is measured against)."""
+    router = Router(config, ReplayState())
+    began = time.process_time()
+    for lead in leads:
+        router.route(lead.lead, at=lead.routed_at)
+    return time.process_time() - began
 
 
 def time_cli(events: list, doc: dict, candidate_doc: dict) -> dict:
