@@ -612,7 +612,7 @@ def ooo(
         err.print(f"unknown rep '{rep}'{_suggest(rep, rt.config.reps)}")
         raise typer.Exit(1)
     if back:
-        manual.mark_back(rt, rep)
+        manual.mark_back(rt, rep, getpass.getuser())
         out.print(f"{rep}: back, routing to them resumes")
         return
     end = None

@@ -23,7 +23,10 @@ SLA_KINDS = (
 NOTIFICATION_KINDS = ("notification",)
 OUTCOME_KINDS = ("outcome",)
 SHADOW_KINDS = ("shadow",)  # a candidate config's decision in shadow mode (docs/shadow.md): reports leave it out
-KINDS: frozenset[str] = frozenset((*DECISION_KINDS, *SLA_KINDS, *NOTIFICATION_KINDS, *OUTCOME_KINDS, *SHADOW_KINDS))
+# a person marked a rep away or back (leadroute ooo, the dashboard): crm "-", object "rep", lead_id the rep's id
+AVAILABILITY_KINDS = ("rep.away", "rep.back")
+KINDS: frozenset[str] = frozenset((*DECISION_KINDS, *SLA_KINDS, *NOTIFICATION_KINDS, *OUTCOME_KINDS, *SHADOW_KINDS,
+                                   *AVAILABILITY_KINDS))
 
 MAX_EVENT_ID = 200  # indexed: PostgreSQL's btree entries are bounded, and a key needs no more
 

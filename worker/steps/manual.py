@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from worker.domain.leads import LeadRef
-from worker.ledger.events import InvalidEvent
+from worker.ledger.events import InvalidEvent, LedgerEvent
 from worker.routing.engine import absence, in_hours
 from worker.steps.ledger import entry_event
 
@@ -73,18 +73,32 @@ def check_rep(rt: Runtime, rep: str) -> None:
         raise ManualError(f"unknown rep '{rep}'")
 
 
+def availability_event(kind: str, rep: str, at: datetime, actor: str, **data: Any) -> LedgerEvent:
+    """``rep.away``/``rep.back``: who marked a rep away or back, when, until when and why (for the ledger)."""
+    return LedgerEvent(event_id=f"{kind}/{rep}/{at.isoformat()}", kind=kind, crm="-", object="rep", lead_id=rep, at=at,
+                       actor=actor or None, data={k: v for k, v in data.items() if v not in (None, "")})
+
+
 def mark_away(rt: Runtime, rep: str, *, until: datetime | None, reason: str, actor: str) -> SweepReport | None:
     """Mark ``rep`` out of office now (until ``until``): routing skips them, and their unacknowledged
-    leads follow the SLA ladder at once (per ``on_rep_away``); the sweep's report, None without SLAs."""
+    leads follow the SLA ladder at once (per ``on_rep_away``); the sweep's report, None without SLAs.
+    The ledger gets a ``rep.away`` event with ``actor``."""
     check_rep(rt, rep)
-    rt.store.set_availability(rep, False, until=until, reason=reason, set_by=actor)
+    override = rt.store.set_availability(rep, False, until=until, reason=reason, set_by=actor)
+    at = override.set_at or datetime.now(UTC)
+    rt.store.outbox_append([availability_event("rep.away", rep, at, actor, reason=reason,
+                                                until=until.isoformat() if until else None)])
     return rt.sla.rep_went_away(rep) if rt.sla is not None else None
 
 
-def mark_back(rt: Runtime, rep: str) -> bool:
-    """Clear ``rep``'s override: routing to them resumes. False if they had none."""
+def mark_back(rt: Runtime, rep: str, actor: str = "") -> bool:
+    """Clear ``rep``'s override: routing to them resumes (a ``rep.back`` event with ``actor`` in the ledger).
+    False if they had none."""
     check_rep(rt, rep)
-    return rt.store.clear_availability(rep)
+    cleared = rt.store.clear_availability(rep)
+    if cleared:
+        rt.store.outbox_append([availability_event("rep.back", rep, datetime.now(UTC), actor)])
+    return cleared
 
 
 # ------------------------------------------------------------------------------------------- re-route

@@ -306,7 +306,7 @@ def build_routes(dash: Dashboard) -> list[Route]:
     async def rep_back(request: Request, who: Identity, form: dict[str, str]) -> Response:
         rep = request.path_params["rep"]
         try:
-            await run_in_threadpool(manual.mark_back, dash.rt, rep)
+            await run_in_threadpool(manual.mark_back, dash.rt, rep, who.user + ACTOR_SUFFIX)
         except manual.ManualError as exc:
             return dash.page(request, "message.html", who, 400, title="Not changed", message=str(exc))
         return RedirectResponse(f"/ui/reps?{urlencode({'done': f'{rep} back'})}", status_code=303)
