@@ -157,3 +157,26 @@ def test_the_baseline_disagreeing_with_the_record_is_counted_as_fidelity_not_as_
     assert [s["lead"] for s in result["fidelity"]["samples"]] == ["salesforce/Lead/L03", "salesforce/Lead/L04",
                                                                   "salesforce/Lead/L05"]
     assert result["fidelity"]["samples"][0]["recorded"]["owner"] == "ben"
+
+
+def test_working_hours_in_the_candidate_show_as_leads_landing_outside_their_owners_hours(
+        history_events: list[LedgerEvent]) -> None:
+    _, candidate = edited(lambda doc: doc.update(hours={"start": "12:00", "end": "17:00"}))
+    pairs, comparison = replay_pairs(history_events, config_a(), candidate)
+    pooled = {f"L{i:02d}" for i in range(42) if not partner(i) and not (size(i) is None and not german(i))}
+    morning = {p.lead_id for p in pairs if p.lead_id in pooled and p.before.routed_at < "2026-03-02T12:00"}
+    exposure = comparison.to_dict([], {})["sla_exposure"]
+    assert morning and exposure["after"]["outside_hours"] == len(morning)
+    assert exposure["before"]["outside_hours"] == 0
+    assert {p.lead_id for p in pairs if p.exposure_after.outside_hours} == morning
+
+
+def test_a_field_the_candidate_reads_that_the_history_never_recorded_is_named(history_events: list[LedgerEvent]) -> None:
+    def by_industry(doc: dict) -> None:
+        doc["rules"].insert(0, {"name": "health", "when": {"industry": "Healthcare"}, "assign": {"pool": "smb"}})
+
+    _, candidate = edited(by_industry)
+    _, comparison = replay_pairs(history_events, config_a(), candidate)
+    result = comparison.to_dict([], {})
+    assert result["unrecorded_fields"] == ["industry"]
+    assert result["changes"]["rule"] == 0  # unknown to every lead: the new rule matches none
