@@ -18,6 +18,7 @@ from kombu import Exchange, Queue
 from worker.app.broker import QUEUES, broker_url, configured_broker_url, transport_options
 from worker.config import config_path, load_config
 from worker.observability.logs import configure_from_env
+from worker.steps.rates import RATES_EVERY, learning
 from worker.store.connection import embedded_url
 
 
@@ -55,6 +56,7 @@ def make_app() -> Celery:
             "leadroute.reconcile_loads": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.ledger_flush": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.outcomes": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.rates_refresh": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.ledger_prune": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
@@ -73,9 +75,13 @@ def make_app() -> Celery:
 app = make_app()
 
 
-def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None) -> dict[str, dict[str, Any]]:
-    """The periodic tasks for a config: poll, drain, reconcile, read outcomes per CRM; the SLA sweep; the ledger's move."""
+def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None,
+                  rates_every: float | None = None) -> dict[str, dict[str, Any]]:
+    """The periodic tasks for a config: poll, drain, reconcile, read outcomes per CRM; the SLA sweep; the ledger's move;
+    the learned rates' refresh when a pool is performance_weighted (``rates_every``)."""
     schedule: dict[str, dict[str, Any]] = {}
+    if rates_every:
+        schedule["rates-refresh"] = {"task": "leadroute.rates_refresh", "schedule": rates_every}
     for crm in crms:
         schedule[f"poll-{crm}"] = {"task": "leadroute.poll", "schedule": settings.poll_every, "args": (crm,)}
         schedule[f"drain-{crm}"] = {"task": "leadroute.drain", "schedule": settings.drain_every, "args": (crm,)}
@@ -101,7 +107,8 @@ def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
     and an invalid file stops either process with a message naming file and line."""
     config = load_config(config_path())
     sweep = config.sla.settings.sweep_every.total_seconds() if config.sla is not None else None
-    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep)
+    rates = RATES_EVERY if learning(config) is not None else None  # performance_weighted pools learn on a schedule
+    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep, rates)
 
 
 @setup_logging.connect

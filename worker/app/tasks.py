@@ -26,6 +26,7 @@ from worker.observability import metrics
 from worker.steps import after_route, route
 from worker.steps import ledger as ledger_step
 from worker.steps import outcomes as outcomes_step
+from worker.steps import rates as rates_step
 from worker.steps import rebuild as rebuild_step
 
 log = structlog.get_logger("leadroute.tasks")
@@ -325,6 +326,16 @@ def read_outcomes(self: Task, crm: str) -> int:
         rt.store.release_lock(lock, token)
     log.info("outcomes_read", crm=crm, events=appended)
     return appended
+
+
+@app.task(base=RedisRetryTask, name="leadroute.rates_refresh", bind=True, max_retries=0)
+def rates_refresh(self: Task) -> str | None:
+    """Rebuild the performance_weighted pools' rate table from the ledger; its version (None: no pool learns)."""
+    rt = get_runtime()
+    table = rates_step.refresh(rt.store, rt.ledger, rt.config)
+    if table is not None:
+        log.info("rates_refreshed", version=table.version, keys=len(table.counts))
+    return table.version if table is not None else None
 
 
 @app.task(base=RedisRetryTask, name="leadroute.ledger_prune", bind=True, max_retries=0)

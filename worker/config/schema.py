@@ -567,6 +567,15 @@ def _check_split(split: Split, path: PathKey, model: ConfigModel, known: set[str
 def _check_performance(model: ConfigModel, file: str, lines: dict) -> list[Problem]:
     """A performance_weighted pool's floor and cap must be possible for its members and its window."""
     out = []
+    learners = [(name, p.performance or Performance()) for name, p in model.pools.items()
+                if p.strategy is Strategy.PERFORMANCE_WEIGHTED]
+    for name, perf in learners[1:]:  # one rate table for all: see worker/steps/rates.py
+        first, settings = learners[0]
+        if (tuple(perf.by), perf.window) != (tuple(settings.by), settings.window):
+            path = ("pools", name, "performance")
+            out.append(Problem(file, line_for(lines, path), _dotted(path), (
+                f"performance_weighted pools learn from one rate table: give '{name}' the same by and window as "
+                f"'{first}' ({', '.join(settings.by)}; {settings.window / 86_400:g} days)")))
     for name, pool in model.pools.items():
         perf, path = pool.performance, ("pools", name, "performance")
         if perf is not None and pool.strategy is not Strategy.PERFORMANCE_WEIGHTED:

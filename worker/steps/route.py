@@ -25,6 +25,7 @@ from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
+from worker.steps import rates as rates_step
 from worker.steps.ledger import decision_extras, refusal_event
 from worker.steps.shadow import follow_live_loads, shadow_batch
 
@@ -177,8 +178,10 @@ def _compute(
     if route is None and not isinstance(lead, NormalizedLead):
         lead = normalize_lead(lead)  # once, though decide_many may run compute several times
 
+    rates = rates_step.current(rt.store, rt.config)  # performance_weighted pools' learned rates (None: none learn)
+
     def compute(state: Any) -> dict[str, Any]:
-        router = Router(rt.config, state)
+        router = Router(rt.config, state, rates=rates)
         decision = route(router) if route else router.route(lead, at=at, overrides=overrides)
         data = decision.to_dict()
         data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
