@@ -134,3 +134,12 @@ def test_bad_options_exit_2_and_a_missing_ledger_exits_1(configs: tuple[Path, Pa
     assert code == 1 and "no ledger here" in err
     code, _, err = run("--config", str(tmp_path / "missing.yaml"), "--against", str(a))
     assert code == 1
+
+
+def test_a_baseline_other_than_the_config_the_leads_were_routed_under_is_pointed_out(
+        ledger_url: str, configs: tuple[Path, Path]) -> None:
+    _, candidate = configs
+    code, out, err = run("--config", str(candidate), "--against", str(candidate), "--ledger", ledger_url, *WINDOW)
+    assert code == 0, err
+    assert "0 of 42 leads (0.0%) change" in out
+    assert "the fidelity compares the baseline with another config" in out

@@ -49,6 +49,10 @@ def print_table(result: Mapping[str, Any], out: Console) -> None:
               f"{escape(r['candidate']['file'])} ({r['candidate']['version']})")
     out.print(f"[bold]{escape(headline(result))}[/bold]")
     out.print(escape(fidelity_line(result)))
+    versions = result["fidelity"]["recorded_config_versions"]
+    if versions and r["baseline"]["version"] not in versions:
+        out.print(f"[yellow]note[/yellow]: the leads were routed under config version(s) {escape(', '.join(versions))}, "
+                  f"not the baseline's {r['baseline']['version']}: the fidelity compares the baseline with another config")
     diff = result["config_diff"]
     out.print("[bold]Config diff[/bold]" + ("" if diff else ": no routing changes"))
     for change in diff:
