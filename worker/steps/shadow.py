@@ -54,7 +54,7 @@ from worker.domain.leads import DecisionKey
 from worker.domain.normalize import NormalizedLead
 from worker.ledger.events import LedgerEvent
 from worker.routing.engine import Router
-from worker.steps.ledger import decision_extras, make_event
+from worker.steps.ledger import decision_extras, event_id
 from worker.store.redis_store import RedisStore
 
 if TYPE_CHECKING:  # the runtime builds the shadow, and imports this module to do it
@@ -229,8 +229,12 @@ def shadow_event(key: DecisionKey, live: Mapping[str, Any], decision: Mapping[st
                     "reason": live.get("reason"), "config_version": live.get("config_version")}
     data["agree"] = owner == live.get("owner")
     at = _when(decision.get("routed_at")) or _when(live.get("routed_at")) or datetime.now(UTC)
-    return make_event(
-        "shadow", key.lead, key.epoch, at, version,
+    lead = key.lead
+    # the decisions are JSON-ready already (the engine's to_dict, or read back from Redis), and the outbox encodes
+    # the rest: no deep copy through plain() here, which would cost more than deciding
+    return LedgerEvent(
+        event_id=event_id("shadow", lead, key.epoch, version), kind="shadow", crm=lead.crm, object=lead.object,
+        lead_id=lead.lead_id, epoch=key.epoch, at=at,
         config_version=decision.get("config_version") or version,
         owner=owner,
         rule=decision.get("rule"),
