@@ -26,7 +26,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.config import RoutingConfig
@@ -70,7 +70,9 @@ def kind_of(warning: Problem) -> str:
 
 
 def run_checks(config: RoutingConfig, text: str, now: datetime, ooo_days: int = DEFAULT_OOO_DAYS) -> list[Finding]:
-    """Every finding for a loaded config; ``text`` is the file it was loaded from, ``now`` the clock."""
+    """Every finding for a loaded config; ``text`` is the file it was loaded from, ``now`` the clock
+    (UTC when it has no time zone)."""
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
     _, lines = load_with_lines(text, config.file)
     ctx = _Ctx(config, lines)
     shadowed = shadowed_rules(ctx)
