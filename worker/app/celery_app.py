@@ -15,7 +15,7 @@ from celery import Celery
 from celery.signals import setup_logging, task_prerun
 from kombu import Exchange, Queue
 
-from worker.app.broker import QUEUES, broker_url, configured_broker_url, transport_options
+from worker.app.broker import QUEUES, broker_url, configured_broker_url, sentinel_options, transport_options
 from worker.config import config_path, load_config
 from worker.observability.logs import configure_from_env
 from worker.steps.rates import RATES_EVERY, learning
@@ -36,7 +36,7 @@ def make_app() -> Celery:
     app.conf.update(
         broker_url=url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=transport_options(url, visibility),
+        broker_transport_options=transport_options(url, visibility) | sentinel_options(),
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

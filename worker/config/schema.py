@@ -310,6 +310,12 @@ class Split(_Model):
         return self
 
 
+class Rejections(_Model):
+    """What a lead a rep hands back (``worker.steps.reject``) does to the rep's turn."""
+
+    credit_back: bool = False  # give the turn back: the rotation serves the rep next, and the lead leaves their caps
+
+
 class Rule(_Model):
     name: str = Field(min_length=1)
     when: dict[str, Any] = Field(default_factory=dict)
@@ -352,6 +358,7 @@ class ConfigModel(_Model):
     fallback: Fallback
     tie_break: TieBreakList = None  # default for pools; used between territories
     territory_overlap: Literal["first_match", "tie_break"] = "first_match"
+    rejections: Rejections = Rejections()
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)

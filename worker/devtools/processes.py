@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from celery import Celery
 from celery.utils.nodenames import default_nodename, host_format
 
-from worker.app.broker import QUEUES, configured_broker_url
+from worker.app.broker import QUEUES, configured_broker_url, sentinel_options
 from worker.app.broker import broker_url as broker_url  # re-exported for callers of the supervisor
 from worker.store.connection import free_port
 
@@ -115,12 +115,14 @@ class CeleryPing:
     broker: str
     nodename: str
     timeout: float = 0.5
+    options: dict[str, Any] = field(default_factory=dict)  # broker transport options (a Sentinel's master_name)
     _app: Any = field(default=None, repr=False)
 
     def __call__(self, proc: Process) -> bool:
         if self._app is None:
             self._app = Celery("leadroute-supervisor", broker=self.broker, set_as_current=False)
             self._app.conf.broker_connection_retry = False
+            self._app.conf.broker_transport_options = self.options
         try:
             replies = self._app.control.ping(destination=[self.nodename], timeout=self.timeout, limit=1)
         except Exception:  # the broker is not answering yet
@@ -292,7 +294,7 @@ class Supervisor:
         args = worker_command(queues=queues, concurrency=concurrency, nodename=nodename, pool=pool,
                               loglevel=loglevel, heartbeat=heartbeat)
         broker = configured_broker_url(self.env)
-        ready: Readiness = (CeleryPing(broker, node_name(nodename)) if broker
+        ready: Readiness = (CeleryPing(broker, node_name(nodename), options=sentinel_options(self.env)) if broker
                             else LogLine(WORKER_READY_LINE))
         return self.start(name, args, ready=ready)
 

@@ -26,6 +26,7 @@ from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
 from worker.steps import rates as rates_step
+from worker.steps.handback import handed_back, route_again
 from worker.steps.ledger import decision_extras, refusal_event
 from worker.steps.shadow import follow_live_loads, shadow_batch
 
@@ -369,8 +370,13 @@ class _Batch:
                    if (d := domain_of(r.lead.get("email"), r.lead.get("website")))]
         owners = rt.connector(crm).account_owners(domains) if domains else {}  # one lookup per batch
         to_decide: list[tuple[CrmRecord, DecisionKey, NormalizedLead]] = []
+        back = handed_back(rt, crm, [(r, k) for r, k, a in zip(routable, keys, written, strict=True) if a])
         for record, key, already in zip(routable, keys, written, strict=True):
-            if already:
+            if record.id in back:  # its rep put it back in the intake: route it again, away from them
+                lead = normalize_lead(_lead_with_account(rt, crm, record, owners))
+                to_write.append((record, *route_again(rt, crm, lead, back[record.id], decide, overrides)))
+                self.leads[record.id] = lead
+            elif already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
                 self.done.append(record.id)
             elif not record.needs_routing and key.epoch == 0:
@@ -379,7 +385,7 @@ class _Batch:
                 to_decide.append((record, key, normalize_lead(_lead_with_account(rt, crm, record, owners))))
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
-        self.leads = {record.id: lead for record, _, lead in to_decide}
+        self.leads.update({record.id: lead for record, _, lead in to_decide})
         self._write_back(to_write)
         self._after_writes()
         rt.pending.done(crm, self.done)

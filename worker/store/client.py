@@ -16,6 +16,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from worker.store.sentinel import SENTINEL_SCHEMES, sentinel_client
+
 CONNECT_TIMEOUT = 3.0
 SOCKET_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
@@ -39,6 +41,10 @@ def redact_url(url: str) -> str:
         return "<unparseable Redis URL>"
     if parts.password is None:
         return url
+    if "," in parts.netloc:  # several hosts (Sentinel): no single host and port to rebuild from
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        return urlunsplit((parts.scheme, f"{user}:***@{hosts}", parts.path, parts.query, parts.fragment))
     user = parts.username or ""
     host = parts.hostname or ""
     if parts.port is not None:
@@ -58,8 +64,8 @@ def client_from_url(url: str, **overrides: Any) -> redis.Redis:
     Creating the client does not connect; :func:`check` or the first command does.
     """
     scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise RedisUnavailable(url, f"unsupported scheme {scheme!r} (use redis://, rediss:// or unix://)")
+    if scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
+        raise RedisUnavailable(url, f"unsupported scheme {scheme!r} (use redis://, rediss://, unix:// or redis+sentinel://)")
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -73,6 +79,8 @@ def client_from_url(url: str, **overrides: Any) -> redis.Redis:
         options["socket_keepalive"] = True
     options.update(overrides)
     try:
+        if scheme in SENTINEL_SCHEMES:
+            return sentinel_client(url, **options)
         return redis.Redis.from_url(url, **options)
     except (ValueError, RedisError) as exc:
         raise RedisUnavailable(url, one_line(exc)) from None

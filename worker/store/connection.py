@@ -3,7 +3,9 @@
 Everything the workers share lives in Redis, so a missing Redis is the first thing a user
 meets. Two promises follow from that:
 
-* With ``REDIS_URL`` (``redis://``, ``rediss://`` for TLS, ``unix://``), the client gets
+* With ``REDIS_URL`` (``redis://``, ``rediss://`` for TLS, ``unix://``, or
+  ``redis+sentinel://host:port,host:port/service/db`` through Redis Sentinel, see
+  :mod:`.sentinel`), the client gets
   timeouts, retries with exponential backoff on connection errors and periodic health
   checks. If the server cannot be reached at start-up, :func:`connect` raises
   :class:`RedisUnavailable`, whose message is one line naming the URL (password redacted)
@@ -90,7 +92,11 @@ def health(client: redis.Redis) -> dict[str, Any]:
 
 def describe_client(client: redis.Redis) -> str:
     """A redacted URL-like description of where a client points, for messages."""
-    kwargs = client.connection_pool.connection_kwargs
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    service = getattr(pool, "service_name", None)
+    if service:  # through Sentinel: the master it points at changes with failovers
+        return f"redis+sentinel://<sentinels>/{service}/{kwargs.get('db', 0)}"
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

@@ -6,7 +6,8 @@
 -- or a whole batch.
 --
 -- KEYS[1] loads hash (rep -> open load); KEYS[2..] pool hashes (s = sequence, last = the
--- latest rep served, r:<rep> = last served sequence, w:<rep> = smooth weighted score) and
+-- latest rep served, r:<rep> = last served sequence, w:<rep> = smooth weighted score, cr:<rep> =
+-- turns given back, served before the rotation in rr and wrr) and
 -- decision hashes, referred to by index.
 -- ARGV[1] journal ttl ms; ARGV[2] member set count, then each set: m, m members (pool order);
 -- then the request count, then each request:
@@ -142,6 +143,20 @@ local function pick(p, strategy, set, cands, weights, caps, quotas)
   end
   if #open == 0 then return out end
   local chosen
+  if strategy ~= 'll' then
+    -- a turn given back (a rejected lead with credit back: worker.steps.reject) is served first, in
+    -- candidate order, outside the rotation
+    for _, k in ipairs(open) do
+      local owed = tonumber(p.h['cr:' .. cands[k]]) or 0
+      if owed > 0 then
+        pool_set(p, 'cr:' .. cands[k], owed - 1)
+        out[1] = cands[k]
+        out[2] = bump(cands[k])
+        cap_take(quotas[k])
+        return out
+      end
+    end
+  end
   if strategy == 'rr' then
     -- the most recently served current member: 'last' whenever it is still a member,
     -- else the member with the highest last-served sequence
