@@ -294,6 +294,20 @@ def test_every_one_is_only_said_when_the_leads_tried_stand_for_all_of_them() -> 
     ]
 
 
+def test_a_segment_the_analysis_cannot_cut_makes_every_gap_a_some() -> None:
+    head = SEGMENTED + "  fin: {industry: {contains: fin}}\n"
+    text = config("""\
+        - {name: emea, when: {territory: emea}, assign: {rep: ann}}
+        - {name: na, when: {territory: na}, assign: {rep: bob}}
+        - {name: retail, when: {industry: retail}, assign: {rep: bob}}
+        """, head)
+    assert found(text, COVERAGE_GAP) == [  # an unknown-size retailer from nowhere is caught: "every one" would be wrong
+        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory reach the fallback: some in segment smb "
+        "(under 100 employees) or in segment large (100+ employees) or in no segment (e.g. a lead with no country, "
+        "99 employees and no other facts)",
+    ]
+
+
 def test_a_value_that_is_not_a_number_is_tried_too() -> None:
     head = TEAM.replace("version: 1\n", "version: 1\nfields: [seats]\nsegments:\n  big: {seats: {gte: 10}}\n")
     text = config("""\

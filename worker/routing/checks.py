@@ -46,7 +46,7 @@ KINDS = (SHADOWED_RULE, COVERAGE_GAP, OVERLAPPING_TERRITORIES, EMPTY_POOL, UNREA
 
 DEFAULT_OOO_DAYS = 7
 MAX_BOXES = 20_000  # past this many pieces a rule's analysis gives up: "unknown", not shadowed
-MAX_WITNESSES = 4_000  # leads routed per check for coverage gaps
+MAX_WITNESSES = 20_000  # leads routed per check for coverage gaps (about 40 us each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,8 +467,9 @@ def _number_samples(cells: Sequence[Any]) -> list[float | None]:
     return out
 
 
-def _segment_samples(config: RoutingConfig) -> list[dict[str, Any]]:
-    """Values for the fields the segments read, one per piece the rules and segments tell apart."""
+def _segment_samples(config: RoutingConfig) -> tuple[list[dict[str, Any]], bool]:
+    """Values for the fields the segments read, one per piece the rules and segments tell apart, and
+    whether that is every combination (False when there were too many to try)."""
     segment_formulas = [formula(spec) for spec in config.model.segments.values()]
     fields = sorted({a[1] for f in segment_formulas for a in _atoms(f) if a[0] != "opaque"} - set(_PLACE_FIELDS))
     space = _Space([*segment_formulas, *(formula(r.when) for r in config.model.rules)])
@@ -481,10 +482,10 @@ def _segment_samples(config: RoutingConfig) -> list[dict[str, Any]]:
             values = [None] + [c for c in cells if isinstance(c, str | bool) and c not in (MISSING, OTHER)] + ["zz-other"]
         choices.append(values)
     samples = []
-    for combo in itertools.islice(itertools.product(*choices), MAX_WITNESSES):
+    for combo in itertools.islice(itertools.product(*choices), MAX_WITNESSES + 1):
         samples.append({f: (int(v) if isinstance(v, float) and v.is_integer() else v)
                         for f, v in zip(fields, combo, strict=True) if v is not None})
-    return samples or [{}]
+    return samples[:MAX_WITNESSES] or [{}], len(samples) <= MAX_WITNESSES
 
 
 def _place_samples(config: RoutingConfig) -> list[dict[str, Any]]:
@@ -590,12 +591,15 @@ def coverage_gaps(ctx: _Ctx, now: datetime) -> list[Finding]:
     model = config.model
     if not model.territories and not model.segments:
         return []
-    samples = _segment_samples(config) if model.segments else [{}]
+    samples, complete = _segment_samples(config) if model.segments else ([{}], True)
     seg_fields = sorted({k for s in samples for k in s})
     places = _place_samples(config) if model.territories else [{}]
+    if len(places) * len(samples) > MAX_WITNESSES:  # every place, with evenly spaced samples (the first: all unknown)
+        samples = samples[::math.ceil(len(places) * len(samples) / MAX_WITNESSES)]
+        complete = False
     router = Router(config, InMemoryState())
     cells: dict[tuple[str | None, str | None], _Cell] = {}
-    for place, sample in itertools.islice(itertools.product(places, samples), MAX_WITNESSES):
+    for place, sample in itertools.product(places, samples):
         lead = {"id": "check", **place, **sample}
         decision = router.route(lead, at=now)
         key = (decision.facts.get("territory"), decision.facts.get("segment"))
@@ -624,7 +628,7 @@ def coverage_gaps(ctx: _Ctx, now: datetime) -> list[Finding]:
     def named(s: str | None) -> str:
         return f"segment {s} ({when_words(model.segments[s])})" if s is not None else "no segment"
 
-    sure = _exhaustive(config, len(places) * len(samples))
+    sure = complete and _exhaustive(config)
     out: list[Finding] = []
     for t in territories:
         row = [s for s in segments if (t, s) in cells]
@@ -651,15 +655,13 @@ def coverage_gaps(ctx: _Ctx, now: datetime) -> list[Finding]:
     return out
 
 
-def _exhaustive(config: RoutingConfig, tried: int) -> bool:
+def _exhaustive(config: RoutingConfig) -> bool:
     """Whether the sample leads stand for every lead with only a location and segment facts, so a
-    cell where all of them fell can be called whole: nothing cut short, no rule or segment reading
+    cell where all of them fell can be called whole: no rule or segment reading
     a state, postcode or lead id, or a location or segment field in a way the analysis cannot cut."""
-    if tried > MAX_WITNESSES:
-        return False
     formulas = [formula(r.when) for r in config.model.rules] + [formula(s) for s in config.model.segments.values()]
     space = _Space(formulas)
-    segment_fields = {a[1] for s in config.model.segments.values() for a in _atoms(formula(s)) if a[0] != "opaque"}
+    segment_fields = {a[1][0] if a[0] == "opaque" else a[1] for s in config.model.segments.values() for a in _atoms(formula(s))}
     for f in formulas:
         for atom in _atoms(f):
             field = atom[1][0] if atom[0] == "opaque" else atom[1]
