@@ -7,17 +7,20 @@ hand-back is an owner change in the CRM, as a rep would make it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from tests.worker.conftest import routing_test_config
 from tests.worker.test_ledger_wiring import about
 from tests.worker.test_pipeline import INTAKE_QUEUE, drain
+from worker.cli.commands import app
 from worker.devtools.synthetic import salesforce_lead, synthetic_leads
 from worker.domain.leads import LeadRef
 from worker.steps import route
-from worker.steps.reject import reject_by_hand
 
 TEAM = ["tom", "raj", "kim"]
 
@@ -107,17 +110,29 @@ def test_a_lead_rejected_twice_avoids_both_reps_and_a_replayed_drain_gives_nothi
     assert rt.store.turns_owed("team") == owed
 
 
-def test_a_lead_can_be_rejected_by_hand(make_runtime: Any, admin: Any) -> None:
-    rt = runtime(make_runtime, credit_back=False)
+def test_leadroute_reject_hands_a_lead_back_from_the_command_line(
+    make_runtime: Any, admin: Any, redis_url: str, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, config = routing_test_config({"pools": {"team": {"members": TEAM, "strategy": "round_robin"}},
+                                        "rules": [{"name": "everyone", "assign": {"pool": "team"}}]})
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    for name, value in (("REDIS_URL", redis_url), ("LEADROUTE_PREFIX", redis_prefix), ("LEADROUTE_CONFIG", str(path)),
+                        ("DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.sqlite3'}")):
+        monkeypatch.setenv(name, value)
+    rt = make_runtime(config)
     (rid,) = new_leads(rt, admin, 1, seed=6)
     route_all(rt)
     first = current(rt, rid)["owner"]
-    by, owner, reason = reject_by_hand(rt, "salesforce", rid, "not my territory", requested_by="ops@example.com")
-    assert by == first and owner != first and "not my territory" in reason
+    result = CliRunner().invoke(app, ["reject", rid, "--crm", "salesforce", "--reason", "not my territory"])
+    assert result.exit_code == 0, result.output
     again = current(rt, rid)
-    assert again["why"] == "not my territory" and again["requested_by"] == "ops@example.com"
-    assert admin.sf_record("Lead", rid)["OwnerId"] == route.owner_crm_id(rt.config, "salesforce", owner)
-    assert route_all(rt).get(rid) is None  # nothing left to do for the drain
+    assert f"{rid}: rejected by {first} -> {again['owner']}" in result.output and again["owner"] != first
+    assert again["why"] == "not my territory" and again["requested_by"].endswith("(cli)")
+    assert admin.sf_record("Lead", rid)["OwnerId"] == route.owner_crm_id(rt.config, "salesforce", again["owner"])
+    assert route_all(rt).get(rid) is None  # nothing left for the drain
+    unknown = CliRunner().invoke(app, ["reject", "00Q000000000000", "--crm", "salesforce"])
+    assert unknown.exit_code == 1 and "not found" in unknown.output
 
 
 def test_rejections_in_the_config_are_checked() -> None:

@@ -415,6 +415,28 @@ def reroute(
     out.print(f"{lead_id}: re-route enqueued (epoch {queued.epoch})")
 
 
+@app.command()
+def reject(
+    lead_id: Annotated[str, typer.Argument(help="The CRM record id of the lead.")],
+    crm: CrmOption,
+    reason: Annotated[str, typer.Option("--reason", help="Why the rep handed it back (recorded).")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Hand a lead back for its owner (a rejection made outside the CRM): routed again at once, never to them."""
+    from connectors.base import ConnectorError  # the steps and the CRM load for the commands that act on live state only
+    from worker.steps.reject import reject_by_hand  # (same reason)
+
+    rt = _runtime(config)
+    _check_crm(rt, crm)
+    try:
+        by, owner, why = reject_by_hand(rt, crm, lead_id, reason, requested_by=f"{getpass.getuser()} (cli)")
+    except (LookupError, ValueError, ConnectorError) as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    out.print(f"{lead_id}: rejected by {by} -> {owner}")
+    out.print(escape(why))
+
+
 def _lead(config: Path | None, crm: str, lead_id: str) -> tuple[Any, Any]:
     """The runtime and the lead's reference, after checking the CRM is configured."""
     rt = _runtime(config)
