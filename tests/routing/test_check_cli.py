@@ -95,7 +95,7 @@ def test_the_workflow_runs_on_pull_requests_changing_the_routing_config_and_may_
 def test_the_workflow_calls_check_strict_and_replay_with_options_they_accept() -> None:
     commands = workflow_commands()
     assert [c[0] for c in commands] == ["check", "check", "replay", "replay"]
-    assert "--strict" in commands[0] and "--json" in commands[1]
+    assert "--json" in commands[0] and "--strict" in commands[1]
     assert all(c[c.index("--against") + 1] == "base-routing.yaml" for c in commands[2:])
     for command in commands:
         helps = runner.invoke(app, [command[0], "--help"], env={"COLUMNS": "200"}).output
@@ -103,7 +103,7 @@ def test_the_workflow_calls_check_strict_and_replay_with_options_they_accept() -
 
 
 def test_the_workflows_check_step_fails_on_warnings_and_passes_a_clean_config(tmp_path: Path) -> None:
-    strict = workflow_commands()[0]
+    strict = workflow_commands()[1]
     for text, code in ((EXAMPLE.read_text(), 1), (CLEAN, 0)):
         args = [a.replace("$ROUTING", write(tmp_path, text)) for a in strict]
         assert runner.invoke(app, args).exit_code == code
