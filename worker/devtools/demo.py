@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,24 @@ def _away_this_week(rt: Runtime) -> None:
         rt.store.set_availability(rep, False, until=datetime.now(UTC) + length, reason="ooo (demo)", set_by="demo")
 
 
+@dataclass(frozen=True)
+class DemoLogin:
+    """The demo's one-time dashboard operator: a random password and session secret, printed at start."""
+
+    user: str
+    password: str
+    env: dict[str, str]
+
+
+def demo_login() -> DemoLogin:
+    """A fresh operator login for this run's dashboard (``LEADROUTE_UI_USERS`` and ``LEADROUTE_UI_SECRET``)."""
+    from worker.web.ui.auth import hash_password  # argon2 loads for the demo's login only
+
+    password = secrets.token_urlsafe(9)
+    return DemoLogin("demo", password, {"LEADROUTE_UI_USERS": f"demo:operator:{hash_password(password)}",
+                                         "LEADROUTE_UI_SECRET": secrets.token_urlsafe(32)})
+
+
 def run_demo(config_path: Path, duration: float | None, per_minute: float, data_dir: Path = Path("var")) -> int:
     """Run the demo; returns a process exit status."""
     console = Console()
@@ -184,6 +204,8 @@ def run_demo(config_path: Path, duration: float | None, per_minute: float, data_
             "LEADROUTE_LOG_FORMAT": "json", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "DATABASE_URL": f"sqlite:///{ledger_path.resolve()}",
         })
+        login = demo_login()
+        env.update(login.env)
         processes = Supervisor(env, log_dir, stop_timeout=15)
         processes.worker(concurrency=2)
         processes.beat(data_dir / "demo-beat-schedule")
@@ -200,6 +222,7 @@ def run_demo(config_path: Path, duration: float | None, per_minute: float, data_
             stream.start("demo-feeder")
             started = time.monotonic()
             console.print(f"sandbox CRM at {sandbox.base_url}, web at {web.url}, logs in {log_dir}")
+            console.print(f"dashboard at {web.url}/ : user {login.user}, password {login.password} (this run only)")
             with Live(_view(rt, stream, reps, started), console=console, refresh_per_second=2,
                       transient=not console.is_terminal) as live:
                 while duration is None or time.monotonic() - started < duration:

@@ -9,6 +9,7 @@ from tests.web.ui.conftest import Board
 from worker.ledger.ledger import Ledger
 from worker.steps import manual
 from worker.steps.ledger import flush
+from worker.web.ui.auth import Sessions, UiSettings
 
 
 def test_marking_a_rep_away_and_back_leaves_ledger_events_naming_who_did_it(
@@ -60,3 +61,15 @@ def test_the_cli_and_the_dashboard_share_one_reroute_check(dashboard: Callable[.
         else:
             raise AssertionError(f"{kwargs} was accepted")
     assert board.enqueue.reroutes == []
+
+
+def test_the_demo_makes_a_one_time_operator_login_the_dashboard_accepts() -> None:
+    from worker.devtools.demo import demo_login  # the demo module loads the sandbox; only this test needs it
+
+    first, second = demo_login(), demo_login()
+    assert first.password != second.password and first.env["LEADROUTE_UI_SECRET"] != second.env["LEADROUTE_UI_SECRET"]
+    settings = UiSettings.from_env({**first.env, "LEADROUTE_PREFIX": "leadroute-demo"})
+    assert settings is not None
+    user = Sessions(settings).login("demo", first.password)
+    assert user is not None and user.role == "operator"
+    assert Sessions(settings).login("demo", second.password) is None

@@ -232,3 +232,16 @@ def test_plotly_js_is_served_by_the_web_process_from_the_plotly_package(dashboar
     assert served.status_code == 200 and served.content == plotly_js().read_bytes()
     assert requests.get(board.url + "/ui/static/../auth.py", timeout=10).status_code == 404
     assert SECRET not in requests.get(board.url + "/ui/static/ui.js", timeout=10).text
+
+
+def test_behind_a_proxy_that_rewrites_host_the_public_urls_origin_is_this_site(dashboard: Callable[..., Board]) -> None:
+    board = dashboard(LEADROUTE_PUBLIC_URL="https://leads.example.com")
+    rep = next(iter(board.rt.config.reps))
+    alice = board.login("alice")
+    token = board.csrf(alice)
+    elsewhere = alice.post(f"{board.url}/ui/reps/{rep}/ooo", data={"csrf": token}, allow_redirects=False,
+                           headers={"Origin": "https://leads.example.com.evil.example"}, timeout=10)
+    assert elsewhere.status_code == 403
+    public = alice.post(f"{board.url}/ui/reps/{rep}/ooo", data={"csrf": token}, allow_redirects=False,
+                        headers={"Origin": "https://leads.example.com"}, timeout=10)
+    assert public.status_code == 303 and rep in board.rt.store.availability()

@@ -54,6 +54,11 @@ def plotly_js() -> Path:
 
 
 def _when(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return "" if value is None else str(value)
@@ -150,12 +155,13 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _same_origin(request: Request) -> bool:
-    """A browser's Origin (or Referer) header, when sent, names this site."""
+def _same_origin(request: Request, public_host: str | None = None) -> bool:
+    """A browser's Origin (or Referer) header, when sent, names this site: the Host it asked for, or the public
+    URL's host (``LEADROUTE_PUBLIC_URL``) behind a proxy that rewrites Host."""
     origin = request.headers.get("origin") or request.headers.get("referer")
     if not origin or origin == "null":
         return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
+    return urlsplit(origin).netloc in (request.headers.get("host", request.url.netloc), public_host)
 
 
 def build_routes(dash: Dashboard) -> list[Route]:
@@ -175,7 +181,7 @@ def build_routes(dash: Dashboard) -> list[Route]:
         async def endpoint(request: Request, who: Identity) -> Response:
             form = {k: str(v) for k, v in (await request.form()).items()}
             token = request.headers.get("x-csrf-token") or form.get("csrf", "")
-            if not token or not hmac.compare_digest(token, who.csrf) or not _same_origin(request):
+            if not token or not hmac.compare_digest(token, who.csrf) or not _same_origin(request, dash.settings.public_host):
                 return dash.page(request, "message.html", who, 403, title="Refused",
                                  message="This request did not carry this session's CSRF token; reload the page and "
                                          "try again.")
@@ -204,7 +210,8 @@ def build_routes(dash: Dashboard) -> list[Route]:
         name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "")) or None)
         address = request.client.host if request.client else "-"
-        if not _same_origin(request):  # no session yet, so no token: a cross-site login post is refused by origin
+        # no session yet, so no token: a cross-site login post is refused by its origin
+        if not _same_origin(request, dash.settings.public_host):
             return dash.page(request, "login.html", None, 403, next=target, error="cross-site login refused")
         wait = dash.limiter.retry_after(name, address)
         if wait > 0:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -127,6 +128,7 @@ class UiSettings:
     trusted_operators: frozenset[str] = frozenset()
     session_seconds: float = 12 * 3600
     secure_cookie: bool | None = None  # None: Secure when the request came over https
+    public_host: str | None = None  # LEADROUTE_PUBLIC_URL's host: the Origin a browser sends behind a proxy
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> UiSettings | None:
@@ -158,6 +160,7 @@ class UiSettings:
             trusted_operators=frozenset(n.strip() for n in env.get(ENV_OPERATORS, "").split(",") if n.strip()),
             session_seconds=seconds,
             secure_cookie=None if secure in ("", "auto") else secure in ("1", "true", "yes", "on"),
+            public_host=urlsplit(env.get("LEADROUTE_PUBLIC_URL", "").strip()).netloc or None,
         )
 
     @property
