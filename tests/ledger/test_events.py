@@ -69,7 +69,9 @@ def test_the_required_fields_are_named_when_missing() -> None:
 def test_the_kinds_are_the_ones_the_issue_lists() -> None:
     steps = ("start", "remind", "breach", "escalate", "reassign", "park", "stop", "close", "manual_override")
     expected = {"decision", "reroute", "ack", "notification", "outcome", *(f"sla.{step}" for step in steps)}
-    assert expected == KINDS
+    shadow = {"shadow"}  # shadow mode's decisions (docs/shadow.md)
+    availability = {"rep.away", "rep.back"}  # a rep marked away or back by hand (docs/ledger.md)
+    assert expected | shadow | availability == KINDS
 
 
 def test_the_event_type_loads_no_database_library() -> None:
