@@ -45,7 +45,7 @@ def test_json_has_the_documented_shape_and_the_changes(ledger_url: str, configs:
     assert {"source", "since", "until", "baseline", "candidate", "events_read", "decisions_skipped", "start_state",
             "leads", "first_routed_at", "last_routed_at"} == set(data["replay"])
     assert data["replay"]["leads"] == 42 and data["replay"]["source"] == "the ledger"
-    assert {"leads", "share", "owner", "rule", "pool", "samples"} == set(data["changes"])
+    assert {"leads", "share", "owner", "owner_only", "rule", "pool", "samples"} == set(data["changes"])
     assert data["changes"]["rule"] == 11  # the non-partner leads of 600 or 800 employees (test_replay works them out)
     sample = data["changes"]["samples"]["rule"][0]
     assert set(sample) == {"lead", "routed_at", "before", "after"}

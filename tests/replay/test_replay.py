@@ -62,13 +62,14 @@ def test_a_replay_routes_each_lead_from_the_facts_recorded_then_not_from_what_a_
 def test_removing_a_member_changes_only_that_pools_owners_who_now_alternate_between_the_rest(
         history_events: list[LedgerEvent]) -> None:
     _, candidate = edited(lambda doc: doc["pools"]["smb"].update(members=["ana", "ben"]))
-    pairs, _ = replay_pairs(history_events, config_a(), candidate)
+    pairs, comparison = replay_pairs(history_events, config_a(), candidate)
     smb = [p for p in pairs if p.before.target == "pool smb"]
     assert smb and [p.after.owner for p in smb] == ["ana", "ben"] * (len(smb) // 2) + ["ana"] * (len(smb) % 2)
     assert changed(pairs, "rule") == set() and {p.after.target for p in smb} == {"pool smb"}
     assert changed(pairs, "owner") <= {p.lead_id for p in smb}
     assert {p.lead_id for p in smb if p.before.owner == "cara"} <= changed(pairs, "owner")
     assert all(p.after.owner != "cara" for p in pairs)
+    assert comparison.owner_only == comparison.changed["owner"] == len(changed(pairs, "owner"))
 
 
 def test_moving_the_enterprise_threshold_from_1000_to_500_moves_exactly_the_500_to_999_leads(

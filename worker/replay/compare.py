@@ -70,6 +70,7 @@ class Comparison:
         self.leads = 0
         self.changed = dict.fromkeys(CHANGE_KINDS, 0)
         self.any_change = 0
+        self.owner_only = 0  # owner changed, rule and pool did not: the pool's rotation, loads or availability moved
         self.examples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in CHANGE_KINDS}
         self.before, self.after = Summary(baseline), Summary(candidate)
         self.pools_before: Counter[str] = Counter()
@@ -104,6 +105,8 @@ class Comparison:
             self.unreadable.update(lead.lead.unreadable)
         if before.owner != after.owner or before.rule != after.rule or pool_before != pool_after:
             self.any_change += 1
+            if before.rule == after.rule and pool_before == pool_after:
+                self.owner_only += 1
             for kind, differs in (("owner", before.owner != after.owner), ("rule", before.rule != after.rule),
                                   ("pool", pool_before != pool_after)):
                 if differs:
@@ -141,7 +144,7 @@ class Comparison:
                        "last_routed_at": _iso(self.last_at)},
             "changes": {
                 "leads": self.any_change, "share": _round(share(self.any_change, self.leads)),
-                **{kind: self.changed[kind] for kind in CHANGE_KINDS},
+                **{kind: self.changed[kind] for kind in CHANGE_KINDS}, "owner_only": self.owner_only,
                 "samples": {kind: list(self.examples[kind]) for kind in CHANGE_KINDS},
             },
             "config_diff": [c.to_dict() for c in changes],

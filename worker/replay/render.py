@@ -26,10 +26,10 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def headline(result: Mapping[str, Any]) -> str:
-    """``1,204 of 9,870 leads (12.2%) change: owner 1,204, rule 311, pool 97``."""
+    """``1,204 of 9,870 leads (12.2%) change: owner 1,204 (893 in the same rule and pool), rule 311, pool 97``."""
     c, r = result["changes"], result["replay"]
-    return (f"{c['leads']:,} of {r['leads']:,} leads ({_pct(c['share'])}) change: owner {c['owner']:,}, "
-            f"rule {c['rule']:,}, pool {c['pool']:,}")
+    return (f"{c['leads']:,} of {r['leads']:,} leads ({_pct(c['share'])}) change: owner {c['owner']:,} "
+            f"({c['owner_only']:,} in the same rule and pool), rule {c['rule']:,}, pool {c['pool']:,}")
 
 
 def fidelity_line(result: Mapping[str, Any]) -> str:
