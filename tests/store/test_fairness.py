@@ -94,3 +94,36 @@ def test_the_rate_table_round_trips(store: RedisStore) -> None:
     back = store.rate_table()
     assert back == table and back is not None and back.version == table.version == store.rates_version()
     assert back.counts[("smb",)]["ana"] == (1, 2)
+
+
+CONFIG = """\
+version: 1
+reps: [{id: ana}, {id: lee}, {id: tom}]
+pools:
+  inside: {members: [ana, lee, tom], strategy: performance_weighted, performance: {floor: 0.3, fairness_window: 10}}
+queues: {triage: {salesforce: "00G1"}}
+rules: [{name: inbound, assign: {pool: inside}}]
+fallback: {queue: triage}
+"""
+
+
+def test_the_worker_decides_a_batch_through_a_performance_weighted_pool_and_a_retry_changes_nothing(
+        store: RedisStore) -> None:
+    from datetime import UTC, datetime  # this test only
+
+    from worker.config import parse_config  # this test only
+    from worker.routing.engine import Router  # this test only
+
+    config, at = parse_config(CONFIG), datetime(2026, 12, 1, 15, tzinfo=UTC)
+
+    def compute(lead_id: str) -> Callable[[Any], dict[str, Any]]:
+        return lambda state: Router(config, state).route({"id": lead_id}, at=at).to_dict()
+
+    keys = [LeadRef("salesforce", "Lead", f"00Q{i:03d}").at(0) for i in range(30)]
+    first = store.decide_many([(k, compute(k.lead_id)) for k in keys])
+    owners = [d.decision["owner"] for d in first]
+    assert set(owners) == {"ana", "lee", "tom"} and all("perf-weighted" in d.decision["reason"] for d in first)
+    assert all(low >= 3 for low, _ in window_shares(owners, 10).values())
+    again = store.decide_many([(k, compute(k.lead_id)) for k in keys])
+    assert [d.decision["owner"] for d in again] == owners
+    assert sum(store.loads(["ana", "lee", "tom"]).values()) == 30
