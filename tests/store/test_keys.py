@@ -26,6 +26,8 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "pool": keys.pool("enterprise"),
         "rates": keys.rates(),
         "a rep's cap": keys.cap("rep", "ann", "daily", "2026-12-01"),
+        "domains": keys.domains(),
+        "domains by when": keys.domains_at(),
         "a pool's cap": keys.cap("pool.enterprise", "ann", "weekly", "2026-W49"),
         "decision": keys.decision(KEY),
         "lease": keys.lease(KEY),
@@ -53,6 +55,8 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "pool": f"{prefix}:pool:enterprise",
         "rates": f"{prefix}:rates",
         "a rep's cap": f"{prefix}:caps:rep:ann:daily:2026-12-01",
+        "domains": f"{prefix}:domains",
+        "domains by when": f"{prefix}:domains:at",
         "a pool's cap": f"{prefix}:caps:pool.enterprise:ann:weekly:2026-W49",
         "decision": f"{prefix}:dec:salesforce:Lead:00Q5e00000AbCdE:2",
         "lease": f"{prefix}:lease:salesforce:Lead:00Q5e00000AbCdE:2",
@@ -88,6 +92,7 @@ def test_every_key_begins_with_a_root_named_in_the_keys_module() -> None:
         keys.lock("l"), keys.seen("n", "i"), keys.availability(), keys.outbox(), keys.outbox_dead(), keys.state(),
     ]  # fmt: skip
     named.append(keys.cap("rep", "ann", "daily", "2026-12-01"))
+    named.append(keys.domains())
     named.append(keys.rates())
     assert {name.split(":")[1] for name in named} == set(STORE_ROOTS)
     assert set(STORE_ROOTS).isdisjoint(CONNECTOR_ROOTS)

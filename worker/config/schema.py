@@ -310,6 +310,29 @@ class Split(_Model):
         return self
 
 
+class Relationship(_Model):
+    """A relationship that gives a lead without an account owner one (``worker.steps.relationships``).
+
+    ``recent_decision``: the rep our own routing last gave a lead from the same company domain,
+    within ``lookback`` (e.g. ``90d``). Free-mail domains never match.
+    """
+
+    match: Literal["recent_decision"]
+    lookback: float
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _seconds(value)
+
+    @field_validator("lookback")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive duration, e.g. 90d")
+        return value
+
+
 class Rejections(_Model):
     """What a lead a rep hands back (``worker.steps.reject``) does to the rep's turn."""
 
@@ -359,6 +382,7 @@ class ConfigModel(_Model):
     tie_break: TieBreakList = None  # default for pools; used between territories
     territory_overlap: Literal["first_match", "tie_break"] = "first_match"
     rejections: Rejections = Rejections()
+    relationships: tuple[Relationship, ...] = ()  # in order: the first that finds an owner gives it
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
@@ -940,6 +964,11 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
     warnings += _territory_warnings(model, territory_order, file, lines)
     warnings += _tie_break_warnings(model, file, lines)
     warnings += _cap_warnings(model, file, lines)
+    if model.relationships and not any(r.assign.account_owner or "account_owner" in c.fields
+                                       for r, c in zip(model.rules, compiled, strict=True)):
+        warnings.append(Problem(file, line_for(lines, ("relationships",)), "relationships",
+                                "has no effect: no rule reads account_owner or assigns to it, and a relationship "
+                                "only fills in the account owner"))
     default_zone = ZoneInfo(model.timezone)
     zones = {r.id: ZoneInfo(r.timezone) if r.timezone else default_zone for r in model.reps}
     config = RoutingConfig(

@@ -136,7 +136,7 @@ def _fact_phrase(name: str, facts: Mapping[str, Any]) -> str | None:
     if name == "score":
         return f"score {_fmt_count(value)}"
     if name == "account_owner":
-        return f"account owner {value}"
+        return str(facts.get("relationship") or f"account owner {value}")  # relationship: who matched how
     if name in ("segment", "industry", "lead_source", "product_interest", "domain", "country", "state"):
         return str(value)
     return f"{name} {value}"
@@ -700,7 +700,8 @@ class _Context:
         if normalized.unreadable:
             reason += f" [unreadable: {', '.join(normalized.unreadable)}]"
         considered = list(dict.fromkeys(self.considered))
-        facts = {k: self.facts[k] for k in ("territory", "segment", "domain", "account_owner") if k in self.facts}
+        facts = {k: self.facts[k] for k in ("territory", "segment", "domain", "account_owner", "relationship")
+                 if k in self.facts}
         if self.history is not None and outcome.kind == "rep" and self.facts.get("domain"):
             self.history.note_owner(str(self.facts["domain"]), outcome.owner, self.at)
         return Decision(

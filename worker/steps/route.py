@@ -28,6 +28,7 @@ from worker.routing.engine import Decision, Router
 from worker.steps import rates as rates_step
 from worker.steps.handback import handed_back, route_again
 from worker.steps.ledger import decision_extras, refusal_event
+from worker.steps.relationships import note, relate
 from worker.steps.shadow import follow_live_loads, shadow_batch
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
@@ -369,7 +370,7 @@ class _Batch:
         domains = [d for r in routable if not r.lead.get("account_owner")
                    if (d := domain_of(r.lead.get("email"), r.lead.get("website")))]
         owners = rt.connector(crm).account_owners(domains) if domains else {}  # one lookup per batch
-        to_decide: list[tuple[CrmRecord, DecisionKey, NormalizedLead]] = []
+        raw: list[tuple[CrmRecord, DecisionKey, dict[str, Any]]] = []
         back = handed_back(rt, crm, [(r, k) for r, k, a in zip(routable, keys, written, strict=True) if a])
         for record, key, already in zip(routable, keys, written, strict=True):
             if record.id in back:  # its rep put it back in the intake: route it again, away from them
@@ -382,8 +383,11 @@ class _Batch:
             elif not record.needs_routing and key.epoch == 0:
                 self._no_longer_intake(record, key)
             else:
-                to_decide.append((record, key, normalize_lead(_lead_with_account(rt, crm, record, owners))))
+                raw.append((record, key, _lead_with_account(rt, crm, record, owners)))
+        relate(rt, [lead for _, _, lead in raw], datetime.now(UTC))  # relationships beyond accounts, one read
+        to_decide = [(record, key, normalize_lead(lead)) for record, key, lead in raw]
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
+        note(rt, decisions)
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
         self.leads.update({record.id: lead for record, _, lead in to_decide})
         self._write_back(to_write)

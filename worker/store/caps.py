@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 from worker.domain.leads import DecisionKey
 from worker.routing.caps import Quota
-from worker.store.base import StoreBase
+from worker.store.relationships import DomainStore
 
 
-class CapStore(StoreBase):
-    """Reads of the counters behind caps per period; what a rejected lead gives back (``hand_back.lua``)."""
+class CapStore(DomainStore):
+    """Reads of the counters behind caps per period; what a rejected lead gives back (``hand_back.lua``); and
+    (from :class:`DomainStore`) the domain index of relationships, all part of the routing state."""
 
     LUA = ("hand_back",)
 

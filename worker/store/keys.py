@@ -19,6 +19,7 @@ STORE_ROOTS: dict[str, str] = {
     # routing state
     "loads": "hash rep -> open, unacknowledged leads",
     "pool": "hash per pool: round-robin sequence, last served, weighted scores",
+    "domains": "hash company domain -> the last rep routed a lead from it; ``domains:at`` sorted set domain -> when",
     "caps": "counter per (scope, rep, period, window): leads counted against a cap per period, expiring after its window",
     # decisions
     "dec": "hash per (crm, object, lead, epoch): the decision, its log entry id, its journaled claims",
@@ -93,6 +94,14 @@ class Keys:
 
     def rates(self) -> str:
         return f"{self.prefix}:rates"
+
+    def domains(self) -> str:
+        """Company domain -> ``<routed at ms>|<rep>|<lead id>`` of the latest decision that gave a rep a lead from it."""
+        return f"{self.prefix}:domains"
+
+    def domains_at(self) -> str:
+        """The same domains by when (ms), to forget the oldest."""
+        return f"{self.prefix}:domains:at"
 
     def cap(self, scope: str, rep: str, period: str, window: str) -> str:
         """A cap's counter: ``scope`` is ``rep`` for the rep's own caps, else ``pool.<name>`` (see ``worker.routing.caps``)."""

@@ -1,0 +1,90 @@
+"""Relationship matching beyond accounts (issue 17), through the worker's route step against the sandbox.
+
+With ``relationships: [{match: recent_decision, lookback: 30d}]`` a lead without an account owner
+goes to the rep our routing last gave a lead from the same company domain, within the lookback,
+by the rule that reads ``account_owner``; the reason says which relationship won.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.worker.conftest import routing_test_config
+from tests.worker.test_pipeline import INTAKE_QUEUE, drain
+from worker.domain.leads import LeadRef
+from worker.steps import route
+
+DAY = 86_400.0
+TEAM = ["tom", "raj", "kim"]
+
+
+def runtime(make_runtime: Any, relationships: list[dict[str, Any]] | None = None) -> Any:
+    return make_runtime(routing_test_config({
+        "pools": {"team": {"members": TEAM, "strategy": "round_robin"}},
+        "rules": [{"name": "named-account", "when": {"account_owner": {"exists": True}}, "assign": {"account_owner": True}},
+                  {"name": "everyone", "assign": {"pool": "team"}}],
+        "fallback": {"queue": "triage"},
+        "relationships": [{"match": "recent_decision", "lookback": "30d"}] if relationships is None else relationships,
+    })[1])
+
+
+def lead(admin: Any, email: str, n: int) -> str:
+    (rid,) = admin.sf_load("Lead", [{"LastName": f"Rel {n}", "Company": f"Relco {n}", "Email": email,
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    return rid
+
+
+def decided(rt: Any, rid: str) -> dict[str, Any]:
+    found = rt.store.decision(rt.store.current_key(LeadRef("salesforce", "Lead", rid)))
+    assert found is not None
+    return found.decision
+
+
+def route_all(rt: Any) -> None:
+    route.poll(rt, "salesforce")
+    drain(rt, "salesforce")
+
+
+def test_a_same_domain_lead_from_10_days_ago_brings_the_new_lead_to_its_rep(make_runtime: Any, admin: Any) -> None:
+    rt = runtime(make_runtime)
+    route_all(rt)  # the seed's waiting leads
+    rt.store.note_domains([("relco-ten.com", "raj", "00Q5e00000OldLd", time.time() - 10 * DAY - 60)], 30 * DAY, time.time())
+    rid = lead(admin, "ceo@relco-ten.com", 1)
+    route_all(rt)
+    d = decided(rt, rid)
+    assert (d["owner"], d["rule"]) == ("raj", "named-account")
+    assert d["reason"].startswith("named-account: same-domain lead 00Q5e00000OldLd routed to raj (10 days ago) -> account owner")
+    assert d["facts"]["relationship"] == "same-domain lead 00Q5e00000OldLd routed to raj (10 days ago)"
+    assert admin.sf_record("Lead", rid)["OwnerId"] == route.owner_crm_id(rt.config, "salesforce", "raj")
+
+
+def test_the_worker_keeps_the_index_itself_and_the_lookback_and_free_mail_hold(make_runtime: Any, admin: Any) -> None:
+    rt = runtime(make_runtime)
+    route_all(rt)
+    first = lead(admin, "a@relco-two.com", 2)
+    route_all(rt)
+    owner = decided(rt, first)["owner"]
+    assert decided(rt, first)["rule"] == "everyone"
+    assert rt.store.last_owners(["relco-two.com"])["relco-two.com"].rep_id == owner  # noted as it was decided
+    second = lead(admin, "b@relco-two.com", 3)
+    route_all(rt)
+    d = decided(rt, second)
+    assert d["owner"] == owner and d["rule"] == "named-account"
+    assert f"same-domain lead {first} routed to {owner} (less than an hour ago)" in d["reason"]
+
+    rt.store.note_domains([("relco-old.com", "raj", "00Q5e00000AncNt", time.time() - 31 * DAY)], 60 * DAY, time.time())
+    old = lead(admin, "c@relco-old.com", 4)
+    for n, email in enumerate(["x1@gmail.com", "x2@gmail.com"]):  # free mail: no company domain, never related
+        lead(admin, email, 10 + n)
+    route_all(rt)
+    assert decided(rt, old)["rule"] == "everyone"  # past the 30-day lookback
+    gmail = rt.store.last_owners(["gmail.com"])
+    assert gmail == {}
+
+
+def test_without_relationships_the_index_is_not_kept(make_runtime: Any, admin: Any) -> None:
+    rt = runtime(make_runtime, relationships=[])
+    rid = lead(admin, "a@relco-none.com", 5)
+    route_all(rt)
+    assert decided(rt, rid)["rule"] == "everyone" and rt.store.last_owners(["relco-none.com"]) == {}
