@@ -8,6 +8,7 @@ mid-market-na rule sent to the smb pool: a known edit, so where shadow and live 
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -17,10 +18,12 @@ import pytest
 import structlog
 import yaml
 from prometheus_client import REGISTRY
+from typer.testing import CliRunner
 
 from tests.worker.conftest import RecordingEnqueuer, routing_test_config
 from tests.worker.test_pipeline import INTAKE_QUEUE, drain, load_leads
 from worker.app.runtime import Runtime
+from worker.cli.commands import app as cli
 from worker.config import ConfigError, RoutingConfig, parse_config
 from worker.domain.leads import LeadRef
 from worker.ledger.ledger import Ledger
@@ -95,7 +98,7 @@ def test_an_unusable_candidate_is_one_clear_error_at_load_and_live_routing_goes_
 ) -> None:
     config, _ = write_configs(tmp_path, candidate)
     with structlog.testing.capture_logs() as logs:
-        rt = Runtime.build(config, RedisStore(redis_client, prefix=redis_prefix))
+        rt = Runtime.build(config, RedisStore(redis_client, prefix=redis_prefix), shadow=True)  # as the worker does
     try:
         assert rt.shadow is None
         (error,) = [e for e in logs if e["event"] == "shadow_disabled"]
@@ -111,6 +114,18 @@ def test_an_unusable_candidate_is_one_clear_error_at_load_and_live_routing_goes_
         assert rt.store.outbox_stats().depth >= 3  # the live decisions' events, and no shadow ones
     finally:
         rt.close()
+
+
+def test_cli_commands_leave_the_candidate_alone_so_json_output_stays_one_object(
+    tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, _ = write_configs(tmp_path, "reps: []\n")  # a candidate that would log an error if loaded
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
+    done = CliRunner().invoke(cli, ["reps", "--json", "--config", config.file])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["config_version"] == config.version_hash  # stdout is exactly one JSON object
+    assert Runtime.build(config).shadow is None  # only the worker's own runtime (get_runtime) loads the candidate
 
 
 def test_a_usable_candidate_is_loaded_with_a_state_of_its_own(tmp_path: Path, make_runtime: Any) -> None:

@@ -53,15 +53,18 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def build(cls, config: RoutingConfig | None = None, store: RedisStore | None = None) -> Runtime:
+    def build(cls, config: RoutingConfig | None = None, store: RedisStore | None = None, *,
+              shadow: bool = False) -> Runtime:
         """From the environment; raises ConfigError or RedisUnavailable with a one-line message.
 
-        A shadow candidate (``worker.shadow``) that cannot be loaded is logged and left off, never raised.
+        ``shadow``: also load the candidate config ``worker.shadow`` names, as the worker's processes do
+        (:func:`get_runtime`); a CLI command has no use for it. A candidate that cannot be loaded is
+        logged and left off, never raised.
         """
         config = config or load_config(config_path())
         prefix = os.environ.get("LEADROUTE_PREFIX") or "leadroute"
         store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix)
-        return cls(config, store, store.pending_set(), shadow=load_shadow(config, store))
+        return cls(config, store, store.pending_set(), shadow=load_shadow(config, store) if shadow else None)
 
     @property
     def crms(self) -> list[str]:
@@ -162,7 +165,7 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             config = _preloaded[1] if _preloaded is not None and _preloaded[0] == config_path() else None
-            _runtime = Runtime.build(config)
+            _runtime = Runtime.build(config, shadow=True)  # the worker and web processes: shadow mode if configured
         return _runtime
 
 
