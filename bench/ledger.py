@@ -22,6 +22,10 @@ same batches again: all duplicates), and two report-shaped scans over the table 
 (decisions by rule and owner; acknowledgements by tier), which show what the typed columns
 buy. The full report benchmark belongs to ``leadroute report``.
 
+Every write also bumps the report cache's day counters in its transaction (one indexed lookup of
+the batch's first routings' and outcomes' leads, one upsert of a few rows: worker/ledger/days.py);
+``--without-day-counters`` leaves that out, to measure what it costs.
+
 Target (issue 13): >= 20,000 events/s into PostgreSQL from one worker process.
 """
 
@@ -44,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from worker.devtools.postgres import PostgresServer
+from worker.ledger import days
 from worker.ledger.ledger import Ledger
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -196,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay", type=int, default=20, help="batches written a second time (all duplicates)")
     parser.add_argument("--postgres-url", help="an existing, empty PostgreSQL database (default: a throwaway server)")
     parser.add_argument("--only", choices=("postgresql", "sqlite"), help="one database only")
+    parser.add_argument("--without-day-counters", action="store_true",
+                        help="skip the report cache's day counters (worker/ledger/days.py), to measure what they cost")
     args = parser.parse_args(argv)
+    if args.without_day_counters:  # what the writer cost before the report's day cache: no lookup, no bump
+        days.touched_days = lambda _connection, _rows: set()
 
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"day_counters": not args.without_day_counters}
     if args.only in (None, "postgresql"):
         with postgres_ledger(args.postgres_url) as (ledger, where):
             figures["postgresql"] = {"where": where, **bench(ledger, args.events, args.batch, args.replay)}
@@ -210,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures))
         return 0
+    print("day counters (report cache): " + ("on" if figures["day_counters"] else "off (--without-day-counters)"))
     for name, f in figures.items():
-        if name == "targets":
+        if name in ("targets", "day_counters"):
             continue
         print(f"{name} ({f['where']}):")
         print(f"  ingest: {f['events']:,} events in batches of {f['batch']:,}: {f['events_per_s']:,} events/s "

@@ -14,8 +14,12 @@ few, a manual ``reroute`` for one in a hundred, and ``outcome`` events (converte
 opportunity, won, lost) for about a quarter. About 3.8 events per lead.
 
 Then the report is run as ``leadroute report --since ... --by rule`` runs it (every figure,
-one grouping) a few times; the best and the median wall time are printed, and the CLI itself
-(JSON format, in a child process, start-up included) once.
+one grouping): once from ``events`` only (``cache=False``), once cold (the day cache emptied:
+every whole day read and kept, as the first report after an upgrade or ``leadroute db warm``
+does), then warm a few times (best and median printed: the target's figure), and over a period
+whose two edges cut half a day of leads each (those read from ``events`` every time). The
+cached reports are checked equal to the one from ``events``. The CLI itself (JSON format, in a
+child process, start-up included) runs once, warm.
 
 Without ``--postgres-url`` it starts a throwaway PostgreSQL (``worker.devtools.postgres``)
 with default durability over loopback TCP; SQLite is a file in a temporary directory.
@@ -53,6 +57,7 @@ from worker.devtools.postgres import PostgresServer
 from worker.ledger.events import LedgerEvent
 from worker.ledger.ledger import Ledger
 from worker.reports import Period, ReportSettings, TierWindow, build_report
+from worker.reports.pieces import forget
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 REPS = [f"rep{i:02}" for i in range(50)]
@@ -195,17 +200,42 @@ def settings() -> ReportSettings:
 
 
 def time_report(ledger: Ledger, leads: int, runs: int) -> dict[str, Any]:
-    """Run the whole report ``runs`` times over the whole history."""
+    """The whole report over the whole history: from ``events`` only (no cache), then cold (the day cache
+    empty: every whole day read and kept) and warm ``runs`` times; then over a period whose edges cut
+    half a day of leads each (read from ``events`` every time, the days between from the cache)."""
     period = Period(START - timedelta(days=1), START + timedelta(seconds=leads * SPACING + 86400))
+    out: dict[str, Any] = {}
+    began = time.perf_counter()
+    report = build_report(ledger.engine, period, by="rule", settings=settings(), cache=False)
+    out["report_events_only_s"] = round(time.perf_counter() - began, 3)
+    assert report.leads == leads, (report.leads, leads)
+    with ledger.engine.begin() as connection:
+        forget(connection)
+    began = time.perf_counter()
+    cold = build_report(ledger.engine, period, by="rule", settings=settings())
+    out["report_cold_s"] = round(time.perf_counter() - began, 3)
+    assert _same(cold, report), "the cached report differs from the one read from events"
     times = []
-    report = None
     for _ in range(runs):
         began = time.perf_counter()
-        report = build_report(ledger.engine, period, by="rule", settings=settings())
+        warm = build_report(ledger.engine, period, by="rule", settings=settings())
         times.append(time.perf_counter() - began)
-    assert report is not None and report.leads == leads, (report.leads if report else None, leads)
-    return {"report_best_s": round(min(times), 3), "report_median_s": round(statistics.median(times), 3),
-            "runs": runs}
+        assert _same(warm, report), "the cached report differs from the one read from events"
+    out |= {"report_best_s": round(min(times), 3), "report_median_s": round(statistics.median(times), 3), "runs": runs}
+    edged = Period(START + timedelta(hours=12), START + timedelta(seconds=leads * SPACING) - timedelta(hours=12))
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        build_report(ledger.engine, edged, by="rule", settings=settings())
+        times.append(time.perf_counter() - began)
+    out |= {"report_half_day_edges_median_s": round(statistics.median(times), 3)}
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    left, right = a.to_dict(), b.to_dict()
+    left.pop("generated_at"), right.pop("generated_at")
+    return bool(left == right)
 
 
 def time_cli(url: str, leads: int) -> float:
@@ -244,7 +274,7 @@ def bench(ledger: Ledger, url: str, leads: int, runs: int, proposed: bool = Fals
         raise SystemExit(f"{url}: holds {existing} decisions, neither none nor {leads}")
     if existing == 0:
         events, spent = load(ledger, leads)
-        figures |= {"events_written": events, "load_s": round(spent, 1)}
+        figures |= {"events_written": events, "load_s": round(spent, 1), "load_events_per_s": round(events / spent)}
     with ledger.engine.begin() as connection:
         connection.execute(text("ANALYZE events" if connection.dialect.name == "postgresql" else "ANALYZE"))
     figures["events_in_table"] = ledger.count()
@@ -321,10 +351,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{name} ({f['where']}):")
         if "load_s" in f:
-            print(f"  loaded {f['events_written']:,} events ({f['leads']:,} leads) in {f['load_s']} s")
-        print(f"  report over {f['leads']:,} decisions ({f['events_in_table']:,} events): "
+            print(f"  loaded {f['events_written']:,} events ({f['leads']:,} leads) in {f['load_s']} s "
+                  f"({f['load_events_per_s']:,} events/s, batches of 5,000)")
+        print(f"  report over {f['leads']:,} decisions ({f['events_in_table']:,} events), whole days from the day cache: "
               f"median {f['report_median_s']} s, best {f['report_best_s']} s of {f['runs']}; "
               f"CLI --format json {f['cli_json_s']} s")
+        print(f"  with two half-day edges read from events: median {f['report_half_day_edges_median_s']} s; "
+              f"cold (reading and keeping every day) {f['report_cold_s']} s; events only (no cache) "
+              f"{f['report_events_only_s']} s")
         if "with_proposed_index" in f:
             p = f["with_proposed_index"]
             print(f"  with the proposed index (built in {f['proposed_index_build_s']} s): median {p['report_median_s']} s, "

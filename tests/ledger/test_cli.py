@@ -108,3 +108,29 @@ def test_db_upgrade_reports_each_migration_as_progress_on_stderr(tmp_path: Path)
 
     revisions = len(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
     assert f"db upgrade: 100% {revisions} migrations" in first.stderr and "db upgrade" not in first.stdout
+
+
+def test_db_warm_keeps_the_whole_days_so_the_next_report_reads_only_what_changed(tmp_path: Path) -> None:
+    from sqlalchemy import func, select  # counts the pieces kept
+
+    from tests.reports.test_pieces import DAY0, history
+    from worker.ledger.schema import report_pieces
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger.open(url)
+    try:
+        ledger.write(history(31))
+        result = runner.invoke(app, ["db", "warm", "--since", DAY0.date().isoformat(), "--by", "rule", "--by", "pool",
+                                     "--config", str(tmp_path / "none.yaml"), "--database-url", url])
+        assert result.exit_code == 1 and "none.yaml" in result.output  # a named config that is not there
+        result = runner.invoke(app, ["db", "warm", "--since", DAY0.date().isoformat(), "--by", "rule", "--by", "pool",
+                                     "--database-url", url], env={"LEADROUTE_CONFIG": str(tmp_path / "absent.yaml")})
+        assert result.exit_code == 0, result.output
+        assert f"from {DAY0.date()} kept for --by rule, pool" in result.output
+        with ledger.engine.connect() as connection:
+            kept = connection.execute(select(report_pieces.c.params, func.count()).group_by(report_pieces.c.params)).all()
+        assert {params for params, _ in kept} >= {'{"by":"rule"}', '{"by":"pool"}'}
+        bad = runner.invoke(app, ["db", "warm", "--by", "colour", "--database-url", url])
+        assert bad.exit_code == 2 and "colour" in bad.output
+    finally:
+        ledger.close()

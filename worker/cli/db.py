@@ -7,6 +7,7 @@ starts without them.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -105,6 +106,55 @@ def prune(
             raise typer.Exit(1)
         deleted = ledger.prune(cutoff)
         out.print(f"deleted {deleted:,} event(s)")
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def warm(
+    since: Annotated[str, typer.Option(help="From: an age (90d), a date or an ISO 8601 time; whole UTC days from then.")
+                     ] = "90d",
+    by: Annotated[list[str] | None, typer.Option(
+        "--by", help="Groupings to keep pieces for (repeatable; default rule). Each --by a report uses has its own.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Routing config for the SLA windows (default: $LEADROUTE_CONFIG or config/routing.yaml).")
+                      ] = None,
+    database_url: UrlOption = None,
+) -> None:
+    """Read the whole UTC days since --since into the report's day cache, so the next `leadroute report` reads only
+    what changed (the first report over a day does the same on its own; see docs/reports.md)."""
+    start = parse_when(since, "--since")
+    # SQLAlchemy, numpy and the report load for this command only
+    from datetime import UTC, timedelta
+
+    from worker.cli.report import _settings
+    from worker.ledger.database import create_ledger_engine, display_url
+    from worker.ledger.days import day_of, day_start
+    from worker.ledger.migrate import current_revision
+    from worker.reports import DIMENSIONS, Period, build_report
+
+    groupings = by or ["rule"]
+    unknown = [b for b in groupings if b not in DIMENSIONS]
+    if unknown:
+        err.print(f"--by: {', '.join(unknown)} not one of {', '.join(DIMENSIONS)}")
+        raise typer.Exit(2)
+    settings = _settings(config)
+    today = day_start(day_of(datetime.now(UTC)))
+    first = day_start(day_of(start)) + (timedelta(days=1) if day_start(day_of(start)) < start else timedelta(0))
+    engine = create_ledger_engine(database_url)
+    try:
+        if current_revision(engine) is None:
+            err.print(f"{display_url(engine.url)}: no ledger here (run `leadroute db upgrade` first)")
+            raise typer.Exit(1)
+        if first >= today:
+            out.print("no whole day to read before today")
+            return
+        period = Period(first, today)
+        with progress("db warm", 7 * len(groupings), "passes") as tick:
+            for i, grouping in enumerate(groupings):
+                build_report(engine, period, grouping, settings, progress=lambda done, _all, _n, i=i: tick(7 * i + done))
+        out.print(f"{display_url(engine.url)}: {int(period.days)} day(s) from {first.date()} kept for "
+                  f"--by {', '.join(groupings)}")
     finally:
         engine.dispose()
 

@@ -24,10 +24,11 @@ from sqlalchemy import Connection, Engine, Select, column, delete, func, select,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from worker.ledger import days
 from worker.ledger.database import create_ledger_engine, json_dumps
 from worker.ledger.events import KINDS, InvalidEvent, LedgerEvent, coerce
 from worker.ledger.migrate import upgrade
-from worker.ledger.schema import COLUMNS, events
+from worker.ledger.schema import COLUMNS, events, report_pieces
 
 
 class RoutedRow(NamedTuple):
@@ -49,6 +50,7 @@ _FIELDS = operator.attrgetter(*_WRITTEN)
 _STRING_POSITIONS = tuple(i for i, c in enumerate(_WRITTEN) if events.c[c].type.python_type is str)
 _RECORDED_AT, _DATA = _WRITTEN.index("recorded_at"), _WRITTEN.index("data")
 _ORDER = (events.c.at, events.c.id)
+_TOUCH = (events.c.kind, events.c.epoch, events.c.crm, events.c.lead_id, events.c.at, events.c.wait_seconds)
 
 # PostgreSQL's staging table: per session, emptied at every commit, named after the columns it
 # holds so a session never reuses one made by code that wrote other columns.
@@ -101,6 +103,8 @@ class Ledger:
         first one counts), are skipped, so writing a batch again is harmless. Dicts are
         checked as :meth:`LedgerEvent.from_dict` does, before anything is written: one
         invalid event fails the whole batch with :class:`InvalidEvent`, and nothing is stored.
+        A batch that stored anything also bumps, in the same transaction, the counters of the days
+        the report's cache must read again (:mod:`worker.ledger.days`); a replay bumps none.
         """
         recorded_at = datetime.now(UTC)
         unique: dict[str, LedgerEvent] = {}
@@ -111,9 +115,13 @@ class Ledger:
             return 0
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                return _copy_in(connection, unique.values(), recorded_at)
-            rows = [dict(zip(_WRITTEN, _values(e, recorded_at, json=False), strict=True)) for e in unique.values()]
-            return connection.execution_options(preserve_rowcount=True).execute(_SQLITE_INSERT, rows).rowcount
+                written = _copy_in(connection, unique.values(), recorded_at)
+            else:
+                rows = [dict(zip(_WRITTEN, _values(e, recorded_at, json=False), strict=True)) for e in unique.values()]
+                written = connection.execution_options(preserve_rowcount=True).execute(_SQLITE_INSERT, rows).rowcount
+            if written:  # the report's day cache: the days these events change are read again (worker/ledger/days.py)
+                days.bump(connection, days.touched_days(connection, unique.values()))
+            return written
 
     def for_lead(self, crm: str, lead_id: str, object: str | None = None) -> list[LedgerEvent]:
         """Everything that happened to one lead, oldest first (``leadroute explain``)."""
@@ -179,16 +187,22 @@ class Ledger:
 
         Deleted ``batch_size`` at a time, each in its own transaction, so pruning years of
         history never holds the write lock long enough to stall the ledger task (SQLite) or
-        builds one huge transaction (PostgreSQL).
+        builds one huge transaction (PostgreSQL). Each chunk bumps the counters of the days its
+        events counted in (:mod:`worker.ledger.days`), so no report serves a figure from a cached
+        day that still counts what was deleted, and the cached pieces of days before the cutoff go.
         """
         cutoff = _aware("before", before)
-        chunk = select(events.c.id).where(events.c.at < cutoff).limit(batch_size).scalar_subquery()
+        chunk = select(events.c.id, *_TOUCH).where(events.c.at < cutoff).limit(batch_size)
         total = 0
         while True:
             with self.engine.begin() as connection:
-                deleted = connection.execute(delete(events).where(events.c.id.in_(chunk))).rowcount
-            total += deleted
-            if deleted < batch_size:
+                rows = connection.execute(chunk).all()
+                if rows:  # the report's day cache: what these events counted in is read again
+                    days.bump(connection, days.touched_days(connection, rows))
+                    connection.execute(delete(events).where(events.c.id.in_([row.id for row in rows])))
+                    connection.execute(delete(report_pieces).where(report_pieces.c.day < days.day_of(cutoff)))
+            total += len(rows)
+            if len(rows) < batch_size:
                 return total
 
 

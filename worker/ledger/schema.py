@@ -22,10 +22,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
     Table,
+    Text,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -101,3 +103,29 @@ events = Table(
 )
 
 COLUMNS: tuple[str, ...] = tuple(c.name for c in events.columns)
+
+# -- the report's day cache (migration 0002) ------------------------------------------------------
+#
+# ``ledger_days``: one row per UTC day (days since 1970-01-01) whose figures a write or a prune
+# has changed, with a counter the writer bumps in the same transaction as the events.
+# ``report_pieces``: what one report pass read from one whole day, keyed by the pass and its
+# parameters, stamped with the day's counter when it was read. A piece whose stamp is not the
+# day's counter is stale and read again from ``events``. See ``docs/reports.md`` (Speed).
+
+ledger_days = Table(
+    "ledger_days",
+    metadata,
+    Column("day", Integer(), primary_key=True, autoincrement=False),
+    Column("generation", BigInteger(), nullable=False),
+)
+
+report_pieces = Table(
+    "report_pieces",
+    metadata,
+    Column("day", Integer(), primary_key=True, autoincrement=False),
+    Column("pass", String(), primary_key=True),
+    Column("params", String(), primary_key=True),
+    Column("generation", BigInteger(), nullable=False),
+    Column("header", Text(), nullable=False),
+    Column("arrays", LargeBinary(), nullable=False),
+)

@@ -213,7 +213,8 @@ def acceptance(connection: Connection | None, period: Period, *, decisions: list
         rows.append(RepAcceptance(rep, n, gone["reroute"], gone["sla.reassign"], gone["sla.park"],
                                   rate(max(n - total_left, 0), n)))
     rows.sort(key=lambda r: (-(r.rerouted + r.reassigned + r.parked), r.rep))
-    listed = sorted((Override(actor, kind, n) for (actor, kind), n in overrides.items()), key=lambda o: (-o.count, o.actor))
+    listed = sorted((Override(actor, kind, n) for (actor, kind), n in overrides.items()),
+                    key=lambda o: (-o.count, o.actor, o.kind))
     return Acceptance(tuple(rows), tuple(listed))
 
 

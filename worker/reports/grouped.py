@@ -1,20 +1,28 @@
 """One pass over a set of events: row counts, flag sums and wait percentiles under several groupings at once.
 
 A report needs the same rows grouped several ways (by path, by rep, by tier, overall), and
-reading a million rows is what costs, so each set of rows is read once. SQL groups the rows by
-every key column at once (a hash aggregate on PostgreSQL) and hands each of those finest
-groups' values over as one list (``array_agg``; SQLite, which has neither arrays nor a
-percentile function: ``group_concat`` text): a few thousand rows cross into Python, not a
-million. numpy then sorts the values once per measure and stably by each grouping's codes,
-and picks each percentile by rank, with the interpolation of PostgreSQL's ``percentile_cont``.
-Counts and sums are SQL's, added up per grouping. Both databases give the same numbers (the
-tests hold them to it).
+reading a million rows is what costs, so each set of rows is read once, in two steps:
+
+* :func:`fetch`: SQL groups the rows by every key column at once (a hash aggregate on
+  PostgreSQL) and hands each of those finest groups' values over as one list (``string_agg``;
+  SQLite, which has neither arrays nor a percentile function: ``group_concat`` text): a few
+  thousand rows cross into Python, not a million. The result, :class:`Finest`, keeps every
+  value, so finest groups read from different days add up exactly (:meth:`Finest.concat`):
+  that is what the report's day cache stores (:mod:`worker.reports.pieces`).
+* :func:`summarise`: numpy orders the values by each grouping's codes (a stable radix sort of
+  16-bit codes, linear) and finds the two ranks around each percentile by partitioning each
+  group (linear too), with the interpolation of PostgreSQL's ``percentile_cont``. Counts and
+  sums are added up per grouping.
+
+Both databases give the same numbers, and so do a period read at once and read day by day
+(the tests hold them to it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -33,7 +41,7 @@ EMPTY = Percentiles(0, None, None, None)
 
 @dataclass
 class Grouped:
-    """What :func:`grouped` found: per grouping (``""`` is overall, label ``()``), per label."""
+    """What :func:`summarise` found: per grouping (``""`` is overall, label ``()``), per label."""
 
     rows: dict[str, dict[Label, int]] = field(default_factory=dict)
     sums: dict[str, dict[Label, dict[str, int]]] = field(default_factory=dict)
@@ -48,6 +56,163 @@ class Grouped:
         return self.sums.get(key, {}).get(label, {}).get(flag, 0)
 
 
+@dataclass
+class Finest:
+    """The finest groups of a set of rows: each group's key columns, row count, flag sums, least and
+    greatest ``extremes_of`` (ISO 8601 text in UTC) and, per measure, every value (NaN for NULL),
+    all groups' values concatenated in group order."""
+
+    keys: list[Label]
+    sizes: np.ndarray
+    values: dict[str, np.ndarray]
+    flags: dict[str, np.ndarray]
+    extremes: list[tuple[str, str]]
+
+    @classmethod
+    def empty(cls, values: Sequence[str], flags: Sequence[str] = ()) -> Finest:
+        return cls([], np.zeros(0, dtype=np.int64), {v: np.zeros(0) for v in values},
+                   {f: np.zeros(0, dtype=np.int64) for f in flags}, [])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Finest]) -> Finest:
+        """The groups of all ``parts`` side by side (a key may repeat: :func:`summarise` adds them up)."""
+        first = parts[0]
+        return cls([k for p in parts for k in p.keys], np.concatenate([p.sizes for p in parts]),
+                   {v: np.concatenate([p.values[v] for p in parts]) for v in first.values},
+                   {f: np.concatenate([p.flags[f] for p in parts]) for f in first.flags},
+                   [e for p in parts for e in p.extremes])
+
+    def split(self, position: int) -> dict[Any, Finest]:
+        """The groups by the value of one key column (the day), each part with its own values."""
+        ends = np.cumsum(self.sizes)
+        starts = ends - self.sizes
+        rows: dict[Any, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            rows.setdefault(key[position], []).append(i)
+        out = {}
+        for value, picked in rows.items():
+            take = np.concatenate([np.arange(starts[i], ends[i]) for i in picked]) if picked else np.zeros(0, dtype=np.int64)
+            out[value] = Finest([self.keys[i] for i in picked], self.sizes[picked],
+                                {v: a[take] for v, a in self.values.items()},
+                                {f: a[picked] for f, a in self.flags.items()},
+                                [self.extremes[i] for i in picked] if self.extremes else [])
+        return out
+
+    def encode(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-ready header and numpy arrays, for the day cache."""
+        header = {"keys": [list(k) for k in self.keys], "extremes": [list(e) for e in self.extremes],
+                  "values": list(self.values), "flags": list(self.flags)}
+        arrays = {"sizes": self.sizes.astype(np.int64)} | {f"v:{k}": v for k, v in self.values.items()}
+        arrays |= {f"f:{k}": v.astype(np.int64) for k, v in self.flags.items()}
+        return header, arrays
+
+    @classmethod
+    def decode(cls, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Finest:
+        return cls([tuple(k) for k in header["keys"]], arrays["sizes"], {v: arrays[f"v:{v}"] for v in header["values"]},
+                   {f: arrays[f"f:{f}"] for f in header["flags"]}, [(lo, hi) for lo, hi in header["extremes"]])
+
+
+def fetch(
+    connection: Connection,
+    where: Sequence[ColumnElement[bool]],
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    values: Mapping[str, ColumnElement[float]],
+    flags: Mapping[str, ColumnElement[bool]] | None = None,
+    extremes_of: ColumnElement[Any] | None = None,
+    source: FromClause | None = None,
+) -> Finest:
+    """The finest groups (by ``columns``) of the rows ``where`` selects, with every value of ``values``.
+
+    ``extremes_of``: a time column whose least and greatest value each group also carries.
+    ``source``: what the rows are selected from, when it is more than the ``events`` table (a join).
+    """
+    flags = flags or {}
+    selected: list[Any] = [col.label(f"c{i}") for i, col in enumerate(columns)]
+    selected.append(func.count().label("rows"))
+    # each finest group's values as one list (text, NULL as nan), in one row order for every measure
+    if connection.dialect.name == "postgresql":  # text parses faster than psycopg builds a list of a million floats
+        selected += [func.string_agg(cast(func.coalesce(value, float("nan")), String), ",").label(f"v{j}")
+                     for j, value in enumerate(values.values())]
+    else:
+        selected += [func.group_concat(func.ifnull(value, "nan")).label(f"v{j}") for j, value in enumerate(values.values())]
+    selected += [func.sum(case((flag, 1), else_=0)).label(f"f{k}") for k, flag in enumerate(flags.values())]
+    if extremes_of is not None:
+        selected += [func.min(extremes_of), func.max(extremes_of)]
+    query = _from(select(*selected), source).where(*where).group_by(*columns)
+    finest = connection.execute(query).all()
+    if not finest:
+        return Finest.empty(list(values), list(flags))
+    width = len(columns)
+    offset = width + 1
+    measures = {name: _floats(",".join(row[offset + j] for row in finest)) for j, name in enumerate(values)}
+    offset += len(values)
+    sums = {name: np.array([row[offset + k] or 0 for row in finest], dtype=np.int64) for k, name in enumerate(flags)}
+    offset += len(flags)
+    extremes = [(_iso(row[offset]), _iso(row[offset + 1])) for row in finest] if extremes_of is not None else []
+    return Finest([tuple(row[:width]) for row in finest], np.array([row[width] for row in finest], dtype=np.int64),
+                  measures, sums, extremes)
+
+
+def summarise(
+    finest: Finest,
+    keys: Mapping[str, Sequence[int]],
+    *,
+    percentiles_for: Sequence[str] = (),
+    histogram_of: str | None = None,
+) -> Grouped:
+    """Counts, flag sums, extremes and (for ``percentiles_for`` groupings and overall) percentiles.
+
+    ``keys`` names each grouping by the positions of its columns in the finest keys; the overall
+    figures are under ``""``. ``histogram_of`` names a value whose overall distribution is binned
+    on :data:`EDGES`.
+    """
+    m = len(finest.keys)
+    sizes = finest.sizes
+    out = Grouped()
+    groupings: dict[str, tuple[np.ndarray, list[Label]]] = {"": (np.zeros(m, dtype=np.int64), [()])}
+    for name, idx in keys.items():
+        index: dict[Any, int] = {}
+        if len(idx) == 1:
+            (i,) = idx
+            codes = np.fromiter((index.setdefault(k[i], len(index)) for k in finest.keys), dtype=np.int64, count=m)
+            groupings[name] = (codes, [(v,) for v in index])
+        else:
+            codes = np.fromiter((index.setdefault(tuple(k[i] for i in idx), len(index)) for k in finest.keys),
+                                dtype=np.int64, count=m)
+            groupings[name] = (codes, list(index))
+    for name, (code, names) in groupings.items():
+        n = len(names)
+        counts = np.bincount(code, weights=sizes, minlength=n)
+        sums = {f: np.bincount(code, weights=a, minlength=n) for f, a in finest.flags.items()}
+        out.rows[name] = {names[g]: int(counts[g]) for g in range(n)}
+        out.sums[name] = {names[g]: {f: int(s[g]) for f, s in sums.items()} for g in range(n)}
+        if finest.extremes:
+            spans: dict[Label, tuple[Any, Any]] = {}
+            for (lo, hi), g in zip(finest.extremes, code.tolist(), strict=True):
+                was = spans.get(names[g])
+                spans[names[g]] = (lo, hi) if was is None else (min(was[0], lo), max(was[1], hi))
+            out.extremes[name] = {label: (_time(lo), _time(hi)) for label, (lo, hi) in spans.items()}
+    for value, measured in finest.values.items():
+        valid = ~np.isnan(measured)
+        present = measured[valid]
+        if value == histogram_of:  # bin i holds EDGES[i] <= w < EDGES[i + 1]; the last, w >= its edge
+            bins = np.searchsorted(np.array(EDGES), present, side="right") - 1
+            out.histogram = _bins(np.bincount(bins[bins >= 0], minlength=len(EDGES)).tolist())
+        for name, (code, names) in groupings.items():
+            if name and name not in percentiles_for:
+                continue
+            group_of = np.repeat(code, sizes)[valid]
+            if len(names) > 1:
+                # numpy sorts 16-bit integers stably by radix: linear, not n log n
+                order = np.argsort(group_of.astype(np.int16) if len(names) < 1 << 15 else group_of, kind="stable")
+                ordered = present[order]
+            else:
+                ordered = present
+            _pick(ordered, np.bincount(group_of, minlength=len(names)), names, out.percentiles.setdefault(name, {}), value)
+    return out
+
+
 def grouped(
     connection: Connection,
     where: Sequence[ColumnElement[bool]],
@@ -60,19 +225,30 @@ def grouped(
     extremes_of: ColumnElement[Any] | None = None,
     source: FromClause | None = None,
 ) -> Grouped:
-    """Counts, flag sums and (for ``percentiles_for`` groupings and overall) percentiles of ``values``.
-
-    ``keys`` names each grouping by its columns (one or more); the overall figures are under ``""``.
-    ``histogram_of`` names a value whose overall distribution is binned on :data:`EDGES`.
-    ``extremes_of``: a column whose least and greatest value each grouping also reports.
-    ``source``: what the rows are selected from, when it is more than the ``events`` table (a join).
-    """
-    return _grouped(connection, where, keys, values, flags or {}, set(percentiles_for), histogram_of, extremes_of, source)
+    """:func:`fetch` then :func:`summarise`, with each grouping named by its columns."""
+    distinct = _columns(keys)
+    finest = fetch(connection, where, columns=distinct, values=values, flags=flags, extremes_of=extremes_of, source=source)
+    positions = {name: [_index(distinct, c) for c in cols] for name, cols in keys.items()}
+    return summarise(finest, positions, percentiles_for=percentiles_for, histogram_of=histogram_of)
 
 
 def _floats(text: str) -> np.ndarray:
     """Every group's values, joined in group order: one parse for all of them ("nan" is NULL)."""
     return np.array(text.split(","), dtype=float)
+
+
+def _iso(value: datetime | str | None) -> str:
+    """A time as read back (SQLite: text in UTC), as sortable ISO 8601 text with microseconds."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is None:
+        return ""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
+
+
+def _time(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def _from(query: Select[Any], source: FromClause | None) -> Select[Any]:
@@ -97,102 +273,22 @@ def _bins(counts: Sequence[int]) -> tuple[Bin, ...]:
     return tuple(Bin(low, high, int(n)) for low, high, n in zip(EDGES, highs, counts, strict=True))
 
 
-def _grouped(
-    connection: Connection,
-    where: Sequence[ColumnElement[bool]],
-    keys: Mapping[str, Sequence[ColumnElement[Any]]],
-    values: Mapping[str, ColumnElement[float]],
-    flags: Mapping[str, ColumnElement[bool]],
-    percentiles_for: set[str],
-    histogram_of: str | None,
-    extremes_of: ColumnElement[Any] | None,
-    source: FromClause | None,
-) -> Grouped:
-    distinct = _columns(keys)
-    selected: list[Any] = [col.label(f"c{i}") for i, col in enumerate(distinct)]
-    selected.append(func.count().label("rows"))
-    # each finest group's values as one list (PostgreSQL: an array; SQLite: text, NULL as nan), in one row
-    # order for every measure: a few thousand rows cross into Python instead of a million
-    if connection.dialect.name == "postgresql":  # text parses faster than psycopg builds a list of a million floats
-        selected += [func.string_agg(cast(func.coalesce(value, float("nan")), String), ",").label(f"v{j}")
-                     for j, value in enumerate(values.values())]
-    else:
-        selected += [func.group_concat(func.ifnull(value, "nan")).label(f"v{j}") for j, value in enumerate(values.values())]
-    selected += [func.sum(case((flag, 1), else_=0)).label(f"f{k}") for k, flag in enumerate(flags.values())]
-    if extremes_of is not None:
-        selected += [func.min(extremes_of), func.max(extremes_of)]
-    query = _from(select(*selected), source).where(*where).group_by(*distinct)
-    finest = connection.execute(query).all()
-    m = len(finest)
-    sizes = np.array([row[len(distinct)] for row in finest], dtype=np.int64)
-    offset = len(distinct) + 1
-    measures = {
-        name: _floats(",".join(row[offset + j] for row in finest)) if m else np.zeros(0)
-        for j, name in enumerate(values)
-    }
-    offset += len(values)
-    flag_sums = {name: np.array([row[offset + k] or 0 for row in finest], dtype=np.int64) for k, name in enumerate(flags)}
-    offset += len(flags)
-
-    out = Grouped()
-    groupings: dict[str, tuple[np.ndarray, list[Label]]] = {"": (np.zeros(m, dtype=np.int64), [()])}
-    for name, cols in keys.items():
-        idx = [_index(distinct, c) for c in cols]
-        index: dict[Any, int] = {}
-        if len(idx) == 1:
-            (i,) = idx
-            codes = np.fromiter((index.setdefault(row[i], len(index)) for row in finest), dtype=np.int64, count=m)
-            groupings[name] = (codes, [(v,) for v in index])
-        else:
-            codes = np.fromiter((index.setdefault(tuple(row[i] for i in idx), len(index)) for row in finest),
-                                dtype=np.int64, count=m)
-            groupings[name] = (codes, list(index))
-    for name, (code, names) in groupings.items():
-        n = len(names)
-        counts = np.bincount(code, weights=sizes, minlength=n)
-        sums = {f: np.bincount(code, weights=a, minlength=n) for f, a in flag_sums.items()}
-        out.rows[name] = {names[g]: int(counts[g]) for g in range(n)}
-        out.sums[name] = {names[g]: {f: int(s[g]) for f, s in sums.items()} for g in range(n)}
-        if extremes_of is not None:
-            spans: dict[Label, tuple[Any, Any]] = {}
-            for row, g in zip(finest, code.tolist(), strict=True):
-                lo, hi = spans.get(names[g], (row[offset], row[offset + 1]))
-                spans[names[g]] = (min(lo, row[offset]), max(hi, row[offset + 1]))
-            out.extremes[name] = spans
-    for value, measured in measures.items():
-        valid = ~np.isnan(measured)
-        order = np.argsort(measured[valid], kind="stable")
-        ordered = measured[valid][order]
-        if value == histogram_of:
-            bounds = np.searchsorted(ordered, np.array([*EDGES, np.inf]), side="left")
-            out.histogram = _bins(np.diff(bounds).tolist())
-        for name, (code, names) in groupings.items():
-            if name and name not in percentiles_for:
-                continue
-            group_of = np.repeat(code, sizes)[valid][order]
-            by_group = np.argsort(group_of, kind="stable")  # stable: values stay ascending within a group
-            _pick(ordered[by_group], np.bincount(group_of, minlength=len(names)), names,
-                  out.percentiles.setdefault(name, {}), value)
-    return out
-
-
-def _pick(ordered: np.ndarray, sizes: np.ndarray, names: list[Label], into: dict[Label, dict[str, Percentiles]],
+def _pick(grouped: np.ndarray, sizes: np.ndarray, names: list[Label], into: dict[Label, dict[str, Percentiles]],
           value: str) -> None:
-    """Percentiles of each group in ``ordered`` (grouped, ascending within each group of ``sizes``)."""
+    """Percentiles of each group in ``grouped`` (the groups' values one after another, in any order within a
+    group): the two ranks around each fraction found by partitioning (linear), interpolated between."""
     ends = np.cumsum(sizes)
-    starts = ends - sizes
-    last = np.maximum(sizes - 1, 0)
-    picked = []
-    for fraction in FRACTIONS:
-        position = last * fraction
-        low = np.floor(position).astype(np.int64)
-        high = np.minimum(low + 1, last)
-        if len(ordered):
-            low_value = ordered[np.minimum(starts + low, len(ordered) - 1)]
-            high_value = ordered[np.minimum(starts + high, len(ordered) - 1)]
-            picked.append(low_value + (high_value - low_value) * (position - low))
-        else:
-            picked.append(np.zeros(len(sizes)))
     for g, label in enumerate(names):
         n = int(sizes[g])
-        into.setdefault(label, {})[value] = Percentiles(n, *(float(p[g]) for p in picked)) if n else EMPTY
+        if not n:
+            into.setdefault(label, {})[value] = EMPTY
+            continue
+        positions = [(n - 1) * fraction for fraction in FRACTIONS]
+        ranks = sorted({r for p in positions for r in (int(np.floor(p)), min(int(np.floor(p)) + 1, n - 1))})
+        part = np.partition(grouped[ends[g] - n:ends[g]], ranks)
+        picked = []
+        for position in positions:
+            low = int(np.floor(position))
+            low_value, high_value = part[low], part[min(low + 1, n - 1)]
+            picked.append(float(low_value + (high_value - low_value) * (position - low)))
+        into.setdefault(label, {})[value] = Percentiles(n, *picked)

@@ -5,6 +5,14 @@ coverage, fairness and the outcome denominators), so the passes are separate fro
 figures: :func:`worker.reports.report.build_report` runs each pass once, side by side, and
 hands the results to every figure that needs them; a figure called on its own runs the
 passes it needs itself.
+
+Each pass has two halves. Its reader (``read_*``) reads a span of the ledger and returns one
+:class:`~worker.reports.pieces.Piece` per UTC day (the day a lead was first routed, a clock
+started, a move happened): what the figures need, with every value kept, so the pieces of
+many days add up to exactly the piece of the whole span and can be kept in the day cache.
+Its finisher turns the whole period's piece into what the figures take. :data:`PASSES` builds
+them for one report; the functions named after each pass (``first_routings``, ``ack_waits``,
+...) read a period in one go, without the cache.
 """
 
 from __future__ import annotations
@@ -15,12 +23,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Float, Integer, String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, String, and_, case, cast, func, literal, or_, select
 
 from worker.ledger.schema import events
 from worker.reports import sql
-from worker.reports.grouped import Grouped, grouped
+from worker.reports.grouped import Finest, Grouped, fetch, summarise
 from worker.reports.model import Period, TierWindow
+from worker.reports.pieces import Pass, Piece
 
 
 @dataclass(frozen=True)
@@ -36,18 +45,37 @@ class DecisionGroup:
     last_at: datetime | None
 
 
-def first_routings(connection: Connection, period: Period, by: str) -> tuple[list[DecisionGroup], Grouped]:
-    """One pass over the first routings, on typed columns only: counts by (grouping, rule, pool,
-    owner) with when each group's first and last lead came; and creation -> owner written
-    (``wait_seconds``, else ``at - lead_created_at``) by path, by rep and overall.
-    """
+def _by_day(finest: Finest) -> dict[int, Piece]:
+    """A fetch's finest groups (the day first among their keys) as one piece per day."""
+    return {int(day): Piece(part) for day, part in finest.split(0).items()}
+
+
+def _whole(piece: dict[int, Piece], empty: Piece) -> Piece:
+    return Piece.concat(list(piece.values()), lambda: empty)
+
+
+# -- first routings -----------------------------------------------------------------------------
+
+
+def read_first_routings(connection: Connection, span: Period, by: str) -> dict[int, Piece]:
+    """The first routings by (day, grouping, rule, pool, owner), with creation -> owner written
+    (``wall``: ``wait_seconds``, else ``at - lead_created_at``; ``business``) and when each group's
+    first and last lead came. Typed columns only."""
     dialect = connection.dialect.name
     wall = func.coalesce(events.c.wait_seconds,
                          sql.epoch_seconds(events.c.at, dialect) - sql.epoch_seconds(events.c.lead_created_at, dialect))
-    keys = _speed_keys(by) | {"finest": [sql.dimension(by), events.c.rule, events.c.pool, events.c.owner]}
-    stats = grouped(connection, sql.first_routings(period), keys=keys,
-                    values={"wall": wall, "business": events.c.wait_business_seconds},
-                    percentiles_for=tuple(k for k in keys if k != "finest"), histogram_of="wall", extremes_of=events.c.at)
+    columns = [sql.day_of(events.c.at, dialect), sql.dimension(by), events.c.rule, events.c.pool, events.c.owner]
+    return _by_day(fetch(connection, sql.first_routings(span), columns=columns,
+                         values={"wall": wall, "business": events.c.wait_business_seconds}, extremes_of=events.c.at))
+
+
+def finish_first_routings(piece: Piece, by: str) -> tuple[list[DecisionGroup], Grouped]:
+    """Counts by (grouping, rule, pool, owner) with their first and last lead; the waits' percentiles
+    by path, by rep and overall, and the histogram of the wall-clock waits."""
+    finest = piece.finest or Finest.empty(("wall", "business"))
+    keys: dict[str, list[int]] = {"finest": [1, 2, 3, 4]}
+    keys |= {"rep": [4]} if by == "rep" else {"group": [1], "rep": [4]}
+    stats = summarise(finest, keys, percentiles_for=tuple(k for k in keys if k != "finest"), histogram_of="wall")
     groups = []
     for (group, rule, pool, owner), n in stats.rows.get("finest", {}).items():
         first, last = stats.extremes.get("finest", {}).get((group, rule, pool, owner), (None, None))
@@ -55,13 +83,24 @@ def first_routings(connection: Connection, period: Period, by: str) -> tuple[lis
     return groups, stats
 
 
-def ack_waits(connection: Connection, period: Period, by: str, tiers: Mapping[str, TierWindow]) -> Grouped:
-    """Owner written -> acknowledged, per ``ack`` whose clock started in the period.
+def first_routings(connection: Connection, period: Period, by: str) -> tuple[list[DecisionGroup], Grouped]:
+    """The first routings of the period (see :func:`read_first_routings`), read at once."""
+    return finish_first_routings(_whole(read_first_routings(connection, period, by), _empty_routings()), by)
 
-    Grouped by the path, rep (who acknowledged), tier and (tier, time bucket); ``within`` counts
-    the acks inside their tier's window, on the tier's clock; ``late`` is the wait of those
-    outside it. The path (rule, pool, source, arm, config version) is the lead's first routing's,
-    which an ``ack`` need not carry: it is looked up by the lead's key.
+
+def _empty_routings() -> Piece:
+    return Piece(Finest.empty(("wall", "business")))
+
+
+# -- acknowledgements ---------------------------------------------------------------------------
+
+
+def read_ack_waits(connection: Connection, span: Period, by: str, tiers: Mapping[str, TierWindow]) -> dict[int, Piece]:
+    """Owner written -> acknowledged, per ``ack`` whose clock started in the span, by (day of the clock's
+    start, path, rep who acknowledged, tier); ``within`` counts the acks inside their tier's window, on the
+    tier's clock; ``late`` is the wait of those outside it. The path (rule, pool, source, arm, config
+    version) is the lead's first routing's, which an ``ack`` need not carry: it is looked up by the
+    lead's key (one probe of ``ix_events_lead`` per ack), falling back to the ack's own column.
     """
     dialect = connection.dialect.name
     wall, business = events.c.wait_seconds, events.c.wait_business_seconds
@@ -70,50 +109,89 @@ def ack_waits(connection: Connection, period: Period, by: str, tiers: Mapping[st
     windows = [and_(events.c.tier == t, on_clock <= w.seconds) for t, w in tiers.items()]
     within = or_(*windows) if windows else literal(False)
     late = and_(events.c.tier.in_(list(tiers)), on_clock.is_not(None), ~within) if tiers else literal(False)
-    keys: dict[str, list[ColumnElement[Any]]] = {"rep": [events.c.owner]}
-    where = sql.clocks_started_in(period, ["ack"], dialect)
-    source = None
+    columns: list[ColumnElement[Any]] = [sql.day_of_seconds(sql.clock_start(dialect), dialect)]
     if by not in ("rep", "tier"):
-        # the path is the lead's first routing's, which an ack need not carry: by the lead's key
         column = sql.dimension(by).name
-        if dialect == "postgresql":
-            routing = (select(events.c.crm, events.c.object, events.c.lead_id, events.c[column].label("path"))
-                       .where(events.c.kind == "decision", or_(events.c.epoch.is_(None), events.c.epoch == 0),
-                              events.c.at < period.until).subquery("routing"))
-            source = events.outerjoin(routing, and_(routing.c.crm == events.c.crm, routing.c.lead_id == events.c.lead_id,
-                                                    routing.c.object == events.c.object))
-            path: ColumnElement[Any] = routing.c.path
-        else:  # SQLite joins by nested loops only: one probe of ix_events_lead per ack, the lead's first event first
-            first = events.alias("routing")
-            path = (select(first.c[column]).where(first.c.crm == events.c.crm, first.c.lead_id == events.c.lead_id,
-                                                  first.c.object == events.c.object, first.c.kind == "decision",
-                                                  or_(first.c.epoch.is_(None), first.c.epoch == 0))
-                    .limit(1).scalar_subquery())
-        keys["group"] = [func.coalesce(path, events.c[column])]
-    keys |= {"tier": [events.c.tier], "tier_bucket": [events.c.tier, _bucket(period, dialect)]}
-    return grouped(connection, where, keys=keys,
-                   values={"wall": wall, "business": business, "late": case((late, on_clock), else_=None)},
-                   flags={"within": within}, percentiles_for=("group", "rep", "tier"), histogram_of="wall", source=source)
+        first = events.alias("routing")
+        path = (select(first.c[column]).where(first.c.crm == events.c.crm, first.c.lead_id == events.c.lead_id,
+                                              first.c.object == events.c.object, first.c.kind == "decision",
+                                              or_(first.c.epoch.is_(None), first.c.epoch == 0))
+                .order_by(first.c.id).limit(1).scalar_subquery())
+        columns.append(func.coalesce(path, events.c[column]))
+    columns += [events.c.owner, events.c.tier]
+    return _by_day(fetch(connection, sql.clocks_started_in(span, ["ack"], dialect), columns=columns,
+                         values={"wall": wall, "business": business, "late": case((late, on_clock), else_=None)},
+                         flags={"within": within}))
+
+
+def finish_ack_waits(piece: Piece, period: Period, by: str) -> Grouped:
+    """By path, rep, tier and (tier, time bucket of the clock's start), with percentiles and the histogram."""
+    finest = piece.finest or Finest.empty(("wall", "business", "late"), ("within",))
+    path = by not in ("rep", "tier")
+    rep, tier = (2, 3) if path else (1, 2)
+    keys = {"rep": [rep], "tier": [tier], "tier_day": [tier, 0]} | ({"group": [1]} if path else {})
+    stats = summarise(finest, keys, percentiles_for=("group", "rep", "tier"), histogram_of="wall")
+    buckets: dict[tuple[Any, int], dict[str, int]] = {}
+    for (t, day), sums in stats.sums.pop("tier_day", {}).items():
+        into = buckets.setdefault((t, _bucket(period, int(day))), {})
+        for flag, n in sums.items():
+            into[flag] = into.get(flag, 0) + n
+    stats.sums["tier_bucket"] = buckets
+    stats.rows.pop("tier_day", None)
+    return stats
+
+
+def ack_waits(connection: Connection, period: Period, by: str, tiers: Mapping[str, TierWindow]) -> Grouped:
+    """The acknowledgements of clocks started in the period (see :func:`read_ack_waits`), read at once."""
+    return finish_ack_waits(_whole(read_ack_waits(connection, period, by, tiers), _empty_acks()), period, by)
+
+
+def _empty_acks() -> Piece:
+    return Piece(Finest.empty(("wall", "business", "late"), ("within",)))
+
+
+# -- the SLA ladder -----------------------------------------------------------------------------
+
+
+def read_sla_steps(connection: Connection, span: Period) -> dict[int, Piece]:
+    """Clocks started (``sla.start``, by its ``at``) by day and tier, and the ladder's steps by the day
+    their clock started, kind and tier, with their waits. The starts are only counted."""
+    dialect = connection.dialect.name
+    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS, dialect),
+                  columns=[sql.day_of_seconds(sql.clock_start(dialect), dialect), events.c.kind, events.c.tier],
+                  values={"wait": events.c.wait_seconds})
+    out = _by_day(steps)
+    day = sql.day_of(events.c.at, dialect)
+    starts = (select(day.label("day"), events.c.tier, func.count().label("n"))
+              .where(*sql.happened_in(span, ["sla.start"])).group_by(day, events.c.tier))
+    for row in connection.execute(starts):
+        piece = out.setdefault(int(row.day), _empty_steps())
+        piece.tally.setdefault("starts", {})[(int(row.day), row.tier)] = [int(row.n)]
+    return out
+
+
+def finish_sla_steps(piece: Piece, period: Period) -> Grouped:
+    """Counts by (kind, tier), the starts among them; starts by (kind, tier, time bucket); the steps' waits."""
+    finest = piece.finest or Finest.empty(("wait",))
+    stats = summarise(finest, {"kind_tier": [1, 2]}, percentiles_for=("kind_tier",))
+    kind_tier, buckets = stats.rows.setdefault("kind_tier", {}), stats.rows.setdefault("bucket", {})
+    for (day, tier), (n,) in piece.tally.get("starts", {}).items():
+        kind_tier[("sla.start", tier)] = kind_tier.get(("sla.start", tier), 0) + n
+        key = ("sla.start", tier, _bucket(period, int(day)))
+        buckets[key] = buckets.get(key, 0) + n
+    return stats
 
 
 def sla_steps(connection: Connection, period: Period) -> Grouped:
-    """Clocks started (``sla.start``) by tier and time bucket, and the ladder's steps by kind and tier, with their waits.
+    """The ladder of clocks started in the period (see :func:`read_sla_steps`), read at once."""
+    return finish_sla_steps(_whole(read_sla_steps(connection, period), _empty_steps()), period)
 
-    A clock's start is its ``sla.start``'s ``at``, so those rows are bounded by the index on
-    (kind, at) alone and only counted; the steps (few) carry the waits.
-    """
-    dialect = connection.dialect.name
-    stats = grouped(connection, sql.clocks_started_in(period, sql.STEP_KINDS, dialect),
-                    keys={"kind_tier": [events.c.kind, events.c.tier]}, values={"wait": events.c.wait_seconds},
-                    percentiles_for=("kind_tier",))
-    bucket = _bucket(period, dialect, sql.epoch_seconds(events.c.at, dialect))
-    starts = (select(events.c.tier, bucket.label("b"), func.count().label("n"))
-              .where(*sql.happened_in(period, ["sla.start"])).group_by(events.c.tier, bucket))
-    kind_tier, buckets = stats.rows.setdefault("kind_tier", {}), stats.rows.setdefault("bucket", {})
-    for row in connection.execute(starts):
-        kind_tier[("sla.start", row.tier)] = kind_tier.get(("sla.start", row.tier), 0) + int(row.n)
-        buckets[("sla.start", row.tier, row.b)] = int(row.n)
-    return stats
+
+def _empty_steps() -> Piece:
+    return Piece(Finest.empty(("wait",)))
+
+
+# -- moves --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -128,16 +206,33 @@ class Move:
     count: int
 
 
-def moves(connection: Connection, period: Period) -> list[Move]:
-    """Moves that happened in the period: manual re-routes, SLA reassignments (the ``sla.reassign`` step,
-    and the ``decision`` at the new epoch that picked the new owner from a pool), parks and manual overrides.
-    """
+def read_moves(connection: Connection, span: Period) -> dict[int, Piece]:
+    """Moves that happened in the span, by day: manual re-routes, SLA reassignments (the ``sla.reassign``
+    step, and the ``decision`` at the new epoch that picked the new owner from a pool), parks and manual
+    overrides."""
+    day = sql.day_of(events.c.at, connection.dialect.name)
     cols = (events.c.kind, events.c.pool, events.c.owner, events.c.previous_owner, events.c.actor)
     kinds = [*sql.MOVE_KINDS, "sla.manual_override", "decision"]
-    query = (select(*cols, func.count().label("n"))
-             .where(*sql.happened_in(period, kinds), or_(events.c.kind != "decision", events.c.epoch > 0))
-             .group_by(*cols))
-    return [Move(r.kind, r.pool, r.owner, r.previous_owner, r.actor, int(r.n)) for r in connection.execute(query)]
+    query = (select(day.label("day"), *cols, func.count().label("n"))
+             .where(*sql.happened_in(span, kinds), or_(events.c.kind != "decision", events.c.epoch > 0))
+             .group_by(day, *cols))
+    out: dict[int, Piece] = {}
+    for row in connection.execute(query):
+        piece = out.setdefault(int(row.day), Piece())
+        piece.tally.setdefault("moves", {})[tuple(row[1:6])] = [int(row.n)]
+    return out
+
+
+def finish_moves(piece: Piece) -> list[Move]:
+    return [Move(*key, n) for key, (n,) in piece.tally.get("moves", {}).items()]
+
+
+def moves(connection: Connection, period: Period) -> list[Move]:
+    """Moves that happened in the period (see :func:`read_moves`), read at once."""
+    return finish_moves(_whole(read_moves(connection, period), Piece()))
+
+
+# -- skips --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -149,39 +244,60 @@ class SkipTotal:
     seconds: float
 
 
-def skips(connection: Connection, period: Period, now: datetime | None = None) -> list[SkipTotal]:
-    """Pool members passed over in first routings, by reason, and for how long.
-
-    A member skipped at a decision counts as skipped until the pool's next decision at a later
-    time (after the last one: until the end of the period, or now), so a run of decisions that
-    all skip a rep adds up to the time they were out of the rotation. Two reads: each pool's
-    decision times (as one text list per pool) and the decisions that skipped someone, with
-    their reasons from ``data``; numpy finds each one's next decision.
-    """
+def read_skips(connection: Connection, span: Period) -> dict[int, Piece]:
+    """Each pool's first-routing times (to the millisecond), and the times of the decisions that skipped
+    a member, per (pool, member, reason) from ``data.skipped``, by day. Two reads: the times as one
+    text list per pool and day, and the decisions that skipped someone."""
     dialect = connection.dialect.name
-    end = min(period.until, now or datetime.now(UTC)).timestamp()
     at = sql.epoch_seconds(events.c.at, dialect)
-    where = [*sql.first_routings(period), events.c.pool.is_not(None)]
+    day = sql.day_of(events.c.at, dialect)
+    where = [*sql.first_routings(span), events.c.pool.is_not(None)]
     joined = func.string_agg(cast(at, String), ",") if dialect == "postgresql" else func.group_concat(at)
-    times = {row.pool: np.sort(np.round(np.array(row.stamps.split(","), dtype=float), 3))  # to the ms: as text, 15 digits
-             for row in connection.execute(select(events.c.pool, joined.label("stamps")).where(*where).group_by(events.c.pool))}
+    out: dict[int, Piece] = {}
+    for row in connection.execute(select(day.label("day"), events.c.pool, joined.label("stamps"))
+                                  .where(*where).group_by(day, events.c.pool)):
+        piece = out.setdefault(int(row.day), Piece())
+        # to the ms: as text, 15 digits
+        piece.stamps.setdefault("pool", {})[(row.pool,)] = np.round(np.array(row.stamps.split(","), dtype=float), 3)
     if dialect == "postgresql":
         pairs = func.jsonb_each_text(events.c.data["skipped"]).table_valued("key", "value").render_derived()
     else:
         pairs = func.json_each(events.c.data, "$.skipped").table_valued("key", "value")
-    query = (select(events.c.pool, at.label("at_s"), pairs.c.key, pairs.c.value).select_from(events)
+    query = (select(day.label("day"), events.c.pool, at.label("at_s"), pairs.c.key, pairs.c.value).select_from(events)
              .join(pairs, literal(True)).where(*where, sql.json_object_nonempty("skipped", dialect)))
-    found: dict[tuple[str, str, str], list[float]] = {}
+    found: dict[int, dict[tuple[str, str, str], list[float]]] = {}
     for row in connection.execute(query):
-        found.setdefault((row.pool, str(row.key), str(row.value)), []).append(float(row.at_s))
+        found.setdefault(int(row.day), {}).setdefault((row.pool, str(row.key), str(row.value)), []).append(float(row.at_s))
+    for d, skipped in found.items():
+        piece = out.setdefault(d, Piece())
+        piece.stamps["skip"] = {key: np.round(np.array(stamps), 3) for key, stamps in skipped.items()}
+    return out
+
+
+def finish_skips(piece: Piece, period: Period, now: datetime | None = None) -> list[SkipTotal]:
+    """Pool members passed over in first routings, by reason, and for how long.
+
+    A member skipped at a decision counts as skipped until the pool's next decision at a later
+    time (after the last one: until the end of the period, or now), so a run of decisions that
+    all skip a rep adds up to the time they were out of the rotation; numpy finds each one's next.
+    """
+    end = min(period.until, now or datetime.now(UTC)).timestamp()
+    times = {pool: np.sort(stamps) for (pool,), stamps in piece.stamps.get("pool", {}).items()}
     out = []
-    for (pool, rep, reason), stamps in found.items():
+    for (pool, rep, reason), skipped_at in piece.stamps.get("skip", {}).items():
         pool_times = times.get(pool, np.zeros(0))
-        skipped_at = np.round(np.array(stamps), 3)
         following = np.searchsorted(pool_times, skipped_at, side="right")
         later = np.where(following < len(pool_times), pool_times[np.minimum(following, len(pool_times) - 1)], end)
-        out.append(SkipTotal(pool, rep, reason, len(stamps), float(np.sum(np.maximum(later, skipped_at) - skipped_at))))
+        out.append(SkipTotal(pool, rep, reason, len(skipped_at), float(np.sum(np.maximum(later, skipped_at) - skipped_at))))
     return out
+
+
+def skips(connection: Connection, period: Period, now: datetime | None = None) -> list[SkipTotal]:
+    """Skips in the period's first routings (see :func:`read_skips`, :func:`finish_skips`), read at once."""
+    return finish_skips(_whole(read_skips(connection, period), Piece()), period, now)
+
+
+# -- unreadable fields --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -192,21 +308,39 @@ class Unreadable:
     by_rule: dict[str | None, int]
 
 
-def unreadable_fields(connection: Connection, period: Period) -> Unreadable:
-    """The first routings' ``data.unreadable`` lists: one row per (decision, field) comes back, few in a healthy form."""
+def read_unreadable_fields(connection: Connection, span: Period) -> dict[int, Piece]:
+    """The first routings' ``data.unreadable`` lists, by day: one row per (decision, field) comes back,
+    few in a healthy form."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
         fields = func.jsonb_array_elements_text(events.c.data["unreadable"]).table_valued("value").render_derived()
     else:
         fields = func.json_each(events.c.data, "$.unreadable").table_valued("value")
-    query = (select(events.c.id, events.c.rule, fields.c.value).select_from(events).join(fields, literal(True))
-             .where(*sql.first_routings(period), sql.json_list_nonempty("unreadable", dialect)))
-    counts: dict[str, int] = {}
-    leads: dict[str | None, set[int]] = {}
+    day = sql.day_of(events.c.at, dialect)
+    query = (select(day.label("day"), events.c.id, events.c.rule, fields.c.value).select_from(events)
+             .join(fields, literal(True)).where(*sql.first_routings(span), sql.json_list_nonempty("unreadable", dialect)))
+    counts: dict[int, dict[str, int]] = {}
+    leads: dict[int, dict[str | None, set[int]]] = {}
     for row in connection.execute(query):
-        counts[str(row.value)] = counts.get(str(row.value), 0) + 1
-        leads.setdefault(row.rule, set()).add(row.id)
-    return Unreadable(counts, {rule: len(ids) for rule, ids in leads.items()})
+        d = int(row.day)
+        counts.setdefault(d, {})[str(row.value)] = counts.get(d, {}).get(str(row.value), 0) + 1
+        leads.setdefault(d, {}).setdefault(row.rule, set()).add(row.id)
+    return {d: Piece(tally={"fields": {(f,): [n] for f, n in counts[d].items()},
+                            "rules": {(rule,): [len(ids)] for rule, ids in leads.get(d, {}).items()}})
+            for d in counts}
+
+
+def finish_unreadable_fields(piece: Piece) -> Unreadable:
+    return Unreadable({f: n for (f,), (n,) in piece.tally.get("fields", {}).items()},
+                      {rule: n for (rule,), (n,) in piece.tally.get("rules", {}).items()})
+
+
+def unreadable_fields(connection: Connection, period: Period) -> Unreadable:
+    """Unreadable fields of the period's first routings (see :func:`read_unreadable_fields`), read at once."""
+    return finish_unreadable_fields(_whole(read_unreadable_fields(connection, period), Piece()))
+
+
+# -- outcomes -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -218,32 +352,70 @@ class OutcomeCounts:
     closed: int
 
 
-def outcome_counts(connection: Connection, period: Period, by: str) -> list[OutcomeCounts]:
-    """Of the leads first routed in the period, per group: how many converted, got an opportunity, won, closed.
+def read_outcome_counts(connection: Connection, span: Period, by: str) -> dict[int, Piece]:
+    """Of the leads first routed in the span, per day and group: how many converted, got an opportunity,
+    won, closed.
 
     The funnel is cumulative: an opportunity counts as converted, a won or lost deal as an
-    opportunity. Outcomes are read whenever they were recorded, up to now.
+    opportunity. A lead's outcomes count whenever they were recorded, up to now: they are found
+    from its first routing, by the lead's key.
     """
-    status = events.c.status
+    dialect = connection.dialect.name
+    routing = (select(events.c.crm, events.c.object, events.c.lead_id, sql.dimension(by).label("grp"),
+                      sql.day_of(events.c.at, dialect).label("day"))
+               .where(*sql.first_routings(span)).subquery("routing"))
+    outcome = events.alias("outcome")
+    status = outcome.c.status
     per_lead = (
-        select(events.c.crm, events.c.object, events.c.lead_id,
+        select(routing.c.grp, routing.c.day,
                func.max(sql.flag(status.in_(sql.OUTCOME_STATUSES))).label("converted"),
                func.max(sql.flag(status.in_(("opportunity", "won", "lost")))).label("opportunity"),
                func.max(sql.flag(status == "won")).label("won"),
                func.max(sql.flag(status.in_(("won", "lost")))).label("closed"))
-        .where(events.c.kind == "outcome", events.c.at >= period.since)
-        .group_by(events.c.crm, events.c.object, events.c.lead_id)
-        .subquery()
+        .select_from(routing.join(outcome, and_(outcome.c.crm == routing.c.crm, outcome.c.lead_id == routing.c.lead_id,
+                                                outcome.c.object == routing.c.object, outcome.c.kind == "outcome")))
+        .group_by(routing.c.crm, routing.c.object, routing.c.lead_id, routing.c.grp, routing.c.day)
+        .subquery("per_lead")
     )
-    group = sql.dimension(by)
-    joined = per_lead.join(events, and_(events.c.crm == per_lead.c.crm, events.c.lead_id == per_lead.c.lead_id,
-                                        events.c.object == per_lead.c.object, *sql.first_routings(period)))
-    query = (select(group.label("grp"), func.sum(per_lead.c.converted).label("converted"),
-                    func.sum(per_lead.c.opportunity).label("opportunity"), func.sum(per_lead.c.won).label("won"),
-                    func.sum(per_lead.c.closed).label("closed"))
-             .select_from(joined).group_by(group))
-    return [OutcomeCounts(r.grp, int(r.converted or 0), int(r.opportunity or 0), int(r.won or 0), int(r.closed or 0))
-            for r in connection.execute(query)]
+    query = (select(per_lead.c.day, per_lead.c.grp, func.sum(per_lead.c.converted), func.sum(per_lead.c.opportunity),
+                    func.sum(per_lead.c.won), func.sum(per_lead.c.closed))
+             .group_by(per_lead.c.day, per_lead.c.grp))
+    out: dict[int, Piece] = {}
+    for day, group, *counts in connection.execute(query):
+        piece = out.setdefault(int(day), Piece())
+        piece.tally.setdefault("outcomes", {})[(group,)] = [int(c or 0) for c in counts]
+    return out
+
+
+def finish_outcome_counts(piece: Piece) -> list[OutcomeCounts]:
+    return [OutcomeCounts(group, *counts) for (group,), counts in piece.tally.get("outcomes", {}).items()]
+
+
+def outcome_counts(connection: Connection, period: Period, by: str) -> list[OutcomeCounts]:
+    """Outcomes of the leads first routed in the period (see :func:`read_outcome_counts`), read at once."""
+    return finish_outcome_counts(_whole(read_outcome_counts(connection, period, by), Piece()))
+
+
+# -- one report's passes ------------------------------------------------------------------------
+
+
+def passes_for(by: str, tiers: Mapping[str, TierWindow]) -> dict[str, Pass]:
+    """The passes of one report (grouped ``by``, with these SLA windows), named as its progress shows them."""
+    windows = {t: [w.seconds, w.clock] for t, w in sorted(tiers.items())}
+    return {
+        "first routings": Pass("first_routings", {"by": by},
+                               lambda c, s: read_first_routings(c, s, by), _empty_routings),
+        "acknowledgements": Pass("ack_waits", {"by": by if by not in ("rep", "tier") else "-", "tiers": windows},
+                                 lambda c, s: read_ack_waits(c, s, by, tiers), _empty_acks),
+        "SLA ladder": Pass("sla_steps", {}, read_sla_steps, _empty_steps),
+        "moves": Pass("moves", {}, read_moves, Piece),
+        "skips": Pass("skips", {}, read_skips, Piece),
+        "unreadable fields": Pass("unreadable_fields", {}, read_unreadable_fields, Piece),
+        "outcomes": Pass("outcome_counts", {"by": by}, lambda c, s: read_outcome_counts(c, s, by), Piece),
+    }
+
+
+# -- time buckets -------------------------------------------------------------------------------
 
 
 def bucket_size(period: Period) -> tuple[str, int]:
@@ -260,16 +432,11 @@ def bucket_origin(period: Period) -> datetime:
     return midnight
 
 
-def _bucket(period: Period, dialect: str, start: ColumnElement[float] | None = None) -> ColumnElement[int]:
-    """Which time bucket (a day or a week from :func:`bucket_origin`) a clock's start falls in."""
+def _bucket(period: Period, day: int) -> int:
+    """Which time bucket (a day or a week from :func:`bucket_origin`) a UTC day falls in."""
     _, size = bucket_size(period)
-    offset = ((sql.clock_start(dialect) if start is None else start) - bucket_origin(period).timestamp()) / size
-    return cast(func.floor(offset), Float) if dialect == "postgresql" else cast(offset, Integer)
-
-
-def _speed_keys(by: str) -> dict[str, list[ColumnElement[Any]]]:
-    rep = events.c.owner
-    return {"rep": [rep]} if by == "rep" else {"group": [sql.dimension(by)], "rep": [rep]}
+    origin = int(bucket_origin(period).timestamp()) // 86400
+    return (day - origin) // (size // 86400)
 
 
 def _utc(value: datetime | str | None) -> datetime | None:

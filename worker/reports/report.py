@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from worker.ledger.ledger import Ledger
 from worker.reports import figures, passes
 from worker.reports.model import Period, Report, ReportSettings
+from worker.reports.pieces import Pass, Piece, gather
 from worker.reports.sql import dimension
 
 Progress = Callable[[int, int, str], None]  # (passes done, passes in all, what just finished)
@@ -34,48 +34,48 @@ def build_report(
     progress: Progress | None = None,
     workers: int = 2,
     now: datetime | None = None,
+    cache: bool = True,
 ) -> Report:
-    """Every figure of the report for ``period``, grouped by ``by`` (rule, pool, rep, tier, source, config_version, arm)."""
+    """Every figure of the report for ``period``, grouped by ``by`` (rule, pool, rep, tier, source, config_version, arm).
+
+    ``cache``: read the period's whole UTC days from the day cache where it is current, and keep
+    what had to be read (:mod:`worker.reports.pieces`); False reads everything from ``events``
+    and keeps nothing. Both give the same report.
+    """
     dimension(by)  # an unknown grouping fails here, before any query
     settings = settings or ReportSettings()
     engine = source.engine if isinstance(source, Ledger) else source
     moment = now or datetime.now(UTC)
-    jobs: dict[str, Callable[[Connection], Any]] = {
-        "first routings": lambda c: passes.first_routings(c, period, by),
-        "acknowledgements": lambda c: passes.ack_waits(c, period, by, settings.tiers),
-        "SLA ladder": lambda c: passes.sla_steps(c, period),
-        "moves": lambda c: passes.moves(c, period),
-        "skips": lambda c: passes.skips(c, period, moment),
-        "unreadable fields": lambda c: passes.unreadable_fields(c, period),
-        "outcomes": lambda c: passes.outcome_counts(c, period, by),
-    }
-    done: dict[str, Any] = {}
+    jobs = passes.passes_for(by, settings.tiers)
+    done: dict[str, Piece] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="report") as pool:
-        futures = {pool.submit(_run, engine, job): name for name, job in jobs.items()}
+        futures = {pool.submit(_run, engine, job, period, cache): name for name, job in jobs.items()}
         for future in as_completed(futures):
             done[futures[future]] = future.result()
             if progress is not None:
                 progress(len(done), len(jobs), futures[future])
-    decisions, routing = done["first routings"]
+    decisions, routing = passes.finish_first_routings(done["first routings"], by)
+    acks = passes.finish_ack_waits(done["acknowledgements"], period, by)
+    moved = passes.finish_moves(done["moves"])
     rule_groups = decisions if by == "rule" else _by_rule(decisions)
     return Report(
         since=period.since, until=period.until, by=by, generated_at=moment, database=engine.dialect.name,
         leads=sum(d.leads for d in decisions),
-        speed=figures.speed_to_lead(None, period, by, routing=routing,
-                                    acks=done["acknowledgements"]),
-        sla=figures.sla_compliance(None, period, settings.tiers, acks=done["acknowledgements"],
-                                   steps=done["SLA ladder"]),
-        fairness=figures.fairness(None, period, settings.pools, decisions=decisions,
-                                  moved=done["moves"], skipped=done["skips"]),
-        acceptance=figures.acceptance(None, period, decisions=decisions, moved=done["moves"]),
-        outcomes=figures.outcomes(None, period, by, decisions=decisions, counts=done["outcomes"]),
+        speed=figures.speed_to_lead(None, period, by, routing=routing, acks=acks),
+        sla=figures.sla_compliance(None, period, settings.tiers, acks=acks,
+                                   steps=passes.finish_sla_steps(done["SLA ladder"], period)),
+        fairness=figures.fairness(None, period, settings.pools, decisions=decisions, moved=moved,
+                                  skipped=passes.finish_skips(done["skips"], period, moment)),
+        acceptance=figures.acceptance(None, period, decisions=decisions, moved=moved),
+        outcomes=figures.outcomes(None, period, by, decisions=decisions,
+                                  counts=passes.finish_outcome_counts(done["outcomes"])),
         coverage=figures.coverage(None, period, decisions=rule_groups,
-                                  unreadable=done["unreadable fields"]),
+                                  unreadable=passes.finish_unreadable_fields(done["unreadable fields"])),
     )
 
 
-def _run(engine: Engine, job: Callable[[Connection], Any]) -> Any:
-    """One pass on its own connection, in a transaction that is rolled back (a report writes nothing)."""
+def _run(engine: Engine, job: Pass, period: Period, cache: bool) -> Piece:
+    """One pass on its own connection; reading is rolled back, only the day cache's pieces are committed."""
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql(f"PRAGMA mmap_size={SQLITE_MMAP}")
@@ -84,7 +84,7 @@ def _run(engine: Engine, job: Callable[[Connection], Any]) -> Any:
             # files, and no JIT compilation, which costs more than it saves on queries this short
             connection.exec_driver_sql(f"SET LOCAL work_mem = '{PG_WORK_MEM}'")
             connection.exec_driver_sql("SET LOCAL jit = off")
-        return job(connection)
+        return gather(connection, job, period, cache=cache)
 
 
 def _by_rule(decisions: list[passes.DecisionGroup]) -> list[passes.DecisionGroup]:

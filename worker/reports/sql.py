@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, case, cast, func, literal, or_
+from sqlalchemy import ColumnElement, Float, Integer, and_, case, cast, func, literal, or_
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from worker.ledger.schema import events
@@ -48,6 +48,21 @@ def epoch_seconds(column: ColumnElement[Any], dialect: str) -> ColumnElement[flo
         return cast(func.extract("epoch", column), Float)
     # SQLite stores the ledger's times as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC; julianday reads them
     return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def day_of(column: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
+    """A timestamp column's UTC day, in days since 1970-01-01, exactly (no float at a midnight)."""
+    if dialect == "postgresql":
+        return cast(func.floor(func.extract("epoch", column) / 86400), Integer)
+    # the stored text 'YYYY-MM-DD HH:MM:SS...' cut to its date: julianday of a midnight is exact
+    return cast(func.julianday(func.date(column)) - 2440587.5, Integer)
+
+
+def day_of_seconds(seconds: ColumnElement[float], dialect: str) -> ColumnElement[int]:
+    """The UTC day of an instant in epoch seconds (a clock's start), in days since 1970-01-01."""
+    if dialect == "postgresql":
+        return cast(func.floor(seconds / 86400.0), Integer)
+    return cast(seconds / 86400.0, Integer)  # SQLite truncates: the same as floor after 1970
 
 
 def clock_start(dialect: str) -> ColumnElement[float]:

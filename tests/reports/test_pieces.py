@@ -1,0 +1,212 @@
+"""The report's day cache: a report read from cached days equals the report read from ``events``.
+
+Every history here is generated from a seed (a table of seeds: property-style, reproducible):
+leads first routed over four days, some exactly at midnight, with SLA clocks whose start is
+on another day than their acknowledgement, ladder steps, re-routes, reassignments, parks,
+overrides, skips, unreadable fields and outcomes read back days later. Each test compares
+``build_report(cache=True)`` (whole days from ``report_pieces``, the edges from ``events``)
+with ``build_report(cache=False)`` (everything from ``events``), as JSON, on SQLite and
+PostgreSQL, cold and warm, and after the ledger changed under the cache.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from worker.ledger.events import KINDS, LedgerEvent
+from worker.ledger.ledger import Ledger
+from worker.ledger.schema import ledger_days, report_pieces
+from worker.reports import Period, ReportSettings, TierWindow, build_report
+from worker.reports.pieces import whole_days
+
+DAY0 = datetime(2026, 5, 4, tzinfo=UTC)  # a Monday
+NOW = DAY0 + timedelta(days=30)
+SETTINGS = ReportSettings(pools={"emea": {"ann": 2, "bob": 1, "cy": 1}, "us": {"dee": 1, "eve": 1}},
+                          tiers={"hot": TierWindow(900, "wall"), "warm": TierWindow(3600, "business_hours")})
+PERIODS = {
+    "whole days": Period(DAY0, DAY0 + timedelta(days=4)),
+    "partial edges": Period(DAY0 + timedelta(hours=7, minutes=13), DAY0 + timedelta(days=3, hours=5)),
+    "within a day": Period(DAY0 + timedelta(days=1, hours=2), DAY0 + timedelta(days=1, hours=20)),
+    "one whole day": Period(DAY0 + timedelta(days=2), DAY0 + timedelta(days=3)),
+}
+SEEDS = (1, 7, 23)
+
+
+def ev(kind: str, lead: str, at: datetime, epoch: int | None, *more: object, **fields: Any) -> LedgerEvent:
+    suffix = "/".join(str(m) for m in more)
+    return LedgerEvent(event_id=f"{kind}/salesforce/Lead/{lead}/{epoch}/{suffix}", kind=kind, crm="salesforce",
+                       object="Lead", lead_id=lead, at=at, epoch=epoch, **fields)
+
+
+def lead_events(rnd: random.Random, n: int) -> list[LedgerEvent]:
+    """One lead's history, its first routing somewhere in the four days (every tenth exactly at a midnight)."""
+    lead = f"L{n:04}"
+    at = DAY0 + timedelta(days=rnd.randrange(4)) if n % 10 == 0 else DAY0 + timedelta(seconds=rnd.uniform(0, 4 * 86400))
+    pool = rnd.choice(["emea", "us", None])
+    members = SETTINGS.pools[pool] if pool else {}
+    owner = rnd.choice(list(members)) if pool else "queue:triage"
+    rule = {"emea": rnd.choice(["emea-ent", "emea-smb"]), "us": "us", None: "fallback"}[pool]
+    tier = rnd.choice(["hot", "warm", None])
+    wait = round(rnd.uniform(0, 600), 3)
+    path = {"rule": rule, "pool": pool, "source": rnd.choice(["web", "event", None]), "arm": rnd.choice(["a", "b"]),
+            "config_version": rnd.choice(["cv1", "cv2"])}
+    skipped = {rnd.choice(list(members)): rnd.choice(["ooo", "at_capacity"])} if members and rnd.random() < 0.4 else {}
+    out = [ev("decision", lead, at, 0, owner=owner, tier=tier, wait_seconds=wait,
+              wait_business_seconds=round(wait * rnd.random(), 3), lead_created_at=at - timedelta(seconds=wait),
+              data={"skipped": skipped, "unreadable": ["employees"] if rnd.random() < 0.2 else [], "facts": {}}, **path)]
+    if "shadow" in KINDS:  # a shadow decision (issue 14) is never a live one
+        out.append(ev("shadow", lead, at, 0, owner="zed", rule="shadow-rule", pool=pool, wait_seconds=1.0, data={}))
+    if tier and pool:
+        start = at + timedelta(seconds=rnd.choice([0, 1, 30]))
+        clock = {"tier": tier, "owner": owner}
+        out.append(ev("sla.start", lead, start, 0, data={}, **clock))
+        ack_wait = round(rnd.expovariate(1 / 1500), 3)
+        if rnd.random() < 0.3:  # a step, then (sometimes) a reassignment with its re-decision
+            out.append(ev("sla.remind", lead, start + timedelta(seconds=600), 0, "r", wait_seconds=600.0, data={}, **clock))
+        if rnd.random() < 0.2:
+            new = rnd.choice(list(members))
+            moved = start + timedelta(seconds=1800)
+            out += [ev("sla.reassign", lead, moved, 0, "x", wait_seconds=1800.0, previous_owner=owner, data={},
+                       tier=tier, owner=new),
+                    ev("decision", lead, moved, 1, owner=new, previous_owner=owner, rule=rule, pool=pool, data={})]
+        elif rnd.random() < 0.1:
+            out.append(ev("sla.park", lead, start + timedelta(seconds=3600), 0, "p", wait_seconds=3600.0,
+                          previous_owner=owner, data={}, tier=tier, owner="queue:triage"))
+        else:
+            out.append(ev("ack", lead, start + timedelta(seconds=ack_wait), 0, owner=owner, actor=owner, tier=tier,
+                          wait_seconds=ack_wait, wait_business_seconds=round(ack_wait * 0.5, 3), data={}))
+    if pool and rnd.random() < 0.1:
+        out.append(ev("reroute", lead, at + timedelta(hours=rnd.uniform(1, 30)), 2, owner=rnd.choice(list(members)),
+                      previous_owner=owner, actor="alice (cli)", rule=rule, pool=pool, data={}))
+    if rnd.random() < 0.05:
+        out.append(ev("sla.manual_override", lead, at + timedelta(hours=2), 0, owner="dora", previous_owner=owner,
+                      actor="dora@crm", data={}))
+    roll = rnd.random()
+    statuses = ["converted", "opportunity", "won"] if roll < 0.1 else ["converted", "lost"] if roll < 0.2 else \
+        ["converted"] if roll < 0.4 else []
+    for i, status in enumerate(statuses):
+        out.append(ev("outcome", lead, at + timedelta(days=1 + i), None, status, status=status, data={}))
+    return out
+
+
+def history(seed: int, leads: int = 80) -> list[LedgerEvent]:
+    rnd = random.Random(seed)
+    return [e for n in range(leads) for e in lead_events(rnd, n)]
+
+
+def report_json(ledger: Ledger, period: Period, by: str = "rule", *, cache: bool) -> dict[str, Any]:
+    out = build_report(ledger, period, by=by, settings=SETTINGS, now=NOW, cache=cache).to_dict()
+    out.pop("generated_at")
+    return out
+
+
+def assert_cache_agrees(ledger: Ledger, period: Period, by: str = "rule") -> None:
+    direct = report_json(ledger, period, by, cache=False)
+    assert report_json(ledger, period, by, cache=True) == direct  # days read and kept
+    assert report_json(ledger, period, by, cache=True) == direct  # days from the cache
+
+
+def pieces(ledger: Ledger) -> list[tuple[Any, ...]]:
+    with ledger.engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(select(report_pieces).order_by(*report_pieces.primary_key.columns))]
+
+
+def counters(ledger: Ledger) -> dict[int, int]:
+    with ledger.engine.connect() as connection:
+        return dict(connection.execute(select(ledger_days.c.day, ledger_days.c.generation)).all())
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Any:
+    opened = Ledger.open(database_url)
+    yield opened
+    opened.close()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_report_from_cached_days_equals_one_from_the_events(ledger: Ledger, seed: int) -> None:
+    assert ledger.write(history(seed)) > 0
+    for name, period in PERIODS.items():
+        for by in ("rule", "rep", "tier", "source"):
+            direct = report_json(ledger, period, by, cache=False)
+            assert report_json(ledger, period, by, cache=True) == direct, (name, by)
+            assert report_json(ledger, period, by, cache=True) == direct, (name, by, "warm")
+    assert report_json(ledger, PERIODS["whole days"], cache=True)["leads"] > 0
+    assert pieces(ledger), "whole days were kept"
+
+
+def test_whole_days_and_edges() -> None:
+    edges, days = whole_days(PERIODS["partial edges"])
+    assert [(e.since.hour, e.until.hour) for e in edges] == [(7, 0), (0, 5)]
+    assert len(days) == 2
+    edges, days = whole_days(PERIODS["whole days"])
+    assert edges == [] and len(days) == 4
+    edges, days = whole_days(PERIODS["within a day"])
+    assert edges == [PERIODS["within a day"]] and len(days) == 0
+
+
+def test_a_redelivered_batch_changes_no_counter_and_no_piece(ledger: Ledger) -> None:
+    batch = history(3)
+    ledger.write(batch)
+    report_json(ledger, PERIODS["whole days"], cache=True)
+    before, kept = counters(ledger), pieces(ledger)
+    assert ledger.write(batch) == 0  # replayed: nothing new
+    assert ledger.write(batch[::-1][:50]) == 0
+    assert counters(ledger) == before
+    report_json(ledger, PERIODS["whole days"], cache=True)
+    assert pieces(ledger) == kept  # nothing was read again
+
+
+def test_writes_into_cached_days_are_seen_at_once(ledger: Ledger) -> None:
+    events = history(5)
+    late_outcomes = [e for e in events if e.kind == "outcome"]
+    acks = [e for e in events if e.kind == "ack"]
+    first_routings_of_acked = {e.lead_id for e in acks}
+    held_back = [e for e in events if e.kind == "decision" and e.epoch == 0 and e.lead_id in first_routings_of_acked][:5]
+    ledger.write([e for e in events if e not in late_outcomes and e not in held_back])
+    period = PERIODS["whole days"]
+    assert_cache_agrees(ledger, period)
+    ledger.write(late_outcomes)  # outcomes count on their lead's first routing's day, read back days later
+    assert_cache_agrees(ledger, period)
+    ledger.write(held_back)  # first routings written after their acks: the acks' path changes
+    assert_cache_agrees(ledger, period, by="source")
+    extra = history(11, leads=20)
+    ledger.write(extra)
+    assert_cache_agrees(ledger, period, by="pool")
+
+
+def test_prune_keeps_the_cache_true(ledger: Ledger) -> None:
+    ledger.write(history(13))
+    period = PERIODS["whole days"]
+    for by in ("rule", "source"):
+        assert_cache_agrees(ledger, period, by)
+    before = counters(ledger)
+    assert ledger.prune(DAY0 + timedelta(days=1, hours=12), batch_size=37) > 0
+    with ledger.engine.connect() as connection:
+        oldest = connection.execute(select(func.min(report_pieces.c.day))).scalar()
+    assert oldest == (DAY0 + timedelta(days=1)).timestamp() // 86400  # the pieces of wholly pruned days went
+    after = counters(ledger)
+    assert all(after[day] > before.get(day, 0) for day in (oldest, oldest + 1))  # the cut day and the next moved
+    for by in ("rule", "source"):
+        assert_cache_agrees(ledger, period, by)
+
+
+def test_a_database_the_report_cannot_write_to_still_reports(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import Column, Integer, MetaData, String, Table  # a table that is not there: the write fails in SQL
+
+    from worker.reports import pieces as module  # its upsert is pointed at that table
+
+    missing = Table("report_pieces_gone", MetaData(), Column("day", Integer, primary_key=True),
+                    Column("pass", String, primary_key=True), Column("params", String, primary_key=True),
+                    Column("generation", Integer), Column("header", String), Column("arrays", String))
+    ledger.write(history(17))
+    direct = report_json(ledger, PERIODS["whole days"], cache=False)
+    upsert = module._upsert
+    monkeypatch.setattr(module, "_upsert", lambda dialect, _table: upsert(dialect, missing))
+    assert report_json(ledger, PERIODS["whole days"], cache=True) == direct
+    assert pieces(ledger) == []

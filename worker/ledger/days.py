@@ -1,0 +1,95 @@
+"""Which UTC days a write or a prune changes, and the per-day counter that tells the report's day cache so.
+
+A report keeps what it read from each whole day (``report_pieces``) and trusts a piece only
+while the day's counter (``ledger_days.generation``) is what it was when the piece was read.
+So every transaction that adds or deletes events bumps the counter of every day whose figures
+those events can change, in that same transaction:
+
+* the day of each event's ``at``, and of its clock's start (``at - wait_seconds``: acks and the
+  SLA ladder count on the day their clock started), with the neighbouring day when that start
+  is within a second of midnight (the report computes it in SQL floats, this in Python's);
+* for a lead's first routing or an outcome, every day any event of that lead touches: an
+  outcome counts on the day its lead was first routed, and an acknowledgement's path is its
+  lead's first routing, which may be written after it.
+
+Bumping too much costs a piece read again; bumping too little would serve a stale figure, so
+every doubt bumps. The counter rows are few (one per day) and bumped in day order, so
+concurrent writers wait on each other only for their commit and never deadlock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from worker.ledger.schema import events, ledger_days
+
+DAY = 86400
+_LOOKUP_CHUNK = 500
+
+
+def day_of(moment: datetime) -> int:
+    """The UTC day of an aware datetime, in days since 1970-01-01."""
+    return math.floor(moment.timestamp() / DAY)
+
+
+def day_start(day: int) -> datetime:
+    return datetime.fromtimestamp(day * DAY, UTC)
+
+
+def _days_of(at: datetime, wait: float | None) -> Iterator[int]:
+    stamp = at.timestamp()
+    yield math.floor(stamp / DAY)
+    if wait:
+        start = stamp - wait
+        yield math.floor((start - 1.0) / DAY)
+        yield math.floor((start + 1.0) / DAY)
+
+
+def touched_days(connection: Connection, rows: Iterable[Any]) -> set[int]:
+    """The days whose figures ``rows`` (events, or rows with their columns) change: see the module's rules."""
+    days: set[int] = set()
+    crms: set[str] = set()
+    leads: set[str] = set()
+    for row in rows:
+        days.update(_days_of(_aware(row.at), row.wait_seconds))
+        if row.kind == "outcome" or (row.kind == "decision" and row.epoch in (None, 0)):
+            crms.add(row.crm)
+            leads.add(row.lead_id)
+    if leads:
+        ids = sorted(leads)
+        for i in range(0, len(ids), _LOOKUP_CHUNK):
+            query = (select(events.c.at, events.c.wait_seconds)
+                     .where(events.c.crm.in_(sorted(crms)), events.c.lead_id.in_(ids[i:i + _LOOKUP_CHUNK])))
+            for at, wait in connection.execute(query):
+                days.update(_days_of(_aware(at), wait))
+    return days
+
+
+def bump(connection: Connection, days: Iterable[int]) -> None:
+    """Add one to each day's counter (a day without one starts at 1), in day order."""
+    ordered = sorted(set(days))
+    if not ordered:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(ledger_days).values([{"day": d, "generation": 1} for d in ordered])
+    statement = statement.on_conflict_do_update(index_elements=[ledger_days.c.day],
+                                                set_={"generation": ledger_days.c.generation + 1})
+    connection.execute(statement)
+
+
+def generations(connection: Connection, first: int, last: int) -> dict[int, int]:
+    """Each day's counter for ``first <= day < last``; a day missing from the answer is at 0."""
+    query = select(ledger_days.c.day, ledger_days.c.generation).where(ledger_days.c.day >= first, ledger_days.c.day < last)
+    return {int(day): int(generation) for day, generation in connection.execute(query)}
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
