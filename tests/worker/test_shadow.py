@@ -273,7 +273,7 @@ def test_a_failing_candidate_never_fails_or_changes_the_live_batch_and_is_counte
     rt = shadowed_runtime(make_runtime, tmp_path)
 
     class Broken:
-        def __init__(self, *args: Any) -> None:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             pass
 
         def route(self, *args: Any, **kwargs: Any) -> Any:

@@ -54,6 +54,8 @@ from worker.domain.leads import DecisionKey
 from worker.domain.normalize import NormalizedLead
 from worker.ledger.events import LedgerEvent
 from worker.routing.engine import Router
+from worker.routing.perf import RateTable
+from worker.steps import rates as rates_step
 from worker.steps.ledger import decision_extras, event_id
 from worker.store.redis_store import RedisStore
 
@@ -144,7 +146,12 @@ def shadow_batch(rt: Runtime, crm: str, work: Sequence[Work], overrides: Mapping
     if shadow is None or not work:
         return 0
     started = time.perf_counter()
-    decided = _decide(shadow, work, overrides)
+    try:  # the candidate's performance_weighted pools learn from the live table (its own Redis holds none)
+        rates = rates_step.current(rt.store, shadow.config)
+    except Exception as exc:  # without the table they route on their priors, as before a first refresh
+        log.warning("shadow_rates_unread", error=f"{type(exc).__name__}: {exc}"[:300])
+        rates = None
+    decided = _decide(shadow, work, overrides, rates)
     if not decided:
         return 0
     try:
@@ -166,11 +173,11 @@ def shadow_batch(rt: Runtime, crm: str, work: Sequence[Work], overrides: Mapping
     return len(decided)
 
 
-def _decide(shadow: Shadow, work: Sequence[Work], overrides: Mapping[str, str]
+def _decide(shadow: Shadow, work: Sequence[Work], overrides: Mapping[str, str], rates: RateTable | None = None
             ) -> list[tuple[DecisionKey, NormalizedLead, Mapping[str, Any], dict[str, Any]]]:
     """The candidate's decisions in the shadow store: the batch in a few round trips, else lead by lead,
     so that one lead the candidate cannot route costs only that lead's shadow row."""
-    items = [(key, _compute(shadow.config, key, lead, live, overrides)) for key, lead, live in work]
+    items = [(key, _compute(shadow.config, key, lead, live, overrides, rates)) for key, lead, live in work]
     try:
         return [(key, lead, live, d.decision)
                 for (key, lead, live), d in zip(work, shadow.store.decide_many(items), strict=True)]
@@ -187,12 +194,12 @@ def _decide(shadow: Shadow, work: Sequence[Work], overrides: Mapping[str, str]
 
 
 def _compute(config: RoutingConfig, key: DecisionKey, lead: NormalizedLead, live: Mapping[str, Any],
-             overrides: Mapping[str, str]) -> Callable[[Any], dict[str, Any]]:
+             overrides: Mapping[str, str], rates: RateTable | None = None) -> Callable[[Any], dict[str, Any]]:
     """The candidate's engine on the live lead, at the live decision's routing time (deterministic on replay)."""
     at = _when(live.get("routed_at"))
 
     def compute(state: Any) -> dict[str, Any]:
-        data = Router(config, state).route(lead, at=at, overrides=overrides).to_dict()
+        data = Router(config, state, rates=rates).route(lead, at=at, overrides=overrides).to_dict()
         data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
         return data
 
