@@ -83,7 +83,7 @@ SHADOW_ENABLED = Gauge(
 )
 
 _DATA = ("reason", "target", "owner_kind", "strategy_state", "considered", "skipped", "unreadable", "routed_at",
-         "chain", "tie_breaks", "created_at")
+         "chain", "tie_breaks", "created_at", "experiment")
 
 Work = tuple[DecisionKey, NormalizedLead, Mapping[str, Any]]  # the lead's key, the lead as routed, its live decision
 
@@ -246,6 +246,7 @@ def shadow_event(key: DecisionKey, live: Mapping[str, Any], decision: Mapping[st
         owner=owner,
         rule=decision.get("rule"),
         pool=_pool(decision.get("target")),
+        arm=decision.get("arm"),  # a candidate's A/B arm, as a decision event has it
         source=beside.get("lead_source"),
         lead_created_at=_when(beside.get("created_at")),
         data=data,
