@@ -391,13 +391,8 @@ def test_seniority_without_any_seniority_is_a_warning() -> None:
     assert "reps: no rep has a seniority, so the seniority tie-breaker never decides anything" in " ".join(warnings_for(text))
 
 
-def test_most_recent_contact_warns_that_the_worker_does_not_track_it_yet() -> None:
-    warnings = warnings_for(TEAM)
-    assert warnings == [
-        f"config/routing.yaml:{line_of(TEAM, 'most_recent_contact')}: rules[1].tie_break[0]: most_recent_contact is "
-        "known to `simulate` (in-memory state) but not yet to the worker's Redis state, where it counts as a tie and "
-        "the next tie-breaker decides"
-    ]
+def test_most_recent_contact_is_no_warning_now_that_the_worker_tracks_it() -> None:
+    assert warnings_for(TEAM) == []  # the worker reads the last owner from the store (tests/worker/test_relationship_e2e.py)
 
 
 @pytest.mark.parametrize(("value", "message"), [

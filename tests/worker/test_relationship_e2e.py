@@ -88,3 +88,21 @@ def test_without_relationships_the_index_is_not_kept(make_runtime: Any, admin: A
     rid = lead(admin, "a@relco-none.com", 5)
     route_all(rt)
     assert decided(rt, rid)["rule"] == "everyone" and rt.store.last_owners(["relco-none.com"]) == {}
+
+
+def test_the_worker_settles_a_least_loaded_tie_by_the_domains_most_recent_contact(make_runtime: Any, admin: Any) -> None:
+    rt = make_runtime(routing_test_config({
+        "pools": {"team": {"members": TEAM, "strategy": "least_loaded", "tie_break": ["most_recent_contact"]}},
+        "rules": [{"name": "everyone", "assign": {"pool": "team"}}],
+        "fallback": {"queue": "triage"},
+    })[1])
+    route_all(rt)
+    rt.store.set_loads({})  # all three tie on load
+    rt.store.note_domains([("relco-tie.com", "kim", "00Q5e00000KimLd", time.time() - 5 * DAY)], 365 * DAY, time.time())
+    known, unknown = lead(admin, "a@relco-tie.com", 20), lead(admin, "a@relco-new.com", 21)
+    route_all(rt)
+    d = decided(rt, known)
+    assert d["owner"] == "kim" and d["tie_breaks"] == {"pool": "most_recent_contact"}
+    assert "broken by most_recent_contact" in d["reason"]
+    other = decided(rt, unknown)
+    assert other["owner"] != "kim" and other["tie_breaks"] == {"pool": "file_order"}

@@ -812,12 +812,6 @@ def _tie_break_warnings(model: ConfigModel, file: str, lines: dict[PathKey, int]
     lists: list[tuple[PathKey, tuple[str, ...] | None]] = [(("tie_break",), model.tie_break)]
     lists += [(("pools", n, "tie_break"), p.tie_break) for n, p in model.pools.items()]
     lists += [(("rules", i, "tie_break"), r.tie_break) for i, r in enumerate(model.rules)]
-    for path, keys in lists:
-        if keys and MOST_RECENT_CONTACT in keys:
-            warn((*path, keys.index(MOST_RECENT_CONTACT)), (
-                "most_recent_contact is known to `simulate` (in-memory state) but not yet to the worker's Redis "
-                "state, where it counts as a tie and the next tie-breaker decides"))
-            break
     if any(k and "seniority" in k for _, k in lists) and not any(r.seniority is not None for r in model.reps):
         warn(("reps",), "no rep has a seniority, so the seniority tie-breaker never decides anything")
     return out

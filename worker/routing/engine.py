@@ -449,9 +449,13 @@ class _Context:
         return self.state.pick(pool, strategy, members, group)
 
     def recent_owner(self) -> str | None:
-        """The rep who last owned a lead from this lead's domain, if the state keeps that."""
+        """The rep who last owned a lead from this lead's domain: from the state when it keeps that (in memory),
+        else as the worker read it from the store's domain index into the lead (``last_domain_owner``)."""
         domain = self.facts.get("domain")
-        return self.history.last_owner(str(domain)) if self.history is not None and domain else None
+        if self.history is not None and domain:
+            return self.history.last_owner(str(domain))
+        owner = self.facts.get("last_domain_owner")
+        return str(owner) if owner and domain else None
 
     def _rep_measure(self, key: str, rep_id: str, loads: Mapping[str, int], recent: str | None) -> float:
         if key == LEAST_LOADED:

@@ -9,7 +9,9 @@ relationship won: ``same-domain lead 00Q5e... routed to sarah (12 days ago)``. F
 (gmail.com, ...) have no company domain, so they never match.
 
 The index is noted from the decisions the route step makes (:func:`note`), and only while a
-``recent_decision`` relationship is configured; it keeps the longest lookback.
+``recent_decision`` relationship or the ``most_recent_contact`` tie-breaker is configured; it keeps
+the longest lookback (a year for the tie-breaker). The same read gives the tie-breaker the domain's
+last owner (``last_domain_owner``), so the worker settles ties by it as ``simulate`` does.
 """
 
 from __future__ import annotations
@@ -26,9 +28,14 @@ if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports th
 DAY = 86_400.0
 
 
+CONTACT_KEEP = 365 * DAY  # how long the index remembers a domain for the most_recent_contact tie-breaker
+
+
 def keep_seconds(rt: Runtime) -> float:
-    """How far back the domain index must reach (0: no ``recent_decision`` relationship, no index)."""
-    return max((r.lookback for r in rt.config.model.relationships if r.match == "recent_decision"), default=0.0)
+    """How far back the domain index must reach (0: neither a ``recent_decision`` relationship nor the
+    ``most_recent_contact`` tie-breaker is configured, so no index is kept)."""
+    longest = max((r.lookback for r in rt.config.model.relationships if r.match == "recent_decision"), default=0.0)
+    return max(longest, CONTACT_KEEP) if rt.config.tie_breaks.uses_contact else longest
 
 
 def _ago(seconds: float) -> str:
@@ -40,12 +47,14 @@ def _ago(seconds: float) -> str:
 
 
 def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime) -> int:
-    """Fill in ``account_owner`` (and the ``relationship`` that found it) of raw leads that have none;
-    one store read for all of them. Returns how many were related."""
+    """Fill in ``account_owner`` (and the ``relationship`` that found it) of raw leads that have none, and
+    ``last_domain_owner`` (for the ``most_recent_contact`` tie-breaker) when the config uses it; one store
+    read for all of them. Returns how many were related."""
     keep = keep_seconds(rt)
     if not keep:
         return 0
-    wanted = {i: d for i, lead in enumerate(leads) if not lead.get("account_owner")
+    contact = rt.config.tie_breaks.uses_contact
+    wanted = {i: d for i, lead in enumerate(leads) if contact or not lead.get("account_owner")
               if (d := domain_of(lead.get("email"), lead.get("website")))}
     if not wanted:
         return 0
@@ -54,6 +63,11 @@ def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime) -> int:
     related = 0
     for i, domain in wanted.items():
         lead = leads[i]
+        last_seen = found.get(domain)
+        if contact and last_seen is not None and str(last_seen.lead_id) != str(lead.get("id")):
+            lead["last_domain_owner"] = last_seen.rep_id
+        if lead.get("account_owner"):
+            continue
         for relationship in rt.config.model.relationships:
             last = found.get(domain) if relationship.match == "recent_decision" else None
             if last is None or last.rep_id not in rt.config.reps or now - last.at > relationship.lookback:
