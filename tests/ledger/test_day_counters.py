@@ -26,7 +26,8 @@ D = days.day_of(MIDNIGHT)
 
 def counters(ledger: Ledger) -> dict[int, int]:
     with ledger.engine.connect() as connection:
-        return dict(connection.execute(select(ledger_days.c.day, ledger_days.c.generation)).all())
+        return dict(connection.execute(select(ledger_days.c.day, ledger_days.c.generation)
+                                       .where(ledger_days.c.generation > 0)).all())
 
 
 def test_a_write_bumps_the_days_its_events_change_and_a_replay_bumps_none(ledger: Ledger, event: EventFactory) -> None:
@@ -60,7 +61,17 @@ def test_a_clock_starting_near_midnight_bumps_both_days(ledger: Ledger, event: E
     assert counters(ledger) == {D - 1: 1, D: 1}
 
 
-def test_migration_0002_on_a_ledger_that_already_has_events(database_url: str, event: EventFactory) -> None:
+def test_the_latest_at_of_a_clock_day_bounds_its_acks(ledger: Ledger, event: EventFactory) -> None:
+    # a clock started at 23:00 and acknowledged two days later: the bound for that evening is the ack's time
+    late = event(7, event_id="ack/7", kind="ack", at=MIDNIGHT + timedelta(days=2, hours=23), wait_seconds=48 * 3600.0)
+    ledger.write([late, event(8, at=MIDNIGHT + timedelta(hours=5))])
+    with ledger.engine.connect() as connection:
+        evening = days.latest_at(connection, MIDNIGHT + timedelta(hours=22), MIDNIGHT + timedelta(days=1))
+        assert evening == late.at
+        assert days.latest_at(connection, MIDNIGHT + timedelta(days=9), MIDNIGHT + timedelta(days=10)) is None
+
+
+def test_migrations_0002_0003_on_a_ledger_that_already_has_events(database_url: str, event: EventFactory) -> None:
     from tests.reports.test_pieces import PERIODS, history, report_json  # the report's history and comparison
 
     engine = create_ledger_engine(database_url)
@@ -76,6 +87,8 @@ def test_migration_0002_on_a_ledger_that_already_has_events(database_url: str, e
         assert {"ledger_days", "report_pieces"} <= set(inspect(engine).get_table_names())
         ledger = Ledger(engine)
         assert counters(ledger) == {}  # every day at generation 0, nothing kept: the first report reads events
+        with engine.connect() as connection:  # 0003 backfilled the latest time of each clock day
+            assert connection.execute(select(ledger_days.c.latest_at).where(ledger_days.c.latest_at.is_not(None))).first()
         for period in PERIODS.values():
             direct = report_json(ledger, period, cache=False)
             assert direct["leads"] > 0 or period.days < 1

@@ -65,7 +65,7 @@ def lead_events(rnd: random.Random, n: int) -> list[LedgerEvent]:
         start = at + timedelta(seconds=rnd.choice([0, 1, 30]))
         clock = {"tier": tier, "owner": owner}
         out.append(ev("sla.start", lead, start, 0, data={}, **clock))
-        ack_wait = round(rnd.expovariate(1 / 1500), 3)
+        ack_wait = round(rnd.expovariate(1 / 1500) + (rnd.uniform(1, 3) * 86400 if rnd.random() < 0.08 else 0), 3)
         if rnd.random() < 0.3:  # a step, then (sometimes) a reassignment with its re-decision
             out.append(ev("sla.remind", lead, start + timedelta(seconds=600), 0, "r", wait_seconds=600.0, data={}, **clock))
         if rnd.random() < 0.2:

@@ -20,11 +20,11 @@ concurrent writers wait on each other only for their commit and never deadlock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.ledger.schema import events, ledger_days
@@ -51,13 +51,23 @@ def _days_of(at: datetime, wait: float | None) -> Iterator[int]:
         yield math.floor((start + 1.0) / DAY)
 
 
-def touched_days(connection: Connection, rows: Iterable[Any]) -> set[int]:
-    """The days whose figures ``rows`` (events, or rows with their columns) change: see the module's rules."""
+def touched_days(connection: Connection, rows: Iterable[Any], latest: dict[int, datetime] | None = None) -> set[int]:
+    """The days whose figures ``rows`` (events, or rows with their columns) change: see the module's rules.
+
+    ``latest``, when given, gathers per day (of each row's clock start, and the neighbouring day
+    near a midnight) the latest ``at``: what bounds a scan for the acks of a clock started then.
+    """
     days: set[int] = set()
     crms: set[str] = set()
     leads: set[str] = set()
     for row in rows:
-        days.update(_days_of(_aware(row.at), row.wait_seconds))
+        at = _aware(row.at)
+        days.update(_days_of(at, row.wait_seconds))
+        if latest is not None:
+            start = at.timestamp() - (row.wait_seconds or 0.0)
+            for day in {math.floor((start - 1.0) / DAY), math.floor((start + 1.0) / DAY)}:
+                if day not in latest or latest[day] < at:
+                    latest[day] = at
         if row.kind == "outcome" or (row.kind == "decision" and row.epoch in (None, 0)):
             crms.add(row.crm)
             leads.add(row.lead_id)
@@ -71,16 +81,31 @@ def touched_days(connection: Connection, rows: Iterable[Any]) -> set[int]:
     return days
 
 
-def bump(connection: Connection, days: Iterable[int]) -> None:
-    """Add one to each day's counter (a day without one starts at 1), in day order."""
-    ordered = sorted(set(days))
+def bump(connection: Connection, days: Iterable[int], latest: Mapping[int, datetime] | None = None) -> None:
+    """Add one to each day's counter (a day without one starts at 1), in day order; raise each day's
+    ``latest_at`` to ``latest``'s (a day only in ``latest`` keeps its counter)."""
+    bumped = set(days)
+    latest = latest or {}
+    ordered = sorted(bumped | set(latest))
     if not ordered:
         return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(ledger_days).values([{"day": d, "generation": 1} for d in ordered])
-    statement = statement.on_conflict_do_update(index_elements=[ledger_days.c.day],
-                                                set_={"generation": ledger_days.c.generation + 1})
+    statement = dialect.insert(ledger_days).values(
+        [{"day": d, "generation": int(d in bumped), "latest_at": latest.get(d)} for d in ordered])
+    have, new = ledger_days.c.latest_at, statement.excluded.latest_at
+    statement = statement.on_conflict_do_update(index_elements=[ledger_days.c.day], set_={
+        "generation": ledger_days.c.generation + statement.excluded.generation,
+        "latest_at": case((have.is_(None), new), (new.is_(None), have), (new > have, new), else_=have),
+    })
     connection.execute(statement)
+
+
+def latest_at(connection: Connection, since: datetime, until: datetime) -> datetime | None:
+    """The latest ``at`` of any event whose clock started in ``[since, until)`` (an upper bound: the
+    days either side count too); None when no day there has one."""
+    query = select(func.max(ledger_days.c.latest_at)).where(ledger_days.c.day >= day_of(since) - 1,
+                                                            ledger_days.c.day <= day_of(until) + 1)
+    return connection.execute(query).scalar()
 
 
 def generations(connection: Connection, first: int, last: int) -> dict[int, int]:

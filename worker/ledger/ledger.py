@@ -120,7 +120,8 @@ class Ledger:
                 rows = [dict(zip(_WRITTEN, _values(e, recorded_at, json=False), strict=True)) for e in unique.values()]
                 written = connection.execution_options(preserve_rowcount=True).execute(_SQLITE_INSERT, rows).rowcount
             if written:  # the report's day cache: the days these events change are read again (worker/ledger/days.py)
-                days.bump(connection, days.touched_days(connection, unique.values()))
+                latest: dict[int, datetime] = {}
+                days.bump(connection, days.touched_days(connection, unique.values(), latest), latest)
             return written
 
     def for_lead(self, crm: str, lead_id: str, object: str | None = None) -> list[LedgerEvent]:

@@ -117,6 +117,7 @@ ledger_days = Table(
     metadata,
     Column("day", Integer(), primary_key=True, autoincrement=False),
     Column("generation", BigInteger(), nullable=False),
+    Column("latest_at", UtcDateTime()),  # the latest ``at`` of an event whose clock started this day (0003)
 )
 
 report_pieces = Table(

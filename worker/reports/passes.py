@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, String, and_, case, cast, func, literal, or_, select
 
+from worker.ledger.days import latest_at
 from worker.ledger.schema import events
 from worker.reports import sql
 from worker.reports.grouped import Finest, Grouped, fetch, summarise
@@ -119,7 +120,8 @@ def read_ack_waits(connection: Connection, span: Period, by: str, tiers: Mapping
                 .order_by(first.c.id).limit(1).scalar_subquery())
         columns.append(func.coalesce(path, events.c[column]))
     columns += [events.c.owner, events.c.tier]
-    return _by_day(fetch(connection, sql.clocks_started_in(span, ["ack"], dialect), columns=columns,
+    where = sql.clocks_started_in(span, ["ack"], dialect, latest_at(connection, span.since, span.until))
+    return _by_day(fetch(connection, where, columns=columns,
                          values={"wall": wall, "business": business, "late": case((late, on_clock), else_=None)},
                          flags={"within": within}))
 
@@ -157,7 +159,8 @@ def read_sla_steps(connection: Connection, span: Period) -> dict[int, Piece]:
     """Clocks started (``sla.start``, by its ``at``) by day and tier, and the ladder's steps by the day
     their clock started, kind and tier, with their waits. The starts are only counted."""
     dialect = connection.dialect.name
-    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS, dialect),
+    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS, dialect,
+                                                    latest_at(connection, span.since, span.until)),
                   columns=[sql.day_of_seconds(sql.clock_start(dialect), dialect), events.c.kind, events.c.tier],
                   values={"wait": events.c.wait_seconds})
     out = _by_day(steps)

@@ -15,6 +15,7 @@ What a report counts (see ``docs/reports.md``):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Integer, and_, case, cast, func, literal, or_
@@ -76,11 +77,15 @@ def first_routings(period: Period) -> list[ColumnElement[bool]]:
             or_(events.c.epoch.is_(None), events.c.epoch == 0)]
 
 
-def clocks_started_in(period: Period, kinds: Sequence[str], dialect: str) -> list[ColumnElement[bool]]:
-    """SLA events (ack, ladder steps) whose clock started in the period; ``at`` bounds the index scan."""
+def clocks_started_in(period: Period, kinds: Sequence[str], dialect: str,
+                      latest: datetime | None = None) -> list[ColumnElement[bool]]:
+    """SLA events (ack, ladder steps) whose clock started in the period; ``at`` bounds the index scan, from
+    below by ``since`` and, when known, from above by ``latest``: the latest ``at`` of an event whose clock
+    started in the period (``worker.ledger.days.latest_at``)."""
     start = clock_start(dialect)
-    return [events.c.kind.in_(list(kinds)), events.c.at >= period.since,
-            start >= period.since.timestamp(), start < period.until.timestamp()]
+    where = [events.c.kind.in_(list(kinds)), events.c.at >= period.since,
+             start >= period.since.timestamp(), start < period.until.timestamp()]
+    return where if latest is None else [*where, events.c.at <= latest]
 
 
 def happened_in(period: Period, kinds: Sequence[str]) -> list[ColumnElement[bool]]:
