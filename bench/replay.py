@@ -13,7 +13,7 @@ and, for scale, the engine alone routing the same leads once (``engine_alone_cpu
 routes each lead twice, so about 2x that is the floor. On a shared machine read the CPU figures
 and the ``load_average`` beside them. ``--ledger`` also writes
 the history to a SQLite ledger and times ``leadroute replay --format json`` on it end to end in a
-fresh process (start-up and reading the ledger included; ``cli_s``).
+fresh process (start-up and reading the ledger included; ``cli_s`` wall, ``cli_cpu_s`` CPU).
 
     python bench/replay.py [--leads N] [--warmup-leads N] [--ledger] [--json]
 
@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -95,6 +97,7 @@ def main() -> None:
     made = time.perf_counter()
     events = list(make_history(baseline, [*warm, *window]))
     made_s = time.perf_counter() - made
+    gc.freeze()  # as `leadroute replay` does once the history is read
 
     start, cpu = time.perf_counter(), time.process_time()
     history = read_history(events, WINDOW_START, WINDOW_START + WINDOW)
@@ -137,8 +140,8 @@ def main() -> None:
     for text in figures["config_diff"]:
         print(f"  - {text}")
     if args.ledger:
-        print(f"leadroute replay on a SQLite ledger: {figures['cli_s']} s end to end (ledger written in "
-              f"{figures['ledger_write_s']} s)")
+        print(f"leadroute replay on a SQLite ledger: {figures['cli_s']} s wall, {figures['cli_cpu_s']} s CPU end to end "
+              f"({figures['cli_stderr']}; ledger written in {figures['ledger_write_s']} s)")
 
 
 def engine_alone(config: RoutingConfig, leads: list) -> float:
@@ -168,14 +171,16 @@ def time_cli(events: list, doc: dict, candidate_doc: dict) -> dict:
         command = [sys.executable, "-m", "worker.cli", "replay", "--config", str(cand), "--against", str(base),
                    "--since", WINDOW_START.isoformat(), "--until", (WINDOW_START + WINDOW).isoformat(),
                    "--warmup", "3d", "--ledger", url, "--format", "json"]
-        began = time.perf_counter()
+        began, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "LEADROUTE_PROGRESS": "0"},
                               check=False)
         cli_s = time.perf_counter() - began
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli_cpu_s = used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime
         if done.returncode != 0:
             raise SystemExit(f"replay failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         leads = json.loads(done.stdout)["replay"]["leads"]
-    return {"cli_s": round(cli_s, 3), "cli_leads": leads, "ledger_write_s": round(write_s, 3),
+    return {"cli_s": round(cli_s, 3), "cli_cpu_s": round(cli_cpu_s, 3), "cli_leads": leads, "ledger_write_s": round(write_s, 3),
             "cli_stderr": done.stderr.strip().splitlines()[-1:]}
 
 

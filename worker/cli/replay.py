@@ -8,6 +8,7 @@ for HTML: the other commands start without them.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -136,18 +137,22 @@ def replay(
     for row in bad:
         err.print(f"[red]skipped[/red] {escape(str(row))}")
     read_s = time.perf_counter() - began
-    history = read_history(events, start, end)
-    del events
-    state = start_state(history.earlier, start, baseline)
-    comparison = Comparison(baseline, candidate, samples)
-    with progress("replaying", len(history.leads), "leads") as tick:
-        def visit(*decided: Any) -> None:
-            comparison.add(*decided)
-            if not comparison.leads % TICK_EVERY:
-                tick(comparison.leads, comparison.leads)
+    gc.freeze()  # the history lives to the end: the collector need not walk its million objects on every pass
+    try:
+        history = read_history(events, start, end)
+        del events
+        state = start_state(history.earlier, start, baseline)
+        comparison = Comparison(baseline, candidate, samples)
+        with progress("replaying", len(history.leads), "leads") as tick:
+            def visit(*decided: Any) -> None:
+                comparison.add(*decided)
+                if not comparison.leads % TICK_EVERY:
+                    tick(comparison.leads, comparison.leads)
 
-        replay(history.leads, baseline, candidate, state, visit)
-        tick(comparison.leads, comparison.leads)
+            replay(history.leads, baseline, candidate, state, visit)
+            tick(comparison.leads, comparison.leads)
+    finally:
+        gc.unfreeze()
     meta = {
         "source": source, "since": start.isoformat() if start else None, "until": end.isoformat() if end else None,
         "baseline": {"file": str(baseline_path), "version": baseline.version_hash},
