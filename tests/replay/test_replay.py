@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from tests.replay.conftest import COUNTRIES, SIZES, T0, config_a, edited, replay_pairs, rule_index
 from worker.ledger.events import LedgerEvent
-from worker.replay import read_history
+from worker.replay import read_history, replay_events
 from worker.replay.synthetic import Arrival, make_history
 
 EMPLOYEES = {"50": 50, "600": 600, "1500": 1500, "800": 800, "5000": 5000, "200": 200, "lots": None}
@@ -43,6 +43,8 @@ def test_replaying_history_made_under_a_with_a_changes_nothing_and_re_enacts_eve
     assert result["fidelity"]["compared"] == 42
     assert (result["fidelity"]["owner_differs"], result["fidelity"]["rule_differs"]) == (0, 0)
     assert result["fidelity"]["recorded_config_versions"] == {a.version_hash: 42}
+    again, history, start = replay_events(history_events, T0, None, a, a)
+    assert (again.leads, again.any_change, history.events, start.loads) == (42, 0, len(history_events), {})
 
 
 def test_a_replay_routes_each_lead_from_the_facts_recorded_then_not_from_what_a_derived(

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from worker.config import RoutingConfig
+from worker.ledger.events import LedgerEvent
 from worker.replay.compare import Comparison
 from worker.replay.history import History, read_history
 from worker.replay.run import StartState, replay, start_state
@@ -26,11 +27,11 @@ from worker.replay.run import StartState, replay, start_state
 __all__ = ["Comparison", "History", "StartState", "read_history", "replay", "replay_events", "start_state"]
 
 
-def replay_events(events: Iterable[object], since: datetime | None, until: datetime | None, baseline: RoutingConfig,
+def replay_events(events: Iterable[LedgerEvent], since: datetime | None, until: datetime | None, baseline: RoutingConfig,
                   candidate: RoutingConfig, samples: int = 5) -> tuple[Comparison, History, StartState]:
     """Read ``events`` (ledger events, from before ``since`` for the starting state up to ``until``), replay the leads
     first routed in ``[since, until)`` under both configs, and return the comparison."""
-    history = read_history(events, since, until)  # type: ignore[arg-type]
+    history = read_history(events, since, until)
     start = start_state(history.earlier, since, baseline)
     comparison = Comparison(baseline, candidate, samples)
     replay(history.leads, baseline, candidate, start, comparison.add)
