@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -171,3 +172,14 @@ def test_performance_settings_only_on_a_performance_weighted_pool() -> None:
     text = CONFIG.replace("strategy: performance_weighted", "strategy: round_robin")
     with pytest.raises(ConfigError, match="only a performance_weighted pool learns; pool 'inside' is round_robin"):
         parse_config(text)
+
+
+def test_daily_and_weekly_caps_hold_in_a_performance_weighted_pool() -> None:
+    text = CONFIG.replace("  - {id: ana}", "  - {id: ana, caps: {daily: 3}}").replace(
+        "    strategy: performance_weighted\n", "    strategy: performance_weighted\n    caps: {weekly: 5}\n")
+    router = Router(parse_config(text), InMemoryState(), rates=RATES)
+    decisions = [router.route({"id": str(i), "employees": 50}, at=AT) for i in range(30)]
+    owners = Counter(d.owner for d in decisions)
+    assert owners["ana"] == 3 and owners["lee"] == 5 and owners["tom"] == 5  # ana's own daily cap, the pool's weekly
+    assert decisions[-1].owner == "queue:triage" and decisions[-1].skipped == {
+        "ana": "daily_cap", "lee": "weekly_cap", "tom": "weekly_cap"}

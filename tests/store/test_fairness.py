@@ -127,3 +127,19 @@ def test_the_worker_decides_a_batch_through_a_performance_weighted_pool_and_a_re
     again = store.decide_many([(k, compute(k.lead_id)) for k in keys])
     assert [d.decision["owner"] for d in again] == owners
     assert sum(store.loads(["ana", "lee", "tom"]).values()) == 30
+
+
+def test_caps_per_period_in_the_script_as_in_memory(store: RedisStore) -> None:
+    from worker.routing.caps import Quota  # this test only
+
+    memory = InMemoryState()
+    caps = {"ana": (Quota("", "ana", "daily", "2026-12-01", 4, 4_102_444_800.0),),
+            "lee": (Quota("inside", "lee", "weekly", "2026-W49", 6, 4_102_444_800.0),)}
+    for i in range(20):
+        a = store.pick_fair("p", MEMBERS, TEAM, RULES, caps=caps)
+        b = memory.pick_fair("p", MEMBERS, TEAM, RULES, caps=caps)
+        assert (a.rep_id, a.detail, a.capped) == (b.rep_id, b.detail, b.capped), i
+    assert store.cap_counts([q for qs in caps.values() for q in qs]) == [4, 6]
+    key = LeadRef("salesforce", "Lead", "00Q9").at(0)
+    again = store.for_decision(key).pick_fair("p", MEMBERS, TEAM, RULES, caps=caps)
+    assert again.capped == (("ana", "daily_cap"), ("lee", "weekly_cap"))

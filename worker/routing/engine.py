@@ -569,9 +569,13 @@ class _Context:
                 continue
             weighting = weigh(self.rates, settings, pool.members, [(c.rep_id, c.weight) for c in group], self.facts)
             weighted = [Candidate(c.rep_id, weighting.weight_of(c.rep_id), c.capacity) for c in group]
-            pick = self.state.pick_fair(name, pool.members, weighted, fairness)  # a FairState
+            caps, zones = self.config.caps, self.config.zones
+            quotas = {c.rep_id: q for c in group if (q := caps.quotas(c.rep_id, zones[c.rep_id], self.at, name))}
+            pick = self.state.pick_fair(name, pool.members, weighted, fairness, caps=quotas or None)  # a FairState
             for rep_id in pick.at_capacity:
                 self.skipped[rep_id] = AT_CAPACITY
+            for rep_id, why in pick.capped:
+                self.skipped[rep_id] = why
             if pick.rep_id is None:
                 continue
             for c in after_hours:

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from worker.routing.caps import Quota
 from worker.routing.fairness import Fairness
 from worker.routing.state import Candidate, Pick
 
@@ -215,7 +216,8 @@ def explain(weighting: Weighting, by: Sequence[str], chosen: str, note: str, flo
 class FairState(Protocol):
     """A state that makes ``performance_weighted`` picks: every state in leadroute is one."""
 
-    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
-        """Choose among ``candidates`` (weights already tilted) under ``fairness``, atomically; ``detail``
-        is ``#<pick number> <note>`` (note: ``floor:<rep>``, ``cap:<reps>``, ``cap-waived`` or empty)."""
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness,
+                  caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
+        """Choose among ``candidates`` (weights already tilted) under ``fairness`` and their caps per period,
+        atomically; ``detail`` is ``#<pick number> <note>`` (``floor:<rep>``, ``cap:<reps>``, ``cap-waived``)."""
         ...

@@ -218,18 +218,24 @@ class InMemoryState:
     def assign(self, rep_id: str) -> int:
         return self.adjust_load(rep_id, 1)
 
-    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
-        """A ``performance_weighted`` pick under the pool's floor and cap (``worker.routing.fairness``);
-        ``detail`` is ``#<pick number> <note>``, as the store's ``fair_claim.lua`` returns it."""
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness,
+                  caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
+        """A ``performance_weighted`` pick under the pool's floor and cap (``worker.routing.fairness``) and the
+        candidates' caps per period; ``detail`` is ``#<pick number> <note>``, as ``fair_claim.lua`` returns it."""
         with self._lock:
             full = tuple(c.rep_id for c in candidates
                          if c.capacity is not None and self._loads.get(c.rep_id, 0) >= c.capacity)
+            capped = tuple((c.rep_id, why) for c in candidates if c.rep_id not in full
+                           and (why := reached(tuple((caps or {}).get(c.rep_id, ())), self._counts)) is not None)
+            out = set(full) | {rep for rep, _ in capped}
             window = self._fair.setdefault(pool, FairWindow())
-            found = choose_fair(window, fairness, [(c.rep_id, c.weight) for c in candidates if c.rep_id not in full])
+            found = choose_fair(window, fairness, [(c.rep_id, c.weight) for c in candidates if c.rep_id not in out])
             if found is None:
-                return Pick(None, at_capacity=full)
+                return Pick(None, at_capacity=full, capped=capped)
+            for q in (caps or {}).get(found.rep_id, ()):
+                self._counts[q.counter] = self._counts.get(q.counter, 0) + 1
             self._loads[found.rep_id] = self._loads.get(found.rep_id, 0) + 1
-            return Pick(found.rep_id, self._loads[found.rep_id], full, f"#{found.seq} {found.note}".strip())
+            return Pick(found.rep_id, self._loads[found.rep_id], full, f"#{found.seq} {found.note}".strip(), capped)
 
     def last_owner(self, domain: str) -> str | None:
         seen = self._contacts.get(domain)

@@ -341,9 +341,10 @@ class DecisionState:
         batch.direct(rep_id, self.key, self._journal())
         return batch.run()[0][0].load
 
-    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness,
+                  caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
         """A performance-weighted pick, journaled like the others (``fair_claim.lua``)."""
-        return self.store.fair_claim(pool, candidates, fairness, self.key, self._journal())  # type: ignore[attr-defined]
+        return self.store.fair_claim(pool, candidates, fairness, self.key, self._journal(), caps)  # type: ignore[attr-defined]
 
     def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
         batch = ClaimBatch(self.store)
@@ -396,7 +397,8 @@ class _ReplayState:
         self._loads_calls += 1
         return dict(seen[self._loads_calls - 1])
 
-    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness,
+                  caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
         """Performance-weighted picks are not batched: the lead is decided alone (journaled, ``fair_claim.lua``)."""
         raise _Diverged(str(self.replay.key))
 

@@ -11,9 +11,10 @@ replaced whole when the refresh step builds a new version.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from worker.domain.leads import DecisionKey
+from worker.routing.caps import Quota
 from worker.routing.fairness import Fairness
 from worker.routing.perf import RateTable
 from worker.routing.state import Candidate, Pick
@@ -25,21 +26,30 @@ class FairnessStore(StoreBase):
 
     LUA = ("fair_claim",)
 
-    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness) -> Pick:
-        """Choose among ``candidates`` under the pool's floor and cap, atomically (see ``choose_fair``)."""
-        return self.fair_claim(pool, candidates, fairness)
+    def pick_fair(self, pool: str, members: Sequence[str], candidates: Sequence[Candidate], fairness: Fairness,
+                  caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
+        """Choose among ``candidates`` under the pool's floor and cap, atomically (see ``choose_fair``);
+        ``caps``: each candidate's caps per period (issue 17), checked and counted in the same step."""
+        return self.fair_claim(pool, candidates, fairness, caps=caps)
 
     def fair_claim(self, pool: str, candidates: Sequence[Candidate], fairness: Fairness,
-                   key: DecisionKey | None = None, journal: str = "") -> Pick:
+                   key: DecisionKey | None = None, journal: str = "",
+                   caps: Mapping[str, Sequence[Quota]] | None = None) -> Pick:
         """The pick, journaled as claim ``journal`` of ``key``'s decision when given (a retry gets it back)."""
-        keys = [self.keys.loads(), self.keys.pool(pool)]
-        if key is not None:
-            keys.append(self.keys.decision(key))
+        keys = [self.keys.loads(), self.keys.pool(pool),
+                self.keys.decision(key) if key is not None else self.keys.pool(pool)]
         args: list[object] = [self.decision_ttl_ms, journal if key is not None else "", fairness.code(), len(candidates)]
-        for c in candidates:
+        quotas: list[object] = []
+        for number, c in enumerate(candidates, 1):
             args += [c.rep_id, int(c.weight), "-" if c.capacity is None else int(c.capacity)]
-        rep, load, _replayed, detail, *full = self._lua["fair_claim"](keys=keys, args=args)
-        return Pick(rep or None, int(load), tuple(full), str(detail))
+            for q in (caps or {}).get(c.rep_id, ()):
+                keys.append(self.keys.cap("pool." + q.scope if q.scope else "rep", q.rep_id, q.period, q.window))
+                quotas += [number, len(keys), int(q.limit), q.reason, int(q.expires_at * 1000)]
+        args += [len(quotas) // 5, *quotas]
+        rep, load, _replayed, detail, *passed = self._lua["fair_claim"](keys=keys, args=args)
+        full = tuple(r for r in passed if "\t" not in r)
+        capped = tuple(tuple(r.split("\t", 1)) for r in passed if "\t" in r)
+        return Pick(rep or None, int(load), full, str(detail), capped)  # type: ignore[arg-type]
 
     def save_rates(self, table: RateTable) -> None:
         """Replace the rate table the workers route with."""

@@ -5,10 +5,14 @@
 --
 -- KEYS[1] loads hash; KEYS[2] the pool hash (fair fields: fw window, fs picks so far, fq:<slot> the
 -- ring of the last fw picks, fc:<rep> a rep's picks in it, fx:<rep> smooth weighted score);
--- KEYS[3] the decision hash (journal), optional.
+-- KEYS[3] the decision hash (journal; the pool hash again when there is none); KEYS[4..] cap counters.
 -- ARGV[1] journal ttl ms; ARGV[2] journal field ("" = none); ARGV[3] "pw:<window>:<floor count>:<cap count>";
--- ARGV[4] candidate count n, then n x (rep, weight, capacity or "-"), in candidate order.
--- Returns {rep or "", load, replayed 0/1, detail "#<pick number> <note>", reps skipped at capacity...}.
+-- ARGV[4] candidate count n, then n x (rep, weight, capacity or "-"), in candidate order; then the caps
+-- per period (worker.routing.caps, as in claim.lua): a count q, then q x (candidate number, counter key
+-- index, limit, skip reason, expire at ms). A candidate at a cap is skipped with its reason; the chosen
+-- rep's counters are counted, and journaled so a claim given back gives them back.
+-- Returns {rep or "", load, replayed 0/1, detail "#<pick number> <note>", then the reps skipped: "rep" at
+-- capacity, "rep<TAB>reason" at a cap}.
 
 local loads_key, pool = KEYS[1], KEYS[2]
 local jkey = KEYS[3]
@@ -26,6 +30,9 @@ if jkey and jfield ~= '' then
     if rec.o[1] ~= '' then
       local left = (tonumber(redis.call('HGET', loads_key, rec.o[1])) or 0) - 1
       if left > 0 then redis.call('HSET', loads_key, rec.o[1], left) else redis.call('HDEL', loads_key, rec.o[1]) end
+      for _, name in ipairs(rec.q or {}) do
+        if (tonumber(redis.call('GET', name)) or 0) > 0 then redis.call('DECR', name) end
+      end
     end
   end
 end
@@ -33,21 +40,38 @@ end
 local _, _, w, f, c = string.find(ARGV[3], '^pw:(%d+):(%d+):(%d+)$')
 local window, floor_n, cap_n = tonumber(w), tonumber(f), tonumber(c)
 local n = tonumber(ARGV[4])
+local quotas = {}
+local at = 5 + 3 * n
+for k = 0, tonumber(ARGV[at]) - 1 do
+  local j = at + 1 + 5 * k
+  local c = tonumber(ARGV[j])
+  quotas[c] = quotas[c] or {}
+  quotas[c][#quotas[c] + 1] = {KEYS[tonumber(ARGV[j + 1])], tonumber(ARGV[j + 2]), ARGV[j + 3], tonumber(ARGV[j + 4])}
+end
 local out = {'', 0, 0, ''}
 local open = {}
 for k = 1, n do
   local j = 5 + 3 * (k - 1)
   local rep, weight, cap = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  local capped = nil
   if cap ~= nil and (tonumber(redis.call('HGET', loads_key, rep)) or 0) >= cap then
     out[#out + 1] = rep
   else
-    open[#open + 1] = {rep = rep, weight = weight}
+    for _, q in ipairs(quotas[k] or {}) do
+      if capped == nil and (tonumber(redis.call('GET', q[1])) or 0) >= q[2] then capped = q[3] end
+    end
+    if capped then
+      out[#out + 1] = rep .. '\t' .. capped
+    else
+      open[#open + 1] = {rep = rep, weight = weight, k = k}
+    end
   end
 end
 
+local taken = {}
 local function finish(result)
   if jkey and jfield ~= '' then
-    redis.call('HSET', jkey, jfield, cjson.encode({s = sig, o = result}))
+    redis.call('HSET', jkey, jfield, cjson.encode({s = sig, o = result, q = taken}))
     redis.call('PEXPIRE', jkey, ttl)
   end
   return result
@@ -120,6 +144,11 @@ end
 redis.call('HINCRBY', pool, 'fc:' .. rep, 1)
 redis.call('HSET', pool, slot, rep, 'fs', seq)
 
+for _, q in ipairs(quotas[allowed[chosen].k] or {}) do
+  redis.call('INCR', q[1])
+  redis.call('PEXPIREAT', q[1], q[4])
+  taken[#taken + 1] = q[1]
+end
 out[1] = rep
 out[2] = redis.call('HINCRBY', loads_key, rep, 1)
 local detail = '#' .. seq
