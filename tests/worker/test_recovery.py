@@ -18,7 +18,14 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tests.worker.test_e2e import Sink, Stack, decided, wait_until  # the e2e suite's process stack, as is
+from tests.worker.test_e2e import (  # the e2e suite's process stack, as is
+    RABBITMQ_URL,
+    Sink,
+    Stack,
+    decided,
+    purge_rabbitmq_queues,
+    wait_until,
+)
 from tests.worker.test_pipeline import drain, load_leads
 from worker.app import tasks
 from worker.app.runtime import Runtime
@@ -212,14 +219,18 @@ def test_a_drain_that_fails_during_a_redis_restart_is_retried_and_routes_its_bat
 KILL_LEASE = float(os.environ.get("LEADROUTE_TEST_KILL_LEASE", "5"))  # LEADROUTE_PENDING_LEASE for the worker
 
 
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_a_killed_workers_batch_is_routed_by_the_next_worker_within_seconds_of_its_lease(
-    tmp_path: Any, sandbox: Any, admin: Any, redis_url: str, redis_client: Any, redis_prefix: str,
+    broker: str, tmp_path: Any, sandbox: Any, admin: Any, redis_url: str, redis_client: Any, redis_prefix: str,
     make_runtime: Callable[..., Runtime],
 ) -> None:
     """kill -9 a real worker while its drain holds a batch (the CRM is slowed so the kill lands mid-batch);
-    a new worker routes that batch once its lease runs out, not minutes later, and only once."""
+    a new worker routes that batch once its lease runs out, not minutes later, and only once; on either broker."""
     sink = Sink()
-    s = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink)
+    rabbitmq = RABBITMQ_URL if broker == "rabbitmq" else None
+    if rabbitmq:
+        purge_rabbitmq_queues(rabbitmq)
+    s = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink, broker_url=rabbitmq)
     s.env["LEADROUTE_PENDING_LEASE"] = str(KILL_LEASE)
     rt = make_runtime(s.config)
     pending = rt.store.key("pending", "salesforce")
@@ -249,3 +260,5 @@ def test_a_killed_workers_batch_is_routed_by_the_next_worker_within_seconds_of_i
     finally:
         s.stop()
         sink.server.shutdown()
+        if rabbitmq:
+            purge_rabbitmq_queues(rabbitmq)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.worker.test_e2e import Sink, Stack, decided, wait_until
+from tests.worker.test_e2e import RABBITMQ_URL, Sink, Stack, decided, purge_rabbitmq_queues, wait_until
 from worker.app.runtime import Runtime
 from worker.devtools.synthetic import synthetic_leads
 
@@ -34,17 +34,23 @@ MARIA = "0055e000001MaRiAAK"  # in no pool, so always a change of owner
 TRIAGE = "00G5e000000TrIaEAK"
 
 
-@pytest.fixture
-def sla_stack(tmp_path: Any, sandbox: Any, admin: Any, redis_url: str, redis_client: Any, redis_prefix: str,
-              make_runtime: Any) -> Any:
+@pytest.fixture(params=["redis", "rabbitmq"])
+def sla_stack(request: pytest.FixtureRequest, tmp_path: Any, sandbox: Any, admin: Any, redis_url: str, redis_client: Any,
+              redis_prefix: str, make_runtime: Any) -> Any:
+    """The SLA stack on one broker: the Redis state store's own, or RabbitMQ (as the e2e suite's ``stack``)."""
+    broker = RABBITMQ_URL if request.param == "rabbitmq" else None
+    if broker:
+        purge_rabbitmq_queues(broker)
     sink = Sink()
-    stack = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink, {"sla": SLA})
+    stack = Stack(tmp_path, sandbox, redis_url, redis_prefix, sink, {"sla": SLA}, broker_url=broker)
     rt = make_runtime(stack.config)
     try:
         yield stack, rt, sink
     finally:
         stack.stop()
         sink.server.shutdown()
+        if broker:
+            purge_rabbitmq_queues(broker)
 
 
 def sla_events(rt: Runtime, ids: list[str]) -> dict[str, Counter[str]]:
