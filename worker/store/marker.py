@@ -8,9 +8,8 @@ rebuild), the key prefix and the ledger it was built with, its generation and wh
 stamped. :meth:`RecoveryStore.state_status` reads it:
 
 * ``ok``: the marker is ours (same prefix, same ledger);
-* ``missing``: no marker. With routing state present (the decision log, loads or timers) it is a
-  state from before markers existed, and is simply stamped; without, the caller asks the ledger
-  whether there was a history to lose (:mod:`worker.steps.rebuild`);
+* ``missing``: no marker: a new state, or a lost one; the caller asks the ledger whether there was
+  a history to lose (:mod:`worker.steps.rebuild`);
 * ``foreign``: a marker written for another prefix or another ledger (a copied dump, a shared
   server pointed at the wrong database): nothing is rebuilt over it automatically.
 
@@ -67,10 +66,6 @@ class RecoveryStore(StoreBase):
         if marker.prefix != self.prefix or (marker.ledger and ledger and marker.ledger != ledger):
             return "foreign", marker
         return "ok", marker
-
-    def has_routing_state(self) -> bool:
-        """Whether anything routing writes is here: the decision log, loads or SLA timers."""
-        return bool(self.client.exists(self.keys.log(), self.keys.loads(), self.keys.timers()))
 
     def stamp_state(self, ledger: str, *, rebuilt: bool = False) -> StateMarker:
         """Write a new marker for this state (a new instance id, the next generation)."""
