@@ -157,9 +157,8 @@ def test_a_cap_that_a_shorter_periods_lower_cap_makes_unreachable_is_a_warning()
         "caps.yaml:5: reps[0].caps.daily: the daily cap 30 is never reached: the weekly cap 20 is lower"]
 
 
-def test_caps_in_a_performance_weighted_pool_are_a_warning_since_that_pool_does_not_count_them() -> None:
+def test_caps_in_a_performance_weighted_pool_are_counted_and_need_no_warning() -> None:
+    # fair_claim.lua checks and counts them with the pick (tests/routing/test_perf.py, tests/store/test_fairness.py)
     cfg = config("  - {id: ava, caps: {daily: 2}}\n  - {id: ben}",
                  "  team: {members: [ava, ben], strategy: performance_weighted}")
-    assert [str(w) for w in cfg.warnings if "performance_weighted" in str(w)] == [
-        "caps.yaml:8: pools.team: the caps of ava per period are not counted for this pool's leads: a performance_weighted "
-        "pool keeps its own share floor and cap (performance.cap)"]
+    assert [str(w) for w in cfg.warnings if "performance_weighted" in str(w)] == []

@@ -829,13 +829,6 @@ def _cap_warnings(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> l
             if lower is not None:
                 out.append(Problem(file, line_for(lines, (*path, short)), _dotted((*path, short)),
                                    f"the {short} cap {n} is never reached: the {lower[0]} cap {lower[1]} is lower"))
-    capped = {r.id for r in model.reps if r.caps}
-    for name, pool in model.pools.items():
-        if pool.strategy.value == "performance_weighted" and (pool.caps or capped & set(pool.members)):
-            who = "its caps" if pool.caps else f"the caps of {', '.join(sorted(capped & set(pool.members)))}"
-            out.append(Problem(file, line_for(lines, ("pools", name)), _dotted(("pools", name)),
-                               f"{who} per period are not counted for this pool's leads: a performance_weighted pool "
-                               "keeps its own share floor and cap (performance.cap)"))
     fb = model.fallback.rep
     for i, rep in enumerate(model.reps):
         if fb and rep.id == fb and rep.caps:
