@@ -143,3 +143,15 @@ def test_a_baseline_other_than_the_config_the_leads_were_routed_under_is_pointed
     assert code == 0, err
     assert "0 of 42 leads (0.0%) change" in out
     assert "the fidelity compares the baseline with another config" in out
+
+
+def test_every_changed_lead_can_go_to_a_json_lines_file(ledger_url: str, configs: tuple[Path, Path], tmp_path: Path) -> None:
+    a, candidate = configs
+    changes = tmp_path / "changes.jsonl"
+    code, out, err = run("--config", str(candidate), "--against", str(a), "--ledger", ledger_url, "--json",
+                         "--changes", str(changes), *WINDOW)
+    assert code == 0, err
+    lines = [json.loads(line) for line in changes.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == json.loads(out)["changes"]["leads"] > 5
+    assert sum(line["before"]["rule"] != line["after"]["rule"] for line in lines) == 11
+    assert set(lines[0]) == {"lead", "routed_at", "before", "after"}

@@ -8,13 +8,14 @@ for HTML: the other commands start without them.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -76,6 +77,16 @@ def _ledger_events(database_url: str | None, start: datetime | None, end: dateti
     return events
 
 
+def _open_changes(path: Path | None) -> TextIO | None:
+    if path is None:
+        return None
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        err.print(f"--changes: {exc}")
+        raise typer.Exit(1) from None
+
+
 def replay(
     config: Annotated[Path, typer.Option("--config", "-c", help="The candidate routing config YAML.")],
     since: Annotated[str | None, typer.Option(
@@ -94,6 +105,8 @@ def replay(
     warmup: Annotated[str, typer.Option(
         help="How much history before --since to read for the starting loads and rotations (an age, e.g. 30d).")] = "30d",
     samples: Annotated[int, typer.Option(help="Sample leads shown per kind of change.", min=0, max=1000)] = 5,
+    changes_file: Annotated[Path | None, typer.Option(
+        "--changes", help="Also write every lead that changes to this file, one JSON object a line (as the samples).")] = None,
     database_url: Annotated[str | None, typer.Option(
         "--ledger", "--database-url", envvar="DATABASE_URL", show_envvar=True,
         help="The ledger's database; unset: the embedded SQLite file ./var/ledger.sqlite3.")] = None,
@@ -121,6 +134,7 @@ def replay(
     baseline_path = config_path() if against == "current" else Path(against)
     candidate = _config(config, "--config")
     baseline = _config(baseline_path, "--against")
+    changes = _open_changes(changes_file)  # before the long read: a path that cannot be written fails at once
     began = time.perf_counter()
     bad: list[BadRow] = []
     if leads:
@@ -142,8 +156,9 @@ def replay(
         history = read_history(events, start, end)
         del events
         state = start_state(history.earlier, start, baseline)
-        comparison = Comparison(baseline, candidate, samples)
-        with progress("replaying", len(history.leads), "leads") as tick:
+        comparison = Comparison(baseline, candidate, samples, None if changes is None else
+                                lambda change: changes.write(json.dumps(change, ensure_ascii=False) + "\n"))
+        with progress("replaying", len(history.leads), "leads") as tick, changes or contextlib.nullcontext():
             def visit(*decided: Any) -> None:
                 comparison.add(*decided)
                 if not comparison.leads % TICK_EVERY:

@@ -9,7 +9,7 @@ samples, so its size depends on the configs, not on how many leads are replayed.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -64,9 +64,11 @@ class _Exposures:
 class Comparison:
     """The running comparison of a baseline and a candidate over the same leads."""
 
-    def __init__(self, baseline: RoutingConfig, candidate: RoutingConfig, samples: int = SAMPLES) -> None:
+    def __init__(self, baseline: RoutingConfig, candidate: RoutingConfig, samples: int = SAMPLES,
+                 every_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.baseline, self.candidate = baseline, candidate
         self.samples = samples
+        self.every_change = every_change  # gets every changed lead, as a sample is shaped (``--changes FILE``)
         self.leads = 0
         self.changed = dict.fromkeys(CHANGE_KINDS, 0)
         self.any_change = 0
@@ -107,6 +109,9 @@ class Comparison:
             self.any_change += 1
             if before.rule == after.rule and pool_before == pool_after:
                 self.owner_only += 1
+            if self.every_change is not None:
+                self.every_change({"lead": lead.label, "routed_at": lead.routed_at.isoformat(), "before": _side(before),
+                                   "after": _side(after)})
             for kind, differs in (("owner", before.owner != after.owner), ("rule", before.rule != after.rule),
                                   ("pool", pool_before != pool_after)):
                 if differs:
