@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
@@ -101,10 +101,14 @@ def bump(connection: Connection, days: Iterable[int], latest: Mapping[int, datet
 
 
 def latest_at(connection: Connection, since: datetime, until: datetime) -> datetime | None:
-    """The latest ``at`` of any event whose clock started in ``[since, until)`` (an upper bound: the
-    days either side count too); None when no day there has one."""
-    query = select(func.max(ledger_days.c.latest_at)).where(ledger_days.c.day >= day_of(since) - 1,
-                                                            ledger_days.c.day <= day_of(until) + 1)
+    """The latest ``at`` of any event whose clock started in ``[since, until)``; None when no day there has one.
+
+    An upper bound: the writer records each event under the days of its clock's start less and
+    plus a second, so the days from the one before ``since`` to that of a second before ``until``
+    hold every such event at least once.
+    """
+    query = select(func.max(ledger_days.c.latest_at)).where(
+        ledger_days.c.day >= day_of(since) - 1, ledger_days.c.day <= day_of(until - timedelta(milliseconds=1)))
     return connection.execute(query).scalar()
 
 

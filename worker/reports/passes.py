@@ -120,10 +120,16 @@ def read_ack_waits(connection: Connection, span: Period, by: str, tiers: Mapping
                 .order_by(first.c.id).limit(1).scalar_subquery())
         columns.append(func.coalesce(path, events.c[column]))
     columns += [events.c.owner, events.c.tier]
-    where = sql.clocks_started_in(span, ["ack"], dialect, latest_at(connection, span.since, span.until))
+    where = sql.clocks_started_in(span, ["ack"], dialect, _latest(connection, span))
     return _by_day(fetch(connection, where, columns=columns,
                          values={"wall": wall, "business": business, "late": case((late, on_clock), else_=None)},
                          flags={"within": within}))
+
+
+def _latest(connection: Connection, span: Period) -> datetime:
+    """The latest ``at`` of an event whose clock started in the span; ``since`` when none did (nothing to read:
+    every event with a clock records its day's latest, and migration 0003 backfilled the older ones)."""
+    return latest_at(connection, span.since, span.until) or span.since
 
 
 def finish_ack_waits(piece: Piece, period: Period, by: str) -> Grouped:
@@ -159,8 +165,7 @@ def read_sla_steps(connection: Connection, span: Period) -> dict[int, Piece]:
     """Clocks started (``sla.start``, by its ``at``) by day and tier, and the ladder's steps by the day
     their clock started, kind and tier, with their waits. The starts are only counted."""
     dialect = connection.dialect.name
-    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS, dialect,
-                                                    latest_at(connection, span.since, span.until)),
+    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS, dialect, _latest(connection, span)),
                   columns=[sql.day_of_seconds(sql.clock_start(dialect), dialect), events.c.kind, events.c.tier],
                   values={"wait": events.c.wait_seconds})
     out = _by_day(steps)
