@@ -398,7 +398,7 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
         "conversion_rate": round(converted / len(leads), 4),
         "converted": converted,
         "win_rate": round(sum(o.won for o in outcomes) / converted, 4) if converted else None,
-        "max_min": max((p["max_min"] or math.inf for p in pools.values()), default=None),
+        "max_min": _largest([p["max_min"] for p in pools.values()]),
         "gini": max((p["gini"] or 0.0 for p in pools.values()), default=None),
         "floor_violations": sum(v for v in violations.values() if v is not None),
         "to_fallback_queue": queued,
@@ -410,6 +410,11 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
     }
 
 
+
+
+def _largest(ratios: list[float | None]) -> float | None:
+    """The largest pool max/min; None when a pool has a member who got none of the leads owed them (unbounded)."""
+    return None if not ratios or any(r is None for r in ratios) else max(r for r in ratios if r is not None)
 
 
 def _note_pick(picks: dict[str, list[tuple[str, frozenset[str]]]], decision: Decision) -> None:
@@ -519,7 +524,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=Scenario.seed)
     parser.add_argument("--leads", type=int, default=Scenario.leads)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--html", type=Path, default=Path("bench-outcomes.html"))
+    parser.add_argument("--html", type=Path, default=Path("bench-outcomes.html"), help="where the chart goes")
     parser.add_argument("--redis-url", default=None, help="an existing Redis (default: a throwaway server)")
     args = parser.parse_args()
     sc = Scenario(seed=args.seed, leads=args.leads)
