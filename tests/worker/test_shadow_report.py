@@ -4,6 +4,7 @@ event builders, written to a SQLite ledger, and every figure checked by hand."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,10 @@ def test_the_comparison_of_a_known_ledger(ledger_url: str) -> None:
         ("L3", "ana", "tom", "live reason L3", "shadow reason L3"),
         ("L6", "sarah", "mike", "live reason L6", "shadow reason L6"),
     ]
-    loads = {x.owner: (x.live, x.shadow, x.change) for x in newest.loads}
-    assert loads == {"tom": (1, 2, 1), "kim": (1, 2, 1), "mike": (0, 1, 1), "raj": (1, 0, -1), "ana": (1, 0, -1),
+    volume = {x.owner: (x.live, x.shadow, x.change) for x in newest.volume}
+    assert volume == {"tom": (1, 2, 1), "kim": (1, 2, 1), "mike": (0, 1, 1), "raj": (1, 0, -1), "ana": (1, 0, -1),
                      "sarah": (1, 0, -1), "lee": (1, 1, 0), "queue:triage": (1, 1, 0)}
-    assert [x.owner for x in newest.loads][-2:] == ["lee", "queue:triage"]  # the largest changes first
+    assert [x.owner for x in newest.volume][-2:] == ["lee", "queue:triage"]  # the largest changes first
     assert (old.compared, old.owner.agree) == (1, 0)
 
 
@@ -109,13 +110,14 @@ def test_report_shadow_on_the_command_line_as_json_table_and_html(ledger_url: st
     assert figures["coverage"] == {"live_decisions": 7, "shadowed": 6}
     first = figures["candidates"][0]
     assert (first["candidate_version"], first["compared"], first["owner"]["agree"]) == (CAND, 7, 4)
-    assert {x["owner"]: x["change"] for x in first["loads"]}["tom"] == 1
+    assert {x["owner"]: x["change"] for x in first["volume"]}["tom"] == 1
 
     table = runner.invoke(cli, ["report", "--shadow", *span])
     assert table.exit_code == 0, table.output
     assert "shadowed 6 of 7 first routings" in table.stdout
     assert "same owner  57.1%" in table.stdout
     assert "mid-market -> smb: 1" in table.stdout
+    assert "volume (compared leads per owner, not open loads" in table.stdout and "would-be" not in table.stdout
     assert "salesforce L3: ana (mid-market-na) -> tom (mid-market-na)" in table.stdout
 
     page = tmp_path / "shadow.html"
@@ -131,3 +133,22 @@ def test_report_shadow_on_a_period_without_shadow_says_so(ledger_url: str) -> No
                                "--database-url", ledger_url])
     assert done.exit_code == 0, done.output
     assert "no shadow decisions in the period" in done.stdout
+
+
+def test_events_without_an_epoch_pair_and_count_as_shadowed_alike(tmp_path: Path) -> None:
+    """Events written before epochs were recorded have a NULL epoch: coverage matches them as the pairing does."""
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    try:
+        key = LeadRef("salesforce", "Lead", "OLD1").at(0)
+        at = T0 + timedelta(minutes=3)
+        was = decided("tom", "demo-requests-smb", "smb", at, LIVE, "live")
+        live = replace(decision_event(key.lead, 0, was, at), epoch=None)
+        shadowed = replace(shadow_event(key, was, decided("kim", "demo-requests-smb", "smb", at, CAND, "shadow"), CAND),
+                           epoch=None)
+        assert ledger.write([live, shadowed]) == 2
+        report = shadow_report(ledger.engine, Period(T0, T0 + timedelta(days=1)))
+    finally:
+        ledger.close()
+    assert (report.live_decisions, report.shadowed) == (1, 1)
+    (candidate,) = report.candidates
+    assert candidate.compared == 1 and candidate.live_from_shadow_event == 0  # paired with the live event itself

@@ -10,7 +10,8 @@ event is not in the ledger yet takes the live side from the copy the shadow even
   rule, the same pool), each with a Wilson 95% interval;
 * **where they differ**: counts of leads by rule change and by pool change (``live -> shadow``,
   changed pairs only), and a sample of differing leads with both reasons;
-* **would-be loads**: the leads each owner (rep or queue) got live and would have got in shadow.
+* **volume**: how many of the compared leads each owner (rep or queue) got live and would have got
+  in shadow. These are lead counts over the period, not open loads.
 
 ``coverage`` says how many of the period's first routings were shadowed at all: shadow mode
 may have been on for part of it, and a shadow failure leaves a lead without a row. Reads columns
@@ -79,8 +80,8 @@ class Differing:
 
 
 @dataclass(frozen=True)
-class OwnerLoad:
-    """Leads an owner got live, and would have got from the candidate."""
+class OwnerVolume:
+    """How many of the compared leads an owner got live, and would have got from the candidate (not an open load)."""
 
     owner: str
     live: int
@@ -108,12 +109,12 @@ class Comparison:
     rule_changes: tuple[Change, ...]
     pool_changes: tuple[Change, ...]
     sample: tuple[Differing, ...]
-    loads: tuple[OwnerLoad, ...]
+    volume: tuple[OwnerVolume, ...]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["live_versions"] = list(self.live_versions)
-        out["loads"] = [{**asdict(load), "change": load.change} for load in self.loads]
+        out["volume"] = [{**asdict(v), "change": v.change} for v in self.volume]
         return out
 
 
@@ -145,9 +146,7 @@ def _label(value: Any) -> str:
 def shadow_report(engine: Engine, period: Period, *, sample: int = SAMPLE) -> ShadowReport:
     """Compare live and shadow decisions of the leads shadowed in ``period`` (see the module's notes)."""
     live = events.alias("live")
-    pair = and_(live.c.kind == "decision", live.c.crm == events.c.crm, live.c.object == events.c.object,
-                live.c.lead_id == events.c.lead_id,
-                or_(live.c.epoch == events.c.epoch, and_(live.c.epoch.is_(None), events.c.epoch.is_(None))))
+    pair = and_(live.c.kind == "decision", _same_lead(live, events))
     in_period = [events.c.kind == "shadow", events.c.at >= period.since, events.c.at < period.until]
     query = (
         select(events.c.id, events.c.crm, events.c.object, events.c.lead_id, events.c.epoch, events.c.at,
@@ -171,8 +170,7 @@ def shadow_report(engine: Engine, period: Period, *, sample: int = SAMPLE) -> Sh
                            live_version=copy.get("config_version"))
         live_decisions = int(connection.execute(select(func.count()).select_from(events).where(*first)).scalar_one())
         other = events.alias("other")
-        has_shadow = exists().where(other.c.kind == "shadow", other.c.crm == events.c.crm, other.c.object == events.c.object,
-                                    other.c.lead_id == events.c.lead_id, other.c.epoch == events.c.epoch)
+        has_shadow = exists().where(other.c.kind == "shadow", _same_lead(other, events))  # as the pairing
         shadowed = int(connection.execute(select(func.count()).select_from(events).where(*first, has_shadow)).scalar_one())
         by_version: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -180,6 +178,12 @@ def shadow_report(engine: Engine, period: Period, *, sample: int = SAMPLE) -> Sh
         comparisons = [_compare(connection, version, group, sample) for version, group in by_version.items()]
     comparisons.sort(key=lambda c: c.last_at or "", reverse=True)
     return ShadowReport(period.since, period.until, live_decisions, shadowed, tuple(comparisons))
+
+
+def _same_lead(a: Any, b: Any) -> Any:
+    """The same lead and epoch in two aliases of the events table (a NULL epoch matches a NULL epoch)."""
+    return and_(a.c.crm == b.c.crm, a.c.object == b.c.object, a.c.lead_id == b.c.lead_id,
+                or_(a.c.epoch == b.c.epoch, and_(a.c.epoch.is_(None), b.c.epoch.is_(None))))
 
 
 def _data(connection: Any, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -217,7 +221,7 @@ def _compare(connection: Any, version: str, rows: list[dict[str, Any]], sample: 
         rule_changes=tuple(Change(a, b, n) for (a, b), n in sorted(rule_changes.items(), key=lambda i: (-i[1], i[0]))),
         pool_changes=tuple(Change(a, b, n) for (a, b), n in sorted(pool_changes.items(), key=lambda i: (-i[1], i[0]))),
         sample=tuple(_differing(r, data.get(r["id"]) or {}) for r in picked),
-        loads=tuple(OwnerLoad(o, live_load[o], shadow_load[o])
+        volume=tuple(OwnerVolume(o, live_load[o], shadow_load[o])
                     for o in sorted(set(live_load) | set(shadow_load), key=lambda o: (-abs(shadow_load[o] - live_load[o]), o))),
     )
 
@@ -258,11 +262,11 @@ def render_lines(report: ShadowReport, rows: int = 15) -> list[str]:
                 lines += [f"    {ch.live} -> {ch.shadow}: {ch.leads:,}" for ch in changes[:rows]]
                 if len(changes) > rows:
                     lines.append(f"    ... {len(changes) - rows} more (--format json has every row)")
-        lines.append("  would-be loads (leads per owner: live, shadow, change):")
-        for load in c.loads[:rows]:
+        lines.append("  volume (compared leads per owner, not open loads: live, shadow, change):")
+        for load in c.volume[:rows]:
             lines.append(f"    {load.owner:<24} {load.live:>7,} {load.shadow:>7,} {load.change:>+7,}")
-        if len(c.loads) > rows:
-            lines.append(f"    ... {len(c.loads) - rows} more (--format json has every row)")
+        if len(c.volume) > rows:
+            lines.append(f"    ... {len(c.volume) - rows} more (--format json has every row)")
         if c.sample:
             lines.append(f"  differing owners: {c.differing_owners:,}; a sample:")
             for d in c.sample:
@@ -294,8 +298,8 @@ def render_html(report: ShadowReport) -> str:
                                                       [[x.live, x.shadow, x.leads] for x in c.rule_changes]))
         parts.append("<h3>Pool changes</h3>" + table(["live", "shadow", "leads"],
                                                       [[x.live, x.shadow, x.leads] for x in c.pool_changes]))
-        parts.append("<h3>Would-be loads</h3>" + table(["owner", "live", "shadow", "change"],
-                                                        [[x.owner, x.live, x.shadow, f"{x.change:+d}"] for x in c.loads]))
+        parts.append("<h3>Volume (compared leads per owner, not open loads)</h3>" + table(
+            ["owner", "live", "shadow", "change"], [[x.owner, x.live, x.shadow, f"{x.change:+d}"] for x in c.volume]))
         parts.append("<h3>Differing owners (sample)</h3>" + table(
             ["lead", "live owner", "live rule", "live reason", "shadow owner", "shadow rule", "shadow reason"],
             [[f"{d.crm} {d.lead_id}", d.live_owner, d.live_rule, d.live_reason, d.shadow_owner, d.shadow_rule,
