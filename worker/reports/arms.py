@@ -223,8 +223,8 @@ def _pts(value: float) -> str:
 def compare(measure: str, arm: ArmFigures, base: ArmFigures) -> Difference:
     """``arm`` against ``base`` on ``conversion`` or ``sla``, with the plain-words verdict."""
     a, b = getattr(arm, measure), getattr(base, measure)
-    what = "converts" if measure == "conversion" else "meets its SLA for"
-    tail = "" if measure == "conversion" else " of its clocks"
+    what = "converts" if measure == "conversion" else "meets the SLA on"
+    of = "" if measure == "conversion" else " of clocks"
     found = newcombe(a.k, a.n, b.k, b.n)
     needed = None
     if measure == "conversion" and b.n:
@@ -237,16 +237,16 @@ def compare(measure: str, arm: ArmFigures, base: ArmFigures) -> Difference:
         return Difference(measure, arm.arm, base.arm, None, None, None, False, needed, verdict)
     d, low, high = found
     significant = low > 0 or high < 0
-    numbers = (f"{_pct(a.value)} vs {_pct(b.value)} (difference {_pts(d)} pts, 95% CI {_pts(low)} to {_pts(high)}; "
+    numbers = (f"{_pct(a.value)} vs {_pct(b.value)}{of} (difference {_pts(d)} pts, 95% CI {_pts(low)} to {_pts(high)}; "
                f"n = {a.n:,} / {b.n:,})")
     if significant:
-        verdict = f"{arm.arm} {what} {numbers}{tail}"
+        verdict = f"{arm.arm} {what} {numbers}"
     elif needed is not None and min(a.n, b.n) < needed:
         more = needed - min(a.n, b.n)
         verdict = (f"not enough data yet: about {more:,} more leads per arm needed to detect a {MIN_EFFECT * 100:g}-pt "
                    f"difference ({needed:,} per arm for 80% power at 5%, two-sided; {arm.arm} {what} {numbers})")
     else:
-        verdict = f"no difference detected: {arm.arm} {what} {numbers}{tail}"
+        verdict = f"no difference detected: {arm.arm} {what} {numbers}"
         if needed is not None:
             verdict += f"; a {MIN_EFFECT * 100:g}-pt difference would show with 80% power at this size"
     return Difference(measure, arm.arm, base.arm, d, low, high, significant, needed, verdict)
