@@ -485,10 +485,10 @@ def html(report: dict[str, Any]) -> str:
     def bars(title: str, key: str, fmt: str, scale: float) -> str:
         rows = report["strategies"]
         top = max((rows[s][key] or 0) for s in STRATEGIES) or 1
-        out = [f'<h2>{title}</h2><svg width="640" height="{len(STRATEGIES) * 34 + 10}" role="img">']
+        out = [f'<h2>{title}</h2><svg width="720" height="{len(STRATEGIES) * 34 + 10}" role="img">']
         for i, s in enumerate(STRATEGIES):
             v = rows[s][key] or 0
-            w = 420 * v / top
+            w = 400 * v / top
             out.append(f'<text x="0" y="{i * 34 + 24}" font-size="13">{s}</text>'
                        f'<rect x="190" y="{i * 34 + 8}" width="{w:.1f}" height="22" fill="#4a78b5"/>'
                        f'<text x="{195 + w:.1f}" y="{i * 34 + 24}" font-size="13">{fmt.format(v * scale)}</text>')
@@ -503,12 +503,13 @@ def html(report: dict[str, Any]) -> str:
                     for t in report["targets"])
     return ("<!doctype html><meta charset='utf-8'><title>leadroute: a simulated month</title>"
             "<style>body{font-family:system-ui,sans-serif;max-width:900px;margin:2rem auto}td,th{padding:.2rem .6rem;"
-            "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}</style>"
+            "border-bottom:1px solid #ddd;text-align:right;font-size:.85rem}"
+            "td:first-child,th:first-child{text-align:left}</style>"
             "<h1>A simulated month, four ways</h1>"
             + bars("SLA breach rate", "sla_breach_rate", "{:.1f}%", 100)
             + bars("Median speed to lead (minutes)", "p50_speed_to_lead_s", "{:.1f}", 1 / 60)
             + bars("Conversion", "conversion_rate", "{:.2f}%", 100)
-            + f"<h2>Figures</h2><table>{head}{body}</table>"
+            + f"<h2>Figures</h2><div style='overflow-x:auto'><table>{head}{body}</table></div>"
             + "<h2>Sensitivity: conversion when rep differences are halved or absent</h2><table><tr><th>skill sigma</th>"
             + "".join(f"<th>{s}</th>" for s in SENSITIVE) + f"</tr>{sens}</table>"
             + f"<h2>Targets</h2><table><tr><th>target</th><th>measured</th><th></th></tr>{goals}</table>"
