@@ -374,17 +374,23 @@ def read_outcome_counts(connection: Connection, span: Period, by: str) -> dict[i
                .where(*sql.first_routings(span)).subquery("routing"))
     outcome = events.alias("outcome")
     status = outcome.c.status
-    per_lead = (
-        select(routing.c.grp, routing.c.day,
-               func.max(sql.flag(status.in_(sql.OUTCOME_STATUSES))).label("converted"),
-               func.max(sql.flag(status.in_(("opportunity", "won", "lost")))).label("opportunity"),
-               func.max(sql.flag(status == "won")).label("won"),
-               func.max(sql.flag(status.in_(("won", "lost")))).label("closed"))
-        .select_from(routing.join(outcome, and_(outcome.c.crm == routing.c.crm, outcome.c.lead_id == routing.c.lead_id,
-                                                outcome.c.object == routing.c.object, outcome.c.kind == "outcome")))
-        .group_by(routing.c.crm, routing.c.object, routing.c.lead_id, routing.c.grp, routing.c.day)
-        .subquery("per_lead")
-    )
+    flags = (func.max(sql.flag(status.in_(sql.OUTCOME_STATUSES))).label("converted"),
+             func.max(sql.flag(status.in_(("opportunity", "won", "lost")))).label("opportunity"),
+             func.max(sql.flag(status == "won")).label("won"),
+             func.max(sql.flag(status.in_(("won", "lost")))).label("closed"))
+    same_lead = and_(outcome.c.crm == routing.c.crm, outcome.c.lead_id == routing.c.lead_id,
+                     outcome.c.object == routing.c.object, outcome.c.kind == "outcome")
+    if dialect == "postgresql" and span.days <= 2:
+        # a few hours' leads (a report's edges): probe each lead's outcomes on ix_events_lead rather than
+        # hash-join them against every outcome ever read back, which PostgreSQL's planner prefers
+        found = select(*flags, func.count().label("n")).where(same_lead).lateral("found")
+        per_lead = (select(routing.c.grp, routing.c.day, found.c.converted, found.c.opportunity, found.c.won,
+                           found.c.closed)
+                    .select_from(routing.join(found, literal(True))).where(found.c.n > 0).subquery("per_lead"))
+    else:
+        per_lead = (select(routing.c.grp, routing.c.day, *flags).select_from(routing.join(outcome, same_lead))
+                    .group_by(routing.c.crm, routing.c.object, routing.c.lead_id, routing.c.grp, routing.c.day)
+                    .subquery("per_lead"))
     query = (select(per_lead.c.day, per_lead.c.grp, func.sum(per_lead.c.converted), func.sum(per_lead.c.opportunity),
                     func.sum(per_lead.c.won), func.sum(per_lead.c.closed))
              .group_by(per_lead.c.day, per_lead.c.grp))
