@@ -262,3 +262,34 @@ def test_counts_of_what_was_restored_are_reported(make_runtime: Any, admin: Any,
     assert figures["dry_run"] is True and figures["generation"] is None
     assert sum(figures["loads"].values()) == sum(rt.store.all_loads().values())
     assert Counter(report.left_out).total() + figures["open_leads"] + figures["decisions_restored"] <= figures["leads"]
+
+
+def test_leads_routed_after_the_ledgers_newest_event_are_found_in_the_crm_with_their_load_and_clock(
+    make_runtime: Any, admin: Any, ledger: Ledger, redis_client: redis.Redis, redis_owned: bool
+) -> None:
+    """The last seconds' events were still in the Redis outbox when it was lost: the CRM still knows those leads."""
+    rt = make_runtime()
+    rebuild.ensure_state(rt, ledger=lambda: ledger)
+    smb_leads(rt, admin, "ab")
+    route_everything(rt)
+    ledger_step.flush(rt.store, ledger, config=rt.config)
+    late = smb_leads(rt, admin, "cde")  # routed, but their events never reach the ledger
+    route_everything(rt)
+    before = state(rt)
+    late_clocks = {f"sla:salesforce:Lead:{rid}" for rid in late}
+    assert late_clocks <= set(before["clocks"])
+    lose_redis(rt, redis_client, redis_owned)
+
+    report = rebuild.ensure_state(rt, ledger=lambda: ledger).report
+
+    assert report is not None and report.unrecorded == len(late)
+    after = state(rt)
+    assert after["loads"] == before["loads"] and after["open"] == before["open"]
+    for tid in late_clocks:  # started again at the owner write, as the sweep started them: within the write's second
+        (due, payload), (due_before, payload_before) = after["clocks"][tid], before["clocks"][tid]
+        assert payload["o"] == payload_before["o"] and payload["t"] == payload_before["t"]
+        assert abs(due - due_before) < 5
+    moved = ledger_step.flush(rt.store, ledger, config=rt.config)
+    assert moved.refused == 0
+    starts = [e for rid in late for e in ledger.for_lead("salesforce", rid) if e.kind == "sla.start"]
+    assert len(starts) == len(late)  # the ledger hears of the restarted clocks

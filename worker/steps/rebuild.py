@@ -32,16 +32,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from connectors.base import Watermark
 from worker.domain.leads import DecisionKey, LeadRef
+from worker.domain.normalize import normalize_lead
 from worker.ledger.events import DECISION_KINDS, SLA_KINDS, LedgerEvent
+from worker.routing.engine import derive_facts
 from worker.routing.state import Strategy
 from worker.sla.calendar import calendar_for, next_day_off
-from worker.sla.policy import SlaRecord, reassigned
+from worker.sla.policy import SlaRecord, open_record, reassigned
 from worker.sla.settings import LadderAction, OnRepAway
 from worker.store.base import DAY
 
@@ -56,6 +59,7 @@ log = structlog.get_logger("leadroute.rebuild")
 REBUILD_LOCK = "rebuild"
 LOCK_TTL = 120.0  # renewed after every CRM call: a rebuild that died frees the lock within two minutes
 ACK_CHUNK = 200  # ids per acknowledgement read
+UNRECORDED_MARGIN = timedelta(minutes=2)  # read the CRM's changes from this long before the ledger's newest event
 _ENDS_CLOCK = frozenset(("sla.stop", "sla.close", "sla.park", "sla.manual_override", "ack"))
 
 
@@ -93,6 +97,7 @@ class History:
     last_pick: dict[str, dict[str, int]] = field(default_factory=dict)
     picks: dict[str, Counter[str]] = field(default_factory=dict)
     events: int = 0
+    latest: datetime | None = None  # the newest event: what happened after it is not in the ledger
 
 
 def history(events: Iterable[LedgerEvent], config: RoutingConfig) -> History:
@@ -101,6 +106,8 @@ def history(events: Iterable[LedgerEvent], config: RoutingConfig) -> History:
     sla = config.sla
     for event in events:
         out.events += 1
+        if out.latest is None or event.at > out.latest:
+            out.latest = event.at
         ref = LeadRef(event.crm, event.object, event.lead_id)
         lead = out.leads.get(ref)
         if lead is None:
@@ -217,6 +224,8 @@ class RebuildReport:
     loads: dict[str, int] = field(default_factory=dict)
     holders: dict[str, dict[str, str]] = field(default_factory=dict)
     clocks: list[tuple[SlaRecord, float]] = field(default_factory=list)
+    started: list[tuple[SlaRecord, float]] = field(default_factory=list)  # clocks of leads the ledger had not heard of
+    unrecorded: int = 0  # leads owned by a rep that the CRM changed after the ledger's newest event
     pools: dict[str, dict[str, object]] = field(default_factory=dict)
     decisions: list[tuple[DecisionKey, dict[str, Any], float]] = field(default_factory=list)
     epochs: list[tuple[LeadRef, int, float]] = field(default_factory=list)
@@ -229,7 +238,8 @@ class RebuildReport:
         return {
             "dry_run": self.dry_run, "ledger_events": self.ledger_events, "leads": self.leads,
             "loads": dict(sorted(self.loads.items())), "open_leads": sum(len(h) for h in self.holders.values()),
-            "clocks": len(self.clocks), "pools": {p: {k: v for k, v in f.items() if k in ("s", "last")}
+            "clocks": len(self.clocks), "clocks_started": len(self.started), "unrecorded_leads": self.unrecorded,
+            "pools": {p: {k: v for k, v in f.items() if k in ("s", "last")}
                                                   for p, f in sorted(self.pools.items())},
             "decisions_restored": len(self.decisions), "epochs_restored": len(self.epochs),
             "left_out": dict(sorted(self.left_out.items())), "crm_calls": self.crm_calls,
@@ -245,6 +255,9 @@ class RebuildReport:
             f"{verb}: {sum(len(h) for h in self.holders.values())} open leads, {len(self.clocks)} SLA clocks, "
             f"{len(self.decisions)} decisions not yet written, {len(self.epochs)} epochs",
         ]
+        if self.unrecorded:
+            out.append(f"{verb}: {self.unrecorded} open leads the ledger had not heard of yet (owned in the CRM since "
+                       f"its newest event), {len(self.started)} SLA clocks started from their owner-change times")
         for pool, fields in sorted(self.pools.items()):
             scores = ", ".join(f"{k[2:]} {v}" for k, v in sorted(fields.items()) if k.startswith("w:"))
             out.append(f"{verb}: pool {pool}: " + (f"last served {fields['last']}" if "last" in fields
@@ -287,6 +300,9 @@ def plan(
             queued.append(lead)  # a queue's: no load, no clock, but its decision if it is not written yet
     for crm, (reps, queued) in by_crm.items():
         _check_crm(rt, crm, reps, queued, report, at, ttl, beat)
+    if found.latest is not None:
+        for crm in rt.crms:
+            _unrecorded(rt, crm, found, report, found.latest - UNRECORDED_MARGIN, beat)
     report.seconds = time.monotonic() - started
     return report
 
@@ -337,6 +353,58 @@ def _check_crm(rt: Runtime, crm: str, leads: list[LeadHistory], queued: list[Lea
                 report.left_out["written to a queue"] += 1
             else:
                 report.left_out["owner changed in the CRM"] += 1
+
+
+def _unrecorded(rt: Runtime, crm: str, found: History, report: RebuildReport, since: datetime,
+                beat: Callable[[], None] | None) -> None:
+    """Leads a rep owns in the CRM that changed after the ledger's newest event and that it does not know:
+    routed in the seconds whose events were still in the Redis outbox when it was lost. They count
+    towards their owner's load when open and unacknowledged, and their SLA clock starts again from
+    when the CRM last changed them (their owner write)."""
+    config = rt.config
+    by_crm_id = {r.crm_ids[crm]: rep for rep, r in config.reps.items() if crm in r.crm_ids}
+    known = {ref.lead_id for ref in found.leads if ref.crm == crm}
+    conn = rt.connector(crm)
+    changed: dict[str, datetime] = {}
+    owners: dict[str, str] = {}
+    for page in conn.changes(Watermark(since), intake_only=False):
+        report.crm_calls += 1
+        if beat is not None:
+            beat()
+        for record in page.records:
+            rep = by_crm_id.get(record.owner_id or "")
+            if rep is not None and record.id not in known:
+                changed[record.id], owners[record.id] = record.modstamp, rep
+    ids = list(changed)
+    obj = rt.object_name(crm)
+    holders = report.holders.setdefault(crm, {})
+    for start in range(0, len(ids), ACK_CHUNK):
+        part = ids[start : start + ACK_CHUNK]
+        acks, records = conn.read_acks(part), conn.fetch(part)
+        report.crm_calls += 2
+        if beat is not None:
+            beat()
+        for lead_id in part:
+            ack, record, rep = acks.get(lead_id), records.get(lead_id), owners[lead_id]
+            if ack is None or record is None or ack.closed or ack.acknowledged or ack.owner_id != config.reps[rep].crm_ids[crm]:
+                continue
+            report.unrecorded += 1
+            holders[lead_id] = rep
+            report.loads[rep] = report.loads.get(rep, 0) + 1
+            clock = _fresh_clock(config, LeadRef(crm, obj, lead_id), rep, record.lead, changed[lead_id])
+            if clock is not None:
+                report.started.append((clock, next_due(clock, time.time())))
+
+
+def _fresh_clock(config: RoutingConfig, lead: LeadRef, owner: str, fields: Any, at: datetime) -> SlaRecord | None:
+    """The clock :meth:`~worker.steps.sla_sweep.SlaService.start` would have started for ``owner`` at ``at``."""
+    sla = config.sla
+    if sla is None or not sla.tiers:
+        return None
+    tier = sla.tier_for(derive_facts(normalize_lead(fields), config))
+    if tier is None:
+        return None
+    return open_record(lead, tier, owner, at, calendar_for(owner, config), away_policy=sla.away_policy(tier))
 
 
 def _pools(found: History, config: RoutingConfig) -> dict[str, dict[str, object]]:
@@ -398,6 +466,10 @@ def apply(rt: Runtime, report: RebuildReport) -> None:
         store.restore_open(crm, report.holders.get(crm, {}))
     store.restore_pools(report.pools)
     store.restore_clocks([(r.timer_id, due, r.to_payload(), r.owner) for r, due in report.clocks], replace=True)
+    if report.started:  # clocks the ledger never heard of start as the sweep's would, their sla.start to the ledger
+        store.schedule_many([(r.timer_id, due, r.to_payload()) for r, due in report.started],
+                            started={r.timer_id for r, _ in report.started}, config_version=rt.config.version_hash)
+        store.index_timers(added=[(r.owner, r.timer_id) for r, _ in report.started])
     store.restore_decisions(report.decisions)
     store.restore_epochs(report.epochs)
     marker = store.stamp_state(ledger_fingerprint(), rebuilt=True)
