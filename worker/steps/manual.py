@@ -147,18 +147,21 @@ def reroute(rt: Runtime, crm: str, lead_id: str, *, to: str | None, pool: str | 
 # ------------------------------------------------------------------------------------------- explain
 
 
-def ledger_history(rt: Runtime, ref: LeadRef, warn: Warn | None = None, ledger: Any = None) -> list[Any]:
+OPEN = object()  # ledger_history's default: open the ledger at DATABASE_URL for the call
+
+
+def ledger_history(rt: Runtime, ref: LeadRef, warn: Warn | None = None, ledger: Any = OPEN) -> list[Any]:
     """The lead's ledger events, and those still in the outbox, oldest first; [] when neither has any.
 
-    ``ledger``: one already open (the dashboard keeps one), else the one at ``DATABASE_URL`` is opened
-    for this call. A ledger that cannot be read is reported through ``warn`` (the exception's name) and
-    what the outbox holds still explains.
+    ``ledger``: one already open (the dashboard keeps one), None for none (the outbox alone), or by
+    default the one at ``DATABASE_URL``, opened for this call. A ledger that cannot be read is
+    reported through ``warn`` (the exception's name) and what the outbox holds still explains.
     """
     # the one reader of an existing ledger (SQLAlchemy loads with it, for the commands that read the ledger)
     from worker.cli.export import open_for_reading
 
     found: dict[str, Any] = {}
-    own = ledger is None
+    own = ledger is OPEN
     if own:
         ledger = open_for_reading(os.environ.get("DATABASE_URL") or None)
     if ledger is not None:
@@ -228,7 +231,7 @@ def redis_json(ref: LeadRef, decisions: list[Any], events: list[Any]) -> dict[st
     return {**_lead_json(ref, "redis"), "decisions": out_decisions, "events": out_events}
 
 
-def explain(rt: Runtime, ref: LeadRef, warn: Warn | None = None, ledger: Any = None) -> dict[str, Any] | None:
+def explain(rt: Runtime, ref: LeadRef, warn: Warn | None = None, ledger: Any = OPEN) -> dict[str, Any] | None:
     """The lead's whole story as ``explain --json`` prints it (ledger first, else what Redis holds); None if
     nothing is recorded anywhere."""
     history = ledger_history(rt, ref, warn, ledger)

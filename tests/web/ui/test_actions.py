@@ -73,3 +73,29 @@ def test_the_demo_makes_a_one_time_operator_login_the_dashboard_accepts() -> Non
     user = Sessions(settings).login("demo", first.password)
     assert user is not None and user.role == "operator"
     assert Sessions(settings).login("demo", second.password) is None
+
+
+def test_the_reports_page_takes_only_its_windows_and_says_when_there_is_no_ledger_yet(
+        dashboard: Callable[..., Board]) -> None:
+    board = dashboard()
+    bob = board.login("bob")
+    page = bob.get(board.url + "/ui/reports?since=7d", timeout=10)
+    assert page.status_code == 200 and "There is no ledger yet" in page.text
+    assert bob.get(board.url + "/ui/reports?since=2y", timeout=10).status_code == 400
+    assert bob.get(board.url + "/ui/reports/data?since=7d", timeout=30).json() == {"charts": {}, "leads": None}
+    assert bob.get(board.url + "/ui/reports/data?since=1d", timeout=10).status_code == 400
+    assert bob.get(board.url + "/ui/exports/everything.csv?since=7d", timeout=10).status_code == 400
+
+
+def test_a_lead_is_found_by_its_id_by_an_address_at_its_domain_or_by_the_domain(dashboard: Callable[..., Board]) -> None:
+    board = dashboard()
+    board.record("00QFIND0000001", owner="tom", facts={"domain": "acme-widgets.com"})
+    board.record("00QOTHER000001", owner="raj", facts={"domain": "globex.com"})
+    bob = board.login("bob")
+    for query in ("someone@acme-widgets.com", "acme-widgets.com", "www.acme-widgets.com"):
+        page = bob.get(board.url + "/ui/leads", params={"q": query}, timeout=10).text
+        assert "00QFIND0000001</a>" in page and "00QOTHER000001" not in page, query
+    by_id = bob.get(board.url + "/ui/leads", params={"q": "00QFIND0000001"}, allow_redirects=False, timeout=10)
+    assert by_id.status_code == 303 and by_id.headers["location"] == "/ui/leads/salesforce/00QFIND0000001"
+    story = bob.get(board.url + by_id.headers["location"], timeout=10).text
+    assert "smb: -> tom" in story  # the decision, from the outbox before the ledger task moves it

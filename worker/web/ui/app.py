@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 ACTOR_SUFFIX = " (dashboard)"
 HEALTH_EVERY = 3.0  # seconds a /healthz result is reused by the live panels
+COUNT_EVERY = 30.0  # seconds the config page's count of the ledger's decisions is reused
 Handler = Callable[[Request], Awaitable[Response]]
 SECURITY_HEADERS = {
     # plotly.js sets inline styles on the SVG it draws; no inline or remote script runs
@@ -95,6 +96,8 @@ class Dashboard:
         self._ledger_url = ledger_url
         self._ledger: Any = None
         self._ledger_checked = 0.0
+        self._count: tuple[float, int | None] = (0.0, None)
+        self._config_text: tuple[str | None] | None = None
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                                      trim_blocks=True, lstrip_blocks=True)
         self.templates.filters.update(when=_when, clock=_clock, seconds=_seconds)
@@ -120,6 +123,20 @@ class Dashboard:
             cached = await self.health_probe()
             self._health = (time.monotonic(), cached)
         return cached
+
+    def decision_count(self) -> int | None:
+        """The ledger's decisions and re-routes, counted at most every :data:`COUNT_EVERY` seconds."""
+        at, count = self._count
+        if count is None or time.monotonic() - at > COUNT_EVERY:
+            count = _count(self.ledger)
+            self._count = (time.monotonic(), count)
+        return count
+
+    def config_text(self) -> str | None:
+        """The active config's text, read once (None when the file no longer holds that version)."""
+        if self._config_text is None:
+            self._config_text = (_config_text(self.rt.config),)
+        return self._config_text[0]
 
     # -- who is asking
 
@@ -322,12 +339,21 @@ def build_routes(dash: Dashboard) -> list[Route]:
         from worker.web.ui import reports  # numpy and Plotly load for the reports page only
 
         since = request.query_params.get("since", "30d")
+        if since not in reports.WINDOWS:
+            return dash.page(request, "message.html", who, 400, title="Bad window",
+                             message=f"since: '{since}' is not one of {', '.join(reports.WINDOWS)}")
+        # the page comes at once; its script fetches the charts (the report over the ledger takes longer)
+        return dash.page(request, "reports.html", who, since=since, has_ledger=dash.ledger is not None,
+                         windows=reports.WINDOWS, datasets=reports.DATASETS)
+
+    async def report_data(request: Request, who: Identity) -> Response:
+        from worker.web.ui import reports  # numpy and Plotly load for the reports only
+
         try:
-            made = await run_in_threadpool(reports.charts, dash.rt, dash.ledger, since)
+            made = await run_in_threadpool(reports.charts, dash.rt, dash.ledger, request.query_params.get("since", "30d"))
         except ValueError as exc:
-            return dash.page(request, "message.html", who, 400, title="Bad window", message=str(exc))
-        return dash.page(request, "reports.html", who, since=since, made=made, windows=reports.WINDOWS,
-                         datasets=reports.DATASETS)
+            return JSONResponse({"error": str(exc)}, status_code=400, headers=SECURITY_HEADERS)
+        return JSONResponse(made, headers=SECURITY_HEADERS)
 
     async def report_html(request: Request, who: Identity) -> Response:
         from worker.web.ui import reports  # numpy and Plotly load for the reports only
@@ -356,13 +382,12 @@ def build_routes(dash: Dashboard) -> list[Route]:
         shadow = dash.rt.shadow
         return dash.page(request, "config.html", who, config=config, loaded_at=dash.loaded_at,
                          warnings=[str(w) for w in config.warnings], shadow=shadow,
-                         decisions=await run_in_threadpool(_count, dash.ledger),
-                         text=_config_text(config))
+                         decisions=await run_in_threadpool(dash.decision_count))
 
     async def config_version(request: Request, who: Identity) -> Response:
         version = request.path_params["version"]
         config = dash.rt.config
-        text = _config_text(config) if version == config.version_hash else None
+        text = await run_in_threadpool(dash.config_text) if version == config.version_hash else None
         return dash.page(request, "config_version.html", who, version=version, text=text,
                          status_code=200 if text is not None else 404)
 
@@ -389,6 +414,7 @@ def build_routes(dash: Dashboard) -> list[Route]:
         Route("/ui/reps/{rep}/ooo", acting(rep_away), methods=["POST"]),
         Route("/ui/reps/{rep}/back", acting(rep_back), methods=["POST"]),
         Route("/ui/reports", viewing(reports_page), methods=["GET"]),
+        Route("/ui/reports/data", viewing(report_data), methods=["GET"]),
         Route("/ui/reports/report.html", viewing(report_html), methods=["GET"]),
         Route("/ui/exports/{dataset}.csv", viewing(export_csv), methods=["GET"]),
         Route("/ui/config", viewing(config_page), methods=["GET"]),

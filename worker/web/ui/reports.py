@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,24 +37,39 @@ def period(since: str, now: datetime | None = None) -> Period:
     return Period(end - WINDOWS[since], end)
 
 
+REUSE_SECONDS = 60.0  # a report built for a window serves that window's charts and downloads this long
+_built: dict[tuple[int, str], tuple[float, Any]] = {}
+_building = threading.Lock()
+
+
 def _report(rt: Runtime, ledger: Any, since: str) -> Any:
+    """The report for the window ending now, built at most once a minute per window (one build at a time:
+    a second viewer waits for the first's and shares it)."""
+    period(since)
     if ledger is None:
         return None
-    return build_report(ledger, period(since), settings=settings_from_config(rt.config))
+    key = (id(ledger), since)
+    with _building:
+        at, report = _built.get(key, (0.0, None))
+        if report is None or time.monotonic() - at > REUSE_SECONDS:
+            report = build_report(ledger, period(since), settings=settings_from_config(rt.config))
+            _built[key] = (time.monotonic(), report)
+        return report
 
 
 def charts(rt: Runtime, ledger: Any, since: str) -> dict[str, Any]:
     """Each chart as Plotly JSON (data and layout) for the page's script, with the report's headline counts."""
     report = _report(rt, ledger, since)
     if report is None:
-        period(since)
         return {"charts": {}, "leads": None}
     out = {}
     for name, make in FIGURES.items():
         figure = make(report)
         figure.update_layout(template="plotly_white", height=360, margin={"t": 50, "b": 90, "l": 50, "r": 20})
         out[name] = json.loads(pio.to_json(figure, validate=False))
-    return {"charts": out, "leads": report.leads, "since": report.since, "until": report.until}
+    return {"charts": out, "leads": report.leads, "since": report.since.isoformat(), "until": report.until.isoformat(),
+            "text": f"{report.leads:,} lead(s) first routed from {report.since:%Y-%m-%d %H:%M} to "
+                    f"{report.until:%Y-%m-%d %H:%M} UTC (built {report.generated_at:%H:%M:%S} UTC)."}
 
 
 def html_file(rt: Runtime, ledger: Any, since: str) -> str:

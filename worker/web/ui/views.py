@@ -181,7 +181,10 @@ def search(rt: Runtime, ledger: Any, query: str, limit: int = 50) -> dict[str, A
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
     if not query:
         return {"query": query, "domain": None, "leads": []}
-    domain = domain_of(query if "@" in query else None, None if "@" in query else query) if "." in query else None
+    domain = None
+    if "." in query and " " not in query:  # an address or a domain; a host without a public suffix is taken as it is
+        domain = (domain_of(query if "@" in query else None, None if "@" in query else query)
+                  or query.rpartition("@")[2].lower().removeprefix("www."))
 
     def add(crm: str, obj: str, lead_id: str, at: datetime | None, owner: Any, rule: Any, source: str) -> None:
         key = (crm, obj, lead_id)

@@ -16,14 +16,25 @@ function refresh(box) {
       .finally(function () { busy = false; });
   }, every);
 }
-function charts() {
-  if (typeof Plotly === "undefined") { return; }
-  document.querySelectorAll("script.chart-data").forEach(function (node) {
-    var figure = JSON.parse(node.textContent);
-    Plotly.newPlot(node.dataset.target, figure.data, figure.layout, {displaylogo: false, responsive: true});
-  });
+function charts(box) {
+  fetch(box.dataset.charts, {credentials: "same-origin"})
+    .then(function (r) { return r.json(); })
+    .then(function (made) {
+      var summary = document.getElementById(box.dataset.summary);
+      if (made.error) { summary.textContent = made.error; box.dataset.state = "failed"; return; }
+      summary.textContent = made.text || "No ledger yet.";
+      Object.keys(made.charts).forEach(function (name) {
+        var div = document.createElement("div");
+        div.className = "chart";
+        div.id = "chart-" + name;
+        box.appendChild(div);
+        var figure = made.charts[name];
+        Plotly.newPlot(div, figure.data, figure.layout, {displaylogo: false, responsive: true});
+      });
+      box.dataset.state = "done";
+    });
 }
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("[data-refresh]").forEach(refresh);
-  charts();
+  document.querySelectorAll("[data-charts]").forEach(charts);
 });
