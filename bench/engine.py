@@ -6,10 +6,12 @@ little: backups form one coverage cycle (rep00 -> rep01 -> ... -> rep49 -> rep00
 seniority, and least-loaded pools settle ties by ``tie_break`` (most recent contact, least
 loaded, seniority). ``--overlap`` also settles the overlapping North American territories by
 tie-breakers (``territory_overlap: tie_break``), which costs a second pass over the rules for
-the one lead in six that is in two territories. ``--plain`` routes through the config as it was
-before issue 17 (a backup chain, no tie-breakers).
+the one lead in six that is in two territories. Caps per period are on (a quarter of the reps and
+three pools, low enough that they bind), as are ``relationships`` and ``rejections`` (the worker's
+steps use those, the engine only carries them). ``--plain`` routes through the config as it was
+before issue 17 (a backup chain, no tie-breakers, no caps).
 
-    python bench/engine.py [--leads N] [--overlap | --plain] [--json] [--simulate]
+    python bench/engine.py [--leads N] [--overlap | --plain] [--json] [--cpu] [--simulate]
 
 Targets (issue 2): >= 20,000 decisions/s and p99 < 1 ms.
 
@@ -69,6 +71,8 @@ def build_config(rng: random.Random, plain: bool = False, overlap: bool = False)
             rep["active"] = False
         if not plain:
             rep["seniority"] = i % 5  # not from rng: --plain must route the same leads
+            if i % 4 == 0:  # caps per period (issue 17): a quarter of the reps, low enough to bind
+                rep["caps"] = {"daily": 1200, "weekly": 5000} if i % 8 else {"monthly": 900}
         reps.append({k: v for k, v in rep.items() if v is not None})
     if plain:
         reps[-1].pop("backup")  # a chain; otherwise rep49 -> rep00 closes one coverage cycle
@@ -119,6 +123,10 @@ def build_config(rng: random.Random, plain: bool = False, overlap: bool = False)
             config["territory_overlap"] = "tie_break"
         pools["pool2"]["tie_break"] = ["seniority", "file_order"]
         rules[3]["tie_break"] = ["least_loaded", "seniority"]  # rule02 -> pool2
+        for p in (1, 4, 7):  # per-member caps of a few pools
+            pools[f"pool{p}"]["caps"] = {"daily": 700}
+        config["relationships"] = [{"match": "recent_decision", "lookback": "90d"}]  # read by the worker, not here
+        config["rejections"] = {"credit_back": True}  # the same
     return config
 
 
@@ -173,6 +181,8 @@ def main() -> None:
     depth.add_argument("--overlap", action="store_true", help="also settle overlapping territories by tie-breakers")
     depth.add_argument("--plain", action="store_true", help="the config without the issue 17 features")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time by this process's CPU time instead of the wall clock (a busy, shared machine)")
     parser.add_argument("--simulate", action="store_true",
                         help="also time `leadroute simulate --format table --summary` on the same leads")
     args = parser.parse_args()
@@ -186,8 +196,8 @@ def main() -> None:
         router.route(lead, at=at)
     router = Router(config, InMemoryState())
     timings = []
-    ties = walks = 0
-    clock = time.perf_counter_ns
+    ties = walks = capped = 0
+    clock = time.process_time_ns if args.cpu else time.perf_counter_ns
     start = clock()
     for lead in leads:
         t0 = clock()
@@ -195,6 +205,7 @@ def main() -> None:
         timings.append(clock() - t0)
         ties += bool(decision.tie_breaks)
         walks += bool(decision.chain)
+        capped += any(why.endswith("_cap") for why in decision.skipped.values())
     total_s = (clock() - start) / 1e9
     timings.sort()
     result = {
@@ -208,8 +219,10 @@ def main() -> None:
         "mean_us": round(statistics.fmean(timings) / 1000, 1),
         "total_s": round(total_s, 3),
         "config": "plain" if args.plain else "overlap" if args.overlap else "default",
+        "clock": "cpu" if args.cpu else "wall",
         "ties_settled": ties,  # decisions that name a tie-breaker
         "backup_walks": walks,  # decisions that walked a backup chain
+        "capped_skips": capped,  # decisions that passed over a rep at a cap per period
     }
     if args.simulate:
         result.update(time_simulate(doc, leads, at))
@@ -220,7 +233,7 @@ def main() -> None:
         print(f"{result['leads']:,} leads, {result['reps']} reps, {result['pools']} pools, {result['rules']} rules")
         print(f"decisions/s: {result['decisions_per_s']:,}")
         print(f"p50: {result['p50_us']} us   p99: {result['p99_us']} us   mean: {result['mean_us']} us")
-        print(f"ties settled by a tie-breaker: {ties:,}   backup walks: {walks:,}")
+        print(f"ties settled by a tie-breaker: {ties:,}   backup walks: {walks:,}   passed a capped rep: {capped:,}")
         if args.simulate:
             print(f"simulate --format table --summary: {result['simulate_s']} s for {len(leads):,} leads (best of "
                   f"{', '.join(map(str, result['simulate_runs_s']))}) against {result['total_s']} s in the engine: "

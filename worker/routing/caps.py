@@ -18,7 +18,7 @@ workers never give a rep one lead past a cap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
@@ -47,6 +47,10 @@ class Quota:
     window: str
     limit: int
     expires_at: float
+    counter: tuple[str, str, str, str] = field(init=False, compare=False, repr=False)  # what is counted; not the limit
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counter", (self.scope, self.rep_id, self.period, self.window))
 
     @property
     def reason(self) -> str:
@@ -57,11 +61,6 @@ class Quota:
         """``daily cap 20 (pool inbound)`` for explanations and the CLI."""
         where = f" (pool {self.scope})" if self.scope else ""
         return f"{self.period} cap {self.limit}{where}"
-
-    @property
-    def counter(self) -> tuple[str, str, str, str]:
-        """What is counted: (scope, rep, period, window); the limit is not part of it."""
-        return (self.scope, self.rep_id, self.period, self.window)
 
 
 def window(period: str, local: datetime) -> tuple[str, datetime]:
@@ -90,6 +89,8 @@ class CapTable:
     pools: Mapping[str, Limits] = field(default_factory=dict)
     _windows: dict[tuple[str, int], tuple[tuple[str, str, float], ...]] = field(default_factory=dict, repr=False,
                                                                                  compare=False)
+    _quotas: dict[tuple[str, str | None, int], tuple[Quota, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _minute: dict[datetime, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def any(self) -> bool:
@@ -119,10 +120,21 @@ class CapTable:
         pooled = self.pools.get(pool, ()) if pool is not None else ()
         if not own and not pooled:
             return ()
-        by_period = {p: (w, exp) for p, w, exp in self.windows(zone, at)}
-        out = [Quota("", rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in own]
-        out += [Quota(str(pool), rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in pooled]
-        return tuple(out)
+        minute = self._minute.get(at)
+        if minute is None:  # one decision asks for many reps at the same instant
+            if len(self._minute) > 64:
+                self._minute.clear()
+            minute = self._minute[at] = int(at.timestamp() // 60)
+        key = (rep_id, pool, minute)  # a rep's zone is fixed per config: the minute decides
+        found = self._quotas.get(key)
+        if found is None:
+            by_period = {p: (w, exp) for p, w, exp in self.windows(zone, at)}
+            out = [Quota("", rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in own]
+            out += [Quota(str(pool), rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in pooled]
+            if len(self._quotas) > 8192:
+                self._quotas.clear()
+            found = self._quotas[key] = tuple(out)
+        return found
 
 
 def limits(daily: int | None, weekly: int | None, monthly: int | None) -> Limits:
@@ -130,7 +142,7 @@ def limits(daily: int | None, weekly: int | None, monthly: int | None) -> Limits
     return tuple((p, n) for p, n in ((DAILY, daily), (WEEKLY, weekly), (MONTHLY, monthly)) if n is not None)
 
 
-def reached(quotas: tuple[Quota, ...], counts: Mapping[tuple[str, str, str, str], int]) -> str | None:
+def reached(quotas: Sequence[Quota], counts: Mapping[tuple[str, str, str, str], int]) -> str | None:
     """The reason of the first cap in ``quotas`` that ``counts`` (by :attr:`Quota.counter`) has reached, or None."""
     for q in quotas:
         if counts.get(q.counter, 0) >= q.limit:

@@ -254,7 +254,7 @@ class InMemoryState:
     def claim_rep(self, rep_id: str, quotas: Sequence[Quota]) -> Pick:
         """A direct assignment that respects the rep's caps: refused (``capped``) when one is reached."""
         with self._lock:
-            why = reached(tuple(quotas), self._counts)
+            why = reached(quotas, self._counts)
             if why is not None:
                 return Pick(None, capped=((rep_id, why),))
             for q in quotas:
@@ -272,11 +272,17 @@ class InMemoryState:
             wrr = self._wrr.setdefault(pool, {})
             capped: tuple[tuple[str, str], ...] = ()
             if caps:
-                capped = tuple((c.rep_id, why) for c in candidates  # at capacity is said first, as in the store
-                               if not (c.capacity is not None and self._loads.get(c.rep_id, 0) >= c.capacity)
-                               and (why := reached(tuple(caps.get(c.rep_id, ())), self._counts)) is not None)
-                if capped:
-                    out = {rep for rep, _ in capped}
+                found = []
+                for c in candidates:
+                    quotas = caps.get(c.rep_id)
+                    if not quotas or (c.capacity is not None and self._loads.get(c.rep_id, 0) >= c.capacity):
+                        continue  # uncapped, or at capacity (said first, as in the store)
+                    why = reached(quotas, self._counts)
+                    if why is not None:
+                        found.append((c.rep_id, why))
+                if found:
+                    capped = tuple(found)
+                    out = {rep for rep, _ in found}
                     candidates = [c for c in candidates if c.rep_id not in out]
             chosen, full, scores = choose(strategy, members, candidates, self._loads, rr, wrr)
             if chosen is None:
