@@ -78,6 +78,7 @@ def test_refresh_saves_a_new_version_only_when_it_changed(ledger: Ledger, redis_
 def test_routing_reads_the_latest_table_and_names_its_version(ledger: Ledger, redis_client, redis_prefix) -> None:
     store = RedisStore(redis_client, prefix=redis_prefix)
     config = parse_config(CONFIG)
+    rates._cache.table, rates._cache.checked = None, -rates.CHECK_EVERY  # this process's cache, as a new worker's
     ticks = iter([0.0, 1.0, 100.0])
     assert rates.current(store, config, clock=lambda: next(ticks)) is None  # before the first refresh
     table = rates.refresh(store, ledger, config, NOW)
