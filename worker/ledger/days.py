@@ -56,21 +56,32 @@ def touched_days(connection: Connection, rows: Iterable[Any], latest: dict[int, 
 
     ``latest``, when given, gathers per day (of each row's clock start, and the neighbouring day
     near a midnight) the latest ``at``: what bounds a scan for the acks of a clock started then.
+    Called on every batch the ledger writes, so it stays a plain loop.
     """
     days: set[int] = set()
+    newest: dict[int, float] = {}
     crms: set[str] = set()
     leads: set[str] = set()
     for row in rows:
-        at = _aware(row.at)
-        days.update(_days_of(at, row.wait_seconds))
-        if latest is not None:
-            start = at.timestamp() - (row.wait_seconds or 0.0)
-            for day in {math.floor((start - 1.0) / DAY), math.floor((start + 1.0) / DAY)}:
-                if day not in latest or latest[day] < at:
-                    latest[day] = at
+        stamp = _aware(row.at).timestamp()
+        start = stamp - (row.wait_seconds or 0.0)
+        before, after = math.floor((start - 1.0) / DAY), math.floor((start + 1.0) / DAY)
+        days.add(math.floor(stamp / DAY))
+        if row.wait_seconds:
+            days.add(before)
+            days.add(after)
+        if newest.get(before, -math.inf) < stamp:
+            newest[before] = stamp
+        if after != before and newest.get(after, -math.inf) < stamp:
+            newest[after] = stamp
         if row.kind == "outcome" or (row.kind == "decision" and row.epoch in (None, 0)):
             crms.add(row.crm)
             leads.add(row.lead_id)
+    if latest is not None:
+        for day, stamp in newest.items():
+            moment = datetime.fromtimestamp(stamp, UTC)
+            if day not in latest or latest[day] < moment:
+                latest[day] = moment
     if leads:
         ids = sorted(leads)
         for i in range(0, len(ids), _LOOKUP_CHUNK):
@@ -89,15 +100,18 @@ def bump(connection: Connection, days: Iterable[int], latest: Mapping[int, datet
     ordered = sorted(bumped | set(latest))
     if not ordered:
         return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(ledger_days).values(
-        [{"day": d, "generation": int(d in bumped), "latest_at": latest.get(d)} for d in ordered])
+    connection.execute(_bump(connection.dialect.name),
+                       [{"day": d, "generation": int(d in bumped), "latest_at": latest.get(d)} for d in ordered])
+
+
+def _bump(dialect_name: str) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(ledger_days)
     have, new = ledger_days.c.latest_at, statement.excluded.latest_at
-    statement = statement.on_conflict_do_update(index_elements=[ledger_days.c.day], set_={
+    return statement.on_conflict_do_update(index_elements=[ledger_days.c.day], set_={
         "generation": ledger_days.c.generation + statement.excluded.generation,
         "latest_at": case((have.is_(None), new), (new.is_(None), have), (new > have, new), else_=have),
     })
-    connection.execute(statement)
 
 
 def latest_at(connection: Connection, since: datetime, until: datetime) -> datetime | None:
