@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from tests.replay.conftest import COUNTRIES, SIZES, T0, config_a, edited, replay_pairs, rule_index
 from worker.ledger.events import LedgerEvent
-from worker.replay import read_history, replay_events
+from worker.replay import read_history, replay, replay_events, start_state
 from worker.replay.synthetic import Arrival, make_history
 
 EMPLOYEES = {"50": 50, "600": 600, "1500": 1500, "800": 800, "5000": 5000, "200": 200, "lots": None}
@@ -183,3 +183,29 @@ def test_a_field_the_candidate_reads_that_the_history_never_recorded_is_named(hi
     result = comparison.to_dict([], {})
     assert result["unrecorded_fields"] == ["industry"]
     assert result["changes"]["rule"] == 0  # unknown to every lead: the new rule matches none
+
+
+def test_state_the_ledger_does_not_record_is_carried_into_the_window_by_a_warm_up_run() -> None:
+    # smb by weighted round robin (ana twice as often) and dora capped at 3 a week: neither the scores nor the
+    # week's count is in the ledger; routing the leads before the window under A gives both back
+    def unrecorded_state(doc: dict) -> None:
+        doc["pools"]["smb"]["strategy"] = "weighted_round_robin"
+        next(r for r in doc["reps"] if r["id"] == "ana")["weight"] = 2
+        next(r for r in doc["reps"] if r["id"] == "dora")["caps"] = {"weekly": 3}
+
+    _, a = edited(unrecorded_state)
+    before = [Arrival({"id": f"E{i}", "employees": "50", "country": "DE" if i % 2 else "US"},
+                      T0 - timedelta(hours=3) + timedelta(minutes=10 * i), T0 - timedelta(hours=2)) for i in range(7)]
+    during = [Arrival({"id": f"W{i}", "employees": "50", "country": "DE" if i % 2 else "US"},
+                      T0 + timedelta(minutes=10 * i), T0 + timedelta(minutes=10 * i + 5)) for i in range(8)]
+    events = list(make_history(a, [*before, *during]))
+    history = read_history(events, T0)
+    assert len(history.earlier) == 7 and len(history.leads) == 8
+    _, comparison = replay_pairs(events, a, a)
+    assert comparison.fidelity == {"compared": 8, "owner": 0, "rule": 0}
+    cold = start_state(history.earlier, T0)  # no warm-up: the scores and the week's count start from zero
+    assert cold.warm is None
+    owners: list[str] = []
+    replay(history.leads, a, a, cold, lambda lead, b, eb, c, ec: owners.append(b.owner))
+    recorded = [lead.recorded.owner for lead in history.leads if lead.recorded is not None]
+    assert owners != recorded

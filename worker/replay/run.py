@@ -10,19 +10,19 @@ sides is the configs' doing: a config compared with itself changes nothing.
 **The starting state.** Loads at the window's start are the leads routed before it (within the
 history read) that had not been released by then, on their recorded owners; each is released
 at its recorded time, on both sides. Round-robin rotations resume after the rep each pool
-recorded last before the window. Smooth weighted round-robin scores are not recorded: they are
-what routing the leads before the window under the baseline leaves (a warm-up run), so a
-replay of the config in force keeps the live rotation's phase when the history read starts
-where the live one did. Caps per period count from zero at the window's start. The contact
-history (``most_recent_contact``) is not kept, as in the live worker's Redis state, where that
-tie-breaker sees a tie.
+recorded last before the window. The rest of a strategy's state is not recorded (smooth
+weighted round-robin scores, caps per period counted so far, the domains' last owners for
+``most_recent_contact``, performance-weighted windows): it is what routing the leads before the
+window under the baseline leaves (a warm-up run), so a replay of the config in force keeps the
+live state when the history read reaches back to where the live state started.
 """
 
 from __future__ import annotations
 
+import copy
 import heapq
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from worker.config import RoutingConfig
@@ -30,13 +30,17 @@ from worker.replay.history import HistoricalLead
 from worker.routing.engine import AT_CAPACITY, Decision, Router, in_hours
 from worker.routing.state import InMemoryState
 
+_FROM_THE_RECORD = ("_lock", "_loads", "_rr", "_rr_counter")
+
 
 class ReplayState(InMemoryState):
-    """The in-memory state without the contact history the live (Redis) state does not keep either: the engine
-    looks for it by its methods, so hiding them makes ``most_recent_contact`` decide as it does live."""
+    """The in-memory state, able to start where the record and a warm-up run left the live one."""
 
-    last_owner = None  # type: ignore[assignment]
-    note_owner = None  # type: ignore[assignment]
+    def carry(self, warm: InMemoryState) -> None:
+        """Take ``warm``'s strategy state but its loads and round-robin positions (the record gives those)."""
+        for f in fields(InMemoryState):
+            if f.name not in _FROM_THE_RECORD:
+                setattr(self, f.name, copy.deepcopy(getattr(warm, f.name)))
 
     def resume_rotation(self, pool: str, order: Sequence[str]) -> None:
         """Round robin picks up after the last of ``order`` (the pool's picks, oldest first)."""
@@ -44,11 +48,6 @@ class ReplayState(InMemoryState):
         for rep in order:
             self._rr_counter[pool] = self._rr_counter.get(pool, 0) + 1
             served[rep] = self._rr_counter[pool]
-
-    def resume_scores(self, scores: Mapping[str, Mapping[str, int]]) -> None:
-        """Weighted round robin picks up with these scores (pool -> rep -> score)."""
-        for pool, by_rep in scores.items():
-            self._wrr[pool] = dict(by_rep)
 
     def load(self, rep: str) -> int:
         return self._loads.get(rep, 0)
@@ -61,17 +60,17 @@ class StartState:
     loads: dict[str, int] = field(default_factory=dict)
     rotations: dict[str, list[str]] = field(default_factory=dict)  # pool -> its recorded picks, oldest first
     pending: list[tuple[datetime, str]] = field(default_factory=list)  # (release time, owner) of the open leads
-    scores: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> weighted round-robin scores (warm-up)
+    warm: ReplayState | None = None  # the baseline's state after routing the earlier leads (the warm-up run)
 
     def to_dict(self) -> dict[str, object]:
         return {"open_leads": sum(self.loads.values()), "loads": dict(sorted(self.loads.items())),
-                "rotations_resumed": sorted(self.rotations)}
+                "rotations_resumed": sorted(self.rotations), "warmed_up": self.warm is not None}
 
 
 def start_state(earlier: Sequence[HistoricalLead], since: datetime | None,
                 baseline: RoutingConfig | None = None) -> StartState:
-    """Loads and rotations as the leads routed before ``since`` left them, and the weighted round-robin scores of
-    routing them again under ``baseline`` (see the module's docstring)."""
+    """Loads and rotations as the leads routed before ``since`` left them, and the rest of the state as routing them
+    again under ``baseline`` leaves it (see the module's docstring)."""
     start = StartState()
     for lead in earlier:
         recorded = lead.recorded
@@ -83,7 +82,7 @@ def start_state(earlier: Sequence[HistoricalLead], since: datetime | None,
             start.loads[recorded.owner] = start.loads.get(recorded.owner, 0) + 1
             if lead.released_at is not None:
                 start.pending.append((lead.released_at, recorded.owner))
-    if baseline is not None and earlier and any(p.strategy.value == "weighted_round_robin" for p in baseline.pools.values()):
+    if baseline is not None and earlier:
         warm = Side.start(baseline, StartState())
         due: list[tuple[datetime, int, str]] = []
         for i, lead in enumerate(earlier):
@@ -92,7 +91,7 @@ def start_state(earlier: Sequence[HistoricalLead], since: datetime | None,
             decision, _ = warm.route(lead)
             if lead.released_at is not None:
                 heapq.heappush(due, (lead.released_at, i, decision.owner))
-        start.scores = {pool: dict(scores) for pool, scores in warm.state._wrr.items() if scores}
+        start.warm = warm.state
     return start
 
 
@@ -120,10 +119,11 @@ class Side:
     @classmethod
     def start(cls, config: RoutingConfig, start: StartState) -> Side:
         state = ReplayState()
+        if start.warm is not None:
+            state.carry(start.warm)
         state.set_loads(start.loads)
         for pool, order in start.rotations.items():
             state.resume_rotation(pool, order)
-        state.resume_scores(start.scores)
         return cls(config, state, Router(config, state))
 
     def route(self, lead: HistoricalLead) -> tuple[Decision, Exposure]:
