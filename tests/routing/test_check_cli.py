@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.routing.test_checks import EXAMPLE, TEAM, line_of
 from worker.cli.commands import app
-from worker.routing.checks import COVERAGE_GAP, OVERLAPPING_TERRITORIES, SHADOWED_RULE
+from worker.routing.checks import COVERAGE_GAP, OVERLAPPING_TERRITORIES, SHADOWED_RULE, UNREACHABLE_REP
 
 
 def config(rules: str) -> str:
@@ -38,9 +38,10 @@ def test_check_json_tags_every_warning_with_its_check() -> None:
     result = runner.invoke(app, ["check", str(EXAMPLE), "--json", "--at", "2026-12-01T12:00:00Z"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert [w["check"] for w in data["warnings"]] == [OVERLAPPING_TERRITORIES] * 2 + ["config"] * 3 + [COVERAGE_GAP] * 4
+    assert [w["check"] for w in data["warnings"]] == (
+        [OVERLAPPING_TERRITORIES] * 2 + ["config"] * 3 + [COVERAGE_GAP] * 4 + [UNREACHABLE_REP])  # the manager, maria
     gap = data["warnings"][5]
-    assert gap["line"] == 105 and gap["path"] == "territories.emea" and gap["message"].startswith("emea leads reach")
+    assert gap["line"] == 105 and gap["path"] == "territories.emea" and gap["message"].startswith("emea leads with no other facts reach")
 
 
 def test_strict_makes_warnings_fatal_in_text_and_json(tmp_path: Path) -> None:

@@ -248,10 +248,10 @@ def test_territory_and_segment_combinations_that_reach_the_fallback_are_named() 
         - {name: na-large, when: {territory: na, segment: large}, assign: {rep: bob}}
         """, SEGMENTED)
     assert found(text, COVERAGE_GAP) == [
-        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: na leads reach the fallback: every one in segment "
-        "smb (under 100 employees) or in no segment (e.g. a lead from CA with 99 employees and no other facts)",
-        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory reach the fallback whatever their "
-        "segment (e.g. a lead with no country, 99 employees and no other facts)",
+        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: na leads with no other facts reach the fallback: every "
+        "one in segment smb (under 100 employees) or in no segment (e.g. a lead from CA with 99 employees and no other facts)",
+        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory with no other facts reach the fallback "
+        "whatever their segment (e.g. a lead with no country, 99 employees and no other facts)",
     ]
 
 
@@ -261,12 +261,12 @@ def test_unknown_employees_reaching_the_fallback_is_named() -> None:
         - {name: large, when: {segment: large}, assign: {rep: bob}}
         """, SEGMENTED)
     assert found(text, COVERAGE_GAP) == [
-        f"{FILE}:{line_of(text, 'emea: {countries')}: territories.emea: emea leads reach the fallback: every one in no "
-        "segment (e.g. a lead from DE with employees unknown and no other facts)",
-        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: na leads reach the fallback: every one in no "
-        "segment (e.g. a lead from CA with employees unknown and no other facts)",
-        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory reach the fallback: every one in no "
-        "segment (e.g. a lead with no country, employees unknown and no other facts)",
+        f"{FILE}:{line_of(text, 'emea: {countries')}: territories.emea: emea leads with no other facts reach the fallback: "
+        "every one in no segment (e.g. a lead from DE with employees unknown and no other facts)",
+        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: na leads with no other facts reach the fallback: every "
+        "one in no segment (e.g. a lead from CA with employees unknown and no other facts)",
+        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory with no other facts reach the fallback: every "
+        "one in no segment (e.g. a lead with no country, employees unknown and no other facts)",
     ]
 
 
@@ -277,7 +277,7 @@ def test_a_partly_covered_combination_is_reported_as_some() -> None:
         - {name: rest, when: {territory: {exists: false}}, assign: {pool: all}}
         """, TERRITORIES)
     assert found(text, COVERAGE_GAP) == [
-        f"{FILE}:{line_of(text, 'emea: {countries')}: territories.emea: some emea leads reach the fallback "
+        f"{FILE}:{line_of(text, 'emea: {countries')}: territories.emea: some emea leads with no other facts reach the fallback "
         "(e.g. a lead from FR and no other facts)",
     ]
 
@@ -289,7 +289,7 @@ def test_every_one_is_only_said_when_the_leads_tried_stand_for_all_of_them() -> 
         - {name: rest, when: {territory: {exists: false}}, assign: {pool: all}}
         """, TERRITORIES)
     assert found(text, COVERAGE_GAP) == [  # every lead tried fell, but none was from California
-        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: some na leads reach the fallback "
+        f"{FILE}:{line_of(text, 'na: {countries')}: territories.na: some na leads with no other facts reach the fallback "
         "(e.g. a lead from CA and no other facts)",
     ]
 
@@ -302,9 +302,9 @@ def test_a_segment_the_analysis_cannot_cut_makes_every_gap_a_some() -> None:
         - {name: retail, when: {industry: retail}, assign: {rep: bob}}
         """, head)
     assert found(text, COVERAGE_GAP) == [  # an unknown-size retailer from nowhere is caught: "every one" would be wrong
-        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory reach the fallback: some in segment smb "
-        "(under 100 employees) or in segment large (100+ employees) or in no segment (e.g. a lead with no country, "
-        "99 employees and no other facts)",
+        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads in no territory with no other facts reach the fallback: some "
+        "in segment smb (under 100 employees) or in segment large (100+ employees) or in no segment (e.g. a lead with no "
+        "country, 99 employees and no other facts)",
     ]
 
 
@@ -315,7 +315,7 @@ def test_a_value_that_is_not_a_number_is_tried_too() -> None:
         - {name: any-seats, when: {seats: {exists: true}}, assign: {rep: bob}}
         """, head)
     assert found(text, COVERAGE_GAP) == [
-        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads reach the fallback: some in no segment "
+        f"{FILE}:{line_of(text, 'fallback:')}: fallback: leads with no other facts reach the fallback: some in no segment "
         "(e.g. a lead with seats unknown and no other facts)",  # not those whose seats are not a number
     ]
 
@@ -456,24 +456,41 @@ fallback: {rep: tri}
 
 def test_reps_no_routing_path_reaches_are_named() -> None:
     assert found(REPS, UNREACHABLE_REP) == [
+        f"{FILE}:{line_of(REPS, 'id: max')}: reps[4].id: rep 'max' receives escalations only, never a lead: manager of ann, "
+        "but in no pool a rule uses, no rule's rep, not the fallback, nobody's backup",
         f"{FILE}:{line_of(REPS, 'id: new')}: reps[5].id: rep 'new' can never receive a lead: in no pool a rule uses, "
-        "no rule's rep, not the fallback, nobody's backup or manager",
+        "no rule's rep, not the fallback, nobody's backup",
         f"{FILE}:{line_of(REPS, 'id: zed')}: reps[8].id: rep 'zed' can never receive a lead: in no pool a rule uses, "
-        "no rule's rep, not the fallback, nobody's backup or manager",  # its only rule is shadowed
+        "no rule's rep, not the fallback, nobody's backup",  # its only rule is shadowed
     ]
 
 
 def test_with_an_account_owner_rule_they_are_named_as_owners_only() -> None:
     owner = "  - {name: owner, when: {account_owner: {exists: true}}, assign: {account_owner: true}}\n"
     text = REPS.replace("rules:\n", "rules:\n" + owner)
-    assert found(text, UNREACHABLE_REP)[0] == (
+    assert found(text, UNREACHABLE_REP)[:2] == [
+        f"{FILE}:{line_of(REPS, 'id: max')}: reps[4].id: rep 'max' receives escalations (manager of ann) and gets leads only "
+        "as a CRM account owner (rule 'owner'): in no pool a rule uses, no rule's rep, not the fallback, nobody's backup",
         f"{FILE}:{line_of(REPS, 'id: new')}: reps[5].id: rep 'new' gets leads only as a CRM account owner (rule 'owner'): "
-        "in no pool a rule uses, no rule's rep, not the fallback, nobody's backup or manager")
+        "in no pool a rule uses, no rule's rep, not the fallback, nobody's backup",
+    ]
 
 
-def test_pool_members_rule_targets_backups_managers_and_the_fallback_rep_are_reachable() -> None:
-    text = REPS.replace("members: [zed]", "members: [zed, new]").replace("lead_source: [Event]", "lead_source: [Demo]")
+def test_pool_members_rule_targets_backups_and_the_fallback_rep_are_reachable() -> None:
+    text = (REPS.replace("members: [zed]", "members: [zed, new, max]")
+            .replace("lead_source: [Event]", "lead_source: [Demo]"))
     assert found(text, UNREACHABLE_REP) == []
+
+
+def test_a_manager_is_no_routing_path_and_neither_is_a_managers_backup() -> None:
+    """SLA escalations notify a manager; they never give the manager the lead, so the manager's backup gets none either."""
+    text = REPS.replace("  - {id: max}", "  - {id: max, backup: bob}").replace("  - {id: bob}", "  - {id: bob, manager: max}")
+    text = text.replace("{id: ann, backup: bob, manager: max}", "{id: ann, manager: max}")
+    assert [f.split(": ", 2)[2] for f in found(text, UNREACHABLE_REP)][:2] == [
+        "rep 'bob' can never receive a lead: in no pool a rule uses, no rule's rep, not the fallback, nobody's backup",
+        "rep 'max' receives escalations only, never a lead: manager of ann, bob, but in no pool a rule uses, no rule's rep, "
+        "not the fallback, nobody's backup",
+    ]
 
 
 def test_every_arm_of_an_a_b_split_is_a_routing_path() -> None:
@@ -484,7 +501,8 @@ def test_every_arm_of_an_a_b_split_is_a_routing_path() -> None:
         - {name: control, share: 50, assign: {rep: new}}
         - {name: skilled, share: 50, assign: {pool: spare, require_skills: [german]}}
   - {name: never,""")
-    assert [f.split(": ")[1] for f in found(text, UNREACHABLE_REP)] == ["reps[8].id"]  # zed lacks the skill
+    found_reps = [f.split(": ")[1] for f in found(text, UNREACHABLE_REP)]
+    assert found_reps == ["reps[4].id", "reps[8].id"]  # max only manages; zed lacks the skill
     assert found(text, EMPTY_POOL) == [
         f"{FILE}:{line_of(text, 'name: skilled')}: rules[2].split.arms[1].assign: rule 'split' needs skill german, "
         "which no member of pool 'spare' has: every lead it sends there goes to the fallback"
@@ -494,21 +512,25 @@ def test_every_arm_of_an_a_b_split_is_a_routing_path() -> None:
 # --- the shipped example -------------------------------------------------------------------------
 
 EXAMPLE_FINDINGS = [
-    (COVERAGE_GAP, "105: territories.emea: emea leads reach the fallback: every one in segment smb (under 100 employees) "
-     "or in no segment; some in segment enterprise (1,000+ employees or annual revenue 250,000,000+) or in segment "
-     "mid-market (100\N{EN DASH}999 employees) (e.g. a lead from DE with 99 employees and no other facts)"),
-    (COVERAGE_GAP, "106: territories.na-west: na-west leads reach the fallback whatever their segment (e.g. a lead from "
-     "US-CA with 1,000 employees and no other facts)"),
-    (COVERAGE_GAP, "108: territories.na: na leads reach the fallback: every one in segment enterprise (1,000+ employees "
-     "or annual revenue 250,000,000+) or in segment smb (under 100 employees) or in no segment (e.g. a lead from US "
-     "with 1,000 employees and no other facts)"),
-    (COVERAGE_GAP, "168: fallback: leads in no territory reach the fallback: every one in segment enterprise (1,000+ "
-     "employees or annual revenue 250,000,000+) or in segment smb (under 100 employees) or in no segment; some in "
-     "segment mid-market (100\N{EN DASH}999 employees) (e.g. a lead with no country, 1,000 employees and no other facts)"),
+    (COVERAGE_GAP, "105: territories.emea: emea leads with no other facts reach the fallback: every one in segment smb (under "
+     "100 employees) or in no segment; some in segment enterprise (1,000+ employees or annual revenue 250,000,000+) or in "
+     "segment mid-market (100\N{EN DASH}999 employees) (e.g. a lead from DE with 99 employees and no other facts)"),
+    (COVERAGE_GAP, "106: territories.na-west: na-west leads with no other facts reach the fallback whatever their segment "
+     "(e.g. a lead from US-CA with 1,000 employees and no other facts)"),
+    (COVERAGE_GAP, "108: territories.na: na leads with no other facts reach the fallback: every one in segment enterprise "
+     "(1,000+ employees or annual revenue 250,000,000+) or in segment smb (under 100 employees) or in no segment (e.g. a lead "
+     "from US with 1,000 employees and no other facts)"),
+    (COVERAGE_GAP, "168: fallback: leads in no territory with no other facts reach the fallback: every one in segment "
+     "enterprise (1,000+ employees or annual revenue 250,000,000+) or in segment smb (under 100 employees) or in no segment; "
+     "some in segment mid-market (100\N{EN DASH}999 employees) (e.g. a lead with no country, 1,000 employees and no other "
+     "facts)"),
+    (UNREACHABLE_REP, "92: reps[7].id: rep 'maria' receives escalations (manager of sarah, mike, ana and 4 more) and gets "
+     "leads only as a CRM account owner (rule 'named-account'): in no pool a rule uses, no rule's rep, not the fallback, "
+     "nobody's backup"),
 ]
 
 
-def test_the_example_has_no_shadowed_rule_empty_pool_or_unreachable_rep_and_these_gaps() -> None:
+def test_the_example_has_no_shadowed_rule_or_empty_pool_these_gaps_and_a_manager_who_gets_no_lead() -> None:
     text = EXAMPLE.read_text()
     loaded = parse_config(text, "config/routing.example.yaml", today=NOW.date())
     findings = run_checks(loaded, text, NOW)

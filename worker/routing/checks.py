@@ -636,6 +636,7 @@ def coverage_gaps(ctx: _Ctx, now: datetime) -> list[Finding]:
         if not gaps:
             continue
         who = f"{t} leads" if t else ("leads in no territory" if model.territories else "leads")
+        who += " with no other facts"  # what the leads tried had, and so all that is proved
         path: PathKey = ("territories", t) if t else ("fallback",)
         whole = [s for s in gaps if sure and full(t, s)]
         some = [s for s in gaps if s not in whole]
@@ -795,12 +796,18 @@ def _short_of_skills(ctx: _Ctx, name: str, assign: Any, path: PathKey, now: date
         f"{how} from {'; '.join(_when(s) for s in spans)}: the leads it sends there go to the fallback then"))]
 
 
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(names) if len(names) <= shown + 1 else f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
 # --- reps no lead can reach ----------------------------------------------------------------------
 
 
 def unreachable_reps(ctx: _Ctx, shadowed: set[int] | frozenset[int] = frozenset()) -> list[Finding]:
     """Active reps that no routing path reaches: in no pool a rule uses (with the skills it needs),
-    no rule's rep, not the fallback, nobody's backup or manager, no account's owner."""
+    no rule's rep, not the fallback, nobody's backup, no account's owner. Being someone's manager is no
+    path: SLA escalations notify the manager and never give them the lead, so such a rep is named as
+    receiving escalations only."""
     config = ctx.config
     model = config.model
     live = [r for i, r in enumerate(model.rules) if i not in shadowed]
@@ -816,7 +823,10 @@ def unreachable_reps(ctx: _Ctx, shadowed: set[int] | frozenset[int] = frozenset(
     owners = [r for r in live if any(a.account_owner for a, _ in _targets(r))]
     if owners:
         reached.update(model.accounts.values())
-    reached.update(r.manager for r in model.reps if r.manager)
+    managed: dict[str, list[str]] = {}
+    for r in model.reps:
+        if r.manager:
+            managed.setdefault(r.manager, []).append(r.id)
     frontier = list(reached)
     while frontier:
         rep = config.reps.get(frontier.pop())
@@ -828,11 +838,16 @@ def unreachable_reps(ctx: _Ctx, shadowed: set[int] | frozenset[int] = frozenset(
         if not rep.active or rep.id in reached:
             continue
         path: PathKey = ("reps", i, "id")
-        if owners:
-            message = (f"rep '{rep.id}' gets leads only as a CRM account owner (rule '{owners[0].name}'): in no pool a rule "
-                       "uses, no rule's rep, not the fallback, nobody's backup or manager")
+        nowhere = "in no pool a rule uses, no rule's rep, not the fallback, nobody's backup"
+        manages = f"manager of {_some(managed[rep.id])}" if rep.id in managed else ""
+        if owners and manages:
+            message = (f"rep '{rep.id}' receives escalations ({manages}) and gets leads only as a CRM account owner "
+                       f"(rule '{owners[0].name}'): {nowhere}")
+        elif owners:
+            message = f"rep '{rep.id}' gets leads only as a CRM account owner (rule '{owners[0].name}'): {nowhere}"
+        elif manages:
+            message = f"rep '{rep.id}' receives escalations only, never a lead: {manages}, but {nowhere}"
         else:
-            message = (f"rep '{rep.id}' can never receive a lead: in no pool a rule uses, no rule's rep, not the fallback, "
-                       "nobody's backup or manager")
+            message = f"rep '{rep.id}' can never receive a lead: {nowhere}"
         out.append(ctx.finding(UNREACHABLE_REP, path, message))
     return out
