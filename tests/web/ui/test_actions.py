@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.web.ui.conftest import Board
+from worker.ledger.events import LedgerEvent
 from worker.ledger.ledger import Ledger
 from worker.steps import manual
 from worker.steps.ledger import flush
@@ -99,3 +101,23 @@ def test_a_lead_is_found_by_its_id_by_an_address_at_its_domain_or_by_the_domain(
     assert by_id.status_code == 303 and by_id.headers["location"] == "/ui/leads/salesforce/00QFIND0000001"
     story = bob.get(board.url + by_id.headers["location"], timeout=10).text
     assert "smb: -&gt; tom" in story  # the decision (escaped), from the outbox before the ledger task moves it
+
+
+def test_search_and_explain_read_the_ledger_for_leads_redis_no_longer_holds(
+        dashboard: Callable[..., Board], tmp_path: Path) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'no-ledger.sqlite3'}")  # the file the dashboard fixture points at
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    ledger.write([LedgerEvent(
+        event_id="decision/salesforce/Lead/00QOLD00000001/0", kind="decision", crm="salesforce", object="Lead",
+        lead_id="00QOLD00000001", epoch=0, at=at, owner="raj", rule="demo-requests-smb", config_version="abc123",
+        data={"reason": "demo-requests-smb: -> pool smb (raj 2)", "considered": ["tom", "raj"], "skipped": {"tom": "ooo"},
+              "facts": {"domain": "old_school.com"}})])
+    ledger.close()
+    board = dashboard()
+    bob = board.login("bob")
+    for query in ("ceo@old_school.com", "old_school.com"):
+        page = bob.get(board.url + "/ui/leads", params={"q": query}, timeout=30).text
+        assert "00QOLD00000001</a>" in page, query
+    assert "00QOLD00000001</a>" not in bob.get(board.url + "/ui/leads", params={"q": "oldxschool.com"}, timeout=30).text
+    story = bob.get(board.url + "/ui/leads/salesforce/00QOLD00000001", timeout=30).text
+    assert "from the ledger" in story and 'class="skipped"><td>tom</td><td>ooo</td>' in story
