@@ -41,7 +41,8 @@ def test_check_json_tags_every_warning_with_its_check() -> None:
     assert [w["check"] for w in data["warnings"]] == (
         [OVERLAPPING_TERRITORIES] * 2 + ["config"] * 3 + [COVERAGE_GAP] * 4 + [UNREACHABLE_REP])  # the manager, maria
     gap = data["warnings"][5]
-    assert gap["line"] == 105 and gap["path"] == "territories.emea" and gap["message"].startswith("emea leads with no other facts reach")
+    assert gap["line"] == 105 and gap["path"] == "territories.emea"
+    assert gap["message"].startswith("emea leads with no other facts reach")
 
 
 def test_strict_makes_warnings_fatal_in_text_and_json(tmp_path: Path) -> None:
