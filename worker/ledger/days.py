@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.ledger.schema import events, ledger_days
@@ -60,8 +60,7 @@ def touched_days(connection: Connection, rows: Iterable[Any], latest: dict[int, 
     """
     days: set[int] = set()
     newest: dict[int, float] = {}
-    crms: set[str] = set()
-    leads: set[str] = set()
+    leads: set[tuple[str, str]] = set()
     for row in rows:
         stamp = _aware(row.at).timestamp()
         start = stamp - (row.wait_seconds or 0.0)
@@ -75,21 +74,31 @@ def touched_days(connection: Connection, rows: Iterable[Any], latest: dict[int, 
         if after != before and newest.get(after, -math.inf) < stamp:
             newest[after] = stamp
         if row.kind == "outcome" or (row.kind == "decision" and row.epoch in (None, 0)):
-            crms.add(row.crm)
-            leads.add(row.lead_id)
+            leads.add((row.crm, row.lead_id))
     if latest is not None:
         for day, stamp in newest.items():
             moment = datetime.fromtimestamp(stamp, UTC)
             if day not in latest or latest[day] < moment:
                 latest[day] = moment
-    if leads:
-        ids = sorted(leads)
-        for i in range(0, len(ids), _LOOKUP_CHUNK):
-            query = (select(events.c.at, events.c.wait_seconds)
-                     .where(events.c.crm.in_(sorted(crms)), events.c.lead_id.in_(ids[i:i + _LOOKUP_CHUNK])))
-            for at, wait in connection.execute(query):
-                days.update(_days_of(_aware(at), wait))
+    pairs = sorted(leads)
+    for i in range(0, len(pairs), _LOOKUP_CHUNK):
+        chunk = pairs[i:i + _LOOKUP_CHUNK]
+        if connection.dialect.name == "postgresql":
+            # one probe of ix_events_lead per (crm, lead): with ``crm IN ... AND lead_id IN ...`` a table
+            # that grew since its last ANALYZE got a plan that read every row of the CRM, once per batch
+            found = connection.execute(_PG_LOOKUP, {"crms": [c for c, _ in chunk], "ids": [lead for _, lead in chunk]})
+        else:
+            found = connection.execute(select(events.c.at, events.c.wait_seconds).where(
+                events.c.crm.in_(sorted({c for c, _ in chunk})), events.c.lead_id.in_([lead for _, lead in chunk])))
+        for at, wait in found:
+            days.update(_days_of(_aware(at), wait))
     return days
+
+
+_PG_LOOKUP = text(
+    "SELECT e.at, e.wait_seconds FROM unnest(CAST(:crms AS text[]), CAST(:ids AS text[])) AS k(crm, lead_id) "
+    "JOIN events e ON e.crm = k.crm AND e.lead_id = k.lead_id"
+)
 
 
 def bump(connection: Connection, days: Iterable[int], latest: Mapping[int, datetime] | None = None) -> None:
