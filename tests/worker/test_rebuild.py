@@ -293,3 +293,29 @@ def test_leads_routed_after_the_ledgers_newest_event_are_found_in_the_crm_with_t
     assert moved.refused == 0
     starts = [e for rid in late for e in ledger.for_lead("salesforce", rid) if e.kind == "sla.start"]
     assert len(starts) == len(late)  # the ledger hears of the restarted clocks
+
+
+def test_a_lead_written_by_a_batch_in_flight_during_the_rebuild_is_counted_once(
+    make_runtime: Any, admin: Any, ledger: Ledger, redis_client: redis.Redis, redis_owned: bool
+) -> None:
+    rt = make_runtime()
+    rebuild.ensure_state(rt, ledger=lambda: ledger)
+    smb_leads(rt, admin, "ab")
+    route_everything(rt)
+    ledger_step.flush(rt.store, ledger, config=rt.config)
+    in_flight, later = smb_leads(rt, admin, "c"), smb_leads(rt, admin, "d")
+    began = datetime.now(UTC)
+    lose_redis(rt, redis_client, redis_owned)
+
+    report = rebuild.plan(rt, ledger, dry_run=False)
+    tom = rt.config.reps["tom"].crm_ids["salesforce"]
+    admin.sf_change_owner(in_flight[0], tom)  # a batch that claimed before the loss writes while the rebuild reads
+    rebuild.apply(rt, report)
+    loads = rt.store.all_loads()
+    route_everything(rt)  # a batch after the rebuild: its claim counts its own lead
+    routed_after = rt.store.open_leads("salesforce")[later[0]]
+
+    assert rebuild.catch_up(rt, report, began - timedelta(minutes=2)) == 1
+    assert rt.store.open_leads("salesforce")[in_flight[0]] == "tom"
+    expected = Counter(loads) + Counter({"tom": 1, routed_after: 1})
+    assert rt.store.all_loads() == dict(expected)

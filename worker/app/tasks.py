@@ -130,6 +130,8 @@ def drain(self: Task, crm: str) -> int:
             if not report.handled:
                 break
             routed += len(report.handled)
+            if rt.store.state_marker() is None:
+                break  # Redis lost its data under this drain: the next drain rebuilds before it routes again
             rt.store.extend_lock(slot, token, DRAIN_LOCK_TTL)
     except RetriableError as exc:
         log.warning("drain_retry", error=str(exc))

@@ -226,6 +226,8 @@ class RebuildReport:
     clocks: list[tuple[SlaRecord, float]] = field(default_factory=list)
     started: list[tuple[SlaRecord, float]] = field(default_factory=list)  # clocks of leads the ledger had not heard of
     unrecorded: int = 0  # leads owned by a rep that the CRM changed after the ledger's newest event
+    caught_up: int = 0  # leads written by a batch in flight while the rebuild ran (see catch_up)
+    known: dict[str, set[str]] = field(default_factory=dict, repr=False)  # lead ids per CRM the ledger told about
     pools: dict[str, dict[str, object]] = field(default_factory=dict)
     decisions: list[tuple[DecisionKey, dict[str, Any], float]] = field(default_factory=list)
     epochs: list[tuple[LeadRef, int, float]] = field(default_factory=list)
@@ -239,6 +241,7 @@ class RebuildReport:
             "dry_run": self.dry_run, "ledger_events": self.ledger_events, "leads": self.leads,
             "loads": dict(sorted(self.loads.items())), "open_leads": sum(len(h) for h in self.holders.values()),
             "clocks": len(self.clocks), "clocks_started": len(self.started), "unrecorded_leads": self.unrecorded,
+            "caught_up": self.caught_up,
             "pools": {p: {k: v for k, v in f.items() if k in ("s", "last")}
                                                   for p, f in sorted(self.pools.items())},
             "decisions_restored": len(self.decisions), "epochs_restored": len(self.epochs),
@@ -279,6 +282,8 @@ def plan(
     report = RebuildReport(dry_run)
     found = history(ledger.between(since, None, (*DECISION_KINDS, *SLA_KINDS)), config)
     report.ledger_events, report.leads = found.events, len(found.leads)
+    for ref in found.leads:
+        report.known.setdefault(ref.crm, set()).add(ref.lead_id)
     report.pools = _pools(found, config)
     ttl = rt.store.decision_ttl_ms / 1000
     for lead in found.leads.values():
@@ -447,11 +452,13 @@ def rebuild(
             raise RebuildBusy("another rebuild is running (store lock 'rebuild')")
     assert token is not None
     held = token
+    began = datetime.now(UTC)
     try:
-        report = plan(rt, ledger, since=since, now=now, dry_run=dry_run,
-                      beat=lambda: rt.store.extend_lock(REBUILD_LOCK, held, LOCK_TTL))
+        beat = lambda: rt.store.extend_lock(REBUILD_LOCK, held, LOCK_TTL)  # noqa: E731 - the lock's heartbeat
+        report = plan(rt, ledger, since=since, now=now, dry_run=dry_run, beat=beat)
         if not dry_run:
             apply(rt, report)
+            catch_up(rt, report, began - UNRECORDED_MARGIN, beat)
         return report
     finally:
         if own:
@@ -475,6 +482,43 @@ def apply(rt: Runtime, report: RebuildReport) -> None:
     marker = store.stamp_state(ledger_fingerprint(), rebuilt=True)
     report.generation = marker.generation
     store.log_event("state_rebuilt", None, report.to_dict())
+
+
+def catch_up(rt: Runtime, report: RebuildReport, since: datetime, beat: Callable[[], None] | None = None) -> int:
+    """After :func:`apply`: the leads a batch already in flight when Redis lost its data wrote to the CRM
+    while the rebuild read it. Each lead a rep owns, open and unacknowledged, that the ledger did not
+    know, the rebuild did not count, and that has no decision in the new state (a batch routed since
+    counted its own) is added to its owner's load and holders. Returns how many."""
+    added = 0
+    for crm in rt.crms:
+        config = rt.config
+        by_crm_id = {r.crm_ids[crm]: rep for rep, r in config.reps.items() if crm in r.crm_ids}
+        counted = report.holders.get(crm, {})
+        known = report.known.get(crm, set())
+        owners = {record.id: rep for page in rt.connector(crm).changes(Watermark(since), intake_only=False)
+                  for record in page.records
+                  if (rep := by_crm_id.get(record.owner_id or "")) is not None
+                  and record.id not in counted and record.id not in known}
+        if beat is not None:
+            beat()
+        obj = rt.object_name(crm)
+        ids = list(owners)
+        for start in range(0, len(ids), ACK_CHUNK):
+            part = ids[start : start + ACK_CHUNK]
+            refs = [LeadRef(crm, obj, lead_id) for lead_id in part]
+            decided = rt.store.decisions([ref.at(epoch) for ref, epoch in zip(refs, rt.store.epochs(refs), strict=True)])
+            acks = rt.connector(crm).read_acks(part)
+            for lead_id, recorded in zip(part, decided, strict=True):
+                ack, rep = acks.get(lead_id), owners[lead_id]
+                if recorded is not None or ack is None or ack.closed or ack.acknowledged:
+                    continue
+                rt.store.hold_open(crm, lead_id, rep)
+                rt.store.adjust_load(rep, 1)
+                report.holders.setdefault(crm, {})[lead_id] = rep
+                report.loads[rep] = report.loads.get(rep, 0) + 1
+                added += 1
+    report.caught_up = added
+    return added
 
 
 # ------------------------------------------------------------------------------------------- the guard
