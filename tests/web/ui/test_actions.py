@@ -121,3 +121,10 @@ def test_search_and_explain_read_the_ledger_for_leads_redis_no_longer_holds(
     assert "00QOLD00000001</a>" not in bob.get(board.url + "/ui/leads", params={"q": "oldxschool.com"}, timeout=30).text
     story = bob.get(board.url + "/ui/leads/salesforce/00QOLD00000001", timeout=30).text
     assert "from the ledger" in story and 'class="skipped"><td>tom</td><td>ooo</td>' in story
+
+
+def test_the_reports_page_names_the_windows_and_exports_the_report_code_serves() -> None:
+    from worker.cli.export import DATASETS  # the export's datasets, loaded for this check
+    from worker.web.ui import app, reports  # the report's module loads numpy and Plotly
+
+    assert tuple(reports.WINDOWS) == app.REPORT_WINDOWS and tuple(DATASETS) == app.EXPORTS

@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 ACTOR_SUFFIX = " (dashboard)"
 HEALTH_EVERY = 3.0  # seconds a /healthz result is reused by the live panels
+REPORT_WINDOWS = ("24h", "7d", "30d", "90d")  # worker.web.ui.reports.WINDOWS, named here so the page loads no numpy
+EXPORTS = ("decisions", "sla", "outcomes", "notifications")  # leadroute export's datasets
 COUNT_EVERY = 30.0  # seconds the config page's count of the ledger's decisions is reused
 Handler = Callable[[Request], Awaitable[Response]]
 SECURITY_HEADERS = {
@@ -336,15 +338,13 @@ def build_routes(dash: Dashboard) -> list[Route]:
         return RedirectResponse(f"/ui/reps?{urlencode({'done': f'{rep} back'})}", status_code=303)
 
     async def reports_page(request: Request, who: Identity) -> Response:
-        from worker.web.ui import reports  # numpy and Plotly load for the reports page only
-
         since = request.query_params.get("since", "30d")
-        if since not in reports.WINDOWS:
+        if since not in REPORT_WINDOWS:
             return dash.page(request, "message.html", who, 400, title="Bad window",
-                             message=f"since: '{since}' is not one of {', '.join(reports.WINDOWS)}")
-        # the page comes at once; its script fetches the charts (the report over the ledger takes longer)
+                             message=f"since: '{since}' is not one of {', '.join(REPORT_WINDOWS)}")
+        # the page comes at once, without the report's libraries; its script fetches the charts
         return dash.page(request, "reports.html", who, since=since, has_ledger=dash.ledger is not None,
-                         windows=reports.WINDOWS, datasets=reports.DATASETS)
+                         windows=REPORT_WINDOWS, datasets=EXPORTS)
 
     async def report_data(request: Request, who: Identity) -> Response:
         from worker.web.ui import reports  # numpy and Plotly load for the reports only
