@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from worker.cli.commands import app as cli
 from worker.config import ConfigError, RoutingConfig, parse_config
 from worker.domain.leads import LeadRef
 from worker.ledger.ledger import Ledger
+from worker.routing.perf import RateTable
 from worker.steps import ledger as ledger_step
+from worker.steps import rates as rates_step
 from worker.steps import route, shadow
 from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
@@ -67,6 +71,48 @@ def shadowed_runtime(make_runtime: Any, tmp_path: Path, candidate: dict[str, Any
 
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\b\d{10,}(\.\d+)?\b")
+STREAM_ID = re.compile(r"<t>-\d+")
+
+
+def _masked(value: Any, prefix: str) -> str:
+    """A stored value with its clock readings and key prefix masked (each run has its own of both)."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return STREAM_ID.sub("<t>", TIMES.sub("<t>", text.replace(prefix, "<prefix>")))  # an outbox entry id is a time
+
+
+def live_key_space(client: Any, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` but the shadow's, by name relative to the prefix, with its type and contents
+    (clock readings masked; sorted-set scores, which are times, left out; the outbox without shadow events,
+    which shadow mode appends there by design). Read here, in a test: only the worker must go through the store."""
+    out: dict[str, Any] = {}
+    for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        name = key.removeprefix(prefix)
+        if name.startswith(":shadow:"):
+            continue
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "string":
+            body: Any = _masked(client.get(key), prefix)
+        elif kind == "hash":
+            body = {_masked(f, prefix): _masked(v, prefix) for f, v in client.hgetall(key).items()}
+        elif kind == "zset":
+            body = sorted(_masked(m, prefix) for m in client.zrange(key, 0, -1))
+        elif kind == "set":
+            body = sorted(_masked(m, prefix) for m in client.smembers(key))
+        elif kind == "list":
+            body = [_masked(v, prefix) for v in client.lrange(key, 0, -1)]
+        elif kind == "stream":
+            entries = [{_masked(f, prefix): _masked(v, prefix) for f, v in fields.items()} for _, fields in client.xrange(key)]
+            body = sorted(json.dumps(e, sort_keys=True) for e in entries
+                          if json.loads(e.get("e", "{}")).get("kind") != "shadow")
+        else:
+            body = kind
+        out[name] = (kind, body)
+    return out
 
 
 def moved_to_ledger(rt: Runtime, tmp_path: Path) -> Ledger:
@@ -202,53 +248,129 @@ def test_shadow_acts_on_nothing_no_crm_write_no_notification_no_clock(
     assert rt.shadow is not None and rt.shadow.store.client.zcard(rt.shadow.store.keys.timers()) == 0
 
 
+Run = tuple[dict[str, Any], dict[str, Any], dict[str, int]]
+
+
+def route_once(admin: Any, redis_client: Any, config: RoutingConfig, ids: list[str], prefix: str,
+               candidate: RoutingConfig | None, between: Callable[[int, Runtime], None] | None = None) -> Run:
+    """Route ``ids`` from intake in batches of 25 in a fresh state under ``prefix``, with ``candidate`` in shadow
+    (or none); ``between(i, runtime)`` runs before batch ``i``. Returns the live decisions, state and CRM calls."""
+    for rid in ids:  # back in intake, as they were
+        admin.sf_change_owner(rid, INTAKE_QUEUE)
+    store = RedisStore(redis_client, prefix=prefix)
+    rt = Runtime(config, store, PendingSet(redis_client, prefix), enqueue=RecordingEnqueuer())
+    if candidate is not None:
+        rt.shadow = shadow.Shadow(candidate, store.shadow("cand"), Path(candidate.file))
+    try:
+        rt.pending.add("salesforce", ids, "test", now=1_700_000_000.0)
+        admin.clear_counters()
+        for i in range(20):
+            if between is not None:
+                between(i, rt)
+            if not route.route_pending(rt, "salesforce", limit=25).handled:
+                break
+        calls = admin.counters()["endpoints"]
+        keys = [LeadRef("salesforce", "Lead", rid).at(0) for rid in ids]
+        decisions = {k.lead_id: {n: v for n, v in d.decision.items() if n != "routed_at"}
+                     for k, d in zip(keys, store.decisions(keys), strict=True) if d}
+        state = {
+            "loads": store.all_loads(),
+            "pools": {p: store.client.hgetall(store.keys.pool(p)) for p in config.pools},
+            "open": store.open_leads("salesforce"),
+            "written": store.written(keys),
+            "owners": {rid: r.owner_id for rid, r in rt.connector("salesforce").fetch(ids).items()},
+            "notified": sorted(rt.enqueue.assigned_items()),
+            "keys": live_key_space(redis_client, prefix),
+        }
+        return decisions, state, calls
+    finally:
+        rt.close()
+
+
+def assert_same_live(off: Run, on: Run, leads: int) -> None:
+    assert len(off[0]) == leads
+    assert on[0] == off[0]  # every live decision, field for field
+    differing = {k: (off[1]["keys"].get(k), on[1]["keys"].get(k)) for k in set(off[1]["keys"]) | set(on[1]["keys"])
+                 if off[1]["keys"].get(k) != on[1]["keys"].get(k)}
+    assert differing == {}  # every live key: the same names, types and contents
+    assert on[1] == off[1]  # loads, rotations, open leads, written markers, CRM owners, notifications
+    assert len(off[1]["keys"]) > 2 * leads  # (the key space read is the whole of it: decisions, markers, ...)
+    assert on[2] == off[2]  # not one CRM call more: shadow reuses the fetched records and account owners
+
+
+def as_file(tmp_path: Path, name: str, data: dict[str, Any]) -> RoutingConfig:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return parse_config(path.read_text(), str(path))
+
+
 def test_turning_shadow_on_or_off_changes_no_live_decision_no_live_state_and_no_crm_call(
     tmp_path: Path, make_runtime: Any, admin: Any, redis_client: Any, redis_prefix: str
 ) -> None:
     """The same leads, the same order, the same starting state: once without shadow, once with it."""
     data, _ = routing_test_config()
-    config = parse_config(yaml.safe_dump(data, sort_keys=False), "live.yaml")
+    config = as_file(tmp_path, "live.yaml", data)
     ids = load_leads(make_runtime(config), admin, 80, seed=23)["salesforce"]["ids"]
-
-    def run(prefix: str, with_shadow: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
-        for rid in ids:  # back in intake, as they were
-            admin.sf_change_owner(rid, INTAKE_QUEUE)
-        store = RedisStore(redis_client, prefix=prefix)
-        rt = Runtime(config, store, PendingSet(redis_client, prefix), enqueue=RecordingEnqueuer())
-        if with_shadow:
-            cand = tmp_path / "candidate.yaml"
-            cand.write_text(yaml.safe_dump(candidate_of(data), sort_keys=False))
-            rt.shadow = shadow.Shadow(parse_config(cand.read_text(), str(cand)), store.shadow("cand"), cand)
-        try:
-            rt.pending.add("salesforce", ids, "test", now=1_700_000_000.0)
-            admin.clear_counters()
-            for _ in range(20):
-                if not route.route_pending(rt, "salesforce", limit=25).handled:
-                    break
-            calls = admin.counters()["endpoints"]
-            keys = [LeadRef("salesforce", "Lead", rid).at(0) for rid in ids]
-            decisions = {k.lead_id: {n: v for n, v in d.decision.items() if n != "routed_at"}
-                         for k, d in zip(keys, store.decisions(keys), strict=True) if d}
-            state = {
-                "loads": store.all_loads(),
-                "pools": {p: store.client.hgetall(store.keys.pool(p)) for p in config.pools},
-                "open": store.open_leads("salesforce"),
-                "written": store.written(keys),
-                "owners": {rid: r.owner_id for rid, r in rt.connector("salesforce").fetch(ids).items()},
-                "notified": sorted(rt.enqueue.assigned_items()),
-            }
-            return decisions, state, calls
-        finally:
-            rt.close()
-
-    off = run(redis_prefix + "-off", with_shadow=False)
-    on = run(redis_prefix + "-on", with_shadow=True)
-    assert len(off[0]) == len(ids)
-    assert on[0] == off[0]  # every live decision, field for field
-    assert on[1] == off[1]  # loads, rotations, open leads, written markers, CRM owners, notifications
-    assert on[2] == off[2]  # not one CRM call more: shadow reuses the fetched records and account owners
+    off = route_once(admin, redis_client, config, ids, redis_prefix + "-off", None)
+    on = route_once(admin, redis_client, config, ids, redis_prefix + "-on", as_file(tmp_path, "cand.yaml", candidate_of(data)))
+    assert_same_live(off, on, len(ids))
     shadow_keys = list(redis_client.scan_iter(match=f"{redis_prefix}-on:shadow:cand:dec:*"))
     assert len(shadow_keys) == len(ids)  # and it did decide every lead, in its own keys
+
+
+def learning_smb(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the smb pool performance_weighted, learning by segment and leaning hard on the rates."""
+    out = copy.deepcopy(data)
+    out["pools"]["smb"] = {**out["pools"]["smb"], "strategy": "performance_weighted",
+                           "performance": {"by": ["segment"], "window": "30d", "warmup": 0, "prior_strength": 1, "tilt": 10}}
+    return out
+
+
+def table(best: str) -> RateTable:
+    """A learned table in which ``best`` converts nine leads in ten of segment smb and the others none."""
+    rows = [(rep, ("smb",), rep == best and i < 45) for rep in ("tom", "raj", "kim") for i in range(50)]
+    return RateTable.build(("segment",), rows, f"best {best}", 30.0)
+
+
+def test_the_candidate_reads_the_rate_table_through_a_cache_of_its_own_so_live_sees_a_new_table_as_without_it(
+    tmp_path: Path, make_runtime: Any, admin: Any, redis_client: Any, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A performance_weighted pool, and the table's version changes mid-run. The worker keeps a table for
+    CHECK_EVERY seconds before asking the store for a newer one. Here each batch's CRM write takes 40 seconds
+    (on the cache's clock), so the live step asks at every batch; the candidate, asking after the write, must
+    not reset the live timer, or live would go on with the old table for a batch more than without shadow."""
+    data, _ = routing_test_config()
+    live_data = learning_smb(data)
+    config = as_file(tmp_path, "live.yaml", live_data)
+    candidate = as_file(tmp_path, "cand.yaml", learning_smb(candidate_of(data)))
+    ids = load_leads(make_runtime(config), admin, 100, seed=29)["salesforce"]["ids"]
+
+    now = [0.0]
+
+    def between(batch: int, rt: Runtime) -> None:
+        if batch == 0:
+            rt.store.save_rates(table("tom"))
+            crm = rt.connector("salesforce")
+            write = crm.write_owners
+
+            def slow_write(updates: Any) -> Any:
+                now[0] += 40.0
+                return write(updates)
+
+            monkeypatch.setattr(crm, "write_owners", slow_write)
+        if batch == 2:
+            rt.store.save_rates(table("raj"))  # a refresh learned something new
+
+    def run(prefix: str, cand: RoutingConfig | None) -> Run:
+        now[0] = 0.0
+        monkeypatch.setattr(rates_step, "_cache", rates_step.RateCache(clock=lambda: now[0]))
+        return route_once(admin, redis_client, config, ids, prefix, cand, between)
+
+    off = run(redis_prefix + "-off", None)
+    on = run(redis_prefix + "-on", candidate)
+    reasons = [d["reason"] for d in off[0].values() if d["target"] == "pool smb"]
+    assert any(table("tom").version in r for r in reasons) and any(table("raj").version in r for r in reasons)
+    assert_same_live(off, on, len(ids))
 
 
 def test_the_live_config_as_its_own_candidate_agrees_on_every_lead(tmp_path: Path, make_runtime: Any, admin: Any) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -95,27 +95,39 @@ def refresh(store: RedisStore, ledger: Ledger, config: RoutingConfig, now: datet
     return table
 
 
-class _Cache:
-    def __init__(self) -> None:
+class RateCache:
+    """The table a process routes with, and when it last asked the store for a newer version.
+
+    The live route and SLA steps share the module's :data:`_cache`; shadow mode keeps its own, so that
+    its checks never move the live check's timer (and never change which table a live decision uses).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.Lock()
         self.table: RateTable | None = None
         self.checked = -CHECK_EVERY
+        self.clock = clock
 
 
-_cache = _Cache()
+_cache = RateCache()
 
 
-def current(store: RedisStore, config: RoutingConfig, clock: Any = time.monotonic) -> RateTable | None:
-    """The latest table for routing (None when no pool learns, or before the first refresh)."""
+def current(store: RedisStore, config: RoutingConfig, clock: Callable[[], float] | None = None,
+            cache: RateCache | None = None) -> RateTable | None:
+    """The latest table for routing (None when no pool learns, or before the first refresh).
+
+    ``cache`` is the live one unless given (shadow mode passes its own).
+    """
     if learning(config) is None:
         return None
-    with _cache.lock:
-        now = clock()
-        if now - _cache.checked >= CHECK_EVERY:
-            _cache.checked = now
+    cache = cache or _cache
+    with cache.lock:
+        now = (clock or cache.clock)()
+        if now - cache.checked >= CHECK_EVERY:
+            cache.checked = now
             version = store.rates_version()
             if version is None:
-                _cache.table = None
-            elif _cache.table is None or _cache.table.version != version:
-                _cache.table = store.rate_table()
-        return _cache.table
+                cache.table = None
+            elif cache.table is None or cache.table.version != version:
+                cache.table = store.rate_table()
+        return cache.table

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from worker.config import RoutingConfig
 from worker.domain.normalize import domain_of
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
@@ -31,11 +32,18 @@ DAY = 86_400.0
 CONTACT_KEEP = 365 * DAY  # how long the index remembers a domain for the most_recent_contact tie-breaker
 
 
-def keep_seconds(rt: Runtime) -> float:
+def keep_seconds(rt: Runtime | RoutingConfig) -> float:
     """How far back the domain index must reach (0: neither a ``recent_decision`` relationship nor the
     ``most_recent_contact`` tie-breaker is configured, so no index is kept)."""
-    longest = max((r.lookback for r in rt.config.model.relationships if r.match == "recent_decision"), default=0.0)
-    return max(longest, CONTACT_KEEP) if rt.config.tie_breaks.uses_contact else longest
+    config = rt if isinstance(rt, RoutingConfig) else rt.config
+    longest = max((r.lookback for r in config.model.relationships if r.match == "recent_decision"), default=0.0)
+    return max(longest, CONTACT_KEEP) if config.tie_breaks.uses_contact else longest
+
+
+def same_relating(a: RoutingConfig, b: RoutingConfig) -> bool:
+    """Whether two configs relate a lead alike: the same relationships, tie-breaker use and reps."""
+    return (a.model.relationships == b.model.relationships and a.tie_breaks.uses_contact == b.tie_breaks.uses_contact
+            and set(a.reps) == set(b.reps))
 
 
 def _ago(seconds: float) -> str:
@@ -46,19 +54,37 @@ def _ago(seconds: float) -> str:
     return f"{hours} hour{'s' if hours != 1 else ''} ago" if hours >= 1 else "less than an hour ago"
 
 
-def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime) -> int:
+def _wanted(config: RoutingConfig, leads: Sequence[dict[str, Any]]) -> dict[int, str]:
+    if not keep_seconds(config):
+        return {}
+    contact = config.tie_breaks.uses_contact
+    return {i: d for i, lead in enumerate(leads) if contact or not lead.get("account_owner")
+            if (d := domain_of(lead.get("email"), lead.get("website")))}
+
+
+def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime,
+           also: tuple[RoutingConfig, Sequence[dict[str, Any]]] | None = None) -> int:
     """Fill in ``account_owner`` (and the ``relationship`` that found it) of raw leads that have none, and
     ``last_domain_owner`` (for the ``most_recent_contact`` tie-breaker) when the config uses it; one store
-    read for all of them. Returns how many were related."""
-    keep = keep_seconds(rt)
-    if not keep:
+    read for all of them. Returns how many were related.
+
+    ``also`` is another config and its own copies of the leads (shadow mode's candidate, when it relates
+    differently): they are related under that config from the same read.
+    """
+    wanted = _wanted(rt.config, leads)
+    other = _wanted(also[0], also[1]) if also is not None else {}
+    domains = sorted(set(wanted.values()) | set(other.values()))
+    if not domains:
         return 0
-    contact = rt.config.tie_breaks.uses_contact
-    wanted = {i: d for i, lead in enumerate(leads) if contact or not lead.get("account_owner")
-              if (d := domain_of(lead.get("email"), lead.get("website")))}
-    if not wanted:
-        return 0
-    found = rt.store.last_owners(list(wanted.values()))
+    found = rt.store.last_owners(domains)
+    if also is not None and other:
+        _apply(also[0], also[1], other, found, at)
+    return _apply(rt.config, leads, wanted, found, at)
+
+
+def _apply(config: RoutingConfig, leads: Sequence[dict[str, Any]], wanted: Mapping[int, str], found: Mapping[str, Any],
+           at: datetime) -> int:
+    contact = config.tie_breaks.uses_contact
     now = at.timestamp()
     related = 0
     for i, domain in wanted.items():
@@ -68,9 +94,9 @@ def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime) -> int:
             lead["last_domain_owner"] = last_seen.rep_id
         if lead.get("account_owner"):
             continue
-        for relationship in rt.config.model.relationships:
+        for relationship in config.model.relationships:
             last = found.get(domain) if relationship.match == "recent_decision" else None
-            if last is None or last.rep_id not in rt.config.reps or now - last.at > relationship.lookback:
+            if last is None or last.rep_id not in config.reps or now - last.at > relationship.lookback:
                 continue
             if str(last.lead_id) == str(lead.get("id")):
                 continue  # its own earlier epoch is no relationship

@@ -28,7 +28,7 @@ from worker.routing.engine import Decision, Router
 from worker.steps import rates as rates_step
 from worker.steps.handback import handed_back, route_again
 from worker.steps.ledger import decision_extras, refusal_event
-from worker.steps.relationships import note, relate
+from worker.steps.relationships import note, relate, same_relating
 from worker.steps.shadow import follow_live_loads, shadow_batch
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
@@ -345,6 +345,7 @@ class _Batch:
         self.retry: list[str] = []
         self.written: list[tuple[CrmRecord, DecisionKey, dict[str, Any], Handled]] = []
         self.leads: dict[str, NormalizedLead] = {}
+        self.shadowed: dict[str, tuple[DecisionKey, NormalizedLead, dict[str, Any]]] = {}  # the candidate's leads
 
     def run(self) -> BatchReport:
         rt, crm, ids = self.rt, self.crm, list(self.first_seen)
@@ -377,6 +378,7 @@ class _Batch:
                 lead = normalize_lead(_lead_with_account(rt, crm, record, owners))
                 to_write.append((record, *route_again(rt, crm, lead, back[record.id], decide, overrides)))
                 self.leads[record.id] = lead
+                self.shadowed[record.id] = (to_write[-1][1], lead, to_write[-1][2])
             elif already:
                 self.report.handled.append(Handled(record.id, "already_routed", key.epoch))
                 self.done.append(record.id)
@@ -384,22 +386,40 @@ class _Batch:
                 self._no_longer_intake(record, key)
             else:
                 raw.append((record, key, _lead_with_account(rt, crm, record, owners)))
-        relate(rt, [lead for _, _, lead in raw], datetime.now(UTC))  # relationships beyond accounts, one read
+        # the candidate relates its own copies of the leads when it relates differently (same store read)
+        apart = rt.shadow is not None and not same_relating(rt.config, rt.shadow.config)
+        theirs = [dict(lead) for _, _, lead in raw] if apart else []
+        relate(rt, [lead for _, _, lead in raw], datetime.now(UTC),  # relationships beyond accounts, one read
+               also=(rt.shadow.config, theirs) if apart and rt.shadow is not None else None)
         to_decide = [(record, key, normalize_lead(lead)) for record, key, lead in raw]
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
         note(rt, decisions)
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
         self.leads.update({record.id: lead for record, _, lead in to_decide})
+        if rt.shadow is not None:
+            for i, ((record, key, lead), d) in enumerate(zip(to_decide, decisions, strict=True)):
+                self.shadowed[record.id] = (key, normalize_lead(theirs[i]) if apart else lead, d)
         self._write_back(to_write)
         self._after_writes()
         rt.pending.done(crm, self.done)
-        if rt.shadow is not None:  # once the live work is done: the candidate never changes or delays it, never raises
-            shadow_batch(rt, crm, [(key, lead, d) for (_, key, lead), d in zip(to_decide, decisions, strict=True)], overrides)
-        if self.retry:
+        if self.retry:  # the live retry is booked before the candidate runs, so shadow mode never delays it
             rt.pending.retry_later(crm, self.retry, RETRY_DELAY)
             self.report.retry = self.retry
+        if rt.shadow is not None:  # once the live work is done: the candidate never changes it, and never raises
+            self._shadow(overrides)
+        if self.retry:
             raise RetriableError(f"{len(self.retry)} record(s) could not be written yet; retrying", crm=crm)
         return self.report
+
+    def _shadow(self, overrides: Mapping[str, str]) -> None:
+        """Hand the candidate each lead whose live outcome is settled, beside the decision as written (the
+        fallback's, when the CRM refused the decided owner). A lead waiting for a retried write is shadowed
+        when that write is done."""
+        written = {record.id: decision for record, _, decision, _ in self.written}
+        waiting = set(self.retry)
+        work = [(key, lead, written.get(rid, decision)) for rid, (key, lead, decision) in self.shadowed.items()
+                if rid not in waiting]
+        shadow_batch(self.rt, self.crm, work, overrides)
 
     def _no_longer_intake(self, record: CrmRecord, key: DecisionKey) -> None:
         """Someone got there first: a human, or our own write whose worker died before noting it."""

@@ -7,15 +7,19 @@ problem as ``file:line: field: problem``. Shadow mode is then off in that proces
 (``leadroute_shadow_enabled`` is 0) and the worker routes live as usual. Shadow mode must never
 stop live routing, so the worker does not refuse to start over it.
 
-After a drain's batch is decided, written to the CRM and handed to the notifications
-(:func:`shadow_batch`), each lead the batch decided is decided again with the candidate:
+After a drain's batch is decided, written to the CRM, handed to the notifications and its failed
+writes booked for a retry (:func:`shadow_batch`), each lead the batch decided and settled (written,
+or refused for good) is decided again with the candidate, first routings and leads routed again
+after a rejection alike (away from the reps who rejected it live):
 
 * against a state of its own: a second store under ``<prefix>:shadow:<candidate version>``
   (:meth:`~worker.store.redis_store.RedisStore.shadow`), with its own loads, rotations,
   idempotent decisions and open leads. The live keys are never written;
-* on the lead exactly as the live engine read it (the fetched record, normalised, with the
-  account owner the batch looked up), at the live decision's routing time and with the same
-  availability overrides. It costs no CRM call;
+* on the lead as the live engine read it (the fetched record, normalised, with the account owner
+  the batch looked up; related under the candidate's own relationship settings when they differ,
+  from the same read), at the live decision's routing time and with the same availability
+  overrides. It costs no CRM call;
+* beside the live decision as written (the fallback's, when the CRM refused the decided owner);
 * with nothing acted on: no CRM write, no notification, no SLA clock.
 
 Each shadow decision goes to the ledger as a ``shadow`` event tagged with the candidate's
@@ -26,8 +30,14 @@ best-effort, not atomic: a worker killed between the two loses that lead's shado
 event id is ``shadow/<crm>/<object>/<lead>/<epoch>/<version>``, and a retried batch finds the
 recorded shadow decision and appends the same event again, so the ledger keeps one copy.
 
-Anything that goes wrong in shadow mode is caught, logged (``shadow_failed``) and counted in
-``leadroute_shadow_failures_total``; the live batch has finished by then and never sees it.
+Anything that goes wrong in shadow mode is caught, logged (``shadow_failed``, or
+``shadow_rates_unread``) and counted in ``leadroute_shadow_failures_total``; the live batch has
+finished by then and never sees it.
+
+**Rates.** The candidate's performance_weighted pools learn from the one table the refresh builds
+for the live config, read through a cache of the shadow's own (:attr:`Shadow.rates`), so that its
+reads never move the live step's next check. Learning settings that differ from live's are logged
+at load (``shadow_rates_differ``).
 
 **Shadow loads.** A shadow claim raises the shadow owner's load, as a live claim does. Live loads
 drop at each acknowledgement and are recounted from the CRM by the hourly load reconciliation.
@@ -41,7 +51,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +66,7 @@ from worker.ledger.events import LedgerEvent
 from worker.routing.engine import Router
 from worker.routing.perf import RateTable
 from worker.steps import rates as rates_step
+from worker.steps.handback import VIA as REJECTION
 from worker.steps.ledger import decision_extras, event_id
 from worker.store.redis_store import RedisStore
 
@@ -83,7 +94,7 @@ SHADOW_ENABLED = Gauge(
 )
 
 _DATA = ("reason", "target", "owner_kind", "strategy_state", "considered", "skipped", "unreadable", "routed_at",
-         "chain", "tie_breaks", "created_at", "experiment")
+         "chain", "tie_breaks", "created_at", "experiment", "via", "excluded")
 
 Work = tuple[DecisionKey, NormalizedLead, Mapping[str, Any]]  # the lead's key, the lead as routed, its live decision
 
@@ -95,6 +106,7 @@ class Shadow:
     config: RoutingConfig
     store: RedisStore
     path: Path
+    rates: rates_step.RateCache = field(default_factory=rates_step.RateCache, compare=False, repr=False)  # its own
 
     @property
     def version(self) -> str:
@@ -132,8 +144,21 @@ def load_shadow(config: RoutingConfig, store: RedisStore) -> Shadow | None:
         return None
     shadow = Shadow(candidate, store.shadow(candidate.version_hash), path)
     SHADOW_ENABLED.set(1)
+    live_learning, candidate_learning = rates_step.learning(config), rates_step.learning(candidate)
+    if candidate_learning is not None and candidate_learning != live_learning:
+        log.warning("shadow_rates_differ", candidate=str(path), live=_learning_text(live_learning),
+                    shadow=_learning_text(candidate_learning),
+                    message="the candidate's performance_weighted pools learn with other settings than live; shadow mode "
+                            "routes them with the one table the refresh builds for the live config (docs/shadow.md)")
     log.info("shadow_enabled", candidate=str(path), version=shadow.version, live_version=config.version_hash)
     return shadow
+
+
+def _learning_text(found: tuple[tuple[str, ...], float] | None) -> str:
+    if found is None:
+        return "no performance_weighted pool"
+    by, window = found
+    return f"by {', '.join(by)}, window {window / 86_400:g}d"
 
 
 def shadow_batch(rt: Runtime, crm: str, work: Sequence[Work], overrides: Mapping[str, str]) -> int:
@@ -146,9 +171,10 @@ def shadow_batch(rt: Runtime, crm: str, work: Sequence[Work], overrides: Mapping
     if shadow is None or not work:
         return 0
     started = time.perf_counter()
-    try:  # the candidate's performance_weighted pools learn from the live table (its own Redis holds none)
-        rates = rates_step.current(rt.store, shadow.config)
+    try:  # the candidate's performance_weighted pools learn from the live table, read through a cache of its own
+        rates = rates_step.current(rt.store, shadow.config, cache=shadow.rates)
     except Exception as exc:  # without the table they route on their priors, as before a first refresh
+        SHADOW_FAILURES.labels(stage="rates").inc()
         log.warning("shadow_rates_unread", error=f"{type(exc).__name__}: {exc}"[:300])
         rates = None
     decided = _decide(shadow, work, overrides, rates)
@@ -198,9 +224,17 @@ def _compute(config: RoutingConfig, key: DecisionKey, lead: NormalizedLead, live
     """The candidate's engine on the live lead, at the live decision's routing time (deterministic on replay)."""
     at = _when(live.get("routed_at"))
 
+    excluded = frozenset(str(rep) for rep in live.get("excluded") or ()) if live.get("via") == REJECTION else frozenset()
+
     def compute(state: Any) -> dict[str, Any]:
-        data = Router(config, state, rates=rates).route(lead, at=at, overrides=overrides).to_dict()
+        decision = Router(config, state, rates=rates).route(lead, at=at, overrides=overrides, exclude=excluded)
+        for rep in excluded:  # routed again after a rejection, away from the reps who rejected it live
+            if decision.skipped.get(rep) == "earlier_owner":
+                decision.skipped[rep] = "rejected"
+        data = decision.to_dict()
         data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
+        if excluded:
+            data["via"], data["excluded"] = REJECTION, sorted(excluded)
         return data
 
     return compute
