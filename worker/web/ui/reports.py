@@ -57,11 +57,27 @@ def _report(rt: Runtime, ledger: Any, since: str) -> Any:
         return report
 
 
+_drawn: dict[int, tuple[Any, dict[str, Any]]] = {}  # the charts of each report still in use, by the report's id
+
+
 def charts(rt: Runtime, ledger: Any, since: str) -> dict[str, Any]:
-    """Each chart as Plotly JSON (data and layout) for the page's script, with the report's headline counts."""
+    """Each chart as Plotly JSON (data and layout) for the page's script, with the report's headline counts
+    (made once per report built)."""
     report = _report(rt, ledger, since)
     if report is None:
         return {"charts": {}, "leads": None}
+    with _building:
+        drawn, made = _drawn.get(id(report), (None, None))
+        if drawn is not report or made is None:  # (an id is reused once its report is gone)
+            made = _charts(report)
+            _drawn[id(report)] = (report, made)
+            live = {id(r) for _, r in _built.values()}
+            for stale in [k for k in _drawn if k not in live]:
+                del _drawn[stale]
+        return made
+
+
+def _charts(report: Any) -> dict[str, Any]:
     out = {}
     for name, make in FIGURES.items():
         figure = make(report)
