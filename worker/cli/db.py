@@ -6,7 +6,7 @@ starts without them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -125,8 +125,6 @@ def warm(
     what changed (the first report over a day does the same on its own; see docs/reports.md)."""
     start = parse_when(since, "--since")
     # SQLAlchemy, numpy and the report load for this command only
-    from datetime import UTC, timedelta
-
     from worker.cli.report import _settings
     from worker.ledger.database import create_ledger_engine, display_url
     from worker.ledger.days import day_of, day_start
