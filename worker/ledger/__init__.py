@@ -10,6 +10,7 @@ Infrastructure, like :mod:`worker.store`; the pure layers never import it.
 * :mod:`.database`: ``DATABASE_URL`` (or ``./var/ledger.sqlite3``) to an engine.
 * :mod:`.migrate`: :func:`upgrade`, for start-up and ``leadroute db upgrade``.
 * :mod:`.ledger`: :class:`Ledger`: idempotent batch writes, reads by lead and by period, prune.
+* :mod:`.days`: the per-day counters a write or prune bumps, which the report's day cache trusts.
 
 See ``docs/ledger.md`` for the columns, configuration and retention.
 """

@@ -5,7 +5,8 @@ The library API behind ``leadroute report`` and the dashboard. Figures are compu
 ledger's ``events`` table in SQLAlchemy Core, grouped and counted in SQL; the percentiles of
 each group's waits are picked by numpy (see :mod:`.grouped`).
 
-* :func:`build_report`: every figure, each pass over the ledger made once.
+* :func:`build_report`: every figure, each pass over the ledger made once; whole days come from
+  the day cache while it is current (:mod:`.pieces`).
 * :mod:`.figures`: each figure on its own (``speed_to_lead``, ``sla_compliance``, ``fairness``,
   ``acceptance``, ``outcomes``, ``coverage``).
 * :mod:`.model`: the inputs (:class:`Period`, :class:`ReportSettings`) and the result types.
