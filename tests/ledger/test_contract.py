@@ -18,14 +18,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from tests.ledger.conftest import T0, EventFactory
 from worker.ledger.database import create_ledger_engine
 from worker.ledger.events import InvalidEvent, LedgerEvent
-from worker.ledger.ledger import Ledger
+from worker.ledger.ledger import _WRITTEN, Ledger, _values
 from worker.ledger.migrate import current_revision, head_revision, upgrade
-from worker.ledger.schema import COLUMNS, metadata
+from worker.ledger.schema import COLUMNS, events, metadata
 
 
 def same(stored: LedgerEvent, written: LedgerEvent) -> bool:
@@ -51,10 +51,36 @@ def test_migrations_build_the_declared_schema_from_an_empty_database(database_ur
             "ix_events_kind_at": (["kind", "at"], False),
             "ix_events_at": (["at"], False),
             "ix_events_owner_at": (["owner", "at"], False),
+            "ix_events_domain_at": (["domain", "at"], False),
         }
         with engine.connect() as connection:
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         assert upgrade(engine) == head_revision()  # again: nothing to do
+    finally:
+        engine.dispose()
+
+
+def test_a_routing_is_found_by_its_company_domain_written_now_or_before_migration_0004(database_url: str) -> None:
+    def routed(n: int, domain: object) -> LedgerEvent:
+        return LedgerEvent(event_id=f"decision/salesforce/Lead/{n}/0", kind="decision", crm="salesforce", object="Lead",
+                           lead_id=str(n), at=T0 + timedelta(minutes=n), data={"facts": {"domain": domain}})
+
+    engine = create_ledger_engine(database_url)
+    try:
+        upgrade(engine, "0003")
+        before = [routed(1, "acme.io"), routed(2, None), routed(3, "")]
+        columns = {c["name"] for c in inspect(engine).get_columns("events")}
+        with engine.begin() as connection:
+            connection.execute(events.insert(), [{k: v for k, v in zip(_WRITTEN, _values(e, T0, json=False), strict=True)
+                                                  if k in columns} for e in before])
+        upgrade(engine)
+        ledger = Ledger(engine)
+        ledger.write([routed(4, "acme.io"), routed(5, "other.io"),
+                      LedgerEvent(event_id="ack/6", kind="ack", crm="salesforce", object="Lead", lead_id="6", at=T0)])
+        with engine.connect() as connection:
+            found = connection.execute(select(events.c.lead_id, events.c.domain).order_by(events.c.lead_id)).all()
+        assert found == [("1", "acme.io"), ("2", None), ("3", None), ("4", "acme.io"), ("5", "other.io"), ("6", None)]
+        assert ledger.for_lead("salesforce", "4")[0].data["facts"] == {"domain": "acme.io"}  # the event reads as written
     finally:
         engine.dispose()
 

@@ -46,7 +46,9 @@ class RoutedRow(NamedTuple):
 
 
 _WRITTEN = tuple(c for c in COLUMNS if c != "id")
-_FIELDS = operator.attrgetter(*_WRITTEN)
+_DERIVED = ("domain",)  # columns the writer derives from an event's data; the last ones in the table
+assert _WRITTEN[-len(_DERIVED):] == _DERIVED
+_FIELDS = operator.attrgetter(*_WRITTEN[:-len(_DERIVED)])
 _STRING_POSITIONS = tuple(i for i, c in enumerate(_WRITTEN) if events.c[c].type.python_type is str)
 _RECORDED_AT, _DATA = _WRITTEN.index("recorded_at"), _WRITTEN.index("data")
 _ORDER = (events.c.at, events.c.id)
@@ -220,7 +222,7 @@ def _copy_in(connection: Connection, batch: Collection[LedgerEvent], recorded_at
 
 def _values(event: LedgerEvent, recorded_at: datetime, *, json: bool) -> list[Any]:
     """The row for ``event`` in ``_WRITTEN`` order; ``data`` as JSON text when ``json``."""
-    row = list(_FIELDS(event))
+    row = [*_FIELDS(event), _domain(event)]
     row[_RECORDED_AT] = recorded_at
     if json:
         row[_DATA] = json_dumps(row[_DATA])
@@ -229,6 +231,13 @@ def _values(event: LedgerEvent, recorded_at: datetime, *, json: bool) -> list[An
         if value is not None and "\x00" in value:
             row[i] = value.replace("\x00", "")  # PostgreSQL refuses NUL in text: drop it, not the batch
     return row
+
+
+def _domain(event: LedgerEvent) -> str | None:
+    """The company domain a routing read (``data.facts.domain``), kept in its own indexed column for search."""
+    facts = event.data.get("facts")
+    domain = facts.get("domain") if isinstance(facts, Mapping) else None
+    return domain if isinstance(domain, str) and domain else None
 
 
 def _period(since: datetime | None, until: datetime | None, kinds: Iterable[str] | None) -> list[ColumnElement[bool]]:

@@ -95,11 +95,13 @@ events = Table(
     Column("currency", String()),
     Column("lead_created_at", UtcDateTime()),
     Column("data", _json(), nullable=False),
+    Column("domain", String()),  # a routing's company domain (data.facts.domain), so a lead is found by its domain
     Index("uq_events_event_id", "event_id", unique=True),  # the idempotency key: a replayed event is a conflict, not a row
     Index("ix_events_lead", "crm", "lead_id", "at"),  # leadroute explain
     Index("ix_events_kind_at", "kind", "at"),  # reports and exports: one kind over a period
     Index("ix_events_at", "at"),  # retention (prune) and all kinds over a period
     Index("ix_events_owner_at", "owner", "at"),  # one rep's history
+    Index("ix_events_domain_at", "domain", "at"),  # the dashboard's search by e-mail or domain
 )
 
 COLUMNS: tuple[str, ...] = tuple(c.name for c in events.columns)

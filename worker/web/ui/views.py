@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, cast, func, select
+from sqlalchemy import func, select
 
 from worker.domain.leads import LeadRef
 from worker.domain.normalize import domain_of
@@ -202,11 +202,7 @@ def search(rt: Runtime, ledger: Any, query: str, limit: int = 50) -> dict[str, A
         by_id = latest.where(events.c.crm.in_(rt.crms), events.c.lead_id == query)
         queries = [by_id]
         if domain:
-            same = events.c.data["facts"]["domain"].as_string() == domain
-            if ledger.engine.dialect.name == "sqlite":  # JSON is text there: a substring test first is 3x cheaper
-                quoted = '"' + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"'
-                same = and_(cast(events.c.data, String).like(f"%{quoted}%", escape="\\"), same)
-            queries.append(latest.where(same))
+            queries.append(latest.where(events.c.domain == domain))  # indexed with at (migration 0004)
         with ledger.engine.connect() as connection:
             for q in queries:
                 q = q.group_by(events.c.crm, events.c.object, events.c.lead_id).order_by(func.max(events.c.at).desc())
