@@ -7,7 +7,6 @@ a replayed claim counts once, and 8 processes racing never give a rep one lead p
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.racing import race
 from worker.config import parse_config
 from worker.domain.leads import LeadRef
 from worker.routing.caps import Quota, window
@@ -139,30 +139,6 @@ PER_PROCESS = 60
 DAILY = 25
 
 
-def _race(target: Callable[..., Any], procs: int, *args: Any) -> list[Any]:
-    ctx = mp.get_context("forkserver")  # clean children even if the test process has threads
-    ctx.set_forkserver_preload([__name__])
-    barrier = ctx.Barrier(procs)
-    results = ctx.Queue()
-    workers = [ctx.Process(target=_run, args=(results, target, barrier, i, *args)) for i in range(procs)]
-    for w in workers:
-        w.start()
-    out = [results.get(timeout=150) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    failures = [r for r in out if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
-    return out
-
-
-def _run(results: Any, target: Callable[..., Any], barrier: Any, index: int, *args: Any) -> None:
-    try:
-        results.put(target(barrier, index, *args))
-    except BaseException as exc:  # hand the failure back to the test
-        results.put(RuntimeError(f"process {index}: {exc!r}"))
-
-
 def _claim(barrier: Any, index: int, url: str, prefix: str) -> Counter[str]:
     store = RedisStore(client_from_url(url), prefix=prefix)
     team = [Candidate("ann"), Candidate("bob"), Candidate("cat")]
@@ -182,7 +158,7 @@ def _claim(barrier: Any, index: int, url: str, prefix: str) -> Counter[str]:
 
 
 def test_8_processes_claiming_at_once_stop_each_rep_exactly_at_the_cap(redis_url, redis_prefix) -> None:
-    counts = sum(_race(_claim, 8, redis_url, redis_prefix), Counter())
+    counts = sum(race(_claim, 8, redis_url, redis_prefix), Counter())
     assert counts == {"ann": DAILY, "bob": DAILY, "cat": 8 * PER_PROCESS - 2 * DAILY}
     store = RedisStore(client_from_url(redis_url), prefix=redis_prefix)
     assert store.cap_counts([Quota("team", r, "daily", "2026-12-01", DAILY, 0) for r in ("ann", "bob")]) == [DAILY, DAILY]

@@ -6,13 +6,12 @@ lines them up on a barrier so they really overlap, and checks the shared outcome
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.racing import race
 from worker.domain.leads import LeadRef
 from worker.routing.state import Candidate, Strategy
 from worker.store.connection import client_from_url
@@ -28,31 +27,6 @@ def _store(url: str, prefix: str) -> RedisStore:
     return RedisStore(client_from_url(url), prefix=prefix)
 
 
-def _race(target: Callable[..., Any], procs: int, *args: Any) -> list[Any]:
-    """Run ``target(barrier, index, *args)`` in ``procs`` processes; their return values."""
-    ctx = mp.get_context("forkserver")  # clean children even if the test process has threads
-    ctx.set_forkserver_preload([__name__])
-    barrier = ctx.Barrier(procs)
-    results = ctx.Queue()
-    workers = [ctx.Process(target=_run, args=(results, target, barrier, i, *args)) for i in range(procs)]
-    for w in workers:
-        w.start()
-    out = [results.get(timeout=150) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    failures = [r for r in out if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
-    return out
-
-
-def _run(results: Any, target: Callable[..., Any], barrier: Any, index: int, *args: Any) -> None:
-    try:
-        results.put(target(barrier, index, *args))
-    except BaseException as exc:  # hand the failure back to the test
-        results.put(RuntimeError(f"process {index}: {exc!r}"))
-
-
 def _claim(barrier: Any, index: int, url: str, prefix: str, strategy: str, n: int) -> Counter[str]:
     store = _store(url, prefix)
     if strategy == Strategy.WEIGHTED_ROUND_ROBIN:
@@ -64,7 +38,7 @@ def _claim(barrier: Any, index: int, url: str, prefix: str, strategy: str, n: in
 
 
 def test_round_robin_stays_balanced_across_8_processes(redis_url, redis_prefix) -> None:
-    counts = sum(_race(_claim, 8, redis_url, redis_prefix, Strategy.ROUND_ROBIN.value, 5000), Counter())
+    counts = sum(race(_claim, 8, redis_url, redis_prefix, Strategy.ROUND_ROBIN.value, 5000), Counter())
     assert sum(counts.values()) == 40_000
     assert set(counts) == set(TEAM)
     assert max(counts.values()) - min(counts.values()) <= 1
@@ -72,7 +46,7 @@ def test_round_robin_stays_balanced_across_8_processes(redis_url, redis_prefix) 
 
 
 def test_weighted_round_robin_is_exact_across_8_processes(redis_url, redis_prefix) -> None:
-    counts = sum(_race(_claim, 8, redis_url, redis_prefix, Strategy.WEIGHTED_ROUND_ROBIN.value, 5000), Counter())
+    counts = sum(race(_claim, 8, redis_url, redis_prefix, Strategy.WEIGHTED_ROUND_ROBIN.value, 5000), Counter())
     total = sum(WEIGHTS.values())
     assert 40_000 % total == 0
     assert dict(counts) == {rep: 40_000 // total * w for rep, w in WEIGHTS.items()}
@@ -96,7 +70,7 @@ def _decide(barrier: Any, index: int, url: str, prefix: str, leads: int) -> dict
 
 
 def test_8_processes_deciding_the_same_1000_leads_decide_each_once(redis_url, redis_prefix) -> None:
-    seen = _race(_decide, 8, redis_url, redis_prefix, 1000)
+    seen = race(_decide, 8, redis_url, redis_prefix, 1000)
     assert all(s == seen[0] for s in seen)  # every process got the same decision for every lead
     assert len(seen[0]) == 1000
     store = _store(redis_url, redis_prefix)
@@ -123,7 +97,7 @@ def _decide_batch(barrier: Any, index: int, url: str, prefix: str, leads: int, b
 
 
 def test_8_processes_batch_deciding_the_same_1000_leads_claim_each_once(redis_url, redis_prefix) -> None:
-    seen = _race(_decide_batch, 8, redis_url, redis_prefix, 1000, 100)
+    seen = race(_decide_batch, 8, redis_url, redis_prefix, 1000, 100)
     assert all(s == seen[0] for s in seen)
     store = _store(redis_url, redis_prefix)
     assert store.log_length() == 1000
@@ -145,7 +119,7 @@ def test_4_sweepers_racing_claim_each_due_timer_exactly_once(redis_url, redis_pr
     for start in range(0, len(timers), 2000):
         store.schedule_many(timers[start : start + 2000])
     store.schedule("not-yet", 5_000.0)
-    claimed = _race(_sweep, 4, redis_url, redis_prefix, 2_000.0)
+    claimed = race(_sweep, 4, redis_url, redis_prefix, 2_000.0)
     everything = [t for per_process in claimed for t in per_process]
     assert len(everything) == 10_000 and set(everything) == {t[0] for t in timers}
     assert sum(1 for c in claimed if c) >= 2  # they really did share the work

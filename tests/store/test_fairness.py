@@ -3,12 +3,12 @@ decides exactly as the in-memory state does, a retried decision gets its pick ba
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.racing import race
 from worker.domain.leads import LeadRef
 from worker.routing.fairness import Fairness, window_shares
 from worker.routing.perf import RateTable
@@ -23,30 +23,6 @@ RULES = Fairness(window=40, floor=0.15, cap=0.4)  # at least 6 and at most 16 of
 MEMBERS = [c.rep_id for c in TEAM]
 
 
-def _race(target: Callable[..., Any], procs: int, *args: Any) -> list[Any]:
-    ctx = mp.get_context("forkserver")  # clean children even if the test process has threads
-    ctx.set_forkserver_preload([__name__])
-    barrier = ctx.Barrier(procs)
-    results = ctx.Queue()
-    workers = [ctx.Process(target=_run, args=(results, target, barrier, i, *args)) for i in range(procs)]
-    for w in workers:
-        w.start()
-    out = [results.get(timeout=150) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    failures = [r for r in out if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
-    return out
-
-
-def _run(results: Any, target: Callable[..., Any], barrier: Any, index: int, *args: Any) -> None:
-    try:
-        results.put(target(barrier, index, *args))
-    except BaseException as exc:  # hand the failure back to the test
-        results.put(RuntimeError(f"process {index}: {exc!r}"))
-
-
 def _pick(barrier: Any, index: int, url: str, prefix: str, n: int) -> list[tuple[int, str]]:
     store = RedisStore(client_from_url(url), prefix=prefix)
     barrier.wait()
@@ -58,7 +34,7 @@ def _pick(barrier: Any, index: int, url: str, prefix: str, n: int) -> list[tuple
 
 
 def test_floors_and_caps_hold_exactly_across_8_processes(redis_url: str, redis_prefix: str) -> None:
-    picks = sorted(p for batch in _race(_pick, 8, redis_url, redis_prefix, 250) for p in batch)
+    picks = sorted(p for batch in race(_pick, 8, redis_url, redis_prefix, 250) for p in batch)
     assert [seq for seq, _ in picks] == list(range(1, 2001))  # every pick numbered once: one atomic step each
     shares = window_shares([rep for _, rep in picks], RULES.window)
     assert all(low >= RULES.floor_count and high <= RULES.cap_count for low, high in shares.values()), shares

@@ -12,7 +12,6 @@ test never straddles a midnight whatever the time of day it runs.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from tests.racing import race
 from tests.worker.conftest import routing_test_config
 from tests.worker.test_pipeline import INTAKE_QUEUE
 from worker.devtools.synthetic import salesforce_lead, synthetic_leads
@@ -75,13 +75,6 @@ def _drain(barrier: Any, index: int, env: dict[str, str], url: str, prefix: str,
     return outcomes
 
 
-def _run(results: Any, barrier: Any, index: int, *args: Any) -> None:
-    try:
-        results.put(_drain(barrier, index, *args))
-    except BaseException as exc:  # hand the failure back to the test
-        results.put(RuntimeError(f"process {index}: {exc!r}"))
-
-
 def test_a_daily_cap_holds_exactly_under_8_concurrent_worker_processes(
     make_runtime: Any, admin: Any, sandbox: Any, redis_url: str, redis_prefix: str
 ) -> None:
@@ -95,19 +88,7 @@ def test_a_daily_cap_holds_exactly_under_8_concurrent_worker_processes(
     tomorrow = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=1)
     at = datetime.combine(tomorrow, time(12), tzinfo=ZoneInfo(ZONE)).timestamp()
 
-    ctx = mp.get_context("forkserver")  # clean children even if the test process has threads
-    barrier = ctx.Barrier(PROCESSES)
-    results = ctx.Queue()
-    args = (sandbox.env(), redis_url, redis_prefix, text, at)
-    workers = [ctx.Process(target=_run, args=(results, barrier, i, *args)) for i in range(PROCESSES)]
-    for w in workers:
-        w.start()
-    out = [results.get(timeout=200) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    failures = [r for r in out if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
+    out = race(_drain, PROCESSES, sandbox.env(), redis_url, redis_prefix, text, at, timeout=200)
     assert sum(out, Counter()) == {"written": polled}  # every lead routed once, by one of the 8
     assert sum(1 for c in out if c) > 1  # and the work really was shared
 
