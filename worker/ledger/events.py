@@ -144,6 +144,21 @@ def coerce(event: LedgerEvent | Mapping[str, Any]) -> LedgerEvent:
     return event if isinstance(event, LedgerEvent) else LedgerEvent.from_dict(event)
 
 
+def loose_time(value: Any) -> datetime | None:
+    """A time as decision data and CRM fields carry it (datetime or ISO text, naive read as UTC), or None if absent or unreadable.
+
+    Unlike the strict checks at the ledger's door, a time that cannot be read here is a missing fact, not bad input.
+    """
+    if not value:
+        return None
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _utc(name: str, value: Any) -> datetime:
     if isinstance(value, str):
         try:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from worker.domain.normalize import NormalizedLead
-from worker.ledger.events import LedgerEvent
+from worker.ledger.events import LedgerEvent, loose_time
 
 # The events read for a replay: the decisions, and those that end a lead's load on its owner.
 RELEASE_KINDS = ("ack", "sla.close", "sla.park", "sla.reassign", "sla.manual_override", "reroute")
@@ -74,18 +73,6 @@ class History:
     skipped: int = 0  # decisions that could not be turned into a lead (no facts, no time)
 
 
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def lead_of(event: LedgerEvent) -> HistoricalLead | None:
     """The lead a first-routing ``decision`` event records, or None when it records no facts to route on."""
     data = event.data or {}
@@ -94,10 +81,10 @@ def lead_of(event: LedgerEvent) -> HistoricalLead | None:
         return None
     fields: dict[str, object] = {k: v for k, v in facts.items() if k not in DERIVED and v is not None}
     fields["id"] = event.lead_id
-    created = _time(event.lead_created_at) or _time(data.get("created_at"))
+    created = loose_time(event.lead_created_at) or loose_time(data.get("created_at"))
     if created is not None:
         fields["created_at"] = created
-    routed = _time(data.get("routed_at")) or _time(event.at)
+    routed = loose_time(data.get("routed_at")) or loose_time(event.at)
     if routed is None:
         return None
     unreadable = data.get("unreadable") or ()
@@ -137,7 +124,7 @@ def read_history(events: Iterable[LedgerEvent], since: datetime | None, until: d
                 ends.setdefault(key, []).append(seen.routed_at)
             firsts[key] = lead
         elif event.kind in RELEASE_KINDS or event.kind == "decision":
-            at = _time(event.at if event.kind != "decision" else (event.data or {}).get("routed_at") or event.at)
+            at = loose_time(event.at if event.kind != "decision" else (event.data or {}).get("routed_at") or event.at)
             if at is not None:
                 ends.setdefault(key, []).append(at)
     for key, lead in firsts.items():

@@ -34,7 +34,7 @@ import structlog
 
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead
-from worker.ledger.events import MAX_EVENT_ID, InvalidEvent, LedgerEvent
+from worker.ledger.events import MAX_EVENT_ID, InvalidEvent, LedgerEvent, loose_time
 from worker.observability import metrics
 from worker.sla.calendar import WorkCalendar, calendar_for, elapsed_business
 from worker.sla.policy import SlaRecord, lead_of
@@ -179,7 +179,7 @@ def decision_event(lead: LeadRef, epoch: int, decision: Mapping[str, Any], at: d
     """
     beside = beside or {}
     manual = decision.get("via") == "manual"
-    created = _aware(beside.get("created_at"))
+    created = loose_time(beside.get("created_at"))
     owner = str(decision.get("owner") or "") or None
     first = epoch == 0 and not manual
     target = str(decision.get("target", ""))
@@ -200,16 +200,6 @@ def decision_event(lead: LeadRef, epoch: int, decision: Mapping[str, Any], at: d
         wait_business_seconds=business_seconds(config, owner, created, at) if first and created else None,
         data=data,
     )
-
-
-def _aware(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def clock_started_event(timer: str, payload: Mapping[str, Any], config_version: str | None, at: datetime

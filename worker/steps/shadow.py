@@ -62,7 +62,7 @@ from prometheus_client import Counter, Gauge
 from worker.config import ConfigError, RoutingConfig, load_config
 from worker.domain.leads import DecisionKey
 from worker.domain.normalize import NormalizedLead
-from worker.ledger.events import LedgerEvent
+from worker.ledger.events import LedgerEvent, loose_time
 from worker.routing.engine import Router
 from worker.routing.perf import RateTable
 from worker.steps import rates as rates_step
@@ -222,7 +222,7 @@ def _decide(shadow: Shadow, work: Sequence[Work], overrides: Mapping[str, str], 
 def _compute(config: RoutingConfig, key: DecisionKey, lead: NormalizedLead, live: Mapping[str, Any],
              overrides: Mapping[str, str], rates: RateTable | None = None) -> Callable[[Any], dict[str, Any]]:
     """The candidate's engine on the live lead, at the live decision's routing time (deterministic on replay)."""
-    at = _when(live.get("routed_at"))
+    at = loose_time(live.get("routed_at"))
 
     excluded = frozenset(str(rep) for rep in live.get("excluded") or ()) if live.get("via") == REJECTION else frozenset()
 
@@ -238,16 +238,6 @@ def _compute(config: RoutingConfig, key: DecisionKey, lead: NormalizedLead, live
         return data
 
     return compute
-
-
-def _when(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _pool(target: Any) -> str | None:
@@ -269,7 +259,7 @@ def shadow_event(key: DecisionKey, live: Mapping[str, Any], decision: Mapping[st
     data["live"] = {"owner": live.get("owner"), "rule": live.get("rule"), "pool": _pool(live.get("target")),
                     "reason": live.get("reason"), "config_version": live.get("config_version")}
     data["agree"] = owner == live.get("owner")
-    at = _when(decision.get("routed_at")) or _when(live.get("routed_at")) or datetime.now(UTC)
+    at = loose_time(decision.get("routed_at")) or loose_time(live.get("routed_at")) or datetime.now(UTC)
     lead = key.lead
     # the decisions are JSON-ready already (the engine's to_dict, or read back from Redis), and the outbox encodes
     # the rest: no deep copy through plain() here, which would cost more than deciding
@@ -282,7 +272,7 @@ def shadow_event(key: DecisionKey, live: Mapping[str, Any], decision: Mapping[st
         pool=_pool(decision.get("target")),
         arm=decision.get("arm"),  # a candidate's A/B arm, as a decision event has it
         source=beside.get("lead_source"),
-        lead_created_at=_when(beside.get("created_at")),
+        lead_created_at=loose_time(beside.get("created_at")),
         data=data,
     )
 
