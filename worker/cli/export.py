@@ -136,12 +136,13 @@ def write_csv(path: Path, cols: Sequence[Column], values: Iterable[list[Any]]) -
         writer = csv.writer(fh)
         writer.writerow([c.name for c in cols])
         for row in values:
-            writer.writerow([_csv(v) for v in row])
+            writer.writerow([csv_cell(v) for v in row])
             count += 1
     return count
 
 
-def _csv(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """One value as a CSV cell, the same in the CLI's file and the dashboard's download."""
     if value is None:
         return ""
     if isinstance(value, datetime):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import plotly.io as pio
 
-from worker.cli.export import DATASETS, columns, rows
+from worker.cli.export import DATASETS, columns, csv_cell, rows
 from worker.reports import Period, build_report, settings_from_config
 from worker.reports.html import compliance_figure, conversion_figure, load_figure, render, speed_figure
 
@@ -96,16 +96,6 @@ def html_file(rt: Runtime, ledger: Any, since: str) -> str:
     return render(report)
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
 def csv_rows(ledger: Any, dataset: str, since: str) -> Iterator[str]:
     """``leadroute export DATASET --format csv`` for the window, streamed a few hundred rows at a time."""
     if dataset not in DATASETS:
@@ -120,7 +110,7 @@ def csv_rows(ledger: Any, dataset: str, since: str) -> Iterator[str]:
         writer = csv.writer(buffer)
         writer.writerow([c.name for c in cols])
         for n, row in enumerate(rows(ledger.between(window.since, window.until, DATASETS[dataset]), cols), 1):
-            writer.writerow([_cell(v) for v in row])
+            writer.writerow([csv_cell(v) for v in row])
             if n % 500 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
