@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from worker.cli.output import emit
 from worker.cli.progress import progress
 from worker.cli.when import parse_when
 from worker.config import ConfigError, RoutingConfig, config_path, load_config
@@ -187,12 +188,7 @@ def _write(result: dict[str, Any], format: str, out_file: Path | None) -> None:
     from worker.replay.render import print_table, render_html  # the renderers load with the command only
 
     if format == "json":
-        text = json.dumps(result, ensure_ascii=False, indent=2) + "\n"
-        if out_file is None:
-            sys.stdout.write(text)
-        else:
-            out_file.write_text(text, encoding="utf-8")
-            err.print(f"wrote {out_file}")
+        emit(json.dumps(result, ensure_ascii=False, indent=2) + "\n", out_file, err)
         return
     if format == "html":
         path = out_file or DEFAULT_HTML

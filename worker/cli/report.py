@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from worker.cli.output import emit
 from worker.cli.when import parse_when
 
 if TYPE_CHECKING:
@@ -150,11 +151,7 @@ def _shadow_report(database_url: str | None, period: Any, format: str, out_file:
         out_file = out_file or DEFAULT_HTML.with_name("leadroute-shadow.html")
     else:
         text = "\n".join(render_lines(result)) + "\n"
-    if out_file is None:
-        sys.stdout.write(text)
-    else:
-        out_file.write_text(text, encoding="utf-8")
-        err.print(f"wrote {out_file}")
+    emit(text, out_file, err)
 
 
 class _Progress:
@@ -188,12 +185,7 @@ def _write(result: Any, format: str, out_file: Path | None) -> None:
     if format == "json":
         import json  # only the json format needs it
 
-        text = json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n"
-        if out_file is None:
-            sys.stdout.write(text)
-        else:
-            out_file.write_text(text, encoding="utf-8")
-            err.print(f"wrote {out_file}")
+        emit(json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n", out_file, err)
         return
     if format == "html":
         from worker.reports.html import render as render_html  # Plotly loads for the html format only
