@@ -18,8 +18,9 @@ from worker.config import config_path, load_config
 def _warm_up(**_: Any) -> None:
     """Before the pool forks: parse the config, import connectors and load calendars once for all children,
     and migrate the ledger's database (each child's first ledger task then finds it current)."""
-    warm_up(load_config(config_path()))
-    migrate_ledger()
+    config = load_config(config_path())
+    warm_up(config)
+    migrate_ledger(config)
 
 
 @worker_process_init.connect

@@ -97,6 +97,7 @@ class Runtime:
         with self._lock:
             if self._ledger is None:
                 self._ledger = open_ledger()
+                save_configs(self._ledger, self.config, self.shadow.config if self.shadow is not None else None)
             return self._ledger
 
     def _connector_settings(self) -> ConnectorsConfig:
@@ -141,15 +142,38 @@ def open_ledger(migrate: bool = True) -> Ledger:
     return Ledger.open(os.environ.get("DATABASE_URL") or None, migrate=migrate)
 
 
-def migrate_ledger() -> bool:
-    """Bring the ledger's schema up to date at a worker's start-up (under the migration lock); False if
-    the database cannot be reached now: routing does not need it, and the ledger task tries again."""
+def migrate_ledger(config: RoutingConfig | None = None) -> bool:
+    """Bring the ledger's schema up to date at a worker's start-up (under the migration lock), and keep
+    ``config``'s text in it; False if the database cannot be reached now: routing does not need it, and
+    the ledger task tries again."""
     try:
-        open_ledger().close()
+        ledger = open_ledger()
     except Exception as exc:  # SQL down at start-up must not stop routing; the outbox keeps the events
         log.warning("ledger_not_migrated", error=str(exc)[:500])
         return False
+    try:
+        if config is not None:
+            save_configs(ledger, config)
+    finally:
+        ledger.close()
     return True
+
+
+def save_configs(ledger: Ledger, *configs: RoutingConfig | None) -> bool:
+    """Keep each config version's text in the ledger (once per version), for the dashboard's
+    ``/ui/config/<version>``; False if one could not be saved. A failure is logged, never raised:
+    no process stops for it."""
+    saved = True
+    for config in configs:
+        if config is None or config.text is None:
+            continue
+        try:
+            if ledger.save_config(config.version_hash, config.text):
+                log.info("config_saved", version=config.version_hash)
+        except Exception as exc:  # an unmigrated or unreachable ledger: the text is saved by the next process
+            log.warning("config_not_saved", version=config.version_hash, error=str(exc)[:300])
+            saved = False
+    return saved
 
 
 _runtime: Runtime | None = None

@@ -495,6 +495,7 @@ class RoutingConfig:
     rules_by_territory: dict[str | None, tuple[int, ...]] | None = None  # None: test every rule
     candidates: dict[str, Candidate] = field(default_factory=dict)  # each rep as a pool pick sees them, made once
     caps: CapTable = field(default_factory=CapTable)  # caps per period, by rep and by pool
+    text: str | None = field(default=None, compare=False, repr=False)  # the YAML as loaded (the dashboard keeps it)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -969,6 +970,7 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
         model=model,
         file=file,
         version_hash=_version_hash(model),
+        text=text,
         reps={r.id: r for r in model.reps},
         zones=zones,
         territory_order=tuple(territory_order),

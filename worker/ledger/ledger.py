@@ -28,7 +28,7 @@ from worker.ledger import days
 from worker.ledger.database import create_ledger_engine, json_dumps
 from worker.ledger.events import KINDS, InvalidEvent, LedgerEvent, coerce
 from worker.ledger.migrate import upgrade
-from worker.ledger.schema import COLUMNS, events, report_pieces
+from worker.ledger.schema import COLUMNS, configs, events, report_pieces
 
 
 class RoutedRow(NamedTuple):
@@ -160,6 +160,26 @@ class Ledger:
         query: Select[Any] = select(func.count()).select_from(events).where(*_period(since, until, kinds))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def save_config(self, version: str, text: str, loaded_at: datetime | None = None) -> bool:
+        """Keep the text of config ``version`` (the first one saved stays); True if it was new.
+
+        Every process that loads a config with this ledger saves it, so the dashboard can show
+        the rules a decision was made under after the config has changed.
+        """
+        row = {"version": version, "first_loaded_at": _aware("loaded_at", loaded_at or datetime.now(UTC)), "text": text}
+        insert = (postgresql.insert(configs) if self.engine.dialect.name == "postgresql" else sqlite.insert(configs))
+        with self.engine.begin() as connection:
+            done = connection.execution_options(preserve_rowcount=True).execute(
+                insert.on_conflict_do_nothing(index_elements=[configs.c.version]), row)
+            return bool(done.rowcount)
+
+    def config(self, version: str) -> tuple[datetime, str] | None:
+        """When config ``version`` was first loaded and its text; None if no process saved it here."""
+        query = select(configs.c.first_loaded_at, configs.c.text).where(configs.c.version == version)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return (row[0], row[1]) if row is not None else None
 
     def routed_awaiting_outcome(self, crm: str, since: datetime, *, batch_size: int = 2000) -> Iterator[RoutedRow]:
         """Leads routed in ``crm`` since ``since`` that have no final outcome (won or lost) yet,

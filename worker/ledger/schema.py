@@ -132,3 +132,16 @@ report_pieces = Table(
     Column("header", Text(), nullable=False),
     Column("arrays", LargeBinary(), nullable=False),
 )
+
+# -- the config versions' texts (migration 0005) -------------------------------------------------
+#
+# ``configs``: the YAML of every config version a process loaded with this ledger, first text kept,
+# so the dashboard shows the rules a decision was made under after the config has changed.
+
+configs = Table(
+    "configs",
+    metadata,
+    Column("version", String(), primary_key=True),
+    Column("first_loaded_at", UtcDateTime(), nullable=False),
+    Column("text", Text(), nullable=False),
+)

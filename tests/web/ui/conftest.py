@@ -6,7 +6,9 @@
 ``dashboard`` (function, factory)
     ``dashboard(prefix=None, **env) -> Board``: the web app (webhook receivers, ``/healthz`` and the
     dashboard) served on a free port, its runtime on ``prefix`` (default: the test's), the
-    dashboard's settings read from ``env`` on top of the users and a secret.
+    dashboard's settings read from ``env`` on top of the users and a secret. Keywords: ``config`` (default: the
+    test routing config), ``shadow`` (a :class:`Shadow` candidate) and ``ledger_url`` (default: a ledger that does
+    not exist).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import requests
 
 from tests.worker.conftest import RecordingEnqueuer, routing_test_config
 from worker.app.runtime import Runtime
+from worker.config import RoutingConfig
 from worker.domain.leads import DecisionKey
+from worker.steps.shadow import Shadow
 from worker.store.pending import PendingSet
 from worker.store.redis_store import RedisStore
 from worker.web.receivers import WebSettings, create_app
@@ -74,11 +78,13 @@ def dashboard(serve: Callable[[Any], str], sandbox: Any, redis_client: redis.Red
         monkeypatch.setenv(name, value)
     made: list[Runtime] = []
 
-    def make(prefix: str | None = None, **env: str) -> Board:
+    def make(prefix: str | None = None, *, config: RoutingConfig | None = None, shadow: Shadow | None = None,
+             ledger_url: str | None = None, **env: str) -> Board:
         prefix = prefix or redis_prefix
         store = RedisStore(redis_client, prefix=prefix)
         enqueue = RecordingEnqueuer()
-        rt = Runtime(routing_test_config()[1], store, PendingSet(redis_client, prefix), enqueue=enqueue)
+        rt = Runtime(config or routing_test_config()[1], store, PendingSet(redis_client, prefix), enqueue=enqueue,
+                     shadow=shadow)
         made.append(rt)
         calls: list[tuple[str, list[str], str]] = []
         app = create_app(enqueue=lambda crm, ids, source: calls.append((crm, list(ids), source)),
@@ -86,7 +92,8 @@ def dashboard(serve: Callable[[Any], str], sandbox: Any, redis_client: redis.Red
                          health_checks={"redis": store.ping}, settings=WebSettings(hubspot_app_secret=HUBSPOT_SECRET))
         settings = UiSettings.from_env({"LEADROUTE_UI_USERS": users_env, "LEADROUTE_UI_SECRET": SECRET,
                                         "LEADROUTE_PREFIX": prefix, **env})
-        mount_ui(app, rt, settings, health=health_from(app), ledger_url=f"sqlite:///{tmp_path / 'no-ledger.sqlite3'}")
+        mount_ui(app, rt, settings, health=health_from(app),
+                 ledger_url=ledger_url or f"sqlite:///{tmp_path / 'no-ledger.sqlite3'}")
         return Board(serve(app), rt, enqueue, calls)
 
     yield make

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from worker.app.runtime import Runtime
+from worker.app.runtime import Runtime, save_configs
 from worker.steps import manual
 from worker.web.ui import views
 from worker.web.ui.auth import Identity, LoginLimiter, Sessions, UiSettings
@@ -38,6 +39,9 @@ HEALTH_EVERY = 3.0  # seconds a /healthz result is reused by the live panels
 REPORT_WINDOWS = ("24h", "7d", "30d", "90d")  # worker.web.ui.reports.WINDOWS, named here so the page loads no numpy
 EXPORTS = ("decisions", "sla", "outcomes", "notifications")  # leadroute export's datasets
 COUNT_EVERY = 30.0  # seconds the config page's count of the ledger's decisions is reused
+SHADOW_EVERY = 60.0  # seconds the config page's shadow summary is reused
+SHADOW_DAYS = 7  # the shadow summary's window, ending now
+SAVE_EVERY = 30.0  # seconds between tries to keep the config's text in a ledger that refused it
 Handler = Callable[[Request], Awaitable[Response]]
 SECURITY_HEADERS = {
     # plotly.js sets inline styles on the SVG it draws; no inline or remote script runs
@@ -100,6 +104,10 @@ class Dashboard:
         self._ledger_checked = 0.0
         self._count: tuple[float, int | None] = (0.0, None)
         self._config_text: tuple[str | None] | None = None
+        self._shadow: tuple[float, Any] = (0.0, None)
+        self._saved = False
+        self._save_tried = -SAVE_EVERY
+        self._save_lock = threading.Lock()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                                      trim_blocks=True, lstrip_blocks=True)
         self.templates.filters.update(when=_when, clock=_clock, seconds=_seconds)
@@ -135,10 +143,60 @@ class Dashboard:
         return count
 
     def config_text(self) -> str | None:
-        """The active config's text, read once (None when the file no longer holds that version)."""
+        """The active config's text as loaded (or, for a config built without it, the file's if it still holds that
+        version)."""
+        if self.rt.config.text is not None:
+            return self.rt.config.text
         if self._config_text is None:
             self._config_text = (_config_text(self.rt.config),)
         return self._config_text[0]
+
+    def remember_config(self) -> bool:
+        """Keep the active (and shadow) config's text in the ledger, once; retried at most every :data:`SAVE_EVERY`
+        seconds while the ledger is missing or refuses (never raised: the dashboard works without it). Blocks on I/O:
+        call it off the event loop."""
+        with self._save_lock:
+            if self._saved or time.monotonic() - self._save_tried < SAVE_EVERY:
+                return self._saved
+            self._save_tried = time.monotonic()
+            ledger = self.ledger
+            shadow = self.rt.shadow.config if self.rt.shadow is not None else None
+            self._saved = ledger is not None and save_configs(ledger, self.rt.config, shadow)
+            return self._saved
+
+    def config_version(self, version: str) -> tuple[str | None, str]:
+        """A config version's text (None if unknown) and where it came from."""
+        self.remember_config()
+        if version == self.rt.config.version_hash and self.config_text() is not None:
+            return self.config_text(), "the active config, as this web process loaded it"
+        ledger = self.ledger
+        if ledger is None:
+            return None, "no ledger at DATABASE_URL"
+        try:
+            found = ledger.config(version)
+        except Exception as exc:  # a ledger not migrated to 0005 yet, or down: say so rather than fail
+            return None, f"the ledger could not be read ({type(exc).__name__})"
+        if found is None:
+            return None, "no process that loaded this version wrote to this ledger"
+        return found[1], f"first loaded {_when(found[0])} UTC"
+
+    def shadow_summary(self) -> Any:
+        """``leadroute report --shadow`` over the last :data:`SHADOW_DAYS` days (a :class:`ShadowReport`), reused for
+        :data:`SHADOW_EVERY` seconds; None without a ledger, an error string if it cannot be read."""
+        at, cached = self._shadow
+        if cached is None or time.monotonic() - at > SHADOW_EVERY:
+            from worker.reports.model import Period  # the config page's shadow summary only
+            from worker.reports.shadow import shadow_report  # the same
+
+            ledger = self.ledger
+            if ledger is None:
+                return None
+            try:
+                cached = shadow_report(ledger.engine, Period.last(SHADOW_DAYS))
+            except Exception as exc:  # a ledger down or not migrated: the page says so
+                return f"the ledger could not be read ({type(exc).__name__})"
+            self._shadow = (time.monotonic(), cached)
+        return cached
 
     # -- who is asking
 
@@ -380,15 +438,16 @@ def build_routes(dash: Dashboard) -> list[Route]:
     async def config_page(request: Request, who: Identity) -> Response:
         config = dash.rt.config
         shadow = dash.rt.shadow
+        await run_in_threadpool(dash.remember_config)
+        summary = await run_in_threadpool(dash.shadow_summary) if shadow is not None else None
         return dash.page(request, "config.html", who, config=config, loaded_at=dash.loaded_at,
-                         warnings=[str(w) for w in config.warnings], shadow=shadow,
-                         decisions=await run_in_threadpool(dash.decision_count))
+                         warnings=[str(w) for w in config.warnings], shadow=shadow, summary=summary,
+                         shadow_days=SHADOW_DAYS, decisions=await run_in_threadpool(dash.decision_count))
 
     async def config_version(request: Request, who: Identity) -> Response:
         version = request.path_params["version"]
-        config = dash.rt.config
-        text = await run_in_threadpool(dash.config_text) if version == config.version_hash else None
-        return dash.page(request, "config_version.html", who, version=version, text=text,
+        text, source = await run_in_threadpool(dash.config_version, version)
+        return dash.page(request, "config_version.html", who, version=version, text=text, source=source,
                          status_code=200 if text is not None else 404)
 
     async def static(request: Request) -> Response:
@@ -471,6 +530,8 @@ def mount_ui(app: Starlette, rt: Runtime, settings: UiSettings | None,
         return None
     dash = Dashboard(rt, settings, health, ledger_url)
     app.router.routes.extend(build_routes(dash))
+    # keep the config's text in the ledger now, off the start-up path (an unreachable database must not hold it)
+    threading.Thread(target=dash.remember_config, name="ui-save-config", daemon=True).start()
     app.state.dashboard = dash
     return dash
 
