@@ -155,3 +155,22 @@ def test_every_changed_lead_can_go_to_a_json_lines_file(ledger_url: str, configs
     assert len(lines) == json.loads(out)["changes"]["leads"] > 5
     assert sum(line["before"]["rule"] != line["after"]["rule"] for line in lines) == 11
     assert set(lines[0]) == {"lead", "routed_at", "before", "after"}
+
+
+def test_a_replay_over_the_ledger_keeps_its_summary_there_unless_told_not_to(
+        ledger: Any, ledger_url: str, configs: tuple[Path, Path]) -> None:
+    a, candidate = configs
+    before = len(ledger.recent_replays(100))
+    code, out, err = run("--config", str(candidate), "--against", str(a), "--ledger", ledger_url, "--format", "json",
+                         *WINDOW)
+    assert code == 0, err
+    data = json.loads(out)
+    kept = ledger.recent_replays(100)
+    assert len(kept) == before + 1
+    assert kept[0]["candidate_version"] == data["replay"]["candidate"]["version"]
+    assert kept[0]["baseline_version"] == data["replay"]["baseline"]["version"]
+    assert kept[0]["leads"] == 42 and kept[0]["headline"].startswith(f"{data['changes']['leads']:,} of 42 leads")
+    code, _, err = run("--config", str(candidate), "--against", str(a), "--ledger", ledger_url, "--format", "json",
+                       "--no-record", *WINDOW)
+    assert code == 0, err
+    assert len(ledger.recent_replays(100)) == before + 1

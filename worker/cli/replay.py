@@ -111,6 +111,9 @@ def replay(
     database_url: Annotated[str | None, typer.Option(
         "--ledger", "--database-url", envvar="DATABASE_URL", show_envvar=True,
         help="The ledger's database; unset: the embedded SQLite file ./var/ledger.sqlite3.")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record/--no-record", help="Keep the summary in the ledger read (the dashboard's config page shows it); "
+        "a ledger that cannot be written only warns.")] = True,
 ) -> None:
     """Replay history under a candidate config and under the config in force, and show what would change.
 
@@ -180,8 +183,29 @@ def replay(
     err.print(f"replayed {comparison.leads:,} leads in {time.perf_counter() - began - read_s:.2f} s "
               f"(reading {read_s:.2f} s)")
     _write(result, format, out_file)
+    if record and not leads:
+        _record(database_url, result)
     if bad:
         raise typer.Exit(2)
+
+
+def _record(database_url: str | None, result: dict[str, Any]) -> None:
+    """Keep the summary in the ledger; never fails the replay (a CI job may read through a read-only role)."""
+    from sqlalchemy.exc import SQLAlchemyError  # SQLAlchemy loads for the commands that read the ledger only
+
+    from worker.cli.export import open_for_reading  # the same
+    from worker.replay.render import headline  # the renderers load with the command only
+
+    ledger = open_for_reading(database_url)
+    if ledger is None:
+        return
+    try:
+        ledger.save_replay(result, headline(result))
+    except SQLAlchemyError as exc:
+        err.print(f"the summary was not kept in the ledger ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                  "`leadroute db upgrade` adds its table, --no-record skips it")
+    finally:
+        ledger.close()
 
 
 def _write(result: dict[str, Any], format: str, out_file: Path | None) -> None:

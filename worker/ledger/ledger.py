@@ -28,7 +28,7 @@ from worker.ledger import days
 from worker.ledger.database import create_ledger_engine, json_dumps
 from worker.ledger.events import KINDS, InvalidEvent, LedgerEvent, coerce
 from worker.ledger.migrate import upgrade
-from worker.ledger.schema import COLUMNS, configs, events, report_pieces
+from worker.ledger.schema import COLUMNS, configs, events, replays, report_pieces
 
 
 class RoutedRow(NamedTuple):
@@ -180,6 +180,23 @@ class Ledger:
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return (row[0], row[1]) if row is not None else None
+
+    def save_replay(self, result: Mapping[str, Any], headline: str, at: datetime | None = None) -> None:
+        """Keep a replay's JSON result and headline, so the dashboard shows what a candidate would change."""
+        replay = result.get("replay") or {}
+        row = {"at": _aware("at", at or datetime.now(UTC)), "headline": headline, "result": dict(result),
+               "baseline_version": (replay.get("baseline") or {}).get("version"),
+               "candidate_version": (replay.get("candidate") or {}).get("version"),
+               "candidate_file": (replay.get("candidate") or {}).get("file"), "leads": int(replay.get("leads") or 0)}
+        with self.engine.begin() as connection:
+            connection.execute(replays.insert(), row)
+
+    def recent_replays(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The latest replays' summaries (newest first), without their full results."""
+        query = (select(replays.c.at, replays.c.baseline_version, replays.c.candidate_version, replays.c.candidate_file,
+                        replays.c.leads, replays.c.headline).order_by(replays.c.at.desc(), replays.c.id.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
 
     def routed_awaiting_outcome(self, crm: str, since: datetime, *, batch_size: int = 2000) -> Iterator[RoutedRow]:
         """Leads routed in ``crm`` since ``since`` that have no final outcome (won or lost) yet,

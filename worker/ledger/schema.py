@@ -145,3 +145,22 @@ configs = Table(
     Column("first_loaded_at", UtcDateTime(), nullable=False),
     Column("text", Text(), nullable=False),
 )
+
+# -- replay summaries (migration 0006) -----------------------------------------------------------
+#
+# ``replays``: what each ``leadroute replay`` over this ledger found (its JSON result and headline),
+# so the dashboard's config page shows what a candidate would have changed.
+
+replays = Table(
+    "replays",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("baseline_version", String()),
+    Column("candidate_version", String()),
+    Column("candidate_file", String()),
+    Column("leads", Integer(), nullable=False),
+    Column("headline", Text(), nullable=False),
+    Column("result", _json(), nullable=False),
+    Index("ix_replays_at", "at"),
+)

@@ -129,3 +129,19 @@ def test_the_config_page_sums_up_shadow_mode_from_the_shadow_report(dashboard: C
 
     plain = dashboard(config=live, ledger_url=url)  # worker.shadow not set: no summary
     assert 'id="shadow-summary"' not in plain.login("bob").get(plain.url + "/ui/config", timeout=10).text
+
+
+def test_the_config_page_lists_the_latest_replays_kept_in_the_ledger(dashboard: Callable[..., Board], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger.open(url)
+    result = {"replay": {"leads": 120, "baseline": {"version": "base1234", "file": "routing.yaml"},
+                         "candidate": {"version": "cand5678", "file": "candidate.yaml"}}}
+    ledger.save_replay(result, "7 of 120 leads (5.8%) change: owner 7", at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
+    ledger.close()
+    board = dashboard(ledger_url=url)
+    page = board.login("bob").get(board.url + "/ui/config", timeout=10).text
+    assert "7 of 120 leads (5.8%) change: owner 7" in page
+    assert 'href="/ui/config/cand5678"' in page and "candidate.yaml" in page
+    Ledger.open(f"sqlite:///{tmp_path / 'fresh.sqlite3'}").close()
+    empty = dashboard(ledger_url=f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+    assert "none yet" in empty.login("bob").get(empty.url + "/ui/config", timeout=10).text

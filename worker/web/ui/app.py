@@ -41,6 +41,7 @@ EXPORTS = ("decisions", "sla", "outcomes", "notifications")  # leadroute export'
 COUNT_EVERY = 30.0  # seconds the config page's count of the ledger's decisions is reused
 SHADOW_EVERY = 60.0  # seconds the config page's shadow summary is reused
 SHADOW_DAYS = 7  # the shadow summary's window, ending now
+REPLAYS_SHOWN = 5  # the latest replay summaries on the config page
 SAVE_EVERY = 30.0  # seconds between tries to keep the config's text in a ledger that refused it
 Handler = Callable[[Request], Awaitable[Response]]
 SECURITY_HEADERS = {
@@ -179,6 +180,17 @@ class Dashboard:
         if found is None:
             return None, "no process that loaded this version wrote to this ledger"
         return found[1], f"first loaded {_when(found[0])} UTC"
+
+    def replays(self) -> list[dict[str, Any]] | str | None:
+        """The latest ``leadroute replay`` summaries kept in the ledger; None without a ledger, an error string if
+        it cannot be read (a ledger not migrated to 0006 yet, or down)."""
+        ledger = self.ledger
+        if ledger is None:
+            return None
+        try:
+            return ledger.recent_replays(REPLAYS_SHOWN)
+        except Exception as exc:  # the page says so rather than fail
+            return f"the ledger could not be read ({type(exc).__name__})"
 
     def shadow_summary(self) -> Any:
         """``leadroute report --shadow`` over the last :data:`SHADOW_DAYS` days (a :class:`ShadowReport`), reused for
@@ -442,7 +454,8 @@ def build_routes(dash: Dashboard) -> list[Route]:
         summary = await run_in_threadpool(dash.shadow_summary) if shadow is not None else None
         return dash.page(request, "config.html", who, config=config, loaded_at=dash.loaded_at,
                          warnings=[str(w) for w in config.warnings], shadow=shadow, summary=summary,
-                         shadow_days=SHADOW_DAYS, decisions=await run_in_threadpool(dash.decision_count))
+                         shadow_days=SHADOW_DAYS, decisions=await run_in_threadpool(dash.decision_count),
+                         replays=await run_in_threadpool(dash.replays))
 
     async def config_version(request: Request, who: Identity) -> Response:
         version = request.path_params["version"]
