@@ -168,8 +168,7 @@ def save_configs(ledger: Ledger, *configs: RoutingConfig | None) -> bool:
         if config is None or config.text is None:
             continue
         try:
-            if ledger.save_config(config.version_hash, config.text):
-                log.info("config_saved", version=config.version_hash)
+            ledger.save_config(config.version_hash, config.text)  # silent: a CLI's --json stdout carries one object
         except Exception as exc:  # an unmigrated or unreachable ledger: the text is saved by the next process
             log.warning("config_not_saved", version=config.version_hash, error=str(exc)[:300])
             saved = False
