@@ -162,11 +162,13 @@ class WriteResult:
 
 @dataclass(frozen=True, slots=True)
 class OwnerUpdate:
-    """Set ``owner_id`` (a CRM user or queue id) on a record, with the one-line reason."""
+    """Set ``owner_id`` (a CRM user or queue id) on a record, with the one-line reason, and any other CRM
+    ``fields`` with it (a rejected lead's status set back to open, in the same write)."""
 
     id: str
     owner_id: str
     reason: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,17 +397,25 @@ class Connector(ABC):
     write_batch_max: ClassVar[int]
 
     @abstractmethod
-    def changes(self, since: Watermark | None, *, intake_only: bool = True) -> Iterator[ChangePage]:
+    def changes(self, since: Watermark | None, *, intake_only: bool = True, full: bool = False) -> Iterator[ChangePage]:
         """Records modified since ``since`` (all of them when ``None``), oldest first, in pages.
 
         Each record carries what queueing it needs: id, modstamp, owner and the intake
         condition's fields (``needs_routing``); its ``lead`` holds only the ``id``, as the
-        router reads every record fresh with :meth:`fetch`. With ``intake_only`` only records
-        matching the intake condition are returned
+        router reads every record fresh with :meth:`fetch`. With ``full`` each record is read
+        as :meth:`fetch` reads it instead (every mapped field, in the same query). With ``intake_only``
+        only records matching the intake condition are returned
         (filtered in the CRM where it can, re-checked here). Each page carries the watermark
         to persist after its records are handled; a record is never returned twice for the
         same modification.
         """
+
+    def owned_changes(self, since: Watermark | None) -> Iterator[ChangePage]:
+        """Records outside the intake (owned) modified since ``since``, oldest first, in pages, each read in
+        full (for hand-off triggers and rejections by status). Same watermark rules as :meth:`changes`;
+        a page may come back empty while the watermark moves on."""
+        for page in self.changes(since, intake_only=False, full=True):
+            yield ChangePage([r for r in page.records if not r.needs_routing], page.watermark)
 
     @abstractmethod
     def fetch(self, ids: Sequence[str]) -> dict[str, CrmRecord]:

@@ -296,6 +296,8 @@ class HubSpotConnector(CrmConnector):
                 wanted.extend(sorted(cond.fields()))
         if s.reason.field:
             wanted.append(s.reason.field)
+        if s.rejection is not None:
+            wanted.append(s.rejection.field)
         return list(dict.fromkeys(wanted))
 
     def _classify(self, exc: BaseException) -> ConnectorError:
@@ -374,7 +376,7 @@ class HubSpotConnector(CrmConnector):
 
     # ------------------------------------------------------------------ reads
 
-    def changes(self, since: Watermark | None, *, intake_only: bool = True) -> Iterator[ChangePage]:
+    def changes(self, since: Watermark | None, *, intake_only: bool = True, full: bool = False) -> Iterator[ChangePage]:
         """Contacts by ``lastmodifieddate`` (from ``overlap`` before the watermark), oldest first,
         in search windows of at most 10,000 results."""
         watermark = since or Watermark(datetime.fromtimestamp(0, UTC))
@@ -397,11 +399,11 @@ class HubSpotConnector(CrmConnector):
             if groups is None:
                 groups = [{"filters": extra}] if extra else []
             body: dict[str, Any] = {"filterGroups": groups, "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
-                                    "properties": self._change_properties, "limit": limit}
+                                    "properties": self._properties if full else self._change_properties, "limit": limit}
             if after:
                 body["after"] = str(after)
             page = self._search(body, "contacts/search:changes")
-            records = [self._record(obj, lead=False) for obj in page.results or []]
+            records = [self._record(obj, lead=full) for obj in page.results or []]
             fresh = [r for r in records if r.key not in watermark.seen and (not intake_only or r.needs_routing)]
             watermark = watermark.advance(records, self.settings.overlap)
             yield ChangePage(fresh, watermark)

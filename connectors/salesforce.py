@@ -376,6 +376,8 @@ class SalesforceConnector(CrmConnector):
         for cond in (s.intake, s.acknowledged_when, s.closed_when):
             if cond is not None:
                 wanted.extend(sorted(cond.fields()))
+        if s.rejection is not None:
+            wanted.append(s.rejection.field)
         out: list[str] = []
         seen: set[str] = set()
         for name in wanted:
@@ -522,7 +524,7 @@ class SalesforceConnector(CrmConnector):
 
     # ------------------------------------------------------------------ reads
 
-    def changes(self, since: Watermark | None, *, intake_only: bool = True) -> Iterator[ChangePage]:
+    def changes(self, since: Watermark | None, *, intake_only: bool = True, full: bool = False) -> Iterator[ChangePage]:
         """Changed records by ``SystemModstamp`` (from ``overlap`` before the watermark), oldest first."""
         where: list[str] = []
         watermark = since or Watermark(datetime.fromtimestamp(0, UTC))
@@ -530,12 +532,12 @@ class SalesforceConnector(CrmConnector):
             where.append(f"SystemModstamp >= {soql_datetime(since.since(self.settings.overlap))}")
         if intake_only and self.settings.intake is not None:
             where.append(soql_condition(self.settings.intake))
-        soql = f"SELECT {', '.join(self._change_select)} FROM {self.object}"
+        soql = f"SELECT {', '.join(self._select if full else self._change_select)} FROM {self.object}"
         if where:
             soql += " WHERE " + " AND ".join(where)
         soql += " ORDER BY SystemModstamp ASC, Id ASC"
         for page in self._query_pages(soql, endpoint="query:changes"):
-            records = [self._record(raw, lead=False) for raw in page]
+            records = [self._record(raw, lead=full) for raw in page]
             fresh = [r for r in records if r.key not in watermark.seen and (not intake_only or r.needs_routing)]
             watermark = watermark.advance(records, self.settings.overlap)
             yield ChangePage(fresh, watermark)

@@ -28,6 +28,7 @@ __all__ = [
     "HubSpotSettings",
     "RateLimitSettings",
     "ReasonSettings",
+    "RejectionSettings",
     "RetrySettings",
     "SalesforceSettings",
     "TimeoutSettings",
@@ -226,6 +227,41 @@ class ReasonSettings(_Model):
         return None if value is None else _check_field_name(value)
 
 
+class RejectionSettings(_Model):
+    """A rep rejects a lead by setting ``field`` (e.g. ``Status``) to one of ``values``
+    (``Rejected - Not my territory``); the value is the rejection's reason. The lead is routed again and
+    ``field`` is set to ``reopen`` (e.g. ``Open - Not Contacted``) with the new owner, so the new owner
+    gets an open lead and the old status is not read as their rejection."""
+
+    field: str
+    values: tuple[str, ...] = Field(min_length=1)
+    reopen: str = Field(min_length=1)
+
+    @field_validator("field")
+    @classmethod
+    def _field_name(cls, value: str) -> str:
+        return _check_field_name(value)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _reopen_is_not_a_rejection(self) -> RejectionSettings:
+        if self.reopen.strip().casefold() in {v.strip().casefold() for v in self.values}:
+            raise ValueError(f"reopen {self.reopen!r} is one of the rejection values: the new owner would reject it at once")
+        return self
+
+    def reason(self, fields: Any) -> str | None:
+        """The rejection value the record's ``fields`` hold (its reason), or None when it is not rejected."""
+        value = fields.get(self.field) if hasattr(fields, "get") else None
+        if value is None:
+            return None
+        text = str(value).strip()
+        return text if text.casefold() in {v.strip().casefold() for v in self.values} else None
+
+
 def _field_map(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
@@ -243,6 +279,7 @@ class _ConnectorBase(_Model):
     retry: RetrySettings = RetrySettings()
     timeout: TimeoutSettings = TimeoutSettings()
     account_lookup: AccountLookupSettings = AccountLookupSettings()
+    rejection: RejectionSettings | None = None  # rejection by CRM status (worker.steps.handoffs)
 
     @field_validator("fields")
     @classmethod

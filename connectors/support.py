@@ -488,6 +488,7 @@ class CrmConnector(Connector):
             values: dict[str, Any] = {self.owner_field: update.owner_id}
             if reason.field and update.reason is not None:
                 values[reason.field] = self._reason_text(update.reason)
+            values.update(update.fields)
             fields[update.id] = values
         results = self._write(fields, self.owners_endpoint)
         if reason.activity:

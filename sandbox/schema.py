@@ -73,7 +73,10 @@ def _ref(name: str, targets: tuple[str, ...], rel: str, **kw: object) -> SfField
     return SfField(name, "reference", reference_to=targets, relationship=rel, length=18, **kw)  # type: ignore[arg-type]
 
 
-LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted")
+LEAD_STATUSES = (
+    "Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted",
+    "Rejected - Not my territory",  # a rep hands a lead back by status (leadroute's connectors.<crm>.rejection)
+)
 
 
 @dataclass(frozen=True)

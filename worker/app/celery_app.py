@@ -8,6 +8,7 @@ worker dies, and every task is idempotent, so a killed worker loses nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -60,6 +61,7 @@ def make_app() -> Celery:
             "leadroute.ledger_prune": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
+            "leadroute.poll_owned": {"queue": "route", "routing_key": "route"},  # it routes and writes owners
             "leadroute.notify": {"queue": "notify", "routing_key": "notify"},
             "leadroute.notify_many": {"queue": "notify", "routing_key": "notify"},
             "leadroute.sla_sweep": {"queue": "sla", "routing_key": "sla"},
@@ -76,9 +78,10 @@ app = make_app()
 
 
 def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None,
-                  rates_every: float | None = None) -> dict[str, dict[str, Any]]:
+                  rates_every: float | None = None, owned: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """The periodic tasks for a config: poll, drain, reconcile, read outcomes per CRM; the SLA sweep; the ledger's move;
-    the learned rates' refresh when a pool is performance_weighted (``rates_every``)."""
+    the learned rates' refresh when a pool is performance_weighted (``rates_every``); the owned poll of the CRMs in
+    ``owned`` (hand-off triggers, rejections by status)."""
     schedule: dict[str, dict[str, Any]] = {}
     if rates_every:
         schedule["rates-refresh"] = {"task": "leadroute.rates_refresh", "schedule": rates_every}
@@ -91,6 +94,8 @@ def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None,
             "args": (crm,),
         }
         schedule[f"outcomes-{crm}"] = {"task": "leadroute.outcomes", "schedule": settings.outcomes_every, "args": (crm,)}
+        if crm in owned:
+            schedule[f"owned-{crm}"] = {"task": "leadroute.poll_owned", "schedule": settings.owned_poll_every, "args": (crm,)}
     if crms:
         schedule["reconcile-loads"] = {"task": "leadroute.reconcile_loads", "schedule": settings.reconcile_loads_every}
     if sweep_every:
@@ -108,7 +113,9 @@ def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
     config = load_config(config_path())
     sweep = config.sla.settings.sweep_every.total_seconds() if config.sla is not None else None
     rates = RATES_EVERY if learning(config) is not None else None  # performance_weighted pools learn on a schedule
-    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(config.model.connectors.enabled()), sweep, rates)
+    crms = config.model.connectors.enabled()
+    owned = [crm for crm, settings in crms.items() if config.triggers or settings.rejection is not None]
+    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(crms), sweep, rates, owned)
 
 
 @setup_logging.connect

@@ -23,7 +23,7 @@ from worker.app.celery_app import app
 from worker.app.runtime import Runtime, get_runtime
 from worker.domain.leads import DecisionKey
 from worker.observability import metrics
-from worker.steps import after_route, route
+from worker.steps import after_route, handoffs, route
 from worker.steps import ledger as ledger_step
 from worker.steps import outcomes as outcomes_step
 from worker.steps import rates as rates_step
@@ -202,6 +202,16 @@ def reconcile_orphans(self: Task, crm: str) -> int:
     if added:
         drain.delay(crm)
     return added
+
+
+@app.task(base=RedisRetryTask, name="leadroute.poll_owned", bind=True, max_retries=None)
+def poll_owned(self: Task, crm: str) -> int:
+    """Hand-off triggers and rejections by CRM status on owned records changed since the owned watermark."""
+    structlog.contextvars.bind_contextvars(crm=crm)
+    try:
+        return len(handoffs.poll_owned(get_runtime(), crm).handed_off)
+    except RetriableError as exc:
+        raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
 
 
 @app.task(base=RedisRetryTask, name="leadroute.reconcile_loads", bind=True, max_retries=3)

@@ -265,6 +265,7 @@ class WorkerSettings(_Model):
     ledger_flush_every: float = 5.0  # move the ledger outbox to SQL (and after every routed batch)
     outcomes_every: float = 3600.0  # read back what became of routed leads (converted, won, lost)
     outcomes_lookback: float = 180 * 86_400.0  # ... for leads routed within this long (e.g. "180d")
+    owned_poll_every: float = 60.0  # poll owned records for hand-off triggers and rejections by status (when configured)
     ledger_retention: float | None = None  # delete ledger events older than this (e.g. "730d"); unset: keep all
     # a candidate routing config run in shadow beside the live one (docs/shadow.md): a path, relative to this
     # file's folder; not part of the config version, so turning it on or off changes no live decision
@@ -362,6 +363,28 @@ class Rule(_Model):
         return data
 
 
+class Trigger(_Model):
+    """A hand-off (``worker.steps.triggers``): route an already-owned lead again when ``when`` becomes true.
+
+    The lead goes by the trigger's own ``rules`` or by the top-level rules named in ``use_rules``
+    (one of the two); it fires once per crossing of ``when`` from false to true, and only the first
+    time unless ``refire`` lets a lead that dropped below and crossed again fire again.
+    """
+
+    name: str = Field(min_length=1)
+    when: dict[str, Any] = Field(min_length=1)
+    rules: tuple[Rule, ...] = ()
+    use_rules: tuple[str, ...] = ()
+    refire: bool = False
+
+    @model_validator(mode="after")
+    def _rules_or_names(self) -> Trigger:
+        if bool(self.rules) == bool(self.use_rules):
+            raise ValueError("give the trigger's own rules or use_rules (names of top-level rules), "
+                             + ("not both" if self.rules else "one of them"))
+        return self
+
+
 class ConfigModel(_Model):
     version: Literal[1] = 1
     timezone: str = "UTC"
@@ -383,6 +406,7 @@ class ConfigModel(_Model):
     territory_overlap: Literal["first_match", "tie_break"] = "first_match"
     rejections: Rejections = Rejections()
     relationships: tuple[Relationship, ...] = ()  # in order: the first that finds an owner gives it
+    triggers: tuple[Trigger, ...] = ()  # hand-offs of owned leads (worker.steps.triggers)
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
@@ -496,6 +520,7 @@ class RoutingConfig:
     candidates: dict[str, Candidate] = field(default_factory=dict)  # each rep as a pool pick sees them, made once
     caps: CapTable = field(default_factory=CapTable)  # caps per period, by rep and by pool
     text: str | None = field(default=None, compare=False, repr=False)  # the YAML as loaded (the dashboard keeps it)
+    triggers: dict[str, CompiledTrigger] = field(default_factory=dict, compare=False, repr=False)  # by name, file order
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -512,6 +537,17 @@ class RoutingConfig:
     def owner_rep(self, value: str) -> str | None:
         """A rep id from either a rep id or any CRM user id of a rep."""
         return value if value in self.reps else self.crm_owner_index.get(value)
+
+
+@dataclass(frozen=True)
+class CompiledTrigger:
+    """A trigger ready for the worker: its condition, and a view of the config whose rules are the trigger's
+    (same reps, pools, state and version), so the engine routes by them unchanged."""
+
+    name: str
+    condition: Any  # worker.routing.conditions.Condition
+    refire: bool
+    config: RoutingConfig
 
 
 def _zone(name: str) -> ZoneInfo | None:
@@ -579,7 +615,39 @@ def _cross_check(model: ConfigModel, file: str, lines: dict[PathKey, int]) -> li
             problems.extend(_check_target(rule.assign, ("rules", i, "assign"), model, known, file, lines))
     problems.extend(_check_target(model.fallback, ("fallback",), model, known, file, lines))
     problems.extend(_check_performance(model, file, lines))
+    problems.extend(_check_triggers(model, known, names, file, lines))
     return problems
+
+
+def _check_triggers(model: ConfigModel, known: set[str], rule_names: set[str], file: str, lines: dict) -> list[Problem]:
+    """Trigger names are unique, ``use_rules`` name top-level rules, own rules have unique names and known targets."""
+    out: list[Problem] = []
+
+    def err(path: PathKey, message: str) -> None:
+        out.append(Problem(file, line_for(lines, path), _dotted(path), message))
+
+    seen: set[str] = set()
+    for i, trigger in enumerate(model.triggers):
+        if trigger.name in seen:
+            err(("triggers", i, "name"), f"duplicate trigger name '{trigger.name}'")
+        seen.add(trigger.name)
+        for j, name in enumerate(trigger.use_rules):
+            if name not in rule_names:
+                hint = suggest(name, rule_names) or ("" if rule_names else " (there are no top-level rules)")
+                err(("triggers", i, "use_rules", j), f"unknown rule '{name}'{hint}")
+            elif name in trigger.use_rules[:j]:
+                err(("triggers", i, "use_rules", j), f"rule '{name}' is listed twice")
+        own: set[str] = set()
+        for j, rule in enumerate(trigger.rules):
+            where: PathKey = ("triggers", i, "rules", j)
+            if rule.name in own:
+                err((*where, "name"), f"duplicate rule name '{rule.name}' in trigger '{trigger.name}'")
+            own.add(rule.name)
+            if rule.split is not None:
+                out.extend(_check_split(rule.split, (*where, "split"), model, known, file, lines))
+            else:
+                out.extend(_check_target(rule.assign, (*where, "assign"), model, known, file, lines))
+    return out
 
 
 def _check_split(split: Split, path: PathKey, model: ConfigModel, known: set[str], file: str, lines: dict) -> list[Problem]:
@@ -923,6 +991,22 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
         except ConditionError as exc:
             path = ("rules", i, "when", *exc.path)
             problems.append(Problem(file, line_for(lines, path), _dotted(path), exc.message))
+    trigger_parts: list[tuple[Trigger, Any, list[Any]]] = []
+    for i, trigger in enumerate(model.triggers):
+        parts: list[Any] = []
+        try:
+            condition = compile_when(trigger.when, territory_names, extra_fields, model.segments)
+        except ConditionError as exc:
+            path = ("triggers", i, "when", *exc.path)
+            problems.append(Problem(file, line_for(lines, path), _dotted(path), exc.message))
+            condition = None
+        for j, rule in enumerate(trigger.rules):
+            try:
+                parts.append(compile_when(rule.when, territory_names, extra_fields, model.segments))
+            except ConditionError as exc:
+                path = ("triggers", i, "rules", j, "when", *exc.path)
+                problems.append(Problem(file, line_for(lines, path), _dotted(path), exc.message))
+        trigger_parts.append((trigger, condition, parts))
     if problems:
         raise ConfigError(problems)
     warnings = []
@@ -984,7 +1068,26 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
         caps=CapTable(reps={r.id: limits(r.caps.daily, r.caps.weekly, r.caps.monthly) for r in model.reps if r.caps},
                       pools={n: limits(p.caps.daily, p.caps.weekly, p.caps.monthly) for n, p in model.pools.items() if p.caps}),
     )
-    return _with_sla(config, lines)
+    return _with_triggers(_with_sla(config, lines), trigger_parts)
+
+
+def _with_triggers(config: RoutingConfig, parts: Sequence[tuple[Trigger, Any, list[Any]]]) -> RoutingConfig:
+    """Each trigger with a view of the config whose rules are its own, or the named top-level ones in its order."""
+    if not parts:
+        return config
+    index = {r.name: i for i, r in enumerate(config.rules)}
+    compiled: dict[str, CompiledTrigger] = {}
+    for trigger, condition, own in parts:
+        if trigger.rules:
+            rules, tests = trigger.rules, tuple(own)
+        else:
+            rules = tuple(config.rules[index[n]] for n in trigger.use_rules)
+            tests = tuple(config.compiled_rules[index[n]] for n in trigger.use_rules)
+        model = config.model.model_copy(update={"rules": rules, "triggers": ()})
+        view = replace(config, model=model, compiled_rules=tests, tie_breaks=_tie_breaks(model, tests, config.territory_order),
+                       rules_by_territory=_rules_by_territory(model), triggers={})
+        compiled[trigger.name] = CompiledTrigger(trigger.name, condition, trigger.refire, view)
+    return replace(config, triggers=compiled)
 
 
 def _with_sla(config: RoutingConfig, lines: dict[PathKey, int]) -> RoutingConfig:

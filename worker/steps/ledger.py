@@ -99,7 +99,7 @@ def plain(value: Any) -> Any:
 
 _DECISION_DATA = (
     "reason", "target", "owner_kind", "strategy_state", "considered", "skipped", "unreadable", "routed_at", "via",
-    "requested_by", "why", "excluded", "chain", "tie_breaks", "created_at", "experiment",
+    "requested_by", "why", "excluded", "chain", "tie_breaks", "created_at", "experiment", "trigger",
 )  # fmt: skip
 _TERRITORY_FIELDS = ("country", "state", "postcode")
 

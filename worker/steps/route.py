@@ -25,6 +25,7 @@ from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
+from worker.routing.triggers import truths
 from worker.steps import rates as rates_step
 from worker.steps.handback import handed_back, route_again
 from worker.steps.ledger import decision_extras, refusal_event
@@ -394,6 +395,9 @@ class _Batch:
         to_decide = [(record, key, normalize_lead(lead)) for record, key, lead in raw]
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
         note(rt, decisions)
+        if rt.config.triggers:  # each trigger's baseline: a lead that arrives qualified has not crossed
+            rt.store.seed_crossings([(key.lead, name, now) for _, key, lead in to_decide
+                                     for name, now in truths(rt.config, lead).items()])
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
         self.leads.update({record.id: lead for record, _, lead in to_decide})
         if rt.shadow is not None:

@@ -37,6 +37,8 @@ STORE_ROOTS: dict[str, str] = {
     "polled": "string per crm: when its last poll finished (epoch s)",
     "written": "flag per (crm, object, lead, epoch): its owner was written to the CRM",
     "open": "hash per crm: lead id -> rep holding it (load reconciliation)",
+    "handoff": "hash per (crm, object, lead): each trigger's last-seen truth and fire count; ``handoff:<crm>`` hash "
+               "lead id -> json of a hand-off (trigger or rejection by status) in progress",
     # coordination
     "lock": "string per lock name: the owner token",
     "seen": "flag per (namespace, id): first-seen de-duplication (webhook events)",
@@ -175,6 +177,14 @@ class Keys:
 
     def open_leads(self, crm: str) -> str:
         return f"{self.prefix}:open:{crm}"
+
+    def crossings(self, lead: LeadRef) -> str:
+        """Per trigger of one lead: ``<trigger>`` -> 0/1 (its condition when last seen), ``<trigger>#fired`` -> fires."""
+        return f"{self.prefix}:handoff:{lead.crm}:{lead.object}:{lead.lead_id}"
+
+    def handoffs(self, crm: str) -> str:
+        """Hand-offs in progress: lead id -> json (what fired, the epoch once opened)."""
+        return f"{self.prefix}:handoff:{crm}"
 
     # ------------------------------------------------------------------ coordination
 

@@ -17,6 +17,7 @@ The store is split by concern; :class:`RedisStore` combines them:
 * :mod:`.timers`: SLA timers in a sorted set (each due timer to exactly one caller; cost in
   proportion to what is due), each rep's open clocks, once-marks of SLA actions.
 * :mod:`.crm_state`: watermarks, last polls, written markers, who holds each open lead.
+* :mod:`.handoffs`: hand-off triggers' crossing state per lead, hand-offs in progress.
 * :mod:`.locks`: locks with owner tokens, first-seen de-duplication.
 * :mod:`.availability`: per-rep availability overrides.
 * :mod:`.marker`: the state marker (was the state lost?) and the writes of a rebuild.
@@ -42,6 +43,7 @@ from worker.store.connection import DEFAULT_DATA_DIR, connect
 from worker.store.crm_state import CrmStateStore
 from worker.store.decisions import SCRIPT_CHUNK, Decided, DecisionBusy, DecisionState, DecisionStore
 from worker.store.fairness import FairnessStore
+from worker.store.handoffs import HandoffStore
 from worker.store.locks import LockBusy, LockStore
 from worker.store.log import LogEntry, LogStore
 from worker.store.marker import RecoveryStore, StateMarker
@@ -72,7 +74,7 @@ __all__ = [
 
 
 class RedisStore(FairnessStore, DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore,
-                 RecoveryStore):
+                 RecoveryStore, HandoffStore):
     """All shared state of one leadroute configuration, under one key prefix.
 
     ``decision_ttl``: how long a decision (and its journal) is kept for idempotent

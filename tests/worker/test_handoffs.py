@@ -1,0 +1,173 @@
+"""Hand-offs of owned leads (issue 17), through the worker's own steps against the sandbox and a real Redis.
+
+* An MQL hand-off: ``triggers: [{name: mql, when: {score: {gte: 80}, lifecycle_stage: marketingqualifiedlead}}]``
+  moves a HubSpot contact an SDR owns to the AE pool once when it crosses, not again while it stays
+  qualified, and again after dropping below only with ``refire: true``.
+* A rejection by CRM status: a rep sets a Salesforce lead's Status to ``Rejected - Not my territory``;
+  the owned poll routes it again, never back to them, with the status as the reason, and sets the
+  status back to open with the new owner.
+
+The reps' changes are made in the CRM as a rep would make them (the sandbox's own API); no test
+depends on the date or the time of day (no working hours, no absences: ``routing_test_config``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.worker.conftest import routing_test_config
+from tests.worker.test_ledger_wiring import about
+from tests.worker.test_pipeline import INTAKE_QUEUE, drain
+from worker.domain.leads import LeadRef
+from worker.steps import handoffs, route
+
+SDRS = ["tom", "raj"]
+AES = ["kim", "sarah"]
+REJECTED = "Rejected - Not my territory"
+
+
+def hubspot_runtime(make_runtime: Any, refire: bool = False) -> Any:
+    data, _ = routing_test_config()
+    hs = data["connectors"]["hubspot"]
+    hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
+    return make_runtime(routing_test_config({
+        "fields": [*data["fields"], "lifecycle_stage"],
+        "connectors": data["connectors"],
+        "pools": {"sdr": {"members": SDRS, "strategy": "round_robin"}, "ae": {"members": AES, "strategy": "round_robin"}},
+        "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}],
+        "fallback": {"queue": "triage"},
+        "triggers": [{"name": "mql", "when": {"score": {"gte": 80}, "lifecycle_stage": "marketingqualifiedlead"},
+                      "rules": [{"name": "ae", "assign": {"pool": "ae"}}], "refire": refire}],
+    })[1])
+
+
+def current(rt: Any, crm: str, rid: str) -> dict[str, Any]:
+    found = rt.store.decision(rt.store.current_key(LeadRef(crm, rt.object_name(crm), rid)))
+    assert found is not None
+    return found.decision
+
+
+def route_all(rt: Any, crm: str) -> None:
+    route.poll(rt, crm)
+    drain(rt, crm)
+
+
+def contact(admin: Any, n: int, score: int, stage: str) -> str:
+    (rid,) = admin.hs_load([{"properties": {"email": f"buyer{n}@handoff{n}.example", "company": f"Handoff {n}",
+                                            "hubspotscore": str(score), "lifecyclestage": stage}}])
+    return rid
+
+
+def fired(rt: Any, crm: str) -> list[tuple[str, str, str, str]]:
+    return handoffs.poll_owned(rt, crm).handed_off
+
+
+@pytest.mark.parametrize("refire", [False, True])
+def test_an_mql_hand_off_fires_once_per_crossing(make_runtime: Any, admin: Any, refire: bool) -> None:
+    rt = hubspot_runtime(make_runtime, refire)
+    route_all(rt, "hubspot")  # the seed's waiting contacts
+    rid = contact(admin, 1, 10, "lead")
+    already = contact(admin, 2, 95, "marketingqualifiedlead")  # qualified when it arrived: no crossing
+    route_all(rt, "hubspot")
+    sdr = current(rt, "hubspot", rid)["owner"]
+    assert sdr in SDRS and current(rt, "hubspot", already)["owner"] in SDRS
+    held = rt.store.loads([sdr])[sdr]
+    assert fired(rt, "hubspot") == []  # everything owned seen once; nothing crossed
+
+    admin.hs_edit(rid, {"hubspotscore": "85"})  # half the condition
+    assert fired(rt, "hubspot") == []
+    admin.hs_edit(rid, {"lifecyclestage": "marketingqualifiedlead"})  # now it holds
+    ((lead_id, kind, name, ae),) = fired(rt, "hubspot")
+    assert (lead_id, kind, name) == (rid, "trigger", "mql") and ae in AES
+    d = current(rt, "hubspot", rid)
+    assert (d["epoch"], d["via"], d["trigger"], d["previous_owner"], d["rule"]) == (1, "trigger", "mql", sdr, "ae")
+    assert d["reason"].startswith(f"trigger mql (score, lifecycle_stage) from {sdr}: ae")
+    assert admin.hs_record(rid)["properties"]["hubspot_owner_id"] == route.owner_crm_id(rt.config, "hubspot", ae)
+    assert rt.store.loads([sdr])[sdr] == held - 1
+    assert [e.data["trigger"] for e in rt.store.log_for_lead(LeadRef("hubspot", "contacts", rid)) if e.kind == "handoff"] \
+        == ["mql"]
+    ledger = [e for e in about(rt, rid, "hubspot", "contacts") if e["kind"] == "decision"]
+    assert [(e["epoch"], e["data"].get("via"), e["data"].get("trigger")) for e in ledger] == [
+        (0, None, None), (1, "trigger", "mql")]
+
+    assert fired(rt, "hubspot") == []  # our own write, seen again: still qualified, nothing new
+    admin.hs_edit(rid, {"hubspotscore": "90"})  # still above: no new crossing
+    assert fired(rt, "hubspot") == []
+    admin.hs_edit(rid, {"hubspotscore": "40"})  # drops below
+    assert fired(rt, "hubspot") == []
+    admin.hs_edit(rid, {"hubspotscore": "81"})  # and crosses again
+    again = fired(rt, "hubspot")
+    if refire:
+        assert [(x[0], x[2]) for x in again] == [(rid, "mql")] and current(rt, "hubspot", rid)["epoch"] == 2
+    else:
+        assert again == [] and current(rt, "hubspot", rid)["epoch"] == 1
+    assert rt.store.handoffs("hubspot") == {}
+
+
+def test_a_hand_off_left_half_done_by_a_dead_worker_is_finished_in_the_same_epoch(make_runtime: Any, admin: Any) -> None:
+    rt = hubspot_runtime(make_runtime)
+    route_all(rt, "hubspot")
+    rid = contact(admin, 3, 10, "lead")
+    route_all(rt, "hubspot")
+    sdr = current(rt, "hubspot", rid)["owner"]
+    handoffs.poll_owned(rt, "hubspot")
+    admin.hs_edit(rid, {"hubspotscore": "88", "lifecyclestage": "marketingqualifiedlead"})
+    real = rt.connector("hubspot").write_owners
+
+    def dies(updates: Any) -> Any:
+        raise SystemExit("worker killed mid-write")
+
+    rt.connector("hubspot").write_owners = dies
+    with pytest.raises(SystemExit):
+        handoffs.poll_owned(rt, "hubspot")
+    ((_, pending),) = rt.store.handoffs("hubspot").items()
+    assert pending["trigger"] == "mql" and pending["epoch"] == 1
+    rt.connector("hubspot").write_owners = real
+    ((lead_id, _, _, ae),) = fired(rt, "hubspot")  # the next poll finishes it: same epoch, same decision
+    d = current(rt, "hubspot", rid)
+    assert lead_id == rid and d["epoch"] == 1 and d["owner"] == ae and d["previous_owner"] == sdr
+    assert fired(rt, "hubspot") == [] and rt.store.handoffs("hubspot") == {}
+
+
+def salesforce_runtime(make_runtime: Any) -> Any:
+    data, _ = routing_test_config()
+    data["connectors"]["salesforce"]["rejection"] = {"field": "Status", "values": [REJECTED], "reopen": "Open - Not Contacted"}
+    return make_runtime(routing_test_config({
+        "connectors": data["connectors"],
+        "pools": {"team": {"members": ["tom", "raj", "kim"], "strategy": "round_robin"}},
+        "rules": [{"name": "everyone", "assign": {"pool": "team"}}],
+        "fallback": {"queue": "triage"},
+    })[1])
+
+
+def test_a_rejection_by_crm_status_is_routed_again_away_from_the_rep_who_rejected_it(make_runtime: Any, admin: Any) -> None:
+    rt = salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": "Reject", "Company": "Rejectco", "Email": "a@rejectco.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    first = current(rt, "salesforce", rid)["owner"]
+    assert fired(rt, "salesforce") == []
+
+    admin.sf_edit("Lead", rid, {"Status": REJECTED})  # the rep hands it back by status
+    ((lead_id, kind, why, new),) = fired(rt, "salesforce")
+    assert (lead_id, kind, why) == (rid, "rejection", f"status {REJECTED}") and new != first
+    d = current(rt, "salesforce", rid)
+    assert (d["epoch"], d["via"], d["previous_owner"], d["excluded"], d["why"]) == (1, "rejection", first, [first],
+                                                                                     f"status {REJECTED}")
+    assert d["skipped"] == {first: "rejected"}
+    assert d["reason"].startswith(f"rejected by {first} (status {REJECTED}): everyone")
+    record = admin.sf_record("Lead", rid)
+    assert record["OwnerId"] == route.owner_crm_id(rt.config, "salesforce", new)
+    assert record["Status"] == "Open - Not Contacted"  # reopened for the new owner
+    rejected = [e for e in rt.store.log_for_lead(LeadRef("salesforce", "Lead", rid)) if e.kind == "rejected"]
+    assert [(e.data["by"], e.data["to"]) for e in rejected] == [(first, new)]
+    assert fired(rt, "salesforce") == []  # once: our write seen again changes nothing
+    route_all(rt, "salesforce")
+    assert current(rt, "salesforce", rid)["epoch"] == 1
+
+    admin.sf_edit("Lead", rid, {"Status": REJECTED})  # the second rep rejects it too
+    ((_, _, _, third),) = fired(rt, "salesforce")
+    assert third not in (first, new) and current(rt, "salesforce", rid)["excluded"] == [first, new]

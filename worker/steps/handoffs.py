@@ -1,0 +1,233 @@
+"""Hand-offs of owned leads (issue 17): hand-off triggers, and rejections by CRM status.
+
+Beat polls each CRM for owned records modified since a watermark of their own
+(:meth:`connectors.base.Connector.owned_changes`, read in full, in pages). Of those, the leads
+leadroute routed and whose owner in the CRM is still the rep it wrote are looked at:
+
+* **Rejection by status.** The connector's ``rejection`` names a field and the values by which a rep
+  hands a lead back (``Status: Rejected - Not my territory``). The lead goes the way of every
+  rejection (:mod:`.handback`): a new epoch, routed by the rules away from everyone who rejected it,
+  ``via: rejection`` with the status value as its reason; the new owner is written with the field set
+  back to ``reopen``, so the status is not read again as the new owner's rejection.
+* **Triggers.** ``triggers:`` in the config: when a trigger's ``when`` (the rules' condition
+  language, over the lead as the CRM holds it now) goes from false to true, the lead is routed again
+  in a new epoch by the trigger's rules (``via: trigger``, ``trigger: NAME``; the reason starts
+  ``trigger NAME``), once per crossing: a lead that drops below and crosses again fires again only
+  with ``refire: true``. A lead counts from how it was when routed, so one that arrived qualified does not
+  fire (the route step notes each trigger's truth as it decides a new lead; a lead routed before the
+  trigger existed starts from how the poll first sees it). When none of the trigger's rules matches the
+  lead, it stays where it is (a ``trigger_unmatched`` event says so).
+
+Exactly once: the crossing is decided, and the hand-off put in progress, in one store script; a
+rejection is put in progress only if the lead has none. A hand-off in progress keeps the epoch it
+opened until its owner is written, so the next poll finishes what a dead worker left, in the same
+epoch (decisions are idempotent per epoch). One poll per CRM at a time (a lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from connectors.base import CrmRecord, OwnerUpdate, RetriableError, Watermark, WriteStatus
+from connectors.settings import RejectionSettings
+from worker.domain.leads import DecisionKey, LeadRef
+from worker.domain.normalize import normalize_lead
+from worker.routing.engine import Decision, Router
+from worker.routing.triggers import takes, truths
+from worker.steps.after_route import after_reroute
+from worker.steps.handback import VIA as REJECTION
+from worker.steps.handback import HandedBack, route_again
+from worker.steps.route import WRITTEN_TTL, OwnerNotMapped, Rerouted, _lead_with_account, decide, owner_crm_id, track_open
+from worker.store.handoffs import Crossing
+
+if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
+    from worker.app.runtime import Runtime
+
+log = structlog.get_logger("leadroute.handoffs")
+
+TRIGGER = "trigger"
+LOCK_TTL = 300
+
+
+@dataclass
+class HandoffReport:
+    """What one owned poll did: leads looked at, and each hand-off written as (lead id, kind, name, new owner)."""
+
+    crm: str
+    seen: int = 0
+    handed_off: list[tuple[str, str, str, str]] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+
+
+def watched(rt: Runtime, crm: str) -> bool:
+    """Whether owned records are polled at all: triggers configured, or a rejection status for this CRM."""
+    return bool(rt.config.triggers) or _rejection(rt, crm) is not None
+
+
+def _rejection(rt: Runtime, crm: str) -> RejectionSettings | None:
+    settings = rt.config.model.connectors.enabled().get(crm)
+    return settings.rejection if settings is not None else None
+
+
+def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
+    """Finish hand-offs left in progress, then read owned records changed since the watermark and hand off
+    those a trigger or a rejection status says to. Returns what it did; raises RetriableError when an owner
+    could not be written yet (its hand-off stays in progress for the next poll)."""
+    report = HandoffReport(crm)
+    if not watched(rt, crm):
+        return report
+    token = rt.store.acquire_lock(f"owned:{crm}", ttl=LOCK_TTL)
+    if token is None:
+        log.info("owned_poll_skipped_busy", crm=crm)
+        return report
+    try:
+        _finish(rt, crm, rt.store.handoffs(crm), report)
+        obj = f"{rt.object_name(crm)}:owned"
+        since = Watermark.decode(rt.store.watermark(crm, obj))
+        for page in rt.connector(crm).owned_changes(since):
+            report.seen += len(page.records)
+            _finish(rt, crm, _started(rt, crm, page.records), report)
+            rt.store.set_watermark(crm, obj, page.watermark.encode())
+            rt.store.extend_lock(f"owned:{crm}", token, LOCK_TTL)
+    finally:
+        rt.store.release_lock(f"owned:{crm}", token)
+    if report.retry:
+        raise RetriableError(f"{len(report.retry)} hand-off(s) could not be written yet; retrying", crm=crm)
+    return report
+
+
+def _started(rt: Runtime, crm: str, records: list[CrmRecord]) -> dict[str, dict[str, Any]]:
+    """The hand-offs these records start (now in progress), by lead id; one store round trip for the crossings."""
+    obj = rt.object_name(crm)
+    refs = [LeadRef(crm, obj, r.id) for r in records]
+    keys = [ref.at(epoch) for ref, epoch in zip(refs, rt.store.epochs(refs), strict=True)]
+    decided = rt.store.decisions(keys)
+    written = rt.store.written(keys)
+    rejection = _rejection(rt, crm)
+    started: dict[str, dict[str, Any]] = {}
+    crossings: list[Crossing] = []
+    for record, ref, key, found, done in zip(records, refs, keys, decided, written, strict=True):
+        if found is None or not done or not _still_theirs(rt, crm, record, found.decision):
+            continue  # not ours, not written yet, or someone else has it now
+        owner = str(found.decision["owner"])
+        base = {"key": str(key.epoch), "owner": owner}
+        reason = rejection.reason(record.fields) if rejection is not None else None
+        if reason is not None:
+            handoff = {**base, "kind": REJECTION, "why": f"status {reason}",
+                       "excluded": list(found.decision.get("excluded") or ()) if found.decision.get("via") == REJECTION
+                       else [], "target": str(found.decision.get("target", ""))}
+            if rt.store.begin_handoff(crm, record.id, handoff):
+                started[record.id] = handoff
+            continue
+        if not rt.config.triggers:
+            continue
+        for name, now in truths(rt.config, normalize_lead(record.lead)).items():
+            crossings.append(Crossing(ref, name, now, now, rt.config.triggers[name].refire,
+                                      {**base, "kind": TRIGGER, "trigger": name}))
+    for crossing, fired in zip(crossings, rt.store.cross(crm, crossings), strict=True):
+        if fired:
+            started[crossing.lead.lead_id] = crossing.handoff
+    return started
+
+
+def _still_theirs(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any]) -> bool:
+    if decision.get("owner_kind") != "rep":
+        return False
+    try:
+        return record.owner_id == owner_crm_id(rt.config, crm, str(decision["owner"]))
+    except OwnerNotMapped:
+        return False
+
+
+def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: HandoffReport) -> None:
+    """Route each hand-off in its own epoch (opened once, kept with it) and write the new owners in one batch."""
+    if not handoffs:
+        return
+    conn = rt.connector(crm)
+    obj = rt.object_name(crm)
+    records = conn.fetch(list(handoffs))
+    overrides = rt.store.unavailable()
+    rejection = _rejection(rt, crm)
+    work: list[tuple[str, DecisionKey, dict[str, Any], dict[str, Any]]] = []
+    ended: list[str] = []
+    for lead_id, handoff in handoffs.items():
+        record = records.get(lead_id)
+        ref = LeadRef(crm, obj, lead_id)
+        if record is None:
+            rt.store.log_event("skipped", ref, {"why": f"{handoff['kind']} hand-off: record deleted or not found"})
+            ended.append(lead_id)
+            continue
+        lead = normalize_lead(_lead_with_account(rt, crm, record))
+        trigger = rt.config.triggers.get(str(handoff.get("trigger"))) if handoff["kind"] == TRIGGER else None
+        if handoff["kind"] == TRIGGER and (trigger is None or not takes(trigger.config, lead)):
+            why = "no rule of the trigger matches" if trigger is not None else "trigger no longer configured"
+            rt.store.log_event("trigger_unmatched", ref, {"trigger": handoff.get("trigger"), "why": why,
+                                                          "owner": handoff["owner"]})
+            report.unmatched.append(lead_id)
+            ended.append(lead_id)
+            continue
+        if "epoch" not in handoff:
+            handoff["epoch"] = rt.store.new_epoch(ref).epoch
+            rt.store.update_handoff(crm, lead_id, handoff)
+        key = ref.at(int(handoff["epoch"]))
+        previous = ref.at(int(handoff["key"]))
+        if trigger is not None:
+            decision = _route_by_trigger(rt, key, lead, trigger, handoff, overrides)
+        else:
+            back = HandedBack(previous, handoff["owner"], handoff["why"], (*handoff["excluded"], handoff["owner"]),
+                              handoff["target"])
+            _, decision = route_again(rt, crm, lead, back, decide, overrides, key=key)
+        work.append((lead_id, key, decision, handoff))
+    rt.store.end_handoff(crm, ended)
+    if not work:
+        return
+    updates = []
+    for lead_id, _, decision, handoff in work:
+        extra = {rejection.field: rejection.reopen} if handoff["kind"] == REJECTION and rejection is not None else {}
+        updates.append(OwnerUpdate(lead_id, owner_crm_id(rt.config, crm, decision["owner"]), decision["reason"], extra))
+    done: list[str] = []
+    for (lead_id, key, decision, handoff), result in zip(work, conn.write_owners(updates), strict=True):
+        if result.status is WriteStatus.RETRIABLE:
+            report.retry.append(lead_id)
+            continue
+        if result.ok:
+            rt.store.note_written(crm, [key], WRITTEN_TTL)
+            track_open(rt, crm, lead_id, decision["owner"])
+            name = str(handoff.get("trigger") or handoff.get("why"))
+            report.handed_off.append((lead_id, handoff["kind"], name, decision["owner"]))
+            after_reroute(rt, crm, lead_id, Rerouted(lead_id, key.epoch, handoff["owner"], decision["owner"],
+                                                     decision["reason"], True))
+        else:
+            rt.store.log_event("refused", key.lead, {"code": result.code, "message": result.message}, key.epoch)
+            log.error("handoff_write_refused", crm=crm, lead_id=lead_id, code=result.code, message=result.message)
+        done.append(lead_id)
+    rt.store.end_handoff(crm, done)
+
+
+def _route_by_trigger(
+    rt: Runtime, key: DecisionKey, lead: Any, trigger: Any, handoff: dict[str, Any], overrides: Any
+) -> dict[str, Any]:
+    """Decide a fired trigger's lead by the trigger's rules, once per epoch; the load leaves the old owner once."""
+    previous = str(handoff["owner"])
+    first = rt.store.decision(key) is None
+    condition = ", ".join(trigger.condition.fields)
+
+    def route(router: Router) -> Decision:
+        decision = Router(trigger.config, router.state, router.rates).route(lead, overrides=overrides)
+        decision.reason = f"trigger {trigger.name} ({condition}) from {previous}: {decision.reason}"
+        return decision
+
+    extra = {"via": TRIGGER, "trigger": trigger.name, "why": f"trigger {trigger.name}", "previous_owner": previous}
+    decision = decide(rt, key, lead, route, extra=extra)
+    if first and decision["owner"] != previous:
+        rt.store.adjust_load(previous, -1)
+    if first:
+        rt.store.log_event("handoff", key.lead, {"trigger": trigger.name, "from": previous, "to": decision["owner"]},
+                           key.epoch)
+        log.info("lead_handed_off", crm=key.crm, lead_id=key.lead_id, trigger=trigger.name, by=previous,
+                 to=decision["owner"])
+    return decision
