@@ -242,6 +242,40 @@ class ChangesContract:
         assert all(fetched[i].lead.get("email") and fetched[i].lead.get("company") for i in new)
 
 
+    def test_owned_changes_read_owned_records_whole_since_their_own_watermark(self, crm: Crm) -> None:
+        waiting, _ = drain(crm.connector, None)
+        taken, still = waiting[0], waiting[1]
+        _, start = owned(crm.connector, None)  # everything owned so far: the watermark to go on from
+        owner, _ = crm.owners()
+        [result] = crm.connector.write_owners([OwnerUpdate(taken, owner, "routed")])
+        assert result.ok
+        crm.leave_intake(taken)
+        changed, watermark = owned(crm.connector, start)
+        assert taken in changed and still not in changed  # owned ones only; the intake has its own poll
+        record = changed[taken]
+        assert record.owner_id == owner and record.needs_routing is False and record.modstamp
+        assert record.lead == crm.connector.fetch([taken])[taken].lead  # read whole, in the same query
+        assert taken not in owned(crm.connector, watermark)[0]  # never the same modification twice
+        crm.touch(taken)
+        assert list(owned(crm.connector, watermark)[0]) == [taken]
+
+    def test_other_fields_are_written_with_the_owner(self, crm: Crm) -> None:
+        waiting, _ = drain(crm.connector, None)
+        owner, _ = crm.owners()
+        [result] = crm.connector.write_owners([OwnerUpdate(waiting[0], owner, "routed", {crm.reason_field: "by status"})])
+        assert result.ok and crm.owner(waiting[0]) == owner and crm.reason(waiting[0]) == "by status"
+
+
+def owned(conn: Connector, since: Watermark | None) -> tuple[dict[str, Any], Watermark | None]:
+    """Every owned record changed since ``since``, by id, and the watermark after them."""
+    found: dict[str, Any] = {}
+    watermark = since
+    for page in conn.owned_changes(since):
+        found.update((r.id, r) for r in page.records)
+        watermark = page.watermark
+    return found, watermark
+
+
 class OwnersContract:
     """``list_owners``: every user and queue that can own records, active or not."""
 

@@ -28,6 +28,8 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "a rep's cap": keys.cap("rep", "ann", "daily", "2026-12-01"),
         "domains": keys.domains(),
         "domains by when": keys.domains_at(),
+        "trigger crossings": keys.crossings(LEAD),
+        "hand-offs in progress": keys.handoffs("salesforce"),
         "a pool's cap": keys.cap("pool.enterprise", "ann", "weekly", "2026-W49"),
         "decision": keys.decision(KEY),
         "lease": keys.lease(KEY),
@@ -57,6 +59,8 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "a rep's cap": f"{prefix}:caps:rep:ann:daily:2026-12-01",
         "domains": f"{prefix}:domains",
         "domains by when": f"{prefix}:domains:at",
+        "trigger crossings": f"{prefix}:handoff:salesforce:Lead:00Q5e00000AbCdE",
+        "hand-offs in progress": f"{prefix}:handoff:salesforce",
         "a pool's cap": f"{prefix}:caps:pool.enterprise:ann:weekly:2026-W49",
         "decision": f"{prefix}:dec:salesforce:Lead:00Q5e00000AbCdE:2",
         "lease": f"{prefix}:lease:salesforce:Lead:00Q5e00000AbCdE:2",
@@ -94,6 +98,7 @@ def test_every_key_begins_with_a_root_named_in_the_keys_module() -> None:
     named.append(keys.cap("rep", "ann", "daily", "2026-12-01"))
     named.append(keys.domains())
     named.append(keys.rates())
+    named.append(keys.handoffs("c"))
     assert {name.split(":")[1] for name in named} == set(STORE_ROOTS)
     assert set(STORE_ROOTS).isdisjoint(CONNECTOR_ROOTS)
     assert set(STORE_ROOTS) | set(CONNECTOR_ROOTS) == ROOTS

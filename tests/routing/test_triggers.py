@@ -1,0 +1,84 @@
+"""Hand-off triggers in the config (issue 17): ``triggers:`` validated like the rest, with file:line errors,
+and each trigger routing by its own rules or a named subset of the top-level ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tests.routing.test_config import BASE, errors_for, line_of
+from worker.cli.commands import app
+from worker.config import parse_config
+from worker.domain.normalize import normalize_lead
+from worker.routing.engine import Router
+from worker.routing.state import InMemoryState
+from worker.routing.triggers import takes, truths
+
+TRIGGERS = BASE.replace("version: 1\n", "version: 1\nfields: [lifecycle_stage]\n") + (
+    "triggers:\n"
+    "  - name: mql\n"
+    "    when: {score: {gte: 80}, lifecycle_stage: MQL}\n"
+    "    use_rules: [emea, smb]\n"
+    "  - name: big-account\n"
+    "    when: {employees: {gte: 5000}}\n"
+    "    refire: true\n"
+    "    rules:\n"
+    "      - {name: to-sarah, when: {territory: emea}, assign: {rep: sarah}}\n"
+)
+
+
+def test_triggers_load_with_their_own_rules_or_a_named_subset() -> None:
+    config = parse_config(TRIGGERS, "config/routing.yaml")
+    mql, big = config.triggers["mql"], config.triggers["big-account"]
+    assert [r.name for r in mql.config.rules] == ["emea", "smb"] and mql.refire is False
+    assert [r.name for r in big.config.rules] == ["to-sarah"] and big.refire is True
+    assert config.triggers["mql"].config.version_hash == config.version_hash  # decisions carry the config's version
+    assert [r.name for r in config.rules] == ["emea", "smb"]  # new leads route as before
+
+    lead = normalize_lead({"id": "L1", "score": "85", "lifecycle_stage": "mql", "employees": "6,000", "country": "DE"})
+    assert truths(config, lead) == {"mql": True, "big-account": True}
+    assert truths(config, normalize_lead({"id": "L2", "score": 79, "lifecycle_stage": "MQL"})) == {
+        "mql": False, "big-account": False}  # 80 is the line: 79 is under it
+    assert takes(big.config, lead) is True
+    assert takes(big.config, normalize_lead({"id": "L3", "employees": 6000, "country": "US"})) is False
+    decision = Router(big.config, InMemoryState()).route(lead)
+    assert (decision.owner, decision.rule) == ("sarah", "to-sarah")
+
+
+def test_a_trigger_naming_an_unknown_rule_is_an_error_at_its_line() -> None:
+    text = TRIGGERS.replace("use_rules: [emea, smb]", "use_rules: [emea, smbb]")
+    assert errors_for(text) == [
+        f"config/routing.yaml:{line_of(text, 'smbb')}: triggers[0].use_rules[1]: unknown rule 'smbb' (did you mean 'smb'?)"]
+
+
+def test_trigger_conditions_and_targets_are_checked_like_rules() -> None:
+    text = (TRIGGERS.replace("lifecycle_stage: MQL", "lifecycle_stag: MQL")
+            .replace("assign: {rep: sarah}", "assign: {rep: sarha}"))
+    assert errors_for(text) == [
+        f"config/routing.yaml:{line_of(text, 'rep: sarha')}: triggers[1].rules[0].assign.rep: unknown rep 'sarha' "
+        "(did you mean 'sarah'?)",
+        f"config/routing.yaml:{line_of(text, 'lifecycle_stag:')}: triggers[0].when.lifecycle_stag: unknown lead field "
+        "'lifecycle_stag' (did you mean 'lifecycle_stage'?); declare custom fields under 'fields:'",
+    ]
+
+
+def test_a_trigger_needs_rules_or_use_rules_and_a_unique_name() -> None:
+    neither = TRIGGERS.replace("    use_rules: [emea, smb]\n", "")
+    assert errors_for(neither) == [f"config/routing.yaml:{line_of(neither, '- name: mql')}: triggers[0]: give the trigger's "
+                                   "own rules or use_rules (names of top-level rules), one of them"]
+    both = TRIGGERS.replace("    refire: true\n", "    use_rules: [smb]\n")
+    assert "not both" in errors_for(both)[0]
+    twice = TRIGGERS.replace("name: big-account", "name: mql")
+    assert errors_for(twice) == [f"config/routing.yaml:{line_of(twice, 'name: mql') + 3}: triggers[1].name: "
+                                 "duplicate trigger name 'mql'"]
+    typo = TRIGGERS.replace("refire: true", "refires: true")
+    assert "triggers[1].refires: unknown key 'refires' (did you mean 'refire'?)" in errors_for(typo)[0]
+
+
+def test_leadroute_check_catches_a_trigger_referencing_an_unknown_rule(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(TRIGGERS.replace("use_rules: [emea, smb]", "use_rules: [emea, nope]"))
+    result = CliRunner().invoke(app, ["check", str(path), "--at", "2026-12-01T12:00:00Z"])
+    assert result.exit_code == 1
+    assert f"{path}:{line_of(path.read_text(), 'nope')}: triggers[0].use_rules[1]: unknown rule 'nope'" in result.output
