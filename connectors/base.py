@@ -43,6 +43,7 @@ __all__ = [
     "ConnectorError",
     "CrmRecord",
     "CrmUser",
+    "DomainRecord",
     "FatalError",
     "Opportunity",
     "Outcome",
@@ -251,6 +252,20 @@ class Opportunity:
     currency: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """An open lead or a contact on a company domain, as :meth:`Connector.recent_by_domain` finds it.
+
+    ``kind`` is ``lead`` or ``contact``; ``owner_id`` the CRM user or queue that owns it now.
+    """
+
+    id: str
+    kind: str
+    owner_id: str | None
+    created_at: datetime
+    domain: str
+
+
 def _earliest(when: datetime | None) -> tuple[bool, datetime]:
     return when is None, when or datetime.max.replace(tzinfo=UTC)
 
@@ -452,6 +467,18 @@ class Connector(ABC):
     @abstractmethod
     def account_owner(self, domain: str) -> str | None:
         """The owner of the account whose company domain is ``domain`` (cached), if any."""
+
+    def open_pipeline(self) -> dict[str, int]:
+        """Open opportunities (Salesforce) or deals (HubSpot) per owner id, for ``least_loaded`` pools that weigh
+        them (``load: {opportunities: ...}``). One batched read of the whole CRM (paginated), never one per rep
+        or lead; owners with none are absent."""
+        raise FatalError(f"{self.name} cannot count open opportunities", crm=self.name, code="UNSUPPORTED")
+
+    def recent_by_domain(self, domains: Sequence[str], since: datetime) -> dict[str, list[DomainRecord]]:
+        """Open leads and contacts created at or after ``since`` on each company domain, newest first, keyed by
+        the domains as given (normalised, as :func:`connectors.domains.domain_of` gives them); a domain
+        without any is absent. Batched: a few queries per batch of domains, never one per lead."""
+        raise FatalError(f"{self.name} cannot look up leads by domain", crm=self.name, code="UNSUPPORTED")
 
     @classmethod
     def warm_up(cls) -> None:

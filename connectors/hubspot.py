@@ -49,6 +49,7 @@ from connectors.base import (
     ConnectorError,
     CrmRecord,
     CrmUser,
+    DomainRecord,
     FatalError,
     Opportunity,
     RetriableError,
@@ -227,7 +228,7 @@ class HubSpotConnector(CrmConnector):
 
         crm = HubSpot(access_token="warm-up").crm
         _ = (crm.contacts.search_api, crm.contacts.batch_api, crm.owners.owners_api, crm.companies.search_api,
-             crm.objects.notes.basic_api, crm.deals.batch_api, crm.associations.v4.batch_api)
+             crm.objects.notes.basic_api, crm.deals.batch_api, crm.deals.search_api, crm.associations.v4.batch_api)
 
     def __init__(
         self,
@@ -259,9 +260,10 @@ class HubSpotConnector(CrmConnector):
         self._companies_search = client.crm.companies.search_api
         self._notes = client.crm.objects.notes.basic_api
         self._deals_batch = client.crm.deals.batch_api
+        self._deals_search = client.crm.deals.search_api
         self._associations = client.crm.associations.v4.batch_api
         self._apis = [self._contacts_search, self._contacts_batch, self._owners, self._companies_search, self._notes,
-                      self._deals_batch, self._associations]
+                      self._deals_batch, self._deals_search, self._associations]
         self._properties = self._wanted_properties()
         intake = sorted(settings.intake.fields()) if settings.intake is not None else []
         self._change_properties = list(dict.fromkeys([MODIFIED, OWNER, *intake]))
@@ -576,6 +578,64 @@ class HubSpotConnector(CrmConnector):
                 owner = self._company_owner(domain)
                 if owner:
                     found[domain] = owner
+        return found
+
+    def open_pipeline(self) -> dict[str, int]:
+        """Open deals (``hs_is_closed`` not true) per ``hubspot_owner_id``: one deals search read page by page,
+        keyed on ``hs_object_id`` (each page asks for ids above the last one seen), so the search API's
+        10,000-result cap never cuts it short."""
+        counts: dict[str, int] = {}
+        last = "0"
+        while True:
+            body = {"filterGroups": [{"filters": [
+                        {"propertyName": "hs_is_closed", "operator": "NEQ", "value": "true"},
+                        {"propertyName": OWNER, "operator": "HAS_PROPERTY"},
+                        {"propertyName": "hs_object_id", "operator": "GT", "value": last}]}],
+                    "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                    "properties": [OWNER], "limit": self.settings.search_page_size}
+            page = self._call("deals/search:pipeline",
+                              lambda b=body: self._deals_search.do_search_with_http_info(b, **self._opts()), search=True)
+            results = page.results or []
+            for deal in results:
+                owner = (deal.properties or {}).get(OWNER)
+                if owner:
+                    counts[str(owner)] = counts.get(str(owner), 0) + 1
+            if not results or not (page.paging and page.paging.next):
+                return counts
+            last = str(results[-1].id)
+
+    def recent_by_domain(self, domains: Sequence[str], since: datetime) -> dict[str, list[DomainRecord]]:
+        """Contacts created since ``since`` whose ``hs_email_domain`` is one of ``domains`` (HubSpot's leads
+        are contacts): one search per ``ACCOUNT_CHUNK`` domains, newest first, its pages followed."""
+        wanted = list(dict.fromkeys(d for d in domains if d))
+        found: dict[str, list[DomainRecord]] = {}
+        for start in range(0, len(wanted), ACCOUNT_CHUNK):
+            chunk = wanted[start : start + ACCOUNT_CHUNK]
+            after = 0
+            while True:
+                body: dict[str, Any] = {
+                    "filterGroups": [{"filters": [
+                        {"propertyName": "hs_email_domain", "operator": "IN", "values": chunk},
+                        {"propertyName": "createdate", "operator": "GTE", "value": str(_ms(since))}]}],
+                    "sorts": [{"propertyName": "createdate", "direction": "DESCENDING"}],
+                    "properties": ["email", "hs_email_domain", OWNER, "createdate"],
+                    "limit": self.settings.search_page_size}
+                if after:
+                    body["after"] = str(after)
+                page = self._search(body, "contacts/search:recent_by_domain")
+                for obj in page.results or []:
+                    props = obj.properties or {}
+                    domain = str(props.get("hs_email_domain") or "").lower()
+                    created = parse_hs_datetime(props.get("createdate")) or parse_hs_datetime(obj.created_at)
+                    if domain in chunk and created is not None:
+                        found.setdefault(domain, []).append(
+                            DomainRecord(str(obj.id), "contact", str(props.get(OWNER) or "") or None, created, domain))
+                nxt = page.paging.next.after if page.paging and page.paging.next else None
+                if nxt is None or int(nxt) >= self.settings.search_result_cap:
+                    break
+                after = int(nxt)
+        for records in found.values():
+            records.sort(key=lambda r: (r.created_at, int(r.id) if r.id.isdigit() else 0), reverse=True)
         return found
 
     # ------------------------------------------------------------------ writes

@@ -52,6 +52,7 @@ from connectors.base import (
     ConnectorError,
     CrmRecord,
     CrmUser,
+    DomainRecord,
     FatalError,
     Opportunity,
     RetriableError,
@@ -72,6 +73,7 @@ DEFAULT_API_VERSION = "60.0"
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 COLLECTION_MAX = 200
 IDS_PER_QUERY = 200
+RECENT_ROWS_PER_QUERY = 2000  # one page: the newest records of a chunk of domains are what a relationship wants
 ACCOUNT_DOMAINS_PER_QUERY = 50  # LIKE clauses per query: keeps the GET URL well under Salesforce's 16 KB
 LEAD_OUTCOME_FIELDS = ("Id", "IsConverted", "ConvertedDate", "ConvertedOpportunityId", "Status")
 OPPORTUNITY_FIELDS = ("Id", "StageName", "IsWon", "IsClosed", "Amount", "CloseDate", "CreatedDate")
@@ -680,6 +682,47 @@ class SalesforceConnector(CrmConnector):
                     account = row.get("Account")
                     if domain in chunk and domain not in found and isinstance(account, dict) and account.get("OwnerId"):
                         found[domain] = str(account["OwnerId"])
+        return found
+
+    def open_pipeline(self) -> dict[str, int]:
+        """Open Opportunities per ``OwnerId``: one query over ``IsClosed = false``, read page by page and summed
+        here. (``GROUP BY OwnerId`` would return fewer rows, but aggregate results cannot be paged with
+        ``queryMore`` and stop at 2,000 groups; the plain query pages like every other read.)"""
+        counts: dict[str, int] = {}
+        for page in self._query_pages("SELECT OwnerId FROM Opportunity WHERE IsClosed = false", "query:pipeline"):
+            for row in page:
+                owner = row.get("OwnerId")
+                if owner:
+                    counts[str(owner)] = counts.get(str(owner), 0) + 1
+        return counts
+
+    def recent_by_domain(self, domains: Sequence[str], since: datetime) -> dict[str, list[DomainRecord]]:
+        """Unconverted Leads (by Email or Website) and Contacts (by Email) created since ``since``:
+        two queries per ``ACCOUNT_DOMAINS_PER_QUERY`` domains, each the newest ``RECENT_ROWS_PER_QUERY``."""
+        wanted = list(dict.fromkeys(d for d in domains if d))
+        found: dict[str, list[DomainRecord]] = {}
+        after = soql_datetime(since)
+        for start in range(0, len(wanted), ACCOUNT_DOMAINS_PER_QUERY):
+            chunk = set(wanted[start : start + ACCOUNT_DOMAINS_PER_QUERY])
+            emails = [f"Email LIKE {soql_literal(f'%@{d}')}" for d in sorted(chunk)]
+            sites = [f"Website LIKE {soql_literal(f'%{d}%')}" for d in sorted(chunk)]
+            queries = (
+                ("lead", f"SELECT Id, OwnerId, Email, Website, CreatedDate FROM Lead WHERE IsConverted = false AND "
+                         f"CreatedDate >= {after} AND ({' OR '.join(emails + sites)})"),
+                ("contact", f"SELECT Id, OwnerId, Email, CreatedDate FROM Contact WHERE CreatedDate >= {after} AND "
+                            f"({' OR '.join(emails)})"),
+            )
+            for kind, soql in queries:
+                rows = next(self._query_pages(f"{soql} ORDER BY CreatedDate DESC, Id DESC LIMIT {RECENT_ROWS_PER_QUERY}",
+                                              "query:recent_by_domain"), [])
+                for row in rows:
+                    domain = domain_of(row.get("Email"), row.get("Website"))
+                    created = parse_sf_datetime(row.get("CreatedDate"))
+                    if domain in chunk and created is not None:
+                        found.setdefault(domain, []).append(
+                            DomainRecord(str(row["Id"]), kind, row.get("OwnerId") or None, created, domain))
+        for records in found.values():
+            records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return found
 
     # ------------------------------------------------------------------ writes

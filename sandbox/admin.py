@@ -561,6 +561,40 @@ def hs_owner_edit(ctx: Ctx) -> Resp:
     return Resp(200, owner)
 
 
+def seed_pipeline(ctx: Ctx) -> Resp:
+    """Open (and closed) pipeline per owner, for ``least_loaded`` pools that weigh it: ``{"salesforce": {owner id:
+    {"open": n, "closed": m}}, "hubspot": {...}}`` (a bare number means that many open). Salesforce gets
+    Opportunities (open at the first stage, closed as Closed Lost), HubSpot deals (``appointmentscheduled`` and
+    ``closedlost``), each owned by the owner given. Returns the ids made, by CRM."""
+    body = _obj(ctx)
+    unknown = set(body) - {"salesforce", "hubspot"}
+    if unknown:
+        raise ValueError(f"unknown CRM(s) {sorted(unknown)}: use salesforce and/or hubspot")
+    made: dict[str, list[str]] = {"salesforce": [], "hubspot": []}
+    for crm, owners in body.items():
+        if not isinstance(owners, dict):
+            raise ValueError(f"'{crm}' must map owner ids to counts")
+        for owner, spec in owners.items():
+            counts = {"open": spec} if isinstance(spec, int) else spec
+            if not isinstance(counts, dict) or set(counts) - {"open", "closed"} or not all(
+                    isinstance(v, int) and v >= 0 for v in counts.values()):
+                raise ValueError(f"{crm}.{owner}: give a count, or {{\"open\": n, \"closed\": m}}")
+            for closed in (False, True):
+                for n in range(counts.get("closed" if closed else "open", 0)):
+                    if crm == "salesforce":
+                        rec = ctx.state.sf.insert_raw("Opportunity", {
+                            "Name": f"Pipeline {owner} {n}", "OwnerId": to_sf18(str(owner)),
+                            "StageName": "Closed Lost" if closed else OPPORTUNITY_STAGES[0].name,
+                            "CloseDate": today_str()})
+                        made[crm].append(rec["Id"])
+                    else:
+                        rec = ctx.state.hs.insert_raw("deals", {"properties": {
+                            "dealname": f"Pipeline {owner} {n}", "hubspot_owner_id": str(owner),
+                            "dealstage": "closedlost" if closed else HS_DEAL_STAGES[0].id}})
+                        made[crm].append(rec["id"])
+    return Resp(201, made)
+
+
 def start_recording(ctx: Ctx) -> Resp:
     _app(ctx).recording = []
     return Resp(200, {"recording": True})
@@ -597,6 +631,7 @@ ROUTES: list[tuple[str, str, str, Any, Any]] = [
     ("POST", A + r"/limits/reset-usage", "admin", "limits", reset_usage),
     ("POST", A + r"/salesforce/expire-sessions", "admin", "sessions", expire_sessions),
     ("POST", A + r"/recording", "admin", "recording", start_recording),
+    ("POST", A + r"/pipeline", "admin", "pipeline", seed_pipeline),
     ("GET", A + r"/recording", "admin", "recording", get_recording),
     ("DELETE", A + r"/recording", "admin", "recording", stop_recording),
     ("PATCH", A + r"/hubspot/owners/(?P<id>[^/]+)", "admin", "owners", hs_owner_edit),

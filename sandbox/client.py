@@ -157,6 +157,12 @@ class AdminClient:
             body["close_date"] = close_date
         return self.request("POST", f"/salesforce/Opportunity/{opportunity_id}/stage", body)
 
+    def seed_pipeline(self, salesforce: dict[str, Any] | None = None, hubspot: dict[str, Any] | None = None
+                      ) -> dict[str, list[str]]:
+        """Open (and closed) opportunities / deals per owner id: ``{owner: n}`` or ``{owner: {"open": n, "closed": m}}``."""
+        body = {k: v for k, v in (("salesforce", salesforce), ("hubspot", hubspot)) if v}
+        return self.request("POST", "/pipeline", body)  # type: ignore[no-any-return]
+
     def sf_delete(self, sobject: str, record_id: str) -> Any:
         return self.request("DELETE", f"/salesforce/{sobject}/{record_id}")
 

@@ -405,6 +405,7 @@ def standard_hs_properties() -> dict[str, dict[str, HsProperty]]:
         HsProperty("notes_last_contacted", "datetime", read_only=True),
         HsProperty("num_notes", "number", read_only=True),
         HsProperty("message", s),
+        HsProperty("hs_email_domain", s, read_only=True),  # calculated from email, as HubSpot does
     )
     companies = _hs(
         *_hs_common(),

@@ -522,6 +522,9 @@ class HubSpotStore:
                 props["hs_deal_stage_probability"] = None if stage is None else str(stage.probability)
                 if closed and not props.get("closedate"):
                     props["closedate"] = hs_datetime(ts)
+        if otype == "contacts" and ("email" in changed or creating):
+            email = props.get("email") or ""
+            props["hs_email_domain"] = email.rpartition("@")[2].strip().lower() or None if "@" in email else None
         if otype == "contacts" and changed.get("lifecyclestage"):
             key = f"hs_lifecyclestage_{changed['lifecyclestage']}_date"
             if key in self.props["contacts"] and not props.get(key):

@@ -110,3 +110,6 @@ class SandboxCrm(Crm):
 
     def calls(self) -> int:
         return int(self.admin.counters()["total"])
+
+    def seed_pipeline(self, counts: dict[str, dict[str, int]]) -> None:
+        self.admin.seed_pipeline(**{self.name: counts})

@@ -14,6 +14,8 @@ branches. The contract comes in parts, so a double that speaks only some of the 
 * :class:`AccountContract`: account owners by company domain, cached;
 * :class:`OutcomeContract`: ``read_outcomes``, what became of leads (converted, opportunity, won or
   lost, amount), read in batches;
+* :class:`PipelineContract`: ``open_pipeline``, open opportunities (deals) per owner in one paged read;
+* :class:`DomainContract`: ``recent_by_domain``, recent leads and contacts on company domains, batched;
 * :class:`TransportContract`: batch sizes, building from the environment, no secret leaks
   (real connectors over HTTP against the sandbox, which counts the calls).
 
@@ -22,8 +24,9 @@ Classes here have no ``Test`` prefix: pytest collects them only through a CRM's 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -114,6 +117,19 @@ class Crm(ABC):
 
     def calls(self) -> int:
         """Every call the CRM has answered so far."""
+        raise NotImplementedError
+
+    # what the pipeline and domain contracts need
+
+    pipeline_page: ClassVar[int] = 0  # records one page of ``open_pipeline``'s read holds
+    domain_calls: ClassVar[int] = 0  # calls ``recent_by_domain`` makes for one chunk of domains
+
+    def seed_pipeline(self, counts: dict[str, dict[str, int]]) -> None:
+        """Give owners open and closed opportunities (deals): ``{owner id: {"open": n, "closed": m}}``."""
+        raise NotImplementedError
+
+    def domain_record(self, email: str, owner: str, created_at: datetime) -> str:
+        """A lead-like record with ``email``, owned by ``owner``, created at ``created_at``; its id."""
         raise NotImplementedError
 
 
@@ -417,6 +433,57 @@ class OutcomeContract:
         assert spent < 10  # for hundreds of leads
 
 
+class PipelineContract:
+    """``open_pipeline``: open opportunities (deals) per owner, counted from one paged read of the CRM."""
+
+    def test_open_pipeline_counts_only_open_ones_per_owner(self, crm: Crm) -> None:
+        a, b = crm.owners()
+        before = crm.connector.open_pipeline()
+        crm.seed_pipeline({a: {"open": 3, "closed": 2}, b: {"open": 1, "closed": 4}})
+        after = crm.connector.open_pipeline()
+        assert after.get(a, 0) - before.get(a, 0) == 3
+        assert after.get(b, 0) - before.get(b, 0) == 1
+        assert all(n > 0 for n in after.values())  # owners with none are absent
+
+    def test_one_paged_read_not_one_per_owner(self, crm: Crm) -> None:
+        a, b = crm.owners()
+        crm.seed_pipeline({a: {"open": crm.pipeline_page + 50}, b: {"open": 7}})
+        crm.connector.list_owners()  # any login happens now, not inside the counted read
+        before = crm.calls()
+        counts = crm.connector.open_pipeline()
+        total = sum(counts.values())
+        assert counts[a] >= crm.pipeline_page + 50 and counts[b] >= 7
+        assert crm.calls() - before <= math.ceil(total / crm.pipeline_page) + 1  # pages, whatever the owners
+
+
+class DomainContract:
+    """``recent_by_domain``: the CRM's recent leads (contacts) on company domains, newest first, batched."""
+
+    def test_recent_records_on_each_domain_newest_first_within_the_window(self, crm: Crm) -> None:
+        a, b = crm.owners()
+        now = datetime.now(UTC).replace(microsecond=0)
+        ten = crm.domain_record("ceo@domain-contract.com", a, now - timedelta(days=10))
+        two = crm.domain_record("cto@domain-contract.com", b, now - timedelta(days=2))
+        crm.domain_record("old@domain-contract.com", b, now - timedelta(days=40))
+        other = crm.domain_record("x@other-contract.com", a, now - timedelta(days=1))
+        crm.domain_record("y@gmail.com", a, now - timedelta(days=1))
+        found = crm.connector.recent_by_domain(["domain-contract.com", "other-contract.com", "nobody-contract.com"],
+                                               now - timedelta(days=30))
+        assert set(found) == {"domain-contract.com", "other-contract.com"}
+        assert [r.id for r in found["domain-contract.com"]] == [two, ten]
+        first = found["domain-contract.com"][1]
+        assert (first.owner_id, first.domain, first.created_at) == (a, "domain-contract.com", now - timedelta(days=10))
+        assert [r.id for r in found["other-contract.com"]] == [other]
+
+    def test_many_domains_cost_a_few_calls_not_one_per_domain(self, crm: Crm) -> None:
+        crm.connector.list_owners()
+        before = crm.calls()
+        found = crm.connector.recent_by_domain([f"many-{i}-contract.com" for i in range(40)],
+                                               datetime.now(UTC) - timedelta(days=30))
+        assert found == {}
+        assert crm.calls() - before == crm.domain_calls
+
+
 class TransportContract:
     """A real connector over HTTP: the largest batches, built from the environment, no secret in any output.
 
@@ -464,8 +531,8 @@ class TransportContract:
         assert MASK in str(info.value) or "refused" in str(info.value) or "401" in str(info.value)
 
 
-class ConnectorContract(ReadContract, WriteContract, ChangesContract, OwnersContract, AccountContract,
-                        OutcomeContract, TransportContract):
+class ConnectorContract(ReadContract, WriteContract, ChangesContract, OwnersContract, AccountContract, PipelineContract,
+                        DomainContract, OutcomeContract, TransportContract):
     """The whole contract: what every real CRM connector keeps. Subclass it with a ``crm`` fixture."""
 
     connector_class: ClassVar[type[Connector]]

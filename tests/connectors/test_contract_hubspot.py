@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -47,6 +48,14 @@ class HubSpotCrm(SandboxCrm):
 
     def delete(self, record_id: str) -> None:
         self.admin.hs_delete(record_id)
+
+    pipeline_page: ClassVar[int] = 200  # the connector's default search page
+    domain_calls: ClassVar[int] = 1  # one contacts search per 50 domains
+
+    def domain_record(self, email: str, owner: str, created_at: datetime) -> str:
+        (rid,) = self.admin.hs_load([{"properties": {"email": email, "hubspot_owner_id": owner,
+                                                     "createdate": created_at.isoformat()}}])
+        return str(rid)
 
     def convert(self, record_id: str, *, opportunity: bool = True, amount: float | None = None,
                 won: bool | None = None) -> str | None:

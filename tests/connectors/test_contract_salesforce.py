@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -63,6 +64,15 @@ class SalesforceCrm(SandboxCrm):
     def outcome_calls(self, leads: int, opportunities: int) -> int:
         """One query per 200 leads, one per 200 opportunities."""
         return math.ceil(leads / 200) + math.ceil(opportunities / 200)
+
+    pipeline_page: ClassVar[int] = 2000  # the connector's default query batch size
+    domain_calls: ClassVar[int] = 2  # one query on Leads, one on Contacts
+
+    def domain_record(self, email: str, owner: str, created_at: datetime) -> str:
+        (rid,) = self.admin.sf_load("Lead", [{"LastName": "Domain", "Company": email.partition("@")[2], "Email": email,
+                                              "Status": "Working - Contacted", "OwnerId": owner,
+                                              "CreatedDate": created_at.isoformat()}])
+        return str(rid)
 
 
 class TestSalesforceContract(ConnectorContract):
