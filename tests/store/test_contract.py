@@ -194,6 +194,28 @@ def test_least_loaded_ties_go_to_pool_order(state) -> None:
     assert picks(state, 4, "p", LL, ["ann", "bob"], reps("ann", "bob")) == ["ann", "bob", "ann", "bob"]
 
 
+def test_least_loaded_with_load_weights_adds_the_weighted_crm_load(state) -> None:
+    """A pool with ``load:`` weights: lead weight x open leads + weighted CRM load; capacity still counts leads."""
+    state.set_loads({"ann": 1, "bob": 3})
+    candidates = [Candidate("ann", lead_weight=1.0, crm_load=3.5), Candidate("bob", lead_weight=1.0, crm_load=0.5)]
+    assert state.pick("p", LL, ["ann", "bob"], candidates).rep_id == "bob"  # ann 4.5 vs bob 3.5
+    state.set_loads({"ann": 1, "bob": 4})  # ann 4.5 vs bob 4.5: a tie goes to pool order
+    assert state.pick("p", LL, ["ann", "bob"], candidates).rep_id == "ann"
+    state.set_loads({"ann": 3, "bob": 0})
+    only_opps = [Candidate("ann", lead_weight=0.0, crm_load=1.0), Candidate("bob", lead_weight=0.0, crm_load=2.0)]
+    assert state.pick("p", LL, ["ann", "bob"], only_opps).rep_id == "ann"  # leads weigh nothing
+    capped = [Candidate("ann", capacity=3, crm_load=0.0), Candidate("bob", capacity=9, crm_load=50.0)]
+    assert state.pick("p", LL, ["ann", "bob"], capped).rep_id == "bob"  # ann at capacity by leads
+    assert state.loads(["ann", "bob"]) == {"ann": 4, "bob": 1}
+
+
+def test_least_loaded_with_fractional_weights_over_capacity(state) -> None:
+    state.set_loads({"ann": 2, "bob": 2})
+    candidates = [Candidate("ann", capacity=10, lead_weight=0.5, crm_load=1.25),
+                  Candidate("bob", capacity=4, lead_weight=0.5, crm_load=0.25)]  # ann 2.25/10 vs bob 1.25/4
+    assert state.pick("p", LL, ["ann", "bob"], candidates).rep_id == "ann"
+
+
 def test_least_loaded_never_exceeds_capacity(state) -> None:
     candidates = [Candidate("ann", capacity=2), Candidate("bob", capacity=1)]
     got = picks(state, 4, "p", LL, ["ann", "bob"], candidates)

@@ -25,6 +25,7 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "loads": keys.loads(),
         "pool": keys.pool("enterprise"),
         "rates": keys.rates(),
+        "pipeline": keys.pipeline("hubspot"),
         "a rep's cap": keys.cap("rep", "ann", "daily", "2026-12-01"),
         "domains": keys.domains(),
         "domains by when": keys.domains_at(),
@@ -56,6 +57,7 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "loads": f"{prefix}:loads",
         "pool": f"{prefix}:pool:enterprise",
         "rates": f"{prefix}:rates",
+        "pipeline": f"{prefix}:pipeline:hubspot",
         "a rep's cap": f"{prefix}:caps:rep:ann:daily:2026-12-01",
         "domains": f"{prefix}:domains",
         "domains by when": f"{prefix}:domains:at",
@@ -99,6 +101,7 @@ def test_every_key_begins_with_a_root_named_in_the_keys_module() -> None:
     named.append(keys.domains())
     named.append(keys.rates())
     named.append(keys.handoffs("c"))
+    named.append(keys.pipeline("salesforce"))
     assert {name.split(":")[1] for name in named} == set(STORE_ROOTS)
     assert set(STORE_ROOTS).isdisjoint(CONNECTOR_ROOTS)
     assert set(STORE_ROOTS) | set(CONNECTOR_ROOTS) == ROOTS

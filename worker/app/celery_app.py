@@ -19,6 +19,7 @@ from kombu import Exchange, Queue
 from worker.app.broker import QUEUES, broker_url, configured_broker_url, sentinel_options, transport_options
 from worker.config import config_path, load_config
 from worker.observability.logs import configure_from_env
+from worker.steps.pipeline import weighs_opportunities
 from worker.steps.rates import RATES_EVERY, learning
 from worker.store.connection import embedded_url
 
@@ -59,6 +60,7 @@ def make_app() -> Celery:
             "leadroute.outcomes": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.rates_refresh": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.ledger_prune": {"queue": "ingest", "routing_key": "ingest"},
+            "leadroute.pipeline_refresh": {"queue": "ingest", "routing_key": "ingest"},
             "leadroute.drain": {"queue": "route", "routing_key": "route"},
             "leadroute.reroute": {"queue": "route", "routing_key": "route"},
             "leadroute.poll_owned": {"queue": "route", "routing_key": "route"},  # it routes and writes owners
@@ -78,13 +80,17 @@ app = make_app()
 
 
 def beat_schedule(settings: Any, crms: list[str], sweep_every: float | None,
-                  rates_every: float | None = None, owned: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+                  rates_every: float | None = None, owned: Sequence[str] = (), pipeline: bool = False
+                  ) -> dict[str, dict[str, Any]]:
     """The periodic tasks for a config: poll, drain, reconcile, read outcomes per CRM; the SLA sweep; the ledger's move;
     the learned rates' refresh when a pool is performance_weighted (``rates_every``); the owned poll of the CRMs in
-    ``owned`` (hand-off triggers, rejections by status)."""
+    ``owned`` (hand-off triggers, rejections by status); the count of open opportunities when a pool weighs them
+    (``pipeline``, every ``worker.pipeline_every``)."""
     schedule: dict[str, dict[str, Any]] = {}
     if rates_every:
         schedule["rates-refresh"] = {"task": "leadroute.rates_refresh", "schedule": rates_every}
+    if pipeline and crms:
+        schedule["pipeline-refresh"] = {"task": "leadroute.pipeline_refresh", "schedule": settings.pipeline_every}
     for crm in crms:
         schedule[f"poll-{crm}"] = {"task": "leadroute.poll", "schedule": settings.poll_every, "args": (crm,)}
         schedule[f"drain-{crm}"] = {"task": "leadroute.drain", "schedule": settings.drain_every, "args": (crm,)}
@@ -115,7 +121,8 @@ def _configure_from_routing_config(sender: Celery, **_: Any) -> None:
     rates = RATES_EVERY if learning(config) is not None else None  # performance_weighted pools learn on a schedule
     crms = config.model.connectors.enabled()
     owned = [crm for crm, settings in crms.items() if config.triggers or settings.rejection is not None]
-    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(crms), sweep, rates, owned)
+    sender.conf.beat_schedule = beat_schedule(config.model.worker, list(crms), sweep, rates, owned,
+                                              weighs_opportunities(config))
 
 
 @setup_logging.connect

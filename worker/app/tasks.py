@@ -26,6 +26,7 @@ from worker.observability import metrics
 from worker.steps import after_route, handoffs, route
 from worker.steps import ledger as ledger_step
 from worker.steps import outcomes as outcomes_step
+from worker.steps import pipeline as pipeline_step
 from worker.steps import rates as rates_step
 from worker.steps import rebuild as rebuild_step
 
@@ -348,6 +349,15 @@ def rates_refresh(self: Task) -> str | None:
     if table is not None:
         log.info("rates_refreshed", version=table.version, keys=len(table.counts))
     return table.version if table is not None else None
+
+
+@app.task(base=RedisRetryTask, name="leadroute.pipeline_refresh", bind=True, max_retries=0)
+def pipeline_refresh(self: Task) -> dict[str, int]:
+    """Count open opportunities per rep in each CRM for least_loaded pools that weigh them; reps counted per CRM."""
+    done = pipeline_step.refresh(get_runtime())
+    if done:
+        log.info("pipeline_refreshed", reps=done)
+    return done
 
 
 @app.task(base=RedisRetryTask, name="leadroute.ledger_prune", bind=True, max_retries=0)

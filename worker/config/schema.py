@@ -184,15 +184,38 @@ class Performance(_Model):
         return _seconds(value)
 
 
+class PoolLoad(_Model):
+    """What a ``least_loaded`` pool counts as a rep's load (``worker.routing.pipeline``): open leads and the
+    rep's open opportunities (HubSpot: deals) in the CRM, each times its weight."""
+
+    leads: float = Field(default=1.0, ge=0)
+    opportunities: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> PoolLoad:
+        if self.leads == 0 and self.opportunities == 0:
+            raise ValueError("both weights are 0: give leads and/or opportunities a weight, e.g. "
+                             "'load: {leads: 1, opportunities: 0.5}'")
+        return self
+
+
 class Pool(_Model):
     members: tuple[str, ...]
     strategy: Strategy = Strategy.ROUND_ROBIN
     performance: Performance | None = None  # performance_weighted only: what it learns, floor and cap
     tie_break: TieBreakList = None
     caps: Caps | None = None  # per member: leads per day/week/month from this pool
+    load: PoolLoad | None = None  # least_loaded only: weights of open leads and CRM opportunities
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
+
+    @model_validator(mode="after")
+    def _load_needs_least_loaded(self) -> Pool:
+        if self.load is not None and self.strategy is not Strategy.LEAST_LOADED:
+            raise ValueError(f"load weights apply to least_loaded pools only; this pool is {self.strategy.value} "
+                             "(set 'strategy: least_loaded' or remove 'load')")
+        return self
 
 
 class Assign(_Model):
@@ -267,6 +290,8 @@ class WorkerSettings(_Model):
     outcomes_lookback: float = 180 * 86_400.0  # ... for leads routed within this long (e.g. "180d")
     owned_poll_every: float = 60.0  # poll owned records for hand-off triggers and rejections by status (when configured)
     ledger_retention: float | None = None  # delete ledger events older than this (e.g. "730d"); unset: keep all
+    pipeline_every: float = 300.0  # count open opportunities per rep in the CRM (pools with load: opportunities)
+    pipeline_max_age: float = 1800.0  # ... and call counts older than this stale (said in the decision)
     # a candidate routing config run in shadow beside the live one (docs/shadow.md): a path, relative to this
     # file's folder; not part of the config version, so turning it on or off changes no live decision
     shadow: str | None = None
@@ -1043,6 +1068,10 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
     warnings += _territory_warnings(model, territory_order, file, lines)
     warnings += _tie_break_warnings(model, file, lines)
     warnings += _cap_warnings(model, file, lines)
+    for name, pool in model.pools.items():
+        if pool.load is not None and pool.load.opportunities > 0 and not model.connectors.enabled():
+            warnings.append(Problem(file, line_for(lines, ("pools", name, "load")), f"pools.{name}.load",
+                                    "weighs opportunities but no CRM connector is enabled: every rep counts 0"))
     if model.relationships and not any(r.assign.account_owner or "account_owner" in c.fields
                                        for r, c in zip(model.rules, compiled, strict=True)):
         warnings.append(Problem(file, line_for(lines, ("relationships",)), "relationships",
@@ -1130,6 +1159,7 @@ __all__ = [
     "Fallback",
     "Hours",
     "Pool",
+    "PoolLoad",
     "Problem",
     "Rep",
     "RoutingConfig",

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
-from worker.config.schema import Performance, Rule
+from worker.config.schema import Performance, Pool, PoolLoad, Rule
 from worker.domain.normalize import NormalizedLead, normalize_lead
 from worker.routing.fairness import Fairness
 from worker.routing.perf import PerfSettings, RateTable, explain, weigh
+from worker.routing.pipeline import PipelineLoad
 from worker.routing.split import choose_arm, split_key
-from worker.routing.state import Candidate, ContactHistory, Pick, RoutingState, Strategy
+from worker.routing.state import Candidate, ContactHistory, Pick, RoutingState, Strategy, weighted_ratio
 from worker.routing.tiebreak import FILE_ORDER, LEAST_LOADED, MOST_RECENT_CONTACT, SENIORITY, settle
 
 FALLBACK = "fallback"
@@ -188,12 +189,14 @@ def territories_of(facts: Mapping[str, Any], config: RoutingConfig) -> list[str]
 class Router:
     """Routes leads for one configuration against one state."""
 
-    __slots__ = ("config", "history", "rates", "state")
+    __slots__ = ("config", "history", "pipeline", "rates", "state")
 
-    def __init__(self, config: RoutingConfig, state: RoutingState, rates: RateTable | None = None) -> None:
+    def __init__(self, config: RoutingConfig, state: RoutingState, rates: RateTable | None = None,
+                 pipeline: PipelineLoad | None = None) -> None:
         self.config = config
         self.state = state
         self.rates = rates  # learned conversion rates for performance_weighted pools (worker.routing.perf), as data
+        self.pipeline = pipeline  # open opportunities per rep, cached from the CRM (worker.routing.pipeline), as data
         # Contact history is optional (see ContactHistory): asked for only when a tie-breaker needs it.
         self.history: ContactHistory | None = (
             state if config.tie_breaks.uses_contact and isinstance(state, ContactHistory) else None
@@ -343,7 +346,7 @@ class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
     __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
-                 "history", "overrides", "rates", "skipped", "state", "tie_breaks")
+                 "history", "overrides", "pipeline", "rates", "skipped", "state", "tie_breaks")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -365,6 +368,7 @@ class _Context:
         self.arm: str | None = None
         self.experiment: str | None = None
         self.rates = router.rates
+        self.pipeline = router.pipeline
 
     def skip(self, rep_id: str, reason: str) -> None:
         if rep_id not in self.considered:
@@ -478,7 +482,7 @@ class _Context:
         least-loaded rep (a tie it alone sees goes by pool order).
         """
         default_cap = max((c.capacity for c in group if c.capacity), default=1)  # as state.choose
-        ratios = [loads.get(c.rep_id, 0) / (c.capacity or default_cap) for c in group]
+        ratios = [weighted_ratio(c, loads.get(c.rep_id, 0), default_cap) for c in group]
         low = min(ratios)
         tied = [c for c, r in zip(group, ratios, strict=True) if r == low]
         if len(tied) < 2:
@@ -528,6 +532,8 @@ class _Context:
                 after_hours.append(candidate)
         if pool.strategy is Strategy.PERFORMANCE_WEIGHTED:
             return self.perf_pool(name, in_hours_now, after_hours)
+        if pool.load is not None:
+            in_hours_now, after_hours = self.weigh(pool.load, in_hours_now), self.weigh(pool.load, after_hours)
         for group, note in ((in_hours_now, ""), (after_hours, "; all eligible reps outside hours")):
             if not group:
                 continue
@@ -540,7 +546,7 @@ class _Context:
             for rep_id, why in pick.capped:
                 self.skipped[rep_id] = why
             if pick.rep_id is not None:
-                detail = pick.detail
+                detail = pick.detail if pool.load is None else self.load_detail(pool, pick)
                 if tie is not None and tie[0] == pick.rep_id:  # the atomic step saw the same tie
                     detail += f", tie with {', '.join(tie[2])} broken by {tie[1]}"
                     self.tie_breaks["pool"] = tie[1]
@@ -556,6 +562,32 @@ class _Context:
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
         )
         return None
+
+    def weigh(self, load: PoolLoad, group: list[Candidate]) -> list[Candidate]:
+        """The candidates of a pool with ``load:`` weights, each carrying its weighted CRM load."""
+        pipeline, opps = self.pipeline, load.opportunities
+        return [Candidate(c.rep_id, c.weight, c.capacity, load.leads,
+                          opps * pipeline.opportunities(c.rep_id) if opps and pipeline is not None else 0.0)
+                for c in group]
+
+    def load_detail(self, pool: Pool, pick: Pick) -> str:
+        """``least loaded: tom 3/25 leads + 7 opps x0.5`` (leads after this one), and a note on counts that are
+        missing or stale."""
+        load, rep_id = pool.load, str(pick.rep_id)
+        assert load is not None
+        capacity = self.config.reps[rep_id].capacity
+        text = f"least loaded: {rep_id} {pick.load}{f'/{capacity}' if capacity else ''} leads"
+        if load.leads != 1:
+            text += f" x{load.leads:g}"
+        if load.opportunities:
+            pipeline = self.pipeline or PipelineLoad()
+            text += f" + {pipeline.opportunities(rep_id)} {pipeline.label}"
+            if load.opportunities != 1:
+                text += f" x{load.opportunities:g}"
+            note = pipeline.note(self.at)
+            if note:
+                text += f" ({note})"
+        return text
 
     def perf_pool(self, name: str, in_hours_now: list[Candidate], after_hours: list[Candidate]) -> _Outcome | None:
         """``performance_weighted``: weights from the rate table for this lead's key, picked atomically

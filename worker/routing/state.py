@@ -15,7 +15,10 @@ Strategy semantics (shared by every implementation, checked by one contract suit
   and subtracts the candidates' total weight from the winner. Members not in the
   candidate list are left untouched, so nobody accumulates credit while skipped.
 * ``least_loaded``: lowest open load relative to capacity (a rep without a cap counts
-  with the largest cap among the candidates, or 1); ties: candidate order.
+  with the largest cap among the candidates, or 1); ties: candidate order. A pool with
+  ``load:`` weights compares ``lead_weight x open leads + crm_load`` instead of the open load
+  (``Candidate.lead_weight``, ``Candidate.crm_load``: its weighted open opportunities from the
+  CRM, handed in as data); capacity still counts open leads alone.
 
 Candidates come in pool order unless the config sets ``tie_break`` and the loads the engine
 read tie: then it passes the winner of its tie-breakers (``worker.routing.tiebreak``) first,
@@ -66,6 +69,15 @@ class Candidate:
     rep_id: str
     weight: int = 1
     capacity: int | None = None
+    # ``least_loaded`` with a pool's ``load:`` weights (worker.routing.pipeline): the load compared is
+    # lead_weight x open leads + crm_load (the rep's weighted open opportunities), over the capacity as before
+    lead_weight: float = 1.0
+    crm_load: float = 0.0
+
+    @property
+    def weighted(self) -> bool:
+        """Whether least_loaded weighs this candidate other than by open leads alone."""
+        return self.lead_weight != 1.0 or self.crm_load != 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +189,15 @@ def choose(
         scores[chosen] -= total
         return chosen, full, scores
     default_cap = max((c.capacity for c in open_ if c.capacity), default=1)
-    chosen = min(open_, key=lambda c: _ratio(loads.get(c.rep_id, 0), c.capacity, default_cap)).rep_id
+    chosen = min(open_, key=lambda c: weighted_ratio(c, loads.get(c.rep_id, 0), default_cap)).rep_id
     return chosen, full, {}
+
+
+def weighted_ratio(candidate: Candidate, load: int, default_cap: int) -> float:
+    """What ``least_loaded`` compares: (lead weight x open leads + weighted CRM load) over the capacity."""
+    if not candidate.weighted:
+        return _ratio(load, candidate.capacity, default_cap)
+    return (candidate.lead_weight * load + candidate.crm_load) / (candidate.capacity or default_cap)
 
 
 def describe(strategy: Strategy, rep_id: str, load: int, capacity: int | None) -> str:

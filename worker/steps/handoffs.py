@@ -217,7 +217,7 @@ def _route_by_trigger(
     condition = ", ".join(trigger.condition.fields)
 
     def route(router: Router) -> Decision:
-        decision = Router(trigger.config, router.state, router.rates).route(lead, overrides=overrides)
+        decision = Router(trigger.config, router.state, router.rates, router.pipeline).route(lead, overrides=overrides)
         decision.reason = f"trigger {trigger.name} ({condition}) from {previous}: {decision.reason}"
         return decision
 

@@ -25,7 +25,9 @@ from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import Decision, Router
+from worker.routing.pipeline import PipelineLoad
 from worker.routing.triggers import truths
+from worker.steps import pipeline as pipeline_step
 from worker.steps import rates as rates_step
 from worker.steps.handback import handed_back, route_again
 from worker.steps.ledger import decision_extras, refusal_event
@@ -177,14 +179,17 @@ def _compute(
     overrides: Mapping[str, str],
     at: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
+    pipeline: PipelineLoad | bool | None = True,
 ) -> Callable[[Any], dict[str, Any]]:
     if route is None and not isinstance(lead, NormalizedLead):
         lead = normalize_lead(lead)  # once, though decide_many may run compute several times
 
     rates = rates_step.current(rt.store, rt.config)  # performance_weighted pools' learned rates (None: none learn)
+    if pipeline is True:  # not read for the whole batch by the caller: read now
+        pipeline = pipeline_step.current(rt.store, rt.config)  # cached open opportunities (None: none weighed)
 
     def compute(state: Any) -> dict[str, Any]:
-        router = Router(rt.config, state, rates=rates)
+        router = Router(rt.config, state, rates=rates, pipeline=pipeline if isinstance(pipeline, PipelineLoad) else None)
         decision = route(router) if route else router.route(lead, at=at, overrides=overrides)
         data = decision.to_dict()
         data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
@@ -224,7 +229,8 @@ def _decide_all(
         return [decide(rt, key, lead, overrides=overrides) for key, lead in work]
     at = datetime.now(UTC)  # one routing time for the batch, so that a replayed compute repeats itself
     beside = {key: decision_extras(rt.config, lead) for key, lead in work} if rt.store.ledger_outbox else None
-    return [d.decision for d in rt.store.decide_many([(key, _compute(rt, key, lead, None, overrides, at))
+    pipeline = pipeline_step.current(rt.store, rt.config)  # one read of the cached counts for the batch
+    return [d.decision for d in rt.store.decide_many([(key, _compute(rt, key, lead, None, overrides, at, pipeline=pipeline))
                                                       for key, lead in work], ledger=beside)]
 
 

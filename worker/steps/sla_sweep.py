@@ -44,6 +44,7 @@ from worker.routing.state import InMemoryState
 from worker.sla.calendar import WorkCalendar, calendar_for, elapsed
 from worker.sla.policy import Act, Action, Plan, Seen, SlaRecord, decide, lead_of, open_record, reassigned, timer_id
 from worker.sla.settings import CompiledSla, OnRepAway, Tier, format_duration
+from worker.steps import pipeline as pipeline_step
 from worker.steps import rates as rates_step
 from worker.steps.ledger import business_seconds, decision_extras, make_event
 from worker.store.redis_store import RedisStore, Timer
@@ -557,9 +558,10 @@ class SlaService:
         beside = decision_extras(self.config, normalized) if self.store.ledger_outbox else None  # for the ledger
 
         rates = rates_step.current(self.store, self.config)  # performance_weighted pools' learned rates (None: none learn)
+        pipeline = pipeline_step.current(self.store, self.config)  # cached open opportunities (None: none weighed)
 
         def compute(state: Any) -> dict[str, Any]:
-            data = Router(self.config, state, rates=rates).route(normalized, at=at, overrides=overrides,
+            data = Router(self.config, state, rates=rates, pipeline=pipeline).route(normalized, at=at, overrides=overrides,
                                                                  exclude=exclude).to_dict()
             data.update(crm=key.crm, object=key.object, epoch=key.epoch, via="sla", previous_owner=previous,
                         excluded=sorted(exclude))

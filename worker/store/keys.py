@@ -44,6 +44,7 @@ STORE_ROOTS: dict[str, str] = {
     "seen": "flag per (namespace, id): first-seen de-duplication (webhook events)",
     "availability": "hash rep -> json availability override",
     "rates": "string: the learned rate table of performance_weighted pools (JSON, versioned)",
+    "pipeline": "string per crm: open opportunities (deals) per rep and when they were read (JSON)",
     # recovery
     "state": "hash: the state marker (instance id, prefix, ledger, generation); missing = Redis lost its data",
 }
@@ -96,6 +97,10 @@ class Keys:
 
     def rates(self) -> str:
         return f"{self.prefix}:rates"
+
+    def pipeline(self, crm: str) -> str:
+        """Open opportunities per rep read from ``crm``, and when (``worker.store.pipeline``)."""
+        return f"{self.prefix}:pipeline:{crm}"
 
     def domains(self) -> str:
         """Company domain -> ``<routed at ms>|<rep>|<lead id>`` of the latest decision that gave a rep a lead from it."""

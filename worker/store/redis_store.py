@@ -20,6 +20,7 @@ The store is split by concern; :class:`RedisStore` combines them:
 * :mod:`.handoffs`: hand-off triggers' crossing state per lead, hand-offs in progress.
 * :mod:`.locks`: locks with owner tokens, first-seen de-duplication.
 * :mod:`.availability`: per-rep availability overrides.
+* :mod:`.pipeline`: open opportunities per rep, cached from the CRM with the time they were read.
 * :mod:`.marker`: the state marker (was the state lost?) and the writes of a rebuild.
 * :mod:`.keys`: the name of every key, under a configurable prefix (``<prefix>:...``) so two
   configurations can share one Redis; for Redis Cluster use a hash-tagged prefix such as
@@ -49,6 +50,7 @@ from worker.store.log import LogEntry, LogStore
 from worker.store.marker import RecoveryStore, StateMarker
 from worker.store.outbox import OutboxEntry, OutboxStats, OutboxStore
 from worker.store.pending import PendingSet
+from worker.store.pipeline import PipelineStore
 from worker.store.routing_state import CLAIM_CHUNK, Claim, DirectClaim, PoolClaim
 from worker.store.timers import Timer, TimerStore
 
@@ -74,7 +76,7 @@ __all__ = [
 
 
 class RedisStore(FairnessStore, DecisionStore, LogStore, TimerStore, OutboxStore, CrmStateStore, LockStore, AvailabilityStore,
-                 RecoveryStore, HandoffStore):
+                 RecoveryStore, HandoffStore, PipelineStore):
     """All shared state of one leadroute configuration, under one key prefix.
 
     ``decision_ttl``: how long a decision (and its journal) is kept for idempotent

@@ -192,15 +192,16 @@ class ClaimBatch:
             if not set_index:
                 set_index = self._sets[members] = len(self._sets) + 1
                 self._set_args += [len(members), *members]
+        weighted = strategy == Strategy.LEAST_LOADED and any(c.weighted for c in candidates)
         self._requests += [
             "p",
             self._journal(key),
             journal,
             self._key(self.store.keys.pool(pool)),
-            _STRATEGY_CODE[strategy],
+            "lw" if weighted else _STRATEGY_CODE[strategy],
             set_index,
             len(candidates),
-            *_candidates_args(tuple(candidates)),
+            *(_weighted_args(tuple(candidates)) if weighted else _candidates_args(tuple(candidates))),
         ]
         self._caps_args(caps, {c.rep_id: k for k, c in enumerate(candidates, 1)})
         self._parsers.append((strategy, candidates, ""))
@@ -261,4 +262,13 @@ def _candidates_args(candidates: tuple[Candidate, ...]) -> tuple[object, ...]:
     args: list[object] = []
     for c in candidates:
         args += [c.rep_id, int(c.weight), "-" if c.capacity is None else int(c.capacity)]
+    return tuple(args)
+
+
+def _weighted_args(candidates: tuple[Candidate, ...]) -> tuple[object, ...]:
+    """Candidates of a least-loaded pool with load weights: rep, lead weight, capacity ("-" for none), CRM load."""
+    args: list[object] = []
+    for c in candidates:
+        args += [c.rep_id, repr(float(c.lead_weight)), "-" if c.capacity is None else int(c.capacity),
+                 repr(float(c.crm_load))]
     return tuple(args)

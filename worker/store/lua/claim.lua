@@ -11,9 +11,11 @@
 -- decision hashes, referred to by index.
 -- ARGV[1] journal ttl ms; ARGV[2] member set count, then each set: m, m members (pool order);
 -- then the request count, then each request:
---   "p", journal key index (0 = none), journal field, pool key index, strategy (rr|wrr|ll),
+--   "p", journal key index (0 = none), journal field, pool key index, strategy (rr|wrr|ll|lw),
 --        member set index (0 unless round robin), candidate count n,
---        n x (rep, weight, capacity or "-"), then caps (below)
+--        n x (rep, weight, capacity or "-"), then caps (below); "lw" (least loaded with a pool's load
+--        weights) has n x (rep, lead weight, capacity or "-", crm load) and compares
+--        (lead weight x load + crm load) / capacity
 --   "d", journal key index (0 = none), journal field, rep, then caps (below)
 -- caps per period (worker.routing.caps): a count q, then q x (candidate number, 1-based (1 for "d"),
 -- counter key index, limit, skip reason, expire at ms). A candidate whose counter has reached a
@@ -119,12 +121,12 @@ local function pool_set(p, field, value)
   p.dirty[field] = true
 end
 
-local function pick(p, strategy, set, cands, weights, caps, quotas)
+local function pick(p, strategy, set, cands, weights, caps, quotas, extra)
   local out = {"", 0, 0}
   local n = #cands
   if n == 0 then return out end
   -- loads matter only for capacity checks and least loaded
-  local need = strategy == 'll'
+  local need = strategy == 'll' or strategy == 'lw'
   for k = 1, n do need = need or caps[k] ~= nil end
   if need then ensure_loads(cands) end
   local open = {}
@@ -143,7 +145,7 @@ local function pick(p, strategy, set, cands, weights, caps, quotas)
   end
   if #open == 0 then return out end
   local chosen
-  if strategy ~= 'll' then
+  if strategy ~= 'll' and strategy ~= 'lw' then
     -- a turn given back (a rejected lead with credit back: worker.steps.reject) is served first, in
     -- candidate order, outside the rotation
     for _, k in ipairs(open) do
@@ -201,7 +203,12 @@ local function pick(p, strategy, set, cands, weights, caps, quotas)
     for _, k in ipairs(open) do
       local cap = caps[k]
       if cap == nil or cap == 0 then cap = default_cap end
-      local ratio = loads[cands[k]] / cap
+      local ratio
+      if strategy == 'lw' then
+        ratio = (weights[k] * loads[cands[k]] + extra[k]) / cap
+      else
+        ratio = loads[cands[k]] / cap
+      end
       if best == nil or ratio < best then best, chosen = ratio, k end
     end
   end
@@ -222,7 +229,8 @@ local requests = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, requests do
   local kind, jkey, jfield = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local size = kind == 'p' and 7 + 3 * tonumber(ARGV[i + 6]) or 4
+  local width = (kind == 'p' and ARGV[i + 4] == 'lw') and 4 or 3
+  local size = kind == 'p' and 7 + width * tonumber(ARGV[i + 6]) or 4
   local quotas, caps_size = read_caps(i + size)
   size = size + caps_size
   taken = {}
@@ -246,13 +254,14 @@ for _ = 1, requests do
   if out == nil then
     if kind == 'p' then
       local n = tonumber(ARGV[i + 6])
-      local cands, weights, caps = {}, {}, {}
+      local cands, weights, caps, extra = {}, {}, {}, {}
       for k = 1, n do
-        local j = i + 4 + 3 * k
+        local j = i + 7 + width * (k - 1)
         cands[k], weights[k], caps[k] = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+        if width == 4 then extra[k] = tonumber(ARGV[j + 3]) end
       end
       out = pick(pool_state(tonumber(ARGV[i + 3])), ARGV[i + 4], sets[tonumber(ARGV[i + 5])], cands, weights, caps,
-                 quotas)
+                 quotas, extra)
     else
       local capped = cap_reached(quotas[1])
       if capped then
