@@ -171,3 +171,75 @@ def test_a_rejection_by_crm_status_is_routed_again_away_from_the_rep_who_rejecte
     admin.sf_edit("Lead", rid, {"Status": REJECTED})  # the second rep rejects it too
     ((_, _, _, third),) = fired(rt, "salesforce")
     assert third not in (first, new) and current(rt, "salesforce", rid)["excluded"] == [first, new]
+
+
+def test_a_trigger_also_moves_a_lead_leadroute_never_routed_and_one_no_trigger_rule_takes_stays(
+    make_runtime: Any, admin: Any
+) -> None:
+    data, _ = routing_test_config()
+    hs = data["connectors"]["hubspot"]
+    hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
+    rt = make_runtime(routing_test_config({
+        "fields": [*data["fields"], "lifecycle_stage"], "connectors": data["connectors"],
+        "pools": {"sdr": {"members": SDRS, "strategy": "round_robin"}, "ae": {"members": AES, "strategy": "round_robin"}},
+        "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}, {"name": "us-ae", "when": {"country": "US"},
+                                                              "assign": {"pool": "ae"}}],
+        "fallback": {"queue": "triage"},
+        "triggers": [{"name": "mql", "when": {"lifecycle_stage": "marketingqualifiedlead"}, "use_rules": ["us-ae"]}],
+    })[1])
+    tom = route.owner_crm_id(rt.config, "hubspot", "tom")
+    us, de = admin.hs_load([  # given to tom by hand, never routed by leadroute
+        {"properties": {"email": f"x@hand{n}.example", "country": country, "lifecyclestage": "lead", "hubspot_owner_id": tom}}
+        for n, country in ((1, "United States"), (2, "Germany"))])
+    held = rt.store.loads(["tom"])["tom"]
+    assert fired(rt, "hubspot") == []  # first sight is the baseline
+    for rid in (us, de):
+        admin.hs_edit(rid, {"lifecyclestage": "marketingqualifiedlead"})
+    report = handoffs.poll_owned(rt, "hubspot")
+    ((lead_id, _, name, ae),) = report.handed_off
+    assert (lead_id, name) == (us, "mql") and ae in AES and report.unmatched == [de]
+    assert current(rt, "hubspot", us)["previous_owner"] == "tom" and current(rt, "hubspot", us)["rule"] == "us-ae"
+    assert admin.hs_record(de)["properties"]["hubspot_owner_id"] == tom  # no trigger rule takes it: it stays
+    assert [e.data["trigger"] for e in rt.store.log_for_lead(LeadRef("hubspot", "contacts", de))
+            if e.kind == "trigger_unmatched"] == ["mql"]
+    assert rt.store.loads(["tom"])["tom"] == held  # it was never open in tom's load: nothing to give back
+
+
+def test_a_contact_put_back_unowned_is_routed_again_away_from_its_rep(make_runtime: Any, admin: Any) -> None:
+    rt = hubspot_runtime(make_runtime)
+    route_all(rt, "hubspot")
+    rid = contact(admin, 4, 10, "lead")
+    route_all(rt, "hubspot")
+    first = current(rt, "hubspot", rid)["owner"]
+    admin.hs_edit(rid, {"hubspot_owner_id": ""})  # the rep hands it back: nobody owns it (HubSpot's intake)
+    route_all(rt, "hubspot")
+    again = current(rt, "hubspot", rid)
+    assert (again["epoch"], again["via"], again["previous_owner"]) == (1, "rejection", first)
+    assert again["owner"] in SDRS and again["owner"] != first
+    assert fired(rt, "hubspot") == []  # the owned poll sees the new owner's lead: nothing more to do
+
+
+def test_two_workers_polling_owned_records_at_once_reject_a_lead_once(make_runtime: Any, admin: Any) -> None:
+    import threading
+
+    rt, other = salesforce_runtime(make_runtime), salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": "Race", "Company": "Raceco", "Email": "a@raceco.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    admin.sf_edit("Lead", rid, {"Status": REJECTED})
+    barrier = threading.Barrier(2)
+    done: list[list[tuple[str, str, str, str]]] = []
+
+    def run(runtime: Any) -> None:
+        barrier.wait()
+        done.append(handoffs.poll_owned(runtime, "salesforce").handed_off)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (rt, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(len(d) for d in done) == [0, 1]
+    assert current(rt, "salesforce", rid)["epoch"] == 1
+    assert [len(d) for d in (fired(other, "salesforce"), fired(rt, "salesforce"))] == [0, 0]

@@ -1,22 +1,24 @@
 """Hand-offs of owned leads (issue 17): hand-off triggers, and rejections by CRM status.
 
 Beat polls each CRM for owned records modified since a watermark of their own
-(:meth:`connectors.base.Connector.owned_changes`, read in full, in pages). Of those, the leads
-leadroute routed and whose owner in the CRM is still the rep it wrote are looked at:
+(:meth:`connectors.base.Connector.owned_changes`, read in full, in pages). Of those, the records a
+configured rep owns are looked at (not one the drain is routing right now):
 
-* **Rejection by status.** The connector's ``rejection`` names a field and the values by which a rep
-  hands a lead back (``Status: Rejected - Not my territory``). The lead goes the way of every
-  rejection (:mod:`.handback`): a new epoch, routed by the rules away from everyone who rejected it,
-  ``via: rejection`` with the status value as its reason; the new owner is written with the field set
-  back to ``reopen``, so the status is not read again as the new owner's rejection.
+* **Rejection by status**, of a lead leadroute gave the rep who holds it. The connector's
+  ``rejection`` names a field and the values by which a rep hands a lead back (``Status: Rejected -
+  Not my territory``). The lead goes the way of every rejection (:mod:`.handback`): a new epoch,
+  routed by the rules away from everyone who rejected it, ``via: rejection`` with the status value as
+  its reason; the new owner is written with the field set back to ``reopen``, so the status is not
+  read again as the new owner's rejection.
 * **Triggers.** ``triggers:`` in the config: when a trigger's ``when`` (the rules' condition
   language, over the lead as the CRM holds it now) goes from false to true, the lead is routed again
   in a new epoch by the trigger's rules (``via: trigger``, ``trigger: NAME``; the reason starts
   ``trigger NAME``), once per crossing: a lead that drops below and crosses again fires again only
-  with ``refire: true``. A lead counts from how it was when routed, so one that arrived qualified does not
-  fire (the route step notes each trigger's truth as it decides a new lead; a lead routed before the
-  trigger existed starts from how the poll first sees it). When none of the trigger's rules matches the
-  lead, it stays where it is (a ``trigger_unmatched`` event says so).
+  with ``refire: true``. A lead counts from how it was when routed, so one that arrived qualified
+  does not fire (the route step notes each trigger's truth as it decides a new lead; a lead routed
+  before the trigger existed, or by someone else, starts from how the poll first sees it). When none
+  of the trigger's rules matches the lead, it stays where it is (a ``trigger_unmatched`` event says
+  so). The old owner's load drops only if the lead was open in it (unacknowledged).
 
 Exactly once: the crossing is decided, and the hand-off put in progress, in one store script; a
 rejection is put in progress only if the lead has none. A hand-off in progress keeps the epoch it
@@ -40,7 +42,16 @@ from worker.routing.triggers import takes, truths
 from worker.steps.after_route import after_reroute
 from worker.steps.handback import VIA as REJECTION
 from worker.steps.handback import HandedBack, route_again
-from worker.steps.route import WRITTEN_TTL, OwnerNotMapped, Rerouted, _lead_with_account, decide, owner_crm_id, track_open
+from worker.steps.route import (
+    WRITTEN_TTL,
+    OwnerNotMapped,
+    Rerouted,
+    _lead_with_account,
+    _to_fallback,
+    decide,
+    owner_crm_id,
+    track_open,
+)
 from worker.store.handoffs import Crossing
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
@@ -111,19 +122,19 @@ def _started(rt: Runtime, crm: str, records: list[CrmRecord]) -> dict[str, dict[
     started: dict[str, dict[str, Any]] = {}
     crossings: list[Crossing] = []
     for record, ref, key, found, done in zip(records, refs, keys, decided, written, strict=True):
-        if found is None or not done or not _still_theirs(rt, crm, record, found.decision):
-            continue  # not ours, not written yet, or someone else has it now
-        owner = str(found.decision["owner"])
-        base = {"key": str(key.epoch), "owner": owner}
-        reason = rejection.reason(record.fields) if rejection is not None else None
-        if reason is not None:
+        rep = rt.config.crm_owner_index.get(record.owner_id or "")
+        if rep is None or (found is not None and not done):
+            continue  # a queue or someone leadroute never routes to; or the drain is routing it right now
+        base = {"key": str(key.epoch), "owner": rep}
+        ours = found is not None and found.decision.get("owner_kind") == "rep" and found.decision.get("owner") == rep
+        reason = rejection.reason(record.fields) if rejection is not None and ours else None
+        if found is not None and reason is not None:
+            decision = found.decision
             handoff = {**base, "kind": REJECTION, "why": f"status {reason}",
-                       "excluded": list(found.decision.get("excluded") or ()) if found.decision.get("via") == REJECTION
-                       else [], "target": str(found.decision.get("target", ""))}
+                       "excluded": list(decision.get("excluded") or ()) if decision.get("via") == REJECTION else [],
+                       "target": str(decision.get("target", ""))}
             if rt.store.begin_handoff(crm, record.id, handoff):
                 started[record.id] = handoff
-            continue
-        if not rt.config.triggers:
             continue
         for name, now in truths(rt.config, normalize_lead(record.lead)).items():
             crossings.append(Crossing(ref, name, now, now, rt.config.triggers[name].refire,
@@ -132,15 +143,6 @@ def _started(rt: Runtime, crm: str, records: list[CrmRecord]) -> dict[str, dict[
         if fired:
             started[crossing.lead.lead_id] = crossing.handoff
     return started
-
-
-def _still_theirs(rt: Runtime, crm: str, record: CrmRecord, decision: dict[str, Any]) -> bool:
-    if decision.get("owner_kind") != "rep":
-        return False
-    try:
-        return record.owner_id == owner_crm_id(rt.config, crm, str(decision["owner"]))
-    except OwnerNotMapped:
-        return False
 
 
 def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: HandoffReport) -> None:
@@ -186,9 +188,15 @@ def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: 
     if not work:
         return
     updates = []
-    for lead_id, _, decision, handoff in work:
+    for i, (lead_id, key, decision, handoff) in enumerate(work):
+        try:
+            owner_id = owner_crm_id(rt.config, crm, decision["owner"])
+        except OwnerNotMapped as exc:  # a rep without an id in this CRM: the fallback, as the drain does
+            decision = _to_fallback(rt, crm, key, decision, f"config: {exc}")
+            work[i] = (lead_id, key, decision, handoff)
+            owner_id = owner_crm_id(rt.config, crm, decision["owner"])
         extra = {rejection.field: rejection.reopen} if handoff["kind"] == REJECTION and rejection is not None else {}
-        updates.append(OwnerUpdate(lead_id, owner_crm_id(rt.config, crm, decision["owner"]), decision["reason"], extra))
+        updates.append(OwnerUpdate(lead_id, owner_id, decision["reason"], extra))
     done: list[str] = []
     for (lead_id, key, decision, handoff), result in zip(work, conn.write_owners(updates), strict=True):
         if result.status is WriteStatus.RETRIABLE:
@@ -223,8 +231,8 @@ def _route_by_trigger(
 
     extra = {"via": TRIGGER, "trigger": trigger.name, "why": f"trigger {trigger.name}", "previous_owner": previous}
     decision = decide(rt, key, lead, route, extra=extra)
-    if first and decision["owner"] != previous:
-        rt.store.adjust_load(previous, -1)
+    if first and decision["owner"] != previous and rt.store.holder(key.crm, key.lead_id) == previous:
+        rt.store.adjust_load(previous, -1)  # an open, unacknowledged lead of theirs: it leaves their load
     if first:
         rt.store.log_event("handoff", key.lead, {"trigger": trigger.name, "from": previous, "to": decision["owner"]},
                            key.epoch)

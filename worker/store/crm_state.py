@@ -88,6 +88,10 @@ class CrmStateStore(StoreBase):
         if lead_ids:
             self.client.hdel(self.keys.open_leads(crm), *lead_ids)
 
+    def holder(self, crm: str, lead_id: str) -> str | None:
+        """The rep holding the open lead (counted in their load), if any."""
+        return self.client.hget(self.keys.open_leads(crm), lead_id)
+
     def open_leads(self, crm: str) -> dict[str, str]:
         """Every open lead of ``crm`` a rep holds: lead id -> rep."""
         return dict(self.client.hgetall(self.keys.open_leads(crm)))
