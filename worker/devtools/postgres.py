@@ -85,10 +85,14 @@ class PostgresServer:
     ``durable=False`` (tests) turns off fsync and full-page writes: fast, and nothing survives
     a crash, which a throwaway server does not need. ``durable=True`` (the benchmark) keeps
     PostgreSQL's defaults, so its figures are those of a real server.
+
+    ``keep`` (benchmarks): the cluster lives in that directory, made on the first start and
+    reused by later ones, and :meth:`stop` shuts it down cleanly and leaves it there.
     """
 
     durable: bool = False
     bin_dir: Path | None = None
+    keep: Path | None = None
     root: Path | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -115,15 +119,20 @@ class PostgresServer:
         """Make a cluster in a new temporary directory and start it; wait until it accepts connections."""
         bin_dir = self.bin_dir = self.bin_dir or postgres_bin_dir()
         user = _run_as()
-        self.root = Path(tempfile.mkdtemp(prefix="leadroute-pg-"))  # short: a socket path has ~100 bytes
+        if self.keep is not None:
+            self.keep.mkdir(parents=True, exist_ok=True)
+            self.root = self.keep
+        else:
+            self.root = Path(tempfile.mkdtemp(prefix="leadroute-pg-"))  # short: a socket path has ~100 bytes
         atexit.register(self.stop)
-        self.socket_dir.mkdir()
+        self.socket_dir.mkdir(exist_ok=True)
         if user is not None:
             for path in (self.root, self.socket_dir):
                 os.chown(path, user.pw_uid, user.pw_gid)
         data = self.root / "data"
-        self._run([str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-                   "--locale=C", "--no-sync"], user, "initdb")
+        if not (data / "PG_VERSION").is_file():
+            self._run([str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
+                       "--locale=C", "--no-sync"], user, "initdb")
         settings = {
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.socket_dir),
@@ -171,6 +180,18 @@ class PostgresServer:
         self.process.wait()
         raise PostgresUnavailable(f"postgres was not ready within {timeout:.0f}s: {self._log_tail()}")
 
+    def has_database(self, name: str) -> bool:
+        """Whether the cluster already holds ``name`` (a kept cluster, started again)."""
+        assert self.root is not None, "not started"
+        return (self.root / "data" / "base").is_dir() and name in self._databases()
+
+    def _databases(self) -> set[str]:
+        assert self.bin_dir is not None
+        done = subprocess.run([str(self.bin_dir / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
+                               "-d", "postgres", "-Atc", "SELECT datname FROM pg_database"],
+                              capture_output=True, text=True, timeout=60)
+        return set(done.stdout.split()) if done.returncode == 0 else set()
+
     def create_database(self, name: str) -> str:
         """Create an empty database and return its URL (over the Unix socket)."""
         assert self.root is not None and self.bin_dir is not None, "not started"
@@ -179,19 +200,23 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server at once (immediate shutdown: nothing here is kept) and delete its directory."""
+        """Stop the server at once (immediate shutdown: nothing here is kept) and delete its directory;
+        a kept cluster is shut down cleanly instead (its data written out) and left in place."""
         if os.getpid() != self.owner_pid:
             return  # a forked child that inherited the atexit handler: not ours to stop
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)  # PostgreSQL's immediate shutdown
+            # immediate shutdown for a throwaway cluster; fast (a checkpoint) for one that is kept
+            proc.send_signal(signal.SIGQUIT if self.keep is None else signal.SIGINT)
+            if self.keep is not None:
+                timeout = max(timeout, 300.0)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         root, self.root = self.root, None
-        if root is not None:
+        if root is not None and self.keep is None:
             shutil.rmtree(root, ignore_errors=True)
 
     def _run(self, args: list[str], user: pwd.struct_passwd | None, what: str) -> None:
