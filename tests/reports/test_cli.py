@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.reports.conftest import T0
+from tests.reports.conftest import PERIOD, T0
 from worker.cli import app
 from worker.ledger.ledger import Ledger
+from worker.reports import ReportSettings, build_report
 
 SINCE, UNTIL = T0.date().isoformat(), "2026-03-03"
 
@@ -87,3 +88,49 @@ def test_json_flag_is_the_json_format_as_every_read_command_takes_it(url: str) -
     assert flag[0] == by_format[0] == 0, flag[2]
     unstamped = [{k: v for k, v in json.loads(out).items() if k != "generated_at"} for out in (flag[1], by_format[1])]
     assert unstamped[0] == unstamped[1]
+
+
+class RawReads:
+    """Counts the statements that read the ``events`` table (not the day cache's tables) on any engine."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __enter__(self) -> RawReads:
+        from sqlalchemy import Engine, event
+
+        event.listen(Engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import Engine, event
+
+        event.remove(Engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if re.search(r"\bFROM events\b", statement):
+            self.statements.append(statement)
+
+
+def test_a_second_report_reads_whole_days_from_the_cache_whatever_its_config(
+        history: Ledger, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acknowledgements' pieces keep every wait and the SLA windows are applied afterwards, so a
+    report with no config (``db warm`` with one, the CLI without, or the reverse) reads no event of a
+    whole day the cache holds, and says the same as one read from ``events``."""
+    monkeypatch.setenv("LEADROUTE_CONFIG", "/nonexistent/routing.yaml")
+    code, warmed, err = run("--format", "json", url=url)  # with the example config: the day read and kept
+    assert code == 0, err
+    with RawReads() as reads:
+        result = CliRunner().invoke(app, ["report", "--since", SINCE, "--until", UNTIL, "--database-url", url,
+                                          "--format", "json"])
+        assert result.exit_code == 0, result.stderr
+        again = run("--format", "json", url=url)
+    assert reads.statements == []
+
+    def unstamped(text: str) -> dict[str, object]:
+        return {k: v for k, v in json.loads(text).items() if k != "generated_at"}
+
+    direct = build_report(history, PERIOD, settings=ReportSettings(), cache=False).to_dict()
+    assert unstamped(result.stdout) == unstamped(json.dumps(direct, ensure_ascii=False))
+    assert unstamped(again[1]) == unstamped(warmed)
+    assert unstamped(result.stdout)["sla"] != unstamped(warmed)["sla"]  # no windows: "within" unknown

@@ -7,7 +7,6 @@ starts without them.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -116,27 +115,24 @@ def warm(
                      ] = "90d",
     by: Annotated[list[str] | None, typer.Option(
         "--by", help="Groupings to keep pieces for (repeatable; default rule). Each --by a report uses has its own.")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Routing config for the SLA windows (default: $LEADROUTE_CONFIG or config/routing.yaml).")
-                      ] = None,
     database_url: UrlOption = None,
 ) -> None:
     """Read the whole UTC days since --since into the report's day cache, so the next `leadroute report` reads only
-    what changed (the first report over a day does the same on its own; see docs/reports.md)."""
+    what changed (the first report over a day does the same on its own; see docs/reports.md). The pieces kept do
+    not depend on the routing config: every report grouped the same way reads them, whatever its SLA windows."""
     start = parse_when(since, "--since")
     # SQLAlchemy, numpy and the report load for this command only
-    from worker.cli.report import _settings
     from worker.ledger.database import create_ledger_engine, display_url
     from worker.ledger.days import day_of, day_start
     from worker.ledger.migrate import current_revision
-    from worker.reports import DIMENSIONS, Period, build_report
+    from worker.reports import DIMENSIONS, Period, ReportSettings, build_report
 
     groupings = by or ["rule"]
     unknown = [b for b in groupings if b not in DIMENSIONS]
     if unknown:
         err.print(f"--by: {', '.join(unknown)} not one of {', '.join(DIMENSIONS)}")
         raise typer.Exit(2)
-    settings = _settings(config)
+    settings = ReportSettings()  # the windows are applied when a report is finished, never kept in a piece
     today = day_start(day_of(datetime.now(UTC)))
     first = day_start(day_of(start)) + (timedelta(days=1) if day_start(day_of(start)) < start else timedelta(0))
     engine = create_ledger_engine(database_url)

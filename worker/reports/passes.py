@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, String, and_, cast, func, literal, or_, select
 
 from worker.ledger.days import latest_at
 from worker.ledger.schema import events
@@ -96,20 +96,15 @@ def _empty_routings() -> Piece:
 # -- acknowledgements ---------------------------------------------------------------------------
 
 
-def read_ack_waits(connection: Connection, span: Period, by: str, tiers: Mapping[str, TierWindow]) -> dict[int, Piece]:
+def read_ack_waits(connection: Connection, span: Period, by: str) -> dict[int, Piece]:
     """Owner written -> acknowledged, per ``ack`` whose clock started in the span, by (day of the clock's
-    start, path, rep who acknowledged, tier); ``within`` counts the acks inside their tier's window, on the
-    tier's clock; ``late`` is the wait of those outside it. The path (rule, pool, source, arm, config
-    version) is the lead's first routing's, which an ``ack`` need not carry: it is looked up by the
-    lead's key (one probe of ``ix_events_lead`` per ack), falling back to the ack's own column.
+    start, path, rep who acknowledged, tier), every wall and business wait kept. The path (rule, pool,
+    source, arm, config version) is the lead's first routing's, which an ``ack`` need not carry: it is
+    looked up by the lead's key (one probe of ``ix_events_lead`` per ack), falling back to the ack's own
+    column. The SLA windows are not read here: :func:`finish_ack_waits` applies them to the kept waits,
+    so a piece serves every config (the CLI's and ``db warm``'s alike).
     """
     dialect = connection.dialect.name
-    wall, business = events.c.wait_seconds, events.c.wait_business_seconds
-    business_tiers = [t for t, w in tiers.items() if w.clock == "business_hours"]
-    on_clock = case((events.c.tier.in_(business_tiers), business), else_=wall) if business_tiers else wall
-    windows = [and_(events.c.tier == t, on_clock <= w.seconds) for t, w in tiers.items()]
-    within = or_(*windows) if windows else literal(False)
-    late = and_(events.c.tier.in_(list(tiers)), on_clock.is_not(None), ~within) if tiers else literal(False)
     columns: list[ColumnElement[Any]] = [sql.day_of_seconds(sql.clock_start(dialect), dialect)]
     if by not in ("rep", "tier"):
         column = sql.dimension(by).name
@@ -122,8 +117,24 @@ def read_ack_waits(connection: Connection, span: Period, by: str, tiers: Mapping
     columns += [events.c.owner, events.c.tier]
     where = sql.clocks_started_in(span, ["ack"], dialect, _latest(connection, span))
     return _by_day(fetch(connection, where, columns=columns,
-                         values={"wall": wall, "business": business, "late": case((late, on_clock), else_=None)},
-                         flags={"within": within}))
+                         values={"wall": events.c.wait_seconds, "business": events.c.wait_business_seconds}))
+
+
+def with_windows(finest: Finest, tiers: Mapping[str, TierWindow]) -> Finest:
+    """The acks' finest groups (tier last among their keys) with ``within`` (how many of each group's acks
+    came inside their tier's window, on the tier's clock: business time for a ``business_hours`` tier,
+    else wall) and ``late`` (the wait, on that clock, of each ack outside it; NaN otherwise), as SQL's
+    ``wait <= window`` would count them: a missing wait is neither within nor late."""
+    m = len(finest.keys)
+    window = np.array([tiers[k[-1]].seconds if k[-1] in tiers else np.nan for k in finest.keys], dtype=float)
+    business = np.array([k[-1] in tiers and tiers[k[-1]].clock == "business_hours" for k in finest.keys], dtype=bool)
+    group = np.repeat(np.arange(m), finest.sizes)
+    on_clock = np.where(business[group], finest.values["business"], finest.values["wall"])
+    limit = window[group]
+    within = on_clock <= limit  # NaN on either side: False
+    late = np.where(~np.isnan(limit) & ~np.isnan(on_clock) & ~within, on_clock, np.nan)
+    return Finest(finest.keys, finest.sizes, {**finest.values, "late": late},
+                  {"within": np.bincount(group, weights=within, minlength=m).astype(np.int64)}, finest.extremes)
 
 
 def _latest(connection: Connection, span: Period) -> datetime:
@@ -132,9 +143,10 @@ def _latest(connection: Connection, span: Period) -> datetime:
     return latest_at(connection, span.since, span.until) or span.since
 
 
-def finish_ack_waits(piece: Piece, period: Period, by: str) -> Grouped:
-    """By path, rep, tier and (tier, time bucket of the clock's start), with percentiles and the histogram."""
-    finest = piece.finest or Finest.empty(("wall", "business", "late"), ("within",))
+def finish_ack_waits(piece: Piece, period: Period, by: str, tiers: Mapping[str, TierWindow]) -> Grouped:
+    """By path, rep, tier and (tier, time bucket of the clock's start), with percentiles and the histogram;
+    within and late by the tiers' windows (:func:`with_windows`)."""
+    finest = with_windows(piece.finest or Finest.empty(("wall", "business")), tiers)
     path = by not in ("rep", "tier")
     rep, tier = (2, 3) if path else (1, 2)
     keys = {"rep": [rep], "tier": [tier], "tier_day": [tier, 0]} | ({"group": [1]} if path else {})
@@ -151,11 +163,11 @@ def finish_ack_waits(piece: Piece, period: Period, by: str) -> Grouped:
 
 def ack_waits(connection: Connection, period: Period, by: str, tiers: Mapping[str, TierWindow]) -> Grouped:
     """The acknowledgements of clocks started in the period (see :func:`read_ack_waits`), read at once."""
-    return finish_ack_waits(_whole(read_ack_waits(connection, period, by, tiers), _empty_acks()), period, by)
+    return finish_ack_waits(_whole(read_ack_waits(connection, period, by), _empty_acks()), period, by, tiers)
 
 
 def _empty_acks() -> Piece:
-    return Piece(Finest.empty(("wall", "business", "late"), ("within",)))
+    return Piece(Finest.empty(("wall", "business")))
 
 
 # -- the SLA ladder -----------------------------------------------------------------------------
@@ -413,14 +425,15 @@ def outcome_counts(connection: Connection, period: Period, by: str) -> list[Outc
 # -- one report's passes ------------------------------------------------------------------------
 
 
-def passes_for(by: str, tiers: Mapping[str, TierWindow]) -> dict[str, Pass]:
-    """The passes of one report (grouped ``by``, with these SLA windows), named as its progress shows them."""
-    windows = {t: [w.seconds, w.clock] for t, w in sorted(tiers.items())}
+def passes_for(by: str) -> dict[str, Pass]:
+    """The passes of one report (grouped ``by``), named as its progress shows them. No pass depends on the
+    config: the SLA windows are applied when the acknowledgements' piece is finished, so every report
+    grouped ``by`` shares one set of cached pieces."""
     return {
         "first routings": Pass("first_routings", {"by": by},
                                lambda c, s: read_first_routings(c, s, by), _empty_routings),
-        "acknowledgements": Pass("ack_waits", {"by": by if by not in ("rep", "tier") else "-", "tiers": windows},
-                                 lambda c, s: read_ack_waits(c, s, by, tiers), _empty_acks),
+        "acknowledgements": Pass("ack_waits", {"by": by if by not in ("rep", "tier") else "-"},
+                                 lambda c, s: read_ack_waits(c, s, by), _empty_acks),
         "SLA ladder": Pass("sla_steps", {}, read_sla_steps, _empty_steps),
         "moves": Pass("moves", {}, read_moves, Piece),
         "skips": Pass("skips", {}, read_skips, Piece),

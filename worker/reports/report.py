@@ -46,7 +46,7 @@ def build_report(
     settings = settings or ReportSettings()
     engine = source.engine if isinstance(source, Ledger) else source
     moment = now or datetime.now(UTC)
-    jobs = passes.passes_for(by, settings.tiers)
+    jobs = passes.passes_for(by)
     done: dict[str, Piece] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="report") as pool:
         futures = {pool.submit(_run, engine, job, period, cache): name for name, job in jobs.items()}
@@ -55,7 +55,7 @@ def build_report(
             if progress is not None:
                 progress(len(done), len(jobs), futures[future])
     decisions, routing = passes.finish_first_routings(done["first routings"], by)
-    acks = passes.finish_ack_waits(done["acknowledgements"], period, by)
+    acks = passes.finish_ack_waits(done["acknowledgements"], period, by, settings.tiers)
     moved = passes.finish_moves(done["moves"])
     rule_groups = decisions if by == "rule" else _by_rule(decisions)
     return Report(
