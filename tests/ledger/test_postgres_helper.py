@@ -40,6 +40,40 @@ def test_stop_removes_the_cluster_and_its_directory() -> None:
     assert not root.exists() and not _alive(pid)
 
 
+def test_a_kept_cluster_is_shut_down_cleanly_and_reused() -> None:
+    import tempfile  # not pytest's tmp_path: its folders are private to root, and the server may run as postgres
+
+    parent = Path(tempfile.mkdtemp(prefix="leadroute-kept-"))
+    parent.chmod(0o755)
+    keep = parent / "pg"
+    try:
+        _kept_twice(keep)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _kept_twice(keep: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    with PostgresServer(keep=keep) as server:
+        assert not server.has_database("bench")
+        server.create_database("bench")
+        engine = create_engine(server.url("bench"))
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (n int)"))
+            connection.execute(text("INSERT INTO t VALUES (42)"))
+        engine.dispose()
+        pid = server.process.pid if server.process else 0
+    assert keep.is_dir() and not _alive(pid)
+    with PostgresServer(keep=keep) as again:
+        assert again.has_database("bench")
+        engine = create_engine(again.url("bench"))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT n FROM t")).scalar() == 42
+        engine.dispose()
+    assert (keep / "data" / "PG_VERSION").is_file()
+
+
 def test_a_killed_starter_takes_its_server_with_it() -> None:
     program = (
         "import json, sys\n"
