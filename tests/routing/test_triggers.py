@@ -82,3 +82,18 @@ def test_leadroute_check_catches_a_trigger_referencing_an_unknown_rule(tmp_path:
     result = CliRunner().invoke(app, ["check", str(path), "--at", "2026-12-01T12:00:00Z"])
     assert result.exit_code == 1
     assert f"{path}:{line_of(path.read_text(), 'nope')}: triggers[0].use_rules[1]: unknown rule 'nope'" in result.output
+
+
+def test_a_rep_only_a_triggers_own_rule_reaches_is_not_called_unreachable() -> None:
+    from datetime import UTC, datetime
+
+    from worker.routing.checks import UNREACHABLE_REP, run_checks
+
+    text = TRIGGERS.replace("  - id: raj\n", "  - id: raj\n  - id: ava\n").replace(
+        "assign: {rep: sarah}", "assign: {rep: ava}")
+    findings = run_checks(parse_config(text, "config/routing.yaml"), text, datetime(2026, 12, 1, 12, tzinfo=UTC))
+    assert [f for f in findings if f.kind == UNREACHABLE_REP and "ava" in f.problem.message] == []
+    alone = text.replace("assign: {rep: ava}", "assign: {rep: sarah}")
+    findings = run_checks(parse_config(alone, "config/routing.yaml"), alone, datetime(2026, 12, 1, 12, tzinfo=UTC))
+    assert [f.problem.message for f in findings if f.kind == UNREACHABLE_REP] == [
+        "rep 'ava' can never receive a lead: in no pool a rule uses, no rule's rep, not the fallback, nobody's backup"]

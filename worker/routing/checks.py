@@ -804,13 +804,14 @@ def _some(names: Sequence[str], shown: int = 3) -> str:
 
 
 def unreachable_reps(ctx: _Ctx, shadowed: set[int] | frozenset[int] = frozenset()) -> list[Finding]:
-    """Active reps that no routing path reaches: in no pool a rule uses (with the skills it needs),
-    no rule's rep, not the fallback, nobody's backup, no account's owner. Being someone's manager is no
+    """Active reps that no routing path reaches: in no pool a rule (or a trigger's own rule) uses (with the
+    skills it needs), no rule's rep, not the fallback, nobody's backup, no account's owner. Being someone's manager is no
     path: SLA escalations notify the manager and never give them the lead, so such a rep is named as
     receiving escalations only."""
     config = ctx.config
     model = config.model
     live = [r for i, r in enumerate(model.rules) if i not in shadowed]
+    live += [r for t in model.triggers for r in t.rules]  # a hand-off trigger's own rules lead somewhere too
     reached: set[str] = set()
     for rule in live:
         for a, _ in _targets(rule):
