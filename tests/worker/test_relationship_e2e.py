@@ -2,12 +2,15 @@
 
 With ``relationships: [{match: recent_decision, lookback: 30d}]`` a lead without an account owner
 goes to the rep our routing last gave a lead from the same company domain, within the lookback,
-by the rule that reads ``account_owner``; the reason says which relationship won.
+by the rule that reads ``account_owner``; the reason says which relationship won. With
+``crm_recent_record`` it goes to the owner of the newest open lead or contact from the domain created
+in the CRM within the lookback.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.worker.conftest import routing_test_config
@@ -106,3 +109,28 @@ def test_the_worker_settles_a_least_loaded_tie_by_the_domains_most_recent_contac
     assert "broken by most_recent_contact" in d["reason"]
     other = decided(rt, unknown)
     assert other["owner"] != "kim" and other["tie_breaks"] == {"pool": "file_order"}
+
+
+def test_a_same_domain_crm_lead_from_10_days_ago_brings_the_new_lead_to_its_owner(make_runtime: Any, admin: Any) -> None:
+    rt = runtime(make_runtime, relationships=[{"match": "crm_recent_record", "lookback": "30d"},
+                                              {"match": "recent_decision", "lookback": "30d"}])
+    route_all(rt)  # the seed's waiting leads
+    raj = route.owner_crm_id(rt.config, "salesforce", "raj")
+    kim = route.owner_crm_id(rt.config, "salesforce", "kim")
+    now = datetime.now(UTC)
+    (ten,) = admin.sf_load("Lead", [{"LastName": "Earlier", "Company": "Crmrel", "Email": "cfo@crmrel-ten.com",
+                                     "Status": "Working - Contacted", "OwnerId": raj,
+                                     "CreatedDate": (now - timedelta(days=10, minutes=1)).isoformat()}])
+    admin.sf_load("Lead", [{"LastName": "Ancient", "Company": "Crmrel", "Email": "cto@crmrel-old.com",
+                            "Status": "Working - Contacted", "OwnerId": kim,
+                            "CreatedDate": (now - timedelta(days=31)).isoformat()}])
+    rt.store.note_domains([("crmrel-ten.com", "kim", "00Q5e00000OursLd", time.time() - 2 * DAY)], 30 * DAY, time.time())
+    rid, old, free = lead(admin, "ceo@crmrel-ten.com", 30), lead(admin, "ceo@crmrel-old.com", 31), lead(admin, "z@gmail.com", 32)
+    route_all(rt)
+    d = decided(rt, rid)
+    assert (d["owner"], d["rule"]) == ("raj", "named-account")  # the CRM entry comes first in the config
+    assert d["facts"]["relationship"] == f"same-domain lead {ten} owned by raj (10 days ago)"
+    assert d["reason"].startswith(f"named-account: same-domain lead {ten} owned by raj (10 days ago) -> account owner")
+    assert admin.sf_record("Lead", rid)["OwnerId"] == raj
+    assert decided(rt, old)["rule"] == "everyone"  # its only CRM lead is 31 days old, and we never routed the domain
+    assert decided(rt, free)["rule"] == "everyone"  # free mail never matches

@@ -340,10 +340,11 @@ class Relationship(_Model):
     """A relationship that gives a lead without an account owner one (``worker.steps.relationships``).
 
     ``recent_decision``: the rep our own routing last gave a lead from the same company domain,
-    within ``lookback`` (e.g. ``90d``). Free-mail domains never match.
+    within ``lookback`` (e.g. ``90d``). ``crm_recent_record``: the rep who owns the newest open lead
+    or contact from the same domain created in the CRM within ``lookback``. Free-mail domains never match.
     """
 
-    match: Literal["recent_decision"]
+    match: Literal["recent_decision", "crm_recent_record"]
     lookback: float
 
     @field_validator("lookback", mode="before")
@@ -1068,6 +1069,10 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
     warnings += _territory_warnings(model, territory_order, file, lines)
     warnings += _tie_break_warnings(model, file, lines)
     warnings += _cap_warnings(model, file, lines)
+    for i, relationship in enumerate(model.relationships):
+        if relationship.match == "crm_recent_record" and not model.connectors.enabled():
+            warnings.append(Problem(file, line_for(lines, ("relationships", i)), f"relationships[{i}]",
+                                    "crm_recent_record has no effect: no CRM connector is enabled to look records up in"))
     for name, pool in model.pools.items():
         if pool.load is not None and pool.load.opportunities > 0 and not model.connectors.enabled():
             warnings.append(Problem(file, line_for(lines, ("pools", name, "load")), f"pools.{name}.load",

@@ -2,11 +2,15 @@
 has its company, found by the configured ``relationships`` in order (``worker.config.schema.Relationship``).
 
 ``recent_decision``: the rep our own routing last gave a lead from the same company domain, within
-the lookback, from the store's domain index (one read per batch). The owner found fills in the
+the lookback, from the store's domain index (one read per batch). ``crm_recent_record``: the rep who
+owns the newest open lead or contact from the same domain created in the CRM within the lookback
+(``Connector.recent_by_domain``, one batched lookup per batch, like account owners; records owned by
+a queue or by nobody in the config, and the lead itself, do not count). The owner found fills in the
 lead's ``account_owner`` (so a rule on ``account_owner``, such as the usual named-account rule,
 takes it, and the backup walk applies when the rep is away), and the reason says which
-relationship won: ``same-domain lead 00Q5e... routed to sarah (12 days ago)``. Free-mail domains
-(gmail.com, ...) have no company domain, so they never match.
+relationship won: ``same-domain lead 00Q5e... routed to sarah (12 days ago)``, ``same-domain lead
+00Q5e... owned by sarah (12 days ago)``. Free-mail domains (gmail.com, ...) have no company domain,
+so they never match.
 
 The index is noted from the decisions the route step makes (:func:`note`), and only while a
 ``recent_decision`` relationship or the ``most_recent_contact`` tie-breaker is configured; it keeps
@@ -17,9 +21,10 @@ last owner (``last_domain_owner``), so the worker settles ties by it as ``simula
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from connectors.base import DomainRecord
 from worker.config import RoutingConfig
 from worker.domain.normalize import domain_of
 
@@ -40,6 +45,11 @@ def keep_seconds(rt: Runtime | RoutingConfig) -> float:
     return max(longest, CONTACT_KEEP) if config.tie_breaks.uses_contact else longest
 
 
+def crm_lookback(config: RoutingConfig) -> float:
+    """The longest ``crm_recent_record`` lookback (0: the config asks the CRM for none)."""
+    return max((r.lookback for r in config.model.relationships if r.match == "crm_recent_record"), default=0.0)
+
+
 def same_relating(a: RoutingConfig, b: RoutingConfig) -> bool:
     """Whether two configs relate a lead alike: the same relationships, tie-breaker use and reps."""
     return (a.model.relationships == b.model.relationships and a.tie_breaks.uses_contact == b.tie_breaks.uses_contact
@@ -55,7 +65,7 @@ def _ago(seconds: float) -> str:
 
 
 def _wanted(config: RoutingConfig, leads: Sequence[dict[str, Any]]) -> dict[int, str]:
-    if not keep_seconds(config):
+    if not keep_seconds(config) and not crm_lookback(config):
         return {}
     contact = config.tie_breaks.uses_contact
     return {i: d for i, lead in enumerate(leads) if contact or not lead.get("account_owner")
@@ -63,13 +73,15 @@ def _wanted(config: RoutingConfig, leads: Sequence[dict[str, Any]]) -> dict[int,
 
 
 def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime,
-           also: tuple[RoutingConfig, Sequence[dict[str, Any]]] | None = None) -> int:
+           also: tuple[RoutingConfig, Sequence[dict[str, Any]]] | None = None, crm: str | None = None) -> int:
     """Fill in ``account_owner`` (and the ``relationship`` that found it) of raw leads that have none, and
     ``last_domain_owner`` (for the ``most_recent_contact`` tie-breaker) when the config uses it; one store
-    read for all of them. Returns how many were related.
+    read for all of them, and one CRM lookup (``crm``'s connector) for those a ``crm_recent_record``
+    relationship may relate. Returns how many were related.
 
     ``also`` is another config and its own copies of the leads (shadow mode's candidate, when it relates
-    differently): they are related under that config from the same read.
+    differently): they are related under that config from the same reads (a candidate's ``crm_recent_record``
+    sees only the records the live config's lookup read).
     """
     wanted = _wanted(rt.config, leads)
     other = _wanted(also[0], also[1]) if also is not None else {}
@@ -77,13 +89,33 @@ def relate(rt: Runtime, leads: Sequence[dict[str, Any]], at: datetime,
     if not domains:
         return 0
     found = rt.store.last_owners(domains)
+    records: dict[str, list[DomainRecord]] = {}
+    lookback = crm_lookback(rt.config)  # the live config's: shadow mode's candidate never costs a CRM call
+    if lookback and crm is not None:
+        unowned = sorted({d for i, d in wanted.items() if not leads[i].get("account_owner")})
+        if unowned:  # one batched lookup per batch, as for account owners
+            records = rt.connector(crm).recent_by_domain(unowned, at - timedelta(seconds=lookback))
     if also is not None and other:
-        _apply(also[0], also[1], other, found, at)
-    return _apply(rt.config, leads, wanted, found, at)
+        _apply(also[0], also[1], other, found, at, records)
+    return _apply(rt.config, leads, wanted, found, at, records)
+
+
+def _crm_owner(config: RoutingConfig, lead: Mapping[str, Any], records: Sequence[DomainRecord], lookback: float,
+               at: datetime) -> tuple[str, str] | None:
+    """The newest record within ``lookback`` that a configured rep owns (not the lead itself): (rep, why)."""
+    for record in records:  # newest first
+        age = (at - record.created_at).total_seconds()
+        if age > lookback:
+            return None
+        rep = config.owner_rep(record.owner_id) if record.owner_id else None
+        if rep is None or str(record.id) == str(lead.get("id")):
+            continue
+        return rep, f"same-domain {record.kind} {record.id} owned by {rep} ({_ago(max(0.0, age))})"
+    return None
 
 
 def _apply(config: RoutingConfig, leads: Sequence[dict[str, Any]], wanted: Mapping[int, str], found: Mapping[str, Any],
-           at: datetime) -> int:
+           at: datetime, records: Mapping[str, Sequence[DomainRecord]] | None = None) -> int:
     contact = config.tie_breaks.uses_contact
     now = at.timestamp()
     related = 0
@@ -95,6 +127,13 @@ def _apply(config: RoutingConfig, leads: Sequence[dict[str, Any]], wanted: Mappi
         if lead.get("account_owner"):
             continue
         for relationship in config.model.relationships:
+            if relationship.match == "crm_recent_record":
+                owned = _crm_owner(config, lead, (records or {}).get(domain, ()), relationship.lookback, at)
+                if owned is None:
+                    continue
+                lead["account_owner"], lead["relationship"] = owned
+                related += 1
+                break
             last = found.get(domain) if relationship.match == "recent_decision" else None
             if last is None or last.rep_id not in config.reps or now - last.at > relationship.lookback:
                 continue

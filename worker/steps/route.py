@@ -397,7 +397,7 @@ class _Batch:
         apart = rt.shadow is not None and not same_relating(rt.config, rt.shadow.config)
         theirs = [dict(lead) for _, _, lead in raw] if apart else []
         relate(rt, [lead for _, _, lead in raw], datetime.now(UTC),  # relationships beyond accounts, one read
-               also=(rt.shadow.config, theirs) if apart and rt.shadow is not None else None)
+               also=(rt.shadow.config, theirs) if apart and rt.shadow is not None else None, crm=crm)
         to_decide = [(record, key, normalize_lead(lead)) for record, key, lead in raw]
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
         note(rt, decisions)
