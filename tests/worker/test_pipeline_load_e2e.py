@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from prometheus_client import REGISTRY
+
+from connectors.base import RetriableError
 from tests.worker.conftest import routing_test_config
 from tests.worker.test_pipeline import INTAKE_QUEUE, drain
 from worker.app.celery_app import beat_schedule
@@ -85,3 +88,22 @@ def test_stale_counts_route_and_say_so_and_beat_refreshes_them(make_runtime: Any
     schedule = beat_schedule(rt.config.model.worker, ["salesforce"], None, None, (),
                              pipeline.weighs_opportunities(rt.config))
     assert schedule["pipeline-refresh"] == {"task": "leadroute.pipeline_refresh", "schedule": 300.0}
+
+
+def test_a_failed_read_keeps_the_earlier_counts_and_is_counted(make_runtime: Any, admin: Any,
+                                                              monkeypatch: Any) -> None:
+    rt = runtime(make_runtime)
+    sf = route.owner_crm_id(rt.config, "salesforce", "tom")
+    admin.seed_pipeline(salesforce={sf: 4})
+    pipeline.refresh(rt, now=1_900_000_000.0)
+    assert REGISTRY.get_sample_value("leadroute_pipeline_read_timestamp_seconds", {"crm": "salesforce"}) == 1_900_000_000.0
+    failures = REGISTRY.get_sample_value("leadroute_pipeline_refresh_failures_total", {"crm": "salesforce"}) or 0.0
+
+    def down() -> dict[str, int]:
+        raise RetriableError("unavailable", crm="salesforce", status=503)
+
+    monkeypatch.setattr(rt.connector("salesforce"), "open_pipeline", down)
+    assert "salesforce" not in pipeline.refresh(rt, now=1_900_000_600.0)
+    cached = rt.store.pipeline_counts(["salesforce"])["salesforce"]
+    assert (cached.counts.get("tom", 0) >= 4, cached.read_at) == (True, 1_900_000_000.0)
+    assert REGISTRY.get_sample_value("leadroute_pipeline_refresh_failures_total", {"crm": "salesforce"}) == failures + 1

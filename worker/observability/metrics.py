@@ -65,6 +65,7 @@ __all__ = [
     "render",
     "set_ledger_outbox",
     "set_pending_depth",
+    "set_pipeline_read",
 ]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -100,6 +101,18 @@ LEDGER_OUTBOX_AGE = Gauge(
     "leadroute_ledger_outbox_oldest_seconds",
     "Seconds the oldest event in the ledger outbox has waited (0 when empty): grows while SQL is down.",
     multiprocess_mode="mostrecent",
+)
+PIPELINE_READ = Gauge(
+    "leadroute_pipeline_read_timestamp_seconds",
+    "When each CRM's open opportunities per rep were last counted (least_loaded pools with load weights); "
+    "time() minus it is the age of the counts routing uses.",
+    ["crm"],
+    multiprocess_mode="mostrecent",
+)
+PIPELINE_FAILURES = Counter(
+    "leadroute_pipeline_refresh_failures_total",
+    "Counts of open opportunities that could not be read from a CRM (the earlier counts stay and age).",
+    ["crm"],
 )
 NOTIFICATIONS = Counter(
     "leadroute_notifications_total",
@@ -145,6 +158,14 @@ def set_ledger_outbox(depth: int, oldest_age: float) -> None:
     """Publish the ledger outbox's depth and the age of its oldest event, measured from Redis."""
     LEDGER_OUTBOX_DEPTH.set(depth)
     LEDGER_OUTBOX_AGE.set(max(0.0, oldest_age))
+
+
+def set_pipeline_read(crm: str, read_at: float | None) -> None:
+    """Publish when ``crm``'s open opportunities were counted (epoch seconds), or count a failed read (None)."""
+    if read_at is None:
+        PIPELINE_FAILURES.labels(crm=crm).inc()
+    else:
+        PIPELINE_READ.labels(crm=crm).set(read_at)
 
 
 def record_notification(channel: str, kind: str, status: str) -> None:

@@ -3,7 +3,9 @@
 **Refresh** (beat, ``leadroute.pipeline_refresh`` every ``worker.pipeline_every``): per enabled CRM,
 one batched read of every open opportunity (deal) by owner (``Connector.open_pipeline``), the CRM
 owner ids mapped to rep ids (owners who are no configured rep are dropped), saved in the store with
-the time read. A CRM that fails keeps its previous counts, which grow stale: routing goes on.
+the time read (and published as ``leadroute_pipeline_read_timestamp_seconds``). A CRM that fails keeps
+its previous counts, which grow stale (``leadroute_pipeline_refresh_failures_total`` counts it):
+routing goes on.
 
 **Use** (each routed batch): :func:`current` reads the cached counts in one round trip and hands
 them to the engine as a :class:`~worker.routing.pipeline.PipelineLoad` (data, no I/O in the engine).
@@ -18,6 +20,7 @@ import structlog
 
 from connectors.base import ConnectorError
 from worker.config import RoutingConfig
+from worker.observability import metrics
 from worker.routing.pipeline import PipelineLoad
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
@@ -44,13 +47,16 @@ def refresh(rt: Runtime, now: float | None = None) -> dict[str, int]:
             by_owner = rt.connector(crm).open_pipeline()
         except ConnectorError as exc:
             log.warning("pipeline_refresh_failed", crm=crm, error=str(exc)[:300])
+            metrics.set_pipeline_read(crm, None)
             continue
         counts: dict[str, int] = {}
         for owner, n in by_owner.items():
             rep = rt.config.owner_rep(owner)
             if rep is not None:
                 counts[rep] = counts.get(rep, 0) + int(n)
-        rt.store.save_pipeline(crm, counts, time.time() if now is None else now)
+        read_at = time.time() if now is None else now
+        rt.store.save_pipeline(crm, counts, read_at)
+        metrics.set_pipeline_read(crm, read_at)
         done[crm] = len(counts)
     return done
 
