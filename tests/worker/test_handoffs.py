@@ -243,3 +243,46 @@ def test_two_workers_polling_owned_records_at_once_reject_a_lead_once(make_runti
     assert sorted(len(d) for d in done) == [0, 1]
     assert current(rt, "salesforce", rid)["epoch"] == 1
     assert [len(d) for d in (fired(other, "salesforce"), fired(rt, "salesforce"))] == [0, 0]
+
+
+def test_a_hand_off_the_crm_refuses_or_cannot_take_goes_to_the_fallback(make_runtime: Any, admin: Any) -> None:
+    data, _ = routing_test_config()
+    hs = data["connectors"]["hubspot"]
+    hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
+    for rep in data["reps"]:
+        if rep["id"] == "kim":
+            rep["crm_ids"] = {**rep["crm_ids"], "hubspot": "99999999"}  # no such HubSpot owner: refused for good
+        if rep["id"] == "sarah":
+            rep["crm_ids"] = {k: v for k, v in rep["crm_ids"].items() if k != "hubspot"}  # no HubSpot id at all
+    rt = make_runtime(routing_test_config({
+        "fields": [*data["fields"], "lifecycle_stage"], "connectors": data["connectors"], "reps": data["reps"],
+        "pools": {"sdr": {"members": SDRS, "strategy": "round_robin"}},
+        "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}],
+        "fallback": {"queue": "triage"},
+        "triggers": [{"name": "mql", "when": {"lifecycle_stage": "marketingqualifiedlead"}, "rules": [
+            {"name": "to-kim", "when": {"country": "US"}, "assign": {"rep": "kim"}},
+            {"name": "to-sarah", "assign": {"rep": "sarah"}}]}],
+    })[1])
+    route_all(rt, "hubspot")
+    us, de = (contact(admin, n, 10, "lead") for n in (5, 6))
+    admin.hs_edit(us, {"country": "United States"})
+    route_all(rt, "hubspot")
+    assert fired(rt, "hubspot") == []
+    for rid in (us, de):
+        admin.hs_edit(rid, {"lifecyclestage": "marketingqualifiedlead"})
+    assert sorted(fired(rt, "hubspot")) == sorted([(rid, "trigger", "mql", "queue:triage") for rid in (us, de)])
+    triage = rt.config.model.queues["triage"]["hubspot"]
+    for rid, rep in ((us, "kim"), (de, "sarah")):
+        d = current(rt, "hubspot", rid)
+        assert (d["epoch"], d["owner"], d["via"], d["trigger"]) == (1, rep, "trigger", "mql")  # as decided
+        assert admin.hs_record(rid)["properties"]["hubspot_owner_id"] == triage  # as written
+        events = rt.store.log_for_lead(LeadRef("hubspot", "contacts", rid))
+        (moved,) = [e.data for e in events if e.kind == "fallback_after_refusal"]
+        assert (moved["from"], moved["to"]) == (rep, "queue:triage")
+    assert "INVALID_OWNER_ID" in moved_why(rt, us) and "no hubspot id" in moved_why(rt, de)
+    assert rt.store.handoffs("hubspot") == {}
+
+
+def moved_why(rt: Any, rid: str) -> str:
+    events = rt.store.log_for_lead(LeadRef("hubspot", "contacts", rid))
+    return next(str(e.data["why"]) for e in events if e.kind == "fallback_after_refusal")

@@ -29,6 +29,7 @@ epoch (decisions are idempotent per epoch). One poll per CRM at a time (a lock).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -98,7 +99,8 @@ def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
     try:
         _finish(rt, crm, rt.store.handoffs(crm), report)
         obj = f"{rt.object_name(crm)}:owned"
-        since = Watermark.decode(rt.store.watermark(crm, obj))
+        # the first owned poll starts now (less the connector's overlap): what was owned before is not read back
+        since = Watermark.decode(rt.store.watermark(crm, obj)) or Watermark(datetime.now(UTC))
         for page in rt.connector(crm).owned_changes(since):
             report.seen += len(page.records)
             _finish(rt, crm, _started(rt, crm, page.records), report)
@@ -145,6 +147,9 @@ def _started(rt: Runtime, crm: str, records: list[CrmRecord]) -> dict[str, dict[
     return started
 
 
+Work = list[tuple[str, DecisionKey, dict[str, Any], dict[str, Any]]]  # (lead id, key, decision, hand-off)
+
+
 def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: HandoffReport) -> None:
     """Route each hand-off in its own epoch (opened once, kept with it) and write the new owners in one batch."""
     if not handoffs:
@@ -153,8 +158,7 @@ def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: 
     obj = rt.object_name(crm)
     records = conn.fetch(list(handoffs))
     overrides = rt.store.unavailable()
-    rejection = _rejection(rt, crm)
-    work: list[tuple[str, DecisionKey, dict[str, Any], dict[str, Any]]] = []
+    work: Work = []
     ended: list[str] = []
     for lead_id, handoff in handoffs.items():
         record = records.get(lead_id)
@@ -187,33 +191,49 @@ def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: 
     rt.store.end_handoff(crm, ended)
     if not work:
         return
+    _write(rt, crm, work, report)
+
+
+def _write(rt: Runtime, crm: str, work: Work, report: HandoffReport, *, fallback: bool = False) -> None:
+    """Write the new owners in one batch (a rejection's status reopened with them) and end the hand-offs written.
+
+    A retriable failure leaves the hand-off in progress for the next poll; an owner the CRM refuses for good
+    (or a rep without an id in it) is replaced by the fallback, as the drain does, and written in turn.
+    """
+    rejection = _rejection(rt, crm)
     updates = []
     for i, (lead_id, key, decision, handoff) in enumerate(work):
         try:
             owner_id = owner_crm_id(rt.config, crm, decision["owner"])
-        except OwnerNotMapped as exc:  # a rep without an id in this CRM: the fallback, as the drain does
+        except OwnerNotMapped as exc:
             decision = _to_fallback(rt, crm, key, decision, f"config: {exc}")
             work[i] = (lead_id, key, decision, handoff)
             owner_id = owner_crm_id(rt.config, crm, decision["owner"])
         extra = {rejection.field: rejection.reopen} if handoff["kind"] == REJECTION and rejection is not None else {}
         updates.append(OwnerUpdate(lead_id, owner_id, decision["reason"], extra))
     done: list[str] = []
-    for (lead_id, key, decision, handoff), result in zip(work, conn.write_owners(updates), strict=True):
+    refused: Work = []
+    for (lead_id, key, decision, handoff), result in zip(work, rt.connector(crm).write_owners(updates), strict=True):
         if result.status is WriteStatus.RETRIABLE:
             report.retry.append(lead_id)
-            continue
-        if result.ok:
+        elif result.ok:
             rt.store.note_written(crm, [key], WRITTEN_TTL)
             track_open(rt, crm, lead_id, decision["owner"])
             name = str(handoff.get("trigger") or handoff.get("why"))
             report.handed_off.append((lead_id, handoff["kind"], name, decision["owner"]))
             after_reroute(rt, crm, lead_id, Rerouted(lead_id, key.epoch, handoff["owner"], decision["owner"],
                                                      decision["reason"], True))
+            done.append(lead_id)
+        elif not fallback:
+            why = f"{result.code or 'error'}: {result.message or ''}".strip()
+            refused.append((lead_id, key, _to_fallback(rt, crm, key, decision, why), handoff))
         else:
             rt.store.log_event("refused", key.lead, {"code": result.code, "message": result.message}, key.epoch)
             log.error("handoff_write_refused", crm=crm, lead_id=lead_id, code=result.code, message=result.message)
-        done.append(lead_id)
+            done.append(lead_id)
     rt.store.end_handoff(crm, done)
+    if refused:
+        _write(rt, crm, refused, report, fallback=True)
 
 
 def _route_by_trigger(
