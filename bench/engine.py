@@ -8,7 +8,8 @@ loaded, seniority). ``--overlap`` also settles the overlapping North American te
 tie-breakers (``territory_overlap: tie_break``), which costs a second pass over the rules for
 the one lead in six that is in two territories. Caps per period are on (a quarter of the reps and
 three pools, low enough that they bind), as are ``relationships`` and ``rejections`` (the worker's
-steps use those, the engine only carries them). ``--plain`` routes through the config as it was
+steps use those, the engine only carries them), and the least-loaded pools weigh CRM opportunities
+(``load: {leads: 1, opportunities: 0.5}``, counts handed to the engine as data). ``--plain`` routes through the config as it was
 before issue 17 (a backup chain, no tie-breakers, no caps).
 
     python bench/engine.py [--leads N] [--overlap | --plain] [--json] [--cpu] [--simulate]
@@ -35,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.config import parse_config
 from worker.routing.engine import Router
+from worker.routing.pipeline import PipelineCounts, PipelineLoad
 from worker.routing.state import InMemoryState
 
 ZONES = ["America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London", "Europe/Berlin", "Asia/Tokyo"]
@@ -125,9 +128,20 @@ def build_config(rng: random.Random, plain: bool = False, overlap: bool = False)
         rules[3]["tie_break"] = ["least_loaded", "seniority"]  # rule02 -> pool2
         for p in (1, 4, 7):  # per-member caps of a few pools
             pools[f"pool{p}"]["caps"] = {"daily": 700}
-        config["relationships"] = [{"match": "recent_decision", "lookback": "90d"}]  # read by the worker, not here
+        for p in (2, 5, 8):  # the least_loaded pools weigh CRM opportunities (counts: pipeline_counts)
+            pools[f"pool{p}"]["load"] = {"leads": 1, "opportunities": 0.5}
+        config["relationships"] = [{"match": "crm_recent_record", "lookback": "30d"},  # read by the worker, not here
+                                   {"match": "recent_decision", "lookback": "90d"}]
         config["rejections"] = {"credit_back": True}  # the same
     return config
+
+
+def pipeline_counts(config: Any, at: datetime) -> PipelineLoad | None:
+    """Open opportunities per rep as the worker's cache would hand them over (None: no pool weighs them)."""
+    if not any(p.load is not None for p in config.pools.values()):
+        return None
+    counts = {rep: (i * 7) % 13 for i, rep in enumerate(config.reps)}
+    return PipelineLoad({"salesforce": PipelineCounts("salesforce", counts, at.timestamp() - 120)}, 1800.0)
 
 
 def make_leads(rng: random.Random, n: int) -> list[dict]:
@@ -190,11 +204,12 @@ def main() -> None:
     doc = build_config(rng, args.plain, args.overlap)
     config = parse_config(yaml.safe_dump(doc, sort_keys=False), "bench.yaml")
     leads = make_leads(rng, args.leads)
-    router = Router(config, InMemoryState())
     at = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+    pipeline = pipeline_counts(config, at)
+    router = Router(config, InMemoryState(), pipeline=pipeline)
     for lead in leads[:2000]:  # warm caches (country tables, zone objects)
         router.route(lead, at=at)
-    router = Router(config, InMemoryState())
+    router = Router(config, InMemoryState(), pipeline=pipeline)
     timings = []
     ties = walks = capped = 0
     clock = time.process_time_ns if args.cpu else time.perf_counter_ns
