@@ -56,7 +56,7 @@ from connectors.base import (
     Watermark,
     WriteResult,
 )
-from connectors.mapping import as_text, evaluate, to_lead
+from connectors.mapping import acknowledged, as_text, evaluate, to_lead
 from connectors.ratelimit import RateLimiter
 from connectors.settings import Condition, HubSpotSettings
 from connectors.support import CrmConnector, LeadOutcome, batches, register_credentials
@@ -447,13 +447,15 @@ class HubSpotConnector(CrmConnector):
         for cond in (s.acknowledged_when, s.closed_when):
             if cond is not None:
                 props.extend(sorted(cond.fields()))
+        if s.rejection is not None:
+            props.append(s.rejection.field)
         out: dict[str, AckSignal] = {}
         for obj in self._batch_read(ids, list(dict.fromkeys(props)), "contacts/batch/read:acks"):
             values = dict(obj.properties or {})
             record_id = str(obj.id)
             out[record_id] = AckSignal(
                 id=record_id,
-                acknowledged=s.acknowledged_when is not None and evaluate(s.acknowledged_when, values),
+                acknowledged=acknowledged(s, values),
                 closed=s.closed_when is not None and evaluate(s.closed_when, values),
                 owner_id=values.get(OWNER) or None,
                 modstamp=parse_hs_datetime(values.get(MODIFIED)),

@@ -133,3 +133,13 @@ def to_lead(fields: Mapping[str, Any], field_map: Mapping[str, str], record_id: 
     lead: dict[str, Any] = {canonical: fields.get(crm_field) for crm_field, canonical in field_map.items()}
     lead["id"] = record_id
     return lead
+
+
+def acknowledged(settings: Any, fields: Mapping[str, Any]) -> bool:
+    """Whether a record's fields say its rep took it up: the ``acknowledged_when`` condition holds and the
+    record is not rejected by status (``rejection``): a rep handing a lead back has not acknowledged it."""
+    if settings.acknowledged_when is None:
+        return False
+    if settings.rejection is not None and settings.rejection.reason(fields) is not None:
+        return False
+    return evaluate(settings.acknowledged_when, fields)

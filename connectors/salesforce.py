@@ -60,7 +60,7 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.domains import domain_of
-from connectors.mapping import evaluate, to_lead
+from connectors.mapping import acknowledged, evaluate, to_lead
 from connectors.ratelimit import RateLimiter
 from connectors.redact import register_secret
 from connectors.settings import Condition, SalesforceSettings
@@ -571,12 +571,14 @@ class SalesforceConnector(CrmConnector):
         for cond in (s.acknowledged_when, s.closed_when):
             if cond is not None:
                 fields.extend(f for f in sorted(cond.fields()) if f.lower() not in {x.lower() for x in fields})
+        if s.rejection is not None and s.rejection.field.lower() not in {x.lower() for x in fields}:
+            fields.append(s.rejection.field)
         out: dict[str, AckSignal] = {}
         for raw in self._by_ids(ids, fields, "query:acks"):
             record_id = str(raw["Id"])
             out[record_id] = AckSignal(
                 id=record_id,
-                acknowledged=s.acknowledged_when is not None and evaluate(s.acknowledged_when, raw),
+                acknowledged=acknowledged(s, raw),
                 closed=s.closed_when is not None and evaluate(s.closed_when, raw),
                 owner_id=raw.get("OwnerId") or None,
                 modstamp=parse_sf_datetime(raw.get("SystemModstamp")),

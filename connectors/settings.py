@@ -256,6 +256,8 @@ class RejectionSettings(_Model):
     def reason(self, fields: Any) -> str | None:
         """The rejection value the record's ``fields`` hold (its reason), or None when it is not rejected."""
         value = fields.get(self.field) if hasattr(fields, "get") else None
+        if value is None and hasattr(fields, "items"):  # Salesforce field names are case-insensitive
+            value = next((v for k, v in fields.items() if str(k).lower() == self.field.lower()), None)
         if value is None:
             return None
         text = str(value).strip()

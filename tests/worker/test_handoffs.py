@@ -286,3 +286,24 @@ def test_a_hand_off_the_crm_refuses_or_cannot_take_goes_to_the_fallback(make_run
 def moved_why(rt: Any, rid: str) -> str:
     events = rt.store.log_for_lead(LeadRef("hubspot", "contacts", rid))
     return next(str(e.data["why"]) for e in events if e.kind == "fallback_after_refusal")
+
+
+def test_a_lead_put_back_in_the_intake_with_a_rejection_status_is_rejected_once_and_never_acknowledged(
+    make_runtime: Any, admin: Any
+) -> None:
+    rt = salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": "Both", "Company": "Bothco", "Email": "a@bothco.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    first = current(rt, "salesforce", rid)["owner"]
+    admin.sf_edit("Lead", rid, {"Status": REJECTED})
+    (ack,) = rt.connector("salesforce").read_acks([rid]).values()
+    assert ack.acknowledged is False  # a status that leaves "Open - Not Contacted" but says rejected is no acknowledgement
+    admin.sf_change_owner(rid, INTAKE_QUEUE)  # and back in the intake queue: the drain takes it
+    route_all(rt, "salesforce")
+    d = current(rt, "salesforce", rid)
+    assert (d["epoch"], d["via"], d["previous_owner"]) == (1, "rejection", first) and d["owner"] != first
+    assert admin.sf_record("Lead", rid)["Status"] == "Open - Not Contacted"  # reopened with the new owner
+    assert fired(rt, "salesforce") == []  # so the owned poll sees no rejection by the new owner
+    assert current(rt, "salesforce", rid)["epoch"] == 1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from connectors.base import OwnerUpdate, RetriableError, WriteStatus
 from worker.domain.leads import LeadRef
 from worker.steps.handback import VIA, HandedBack, route_again
-from worker.steps.route import WRITTEN_TTL, _lead_with_account, decide, owner_crm_id, track_open
+from worker.steps.route import WRITTEN_TTL, _lead_with_account, decide, owner_crm_id, reopened, track_open
 
 if TYPE_CHECKING:  # the runtime is built by the Celery wiring, which imports the steps
     from worker.app.runtime import Runtime
@@ -35,7 +35,8 @@ def reject_by_hand(rt: Runtime, crm: str, lead_id: str, why: str, requested_by: 
     earlier = tuple(decision.get("excluded") or ()) if decision.get("via") == VIA else ()
     back = HandedBack(current, owner, why or "rejected by hand", (*earlier, owner), str(decision.get("target", "")))
     key, new = route_again(rt, crm, _lead_with_account(rt, crm, record), back, decide, requested_by=requested_by)
-    (result,) = conn.write_owners([OwnerUpdate(lead_id, owner_crm_id(rt.config, crm, new["owner"]), new["reason"])])
+    update = OwnerUpdate(lead_id, owner_crm_id(rt.config, crm, new["owner"]), new["reason"], reopened(rt, crm, record))
+    (result,) = conn.write_owners([update])
     if result.status is WriteStatus.RETRIABLE:
         raise RetriableError(result.message or "owner write failed; retry", crm=crm, code=result.code)
     if result.ok:

@@ -66,6 +66,16 @@ def owner_crm_id(config: RoutingConfig, crm: str, owner: str) -> str:
     return crm_id
 
 
+def reopened(rt: Runtime, crm: str, record: CrmRecord) -> dict[str, Any]:
+    """The CRM fields to write with a new owner: a status that says a rep rejected the lead set back to the
+    connector's ``rejection.reopen``, so the new owner is not taken to have rejected it too; else none."""
+    settings = rt.config.model.connectors.enabled().get(crm)
+    rejection = settings.rejection if settings is not None else None
+    if rejection is None or rejection.reason(record.fields) is None:
+        return {}
+    return {rejection.field: rejection.reopen}
+
+
 @dataclass
 class Handled:
     """What happened to one record in a batch."""
@@ -458,7 +468,7 @@ class _Batch:
             except OwnerNotMapped as exc:
                 decision = _to_fallback(rt, crm, key, decision, f"config: {exc}")
                 owner_id = owner_crm_id(rt.config, crm, decision["owner"])
-            updates.append(OwnerUpdate(record.id, owner_id, decision["reason"]))
+            updates.append(OwnerUpdate(record.id, owner_id, decision["reason"], reopened(rt, crm, record)))
             pending.append((record, key, decision))
         if not updates:
             return
@@ -479,7 +489,8 @@ class _Batch:
             (record, key, _to_fallback(rt, crm, key, decision, f"{result.code or 'error'}: {result.message or ''}".strip()))
             for record, key, decision, result in fatal
         ]
-        updates = [OwnerUpdate(r.id, owner_crm_id(rt.config, crm, d["owner"]), d["reason"]) for r, _, d in replaced]
+        updates = [OwnerUpdate(r.id, owner_crm_id(rt.config, crm, d["owner"]), d["reason"], reopened(rt, crm, r))
+                   for r, _, d in replaced]
         for (record, key, decision), result in zip(replaced, rt.connector(crm).write_owners(updates), strict=True):
             if result.ok:
                 self._mark_written(record, key, decision, outcome="fallback_after_refusal")
@@ -601,7 +612,7 @@ def reroute(
             "reroute", ref, {"from": previous_owner, "to": decision["owner"], "by": requested_by, "why": why}, key.epoch
         )
     owner_id = owner_crm_id(rt.config, crm, decision["owner"])
-    (result,) = conn.write_owners([OwnerUpdate(lead_id, owner_id, decision["reason"])])
+    (result,) = conn.write_owners([OwnerUpdate(lead_id, owner_id, decision["reason"], reopened(rt, crm, record))])
     if result.status is WriteStatus.RETRIABLE:
         raise RetriableError(result.message or "owner write failed; retry", crm=crm, code=result.code)
     if result.ok:
