@@ -97,3 +97,36 @@ def test_a_rep_only_a_triggers_own_rule_reaches_is_not_called_unreachable() -> N
     findings = run_checks(parse_config(alone, "config/routing.yaml"), alone, datetime(2026, 12, 1, 12, tzinfo=UTC))
     assert [f.problem.message for f in findings if f.kind == UNREACHABLE_REP] == [
         "rep 'ava' can never receive a lead: in no pool a rule uses, no rule's rep, not the fallback, nobody's backup"]
+
+
+def test_a_trigger_reading_a_field_a_connector_does_not_map_is_a_warning() -> None:
+    text = TRIGGERS + (
+        "connectors:\n"
+        "  hubspot:\n"
+        "    fields: {hubspotscore: score, lifecyclestage: lifecycle_stage, email: email}\n"
+        "  salesforce:\n"
+        "    fields: {Id: id, Email: email}\n"
+    )
+    config = parse_config(text, "config/routing.yaml")
+    line = line_of(text, "when: {score: {gte: 80}")
+    assert [str(w) for w in config.warnings if "trigger" in w.message] == [
+        f"config/routing.yaml:{line}: triggers[0].when: trigger 'mql' reads 'score', 'lifecycle_stage', which the "
+        "salesforce connector does not read (map it under connectors.salesforce.fields): it never fires for salesforce leads",
+        f"config/routing.yaml:{line_of(text, 'employees: {gte: 5000}')}: triggers[1].when: trigger 'big-account' reads "
+        "'employees', which the salesforce connector does not read (map it under connectors.salesforce.fields): it never "
+        "fires for salesforce leads",
+        f"config/routing.yaml:{line_of(text, 'employees: {gte: 5000}')}: triggers[1].when: trigger 'big-account' reads "
+        "'employees', which the hubspot connector does not read (map it under connectors.hubspot.fields): it never fires "
+        "for hubspot leads",
+    ]
+
+
+def test_a_rejection_status_that_reopens_to_itself_is_an_error_at_its_line() -> None:
+    text = BASE + (
+        "connectors:\n"
+        "  salesforce:\n"
+        "    rejection: {field: Status, values: [Rejected], reopen: rejected}\n"
+    )
+    assert errors_for(text) == [
+        f"config/routing.yaml:{line_of(text, 'rejection:')}: connectors.salesforce.rejection: reopen 'rejected' is one of "
+        "the rejection values: the new owner would reject it at once"]

@@ -1082,6 +1082,7 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
         warnings.append(Problem(file, line_for(lines, ("relationships",)), "relationships",
                                 "has no effect: no rule reads account_owner or assigns to it, and a relationship "
                                 "only fills in the account owner"))
+    warnings += _trigger_warnings(model, trigger_parts, file, lines)
     default_zone = ZoneInfo(model.timezone)
     zones = {r.id: ZoneInfo(r.timezone) if r.timezone else default_zone for r in model.reps}
     config = RoutingConfig(
@@ -1103,6 +1104,23 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
                       pools={n: limits(p.caps.daily, p.caps.weekly, p.caps.monthly) for n, p in model.pools.items() if p.caps}),
     )
     return _with_triggers(_with_sla(config, lines), trigger_parts)
+
+
+def _trigger_warnings(model: ConfigModel, parts: Sequence[tuple[Trigger, Any, list[Any]]], file: str,
+                      lines: dict[PathKey, int]) -> list[Problem]:
+    """A trigger reading a lead field that an enabled connector does not map is never true for that CRM's leads."""
+    out = []
+    direct = (set(CANONICAL_FIELDS) | set(model.fields)) - {"id", "account_owner"}
+    for i, (trigger, condition, _) in enumerate(parts):
+        for crm, settings in model.connectors.enabled().items():
+            mapped = set(settings.fields.values())
+            missing = [f for f in condition.fields if f in direct and f not in mapped]
+            if missing:
+                names = ", ".join(f"'{f}'" for f in missing)
+                out.append(Problem(file, line_for(lines, ("triggers", i, "when")), f"triggers[{i}].when",
+                                   f"trigger '{trigger.name}' reads {names}, which the {crm} connector does not read "
+                                   f"(map it under connectors.{crm}.fields): it never fires for {crm} leads"))
+    return out
 
 
 def _with_triggers(config: RoutingConfig, parts: Sequence[tuple[Trigger, Any, list[Any]]]) -> RoutingConfig:
