@@ -426,11 +426,16 @@ class Connector(ABC):
         """
 
     def owned_changes(self, since: Watermark | None) -> Iterator[ChangePage]:
-        """Records outside the intake (owned) modified since ``since``, oldest first, in pages, each read in
-        full (for hand-off triggers and rejections by status). Same watermark rules as :meth:`changes`;
-        a page may come back empty while the watermark moves on."""
+        """Records a user owns (:meth:`user_owned`) modified since ``since``, oldest first, in pages, each read in
+        full (for hand-off triggers and rejections by status), whether or not the intake condition holds (a
+        status-only intake holds for leads already routed). Same watermark rules as :meth:`changes`; a page may
+        come back empty while the watermark moves on."""
         for page in self.changes(since, intake_only=False, full=True):
-            yield ChangePage([r for r in page.records if not r.needs_routing], page.watermark)
+            yield ChangePage([r for r in page.records if self.user_owned(r)], page.watermark)
+
+    def user_owned(self, record: CrmRecord) -> bool:
+        """Whether a person owns the record (not a queue, not nobody). By default: it has an owner."""
+        return bool(record.owner_id)
 
     @abstractmethod
     def fetch(self, ids: Sequence[str]) -> dict[str, CrmRecord]:

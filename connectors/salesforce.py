@@ -544,6 +544,10 @@ class SalesforceConnector(CrmConnector):
             watermark = watermark.advance(records, self.settings.overlap)
             yield ChangePage(fresh, watermark)
 
+    def user_owned(self, record: CrmRecord) -> bool:
+        """A user owns it: Salesforce user ids start ``005`` (queues ``00G``)."""
+        return bool(record.owner_id) and str(record.owner_id).startswith("005")
+
     def _by_ids(self, ids: Sequence[str], fields: Sequence[str], endpoint: str, sobject: str | None = None
                 ) -> list[dict[str, Any]]:
         """Records of ``sobject`` (the configured object by default) by id, ``IDS_PER_QUERY`` ids a query."""

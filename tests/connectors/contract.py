@@ -260,14 +260,15 @@ class ChangesContract:
 
     def test_owned_changes_read_owned_records_whole_since_their_own_watermark(self, crm: Crm) -> None:
         waiting, _ = drain(crm.connector, None)
-        taken, still = waiting[0], waiting[1]
+        taken, still, routed = waiting[0], waiting[1], waiting[2]
         _, start = owned(crm.connector, None)  # everything owned so far: the watermark to go on from
         owner, _ = crm.owners()
-        [result] = crm.connector.write_owners([OwnerUpdate(taken, owner, "routed")])
-        assert result.ok
+        assert all(r.ok for r in crm.connector.write_owners([OwnerUpdate(i, owner, "routed") for i in (taken, routed)]))
         crm.leave_intake(taken)
+        crm.touch(still)
         changed, watermark = owned(crm.connector, start)
-        assert taken in changed and still not in changed  # owned ones only; the intake has its own poll
+        assert taken in changed and still not in changed  # owned by a person only: not a queue, not nobody
+        assert routed in changed  # whether or not the intake condition still holds for it
         record = changed[taken]
         assert record.owner_id == owner and record.needs_routing is False and record.modstamp
         assert record.lead == crm.connector.fetch([taken])[taken].lead  # read whole, in the same query
