@@ -87,10 +87,11 @@ class CapTable:
 
     reps: Mapping[str, Limits] = field(default_factory=dict)
     pools: Mapping[str, Limits] = field(default_factory=dict)
-    _windows: dict[tuple[str, int], tuple[tuple[str, str, float], ...]] = field(default_factory=dict, repr=False,
-                                                                                 compare=False)
-    _quotas: dict[tuple[str, str | None, int], tuple[Quota, ...]] = field(default_factory=dict, repr=False, compare=False)
-    _minute: dict[datetime, int] = field(default_factory=dict, repr=False, compare=False)
+    # Memos, each valid over one local day of a zone: (first instant, end instant, value) in epoch seconds.
+    _windows: dict[str, tuple[float, float, tuple[tuple[str, str, float], ...]]] = field(
+        default_factory=dict, repr=False, compare=False)
+    _quotas: dict[tuple[str, str | None], tuple[float, float, tuple[Quota, ...]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def any(self) -> bool:
@@ -100,19 +101,30 @@ class CapTable:
     def has(self, rep_id: str, pool: str | None = None) -> bool:
         return rep_id in self.reps or (pool is not None and pool in self.pools)
 
-    def windows(self, zone: ZoneInfo, at: datetime) -> tuple[tuple[str, str, float], ...]:
-        """(period, window id, expiry) for each period at ``at`` in ``zone``; memoised per zone and minute
-        (every zone's periods start on a whole minute)."""
-        minute = int(at.timestamp() // 60)
-        cache_key = (zone.key, minute)
-        found = self._windows.get(cache_key)
-        if found is None:
-            local = at.astimezone(zone)
-            found = tuple((p, w, (end + KEEP_AFTER).timestamp()) for p in PERIODS for w, end in [window(p, local)])
-            if len(self._windows) > 4096:
-                self._windows.clear()
-            self._windows[cache_key] = found
+    def _day(self, zone: ZoneInfo, at: datetime) -> tuple[float, float, tuple[tuple[str, str, float], ...]]:
+        """(period, window id, expiry) for each period at ``at`` in ``zone``, and the span of epoch seconds over which
+        they hold: the local day, when the zone's offset does not change in it (else just this instant)."""
+        ts = at.timestamp()
+        found = self._windows.get(zone.key)
+        if found is not None and found[0] <= ts < found[1]:
+            return found
+        local = at.astimezone(zone)
+        windows = tuple((p, w, (end + KEEP_AFTER).timestamp()) for p in PERIODS for w, end in [window(p, local)])
+        day = local.date()
+        first, after = _midnight(day, local), _midnight(day + timedelta(days=1), local)
+        lo, hi = first.timestamp(), after.timestamp()
+        # The periods depend on the local date alone: with one offset all day, every instant in [lo, hi) has this date.
+        if not (lo <= ts < hi and first.utcoffset() == after.utcoffset() == local.utcoffset()
+                and datetime.fromtimestamp(lo, zone).date() == day and datetime.fromtimestamp(hi, zone).date() != day):
+            lo, hi = ts, ts  # a day with an offset change: nothing reused
+        found = (lo, hi, windows)
+        if hi > lo:
+            self._windows[zone.key] = found
         return found
+
+    def windows(self, zone: ZoneInfo, at: datetime) -> tuple[tuple[str, str, float], ...]:
+        """(period, window id, expiry) for each period at ``at`` in ``zone``; memoised per zone for the local day."""
+        return self._day(zone, at)[2]
 
     def quotas(self, rep_id: str, zone: ZoneInfo, at: datetime, pool: str | None = None) -> tuple[Quota, ...]:
         """The caps that apply to giving ``rep_id`` a lead at ``at`` (from ``pool``, if from one), in check order."""
@@ -120,21 +132,19 @@ class CapTable:
         pooled = self.pools.get(pool, ()) if pool is not None else ()
         if not own and not pooled:
             return ()
-        minute = self._minute.get(at)
-        if minute is None:  # one decision asks for many reps at the same instant
-            if len(self._minute) > 64:
-                self._minute.clear()
-            minute = self._minute[at] = int(at.timestamp() // 60)
-        key = (rep_id, pool, minute)  # a rep's zone is fixed per config: the minute decides
+        key = (rep_id, pool)  # a rep's zone is fixed per config: the local day decides
+        ts = at.timestamp()
         found = self._quotas.get(key)
-        if found is None:
-            by_period = {p: (w, exp) for p, w, exp in self.windows(zone, at)}
-            out = [Quota("", rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in own]
-            out += [Quota(str(pool), rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in pooled]
-            if len(self._quotas) > 8192:
-                self._quotas.clear()
-            found = self._quotas[key] = tuple(out)
-        return found
+        if found is not None and found[0] <= ts < found[1]:
+            return found[2]
+        lo, hi, windows = self._day(zone, at)
+        by_period = {p: (w, exp) for p, w, exp in windows}
+        out = [Quota("", rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in own]
+        out += [Quota(str(pool), rep_id, p, by_period[p][0], n, by_period[p][1]) for p, n in pooled]
+        quotas = tuple(out)
+        if hi > lo:
+            self._quotas[key] = (lo, hi, quotas)
+        return quotas
 
 
 def limits(daily: int | None, weekly: int | None, monthly: int | None) -> Limits:
