@@ -15,6 +15,7 @@ from typing import Any
 from worker.config import Assign, Rep, RoutingConfig
 from worker.config.schema import Performance, Pool, PoolLoad, Rule
 from worker.domain.normalize import NormalizedLead, normalize_lead
+from worker.routing.caps import CapTable
 from worker.routing.fairness import Fairness
 from worker.routing.perf import PerfSettings, RateTable, explain, weigh
 from worker.routing.pipeline import PipelineLoad
@@ -117,6 +118,96 @@ def in_hours(rep: Rep, config: RoutingConfig, at: datetime) -> bool:
     return _DAYS[local.weekday()] in hours.days and hours.start <= local.time() < hours.end
 
 
+class _Member:
+    """A rep as the pool loop reads them, resolved once per config (configs are immutable)."""
+
+    __slots__ = ("candidate", "capacity", "days", "end", "inactive", "languages", "ooo", "rep", "rep_id", "skills",
+                 "start", "zone")
+
+    def __init__(self, rep: Rep, config: RoutingConfig) -> None:
+        self.rep, self.rep_id = rep, rep.id
+        self.candidate = config.candidates.get(rep.id) or Candidate(rep.id, rep.weight, rep.capacity)
+        self.capacity = rep.capacity
+        self.inactive = not rep.active
+        self.ooo = tuple((w.start, w.end) for w in rep.out_of_office)
+        self.zone = config.zones[rep.id]
+        self.skills, self.languages = rep.skills, rep.languages
+        hours = rep.hours or config.model.hours
+        self.days = None if hours is None else frozenset(i for i, d in enumerate(_DAYS) if d in hours.days)
+        self.start, self.end = (hours.start, hours.end) if hours is not None else (None, None)
+
+    def static_why(self, skills: Sequence[str], languages: Sequence[str]) -> str | None:
+        """What a target's requirements alone say about this rep: missing a skill, then a language."""
+        if skills and not all(s in self.skills for s in skills):
+            return MISSING_SKILL
+        if languages and not any(g in self.languages for g in languages):
+            return MISSING_LANGUAGE
+        return None
+
+
+class _Plan:
+    """What the engine derives from a config once instead of per lead: each rep as a :class:`_Member`, and each
+    pool target's members with what its skill and language requirements say about them."""
+
+    __slots__ = ("by_pool_caps", "members", "targets")
+
+    def __init__(self, config: RoutingConfig) -> None:
+        self.members = {rep_id: _Member(rep, config) for rep_id, rep in config.reps.items()}
+        self.by_pool_caps: dict[str, frozenset[str]] = {}
+        self.targets: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[_Member, str | None], ...]] = {}
+
+    def target(self, config: RoutingConfig, pool: str, skills: tuple[str, ...],
+               languages: tuple[str, ...]) -> tuple[tuple[_Member, str | None], ...]:
+        key = (pool, skills, languages)
+        found = self.targets.get(key)
+        if found is None:
+            found = tuple((m, m.static_why(skills, languages))
+                          for m in (self.members[r] for r in config.pools[pool].members))
+            self.targets[key] = found
+        return found
+
+
+    def capped(self, caps: CapTable, pool: str) -> frozenset[str]:
+        """The members of ``pool`` with any cap per period a pick from it counts (their own, or the pool's)."""
+        found = self.by_pool_caps.get(pool)
+        if found is None:
+            found = self.by_pool_caps[pool] = frozenset(m for m in self.members if caps.has(m, pool))
+        return found
+
+
+def _plan(config: RoutingConfig) -> _Plan:
+    """The config's plan, made on first use and kept on the (frozen) config object."""
+    plan = config.__dict__.get("_engine_plan")
+    if plan is None:
+        plan = _Plan(config)
+        object.__setattr__(config, "_engine_plan", plan)
+    return plan
+
+
+_routed_iso: tuple[datetime | None, str] = (None, "")
+_created_iso: tuple[datetime | None, str] = (None, "")
+
+
+def _iso_routed(at: datetime) -> str:
+    """``at.isoformat()``, remembered for the last instant: a replay decides each lead at one time under two configs."""
+    global _routed_iso
+    seen, text = _routed_iso
+    if seen is not at:
+        text = at.isoformat()
+        _routed_iso = (at, text)
+    return text
+
+
+def _iso_created(at: datetime) -> str:
+    """As :func:`_iso_routed`, for the lead's ``created_at`` (a slot of its own, so the two do not evict each other)."""
+    global _created_iso
+    seen, text = _created_iso
+    if seen is not at:
+        text = at.isoformat()
+        _created_iso = (at, text)
+    return text
+
+
 def _fmt_count(n: float) -> str:
     return f"{int(n):,}" if float(n).is_integer() else f"{n:,.1f}"
 
@@ -189,11 +280,12 @@ def territories_of(facts: Mapping[str, Any], config: RoutingConfig) -> list[str]
 class Router:
     """Routes leads for one configuration against one state."""
 
-    __slots__ = ("config", "history", "pipeline", "rates", "state")
+    __slots__ = ("config", "history", "pipeline", "plan", "rates", "state")
 
     def __init__(self, config: RoutingConfig, state: RoutingState, rates: RateTable | None = None,
                  pipeline: PipelineLoad | None = None) -> None:
         self.config = config
+        self.plan = _plan(config)
         self.state = state
         self.rates = rates  # learned conversion rates for performance_weighted pools (worker.routing.perf), as data
         self.pipeline = pipeline  # open opportunities per rep, cached from the CRM (worker.routing.pipeline), as data
@@ -346,13 +438,15 @@ class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
     __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
-                 "history", "overrides", "pipeline", "rates", "skipped", "state", "tie_breaks")
+                 "history", "locals", "overrides", "pipeline", "plan", "rates", "skipped", "state", "tie_breaks")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
         overrides: Mapping[str, str], exclude: frozenset[str],
     ) -> None:
         self.config = router.config
+        self.plan = router.plan
+        self.locals: dict[Any, tuple[int, Any, Any]] = {}  # zone -> (weekday, local time, local date) at ``at``
         self.state = router.state
         self.history = router.history
         self.facts = facts
@@ -369,6 +463,26 @@ class _Context:
         self.experiment: str | None = None
         self.rates = router.rates
         self.pipeline = router.pipeline
+
+    def local(self, zone: Any) -> tuple[int, Any, Any]:
+        """The routing time in ``zone``: (weekday, time, date), worked out once per zone per decision."""
+        found = self.locals.get(zone)
+        if found is None:
+            local = self.at.astimezone(zone)
+            found = self.locals[zone] = (local.weekday(), local.time(), local.date())
+        return found
+
+    def away(self, m: _Member) -> bool:
+        """Whether the routing time falls in one of the rep's out-of-office windows (their local dates, inclusive)."""
+        today = self.local(m.zone)[2]
+        return any(start <= today <= end for start, end in m.ooo)
+
+    def working(self, m: _Member) -> bool:
+        """:func:`in_hours` for a planned rep."""
+        if m.days is None:
+            return True
+        weekday, now, _ = self.local(m.zone)
+        return weekday in m.days and m.start <= now < m.end
 
     def skip(self, rep_id: str, reason: str) -> None:
         if rep_id not in self.considered:
@@ -396,7 +510,15 @@ class _Context:
     def _why_away(self, rep_id: str) -> str | None:
         if rep_id in self.exclude:
             return "earlier_owner"
-        return absence(self.config.reps[rep_id], self.config, self.at, self.overrides)
+        forced = self.overrides.get(rep_id)  # absence(), on the plan
+        if forced:
+            return forced
+        m = self.plan.members[rep_id]
+        if m.inactive:
+            return INACTIVE
+        if m.ooo and self.away(m):
+            return OOO
+        return None
 
     def _walk(self, reps: Sequence[str]) -> str:
         return " -> ".join(f"{r} {self.skipped[r]}" for r in reps)
@@ -447,7 +569,9 @@ class _Context:
         """The state's atomic pick, with the caps per period of each candidate when the config has any."""
         caps, zones = self.config.caps, self.config.zones
         if caps.any:
-            quotas = {c.rep_id: q for c in group if (q := caps.quotas(c.rep_id, zones[c.rep_id], self.at, pool))}
+            capped = self.plan.capped(caps, pool)
+            quotas = {c.rep_id: q for c in group
+                      if c.rep_id in capped and (q := caps.quotas(c.rep_id, zones[c.rep_id], self.at, pool))}
             if quotas:
                 return self.state.pick(pool, strategy, members, group, caps=quotas)  # a CapState
         return self.state.pick(pool, strategy, members, group)
@@ -507,29 +631,31 @@ class _Context:
         loads = self.state.loads(pool.members)
         in_hours_now: list[Candidate] = []
         after_hours: list[Candidate] = []
-        config, reps, candidates = self.config, self.config.reps, self.config.candidates
-        skills, languages = target.require_skills, target.require_languages
+        exclude, overrides, skipped = self.exclude, self.overrides, self.skipped
         self.considered += pool.members
-        for rep_id in pool.members:
-            rep = reps[rep_id]
-            # absence() inlined: this loop runs for every member of every pool a lead reaches
-            why = "earlier_owner" if rep_id in self.exclude else (
-                self.overrides.get(rep_id) or (INACTIVE if not rep.active else None)
-                or (absence(rep, config, self.at, self.overrides) if rep.out_of_office else None))
-            if why is None and skills and not all(s in rep.skills for s in skills):
-                why = MISSING_SKILL
-            if why is None and languages and not any(g in rep.languages for g in languages):
-                why = MISSING_LANGUAGE
-            if why is None and rep.capacity is not None and loads.get(rep_id, 0) >= rep.capacity:
-                why = AT_CAPACITY
-            if why is not None:
-                self.skipped[rep_id] = why
+        # absence(), the target's requirements and capacity, in that order of reasons; then in_hours()
+        for m, static in self.plan.target(self.config, name, target.require_skills, target.require_languages):
+            rep_id = m.rep_id
+            if rep_id in exclude:
+                skipped[rep_id] = "earlier_owner"
                 continue
-            candidate = candidates.get(rep_id) or Candidate(rep_id, rep.weight, rep.capacity)
-            if in_hours(rep, config, self.at):
-                in_hours_now.append(candidate)
+            why = overrides.get(rep_id) if overrides else None
+            if not why:
+                if m.inactive:
+                    why = INACTIVE
+                elif m.ooo and self.away(m):
+                    why = OOO
+                elif static is not None:
+                    why = static
+                elif m.capacity is not None and loads.get(rep_id, 0) >= m.capacity:
+                    why = AT_CAPACITY
+            if why:
+                skipped[rep_id] = why
+                continue
+            if m.days is None or self.working(m):
+                in_hours_now.append(m.candidate)
             else:
-                after_hours.append(candidate)
+                after_hours.append(m.candidate)
         if pool.strategy is Strategy.PERFORMANCE_WEIGHTED:
             return self.perf_pool(name, in_hours_now, after_hours)
         if pool.load is not None:
@@ -751,7 +877,7 @@ class _Context:
             rule=rule,
             target=outcome.target,
             config_version=self.config.version_hash,
-            routed_at=self.at.isoformat(),
+            routed_at=_iso_routed(self.at),
             reason=reason,
             considered=considered,
             skipped=self.skipped,  # this context ends with the decision: its lists are the decision's
@@ -760,7 +886,7 @@ class _Context:
             facts=facts,
             chain=self.chain,
             tie_breaks=self.tie_breaks,
-            created_at=self.created.isoformat() if self.created is not None else None,
+            created_at=_iso_created(self.created) if self.created is not None else None,
             arm=self.arm,
             experiment=self.experiment,
         )

@@ -158,6 +158,81 @@ def _ratio(load: int, capacity: int | None, default_cap: int) -> float:
     return load / (capacity if capacity else default_cap)
 
 
+_POSITIONS: dict[tuple[str, ...], dict[str, int]] = {}  # a pool's members -> each one's place, for round robin
+
+
+def _positions(members: Sequence[str]) -> dict[str, int]:
+    found = _POSITIONS.get(members) if isinstance(members, tuple) else None
+    if found is None:
+        found = {rep: i for i, rep in enumerate(members)}
+        if isinstance(members, tuple):
+            if len(_POSITIONS) > 1024:
+                _POSITIONS.clear()
+            _POSITIONS[members] = found
+    return found
+
+
+def _choose(
+    strategy: Strategy,
+    members: Sequence[str],
+    candidates: Sequence[Candidate],
+    loads: Mapping[str, int],
+    rr_seq: Mapping[str, int],
+    wrr_score: Mapping[str, int],
+) -> tuple[Candidate | None, tuple[str, ...], dict[str, int]]:
+    """:func:`choose`, returning the chosen candidate itself (written as plain loops: it runs for every pool pick)."""
+    full_list: list[str] = []
+    open_: list[Candidate] = []
+    get = loads.get
+    for c in candidates:
+        cap = c.capacity
+        if cap is not None and get(c.rep_id, 0) >= cap:
+            full_list.append(c.rep_id)
+        else:
+            open_.append(c)
+    full = tuple(full_list)
+    if not open_:
+        return None, full, {}
+    if strategy is Strategy.ROUND_ROBIN:
+        position = _positions(members)
+        best_seq, best_rep = 0, ""
+        for rep in members:  # the most recently served member: max((seq, rep)) over those served
+            seq = rr_seq.get(rep, 0)
+            if seq > 0 and (seq > best_seq or (seq == best_seq and rep > best_rep)):
+                best_seq, best_rep = seq, rep
+        last_pos = position[best_rep] if best_seq > 0 else -1
+        n = len(members)
+        chosen = None
+        best = n
+        for c in open_:  # the first open candidate after it, cyclically (the earliest on ties)
+            distance = (position[c.rep_id] - last_pos - 1) % n
+            if distance < best:
+                chosen, best = c, distance
+        return chosen, full, {}
+    if strategy is Strategy.WEIGHTED_ROUND_ROBIN:
+        scores = {c.rep_id: wrr_score.get(c.rep_id, 0) + c.weight for c in open_}
+        total = sum(c.weight for c in open_)
+        chosen = open_[0]
+        top = scores[chosen.rep_id]
+        for c in open_:  # the highest score, the first on ties
+            if scores[c.rep_id] > top:
+                chosen, top = c, scores[c.rep_id]
+        scores[chosen.rep_id] -= total
+        return chosen, full, scores
+    default_cap = max((c.capacity for c in open_ if c.capacity), default=1)
+    chosen = None
+    low = 0.0
+    for c in open_:  # the lowest load ratio (weighted_ratio), the first on ties
+        lead_weight, crm_load = c.lead_weight, c.crm_load
+        if lead_weight != 1.0 or crm_load != 0.0:
+            ratio = (lead_weight * get(c.rep_id, 0) + crm_load) / (c.capacity or default_cap)
+        else:
+            ratio = get(c.rep_id, 0) / (c.capacity if c.capacity else default_cap)
+        if chosen is None or ratio < low:
+            chosen, low = c, ratio
+    return chosen, full, {}
+
+
 def choose(
     strategy: Strategy,
     members: Sequence[str],
@@ -171,26 +246,11 @@ def choose(
     Returns the chosen rep (or None), the candidates skipped at capacity, and the new
     weighted scores for the candidates (only meaningful for weighted round robin).
     """
-    full = tuple(c.rep_id for c in candidates if c.capacity is not None and loads.get(c.rep_id, 0) >= c.capacity)
-    open_ = [c for c in candidates if c.rep_id not in full]
-    if not open_:
-        return None, full, {}
-    if strategy is Strategy.ROUND_ROBIN:
-        position = {rep: i for i, rep in enumerate(members)}
-        served = [(rr_seq.get(rep, 0), rep) for rep in members if rr_seq.get(rep, 0) > 0]
-        last_pos = position[max(served)[1]] if served else -1
-        n = len(members)
-        chosen = min(open_, key=lambda c: (position[c.rep_id] - last_pos - 1) % n).rep_id
-        return chosen, full, {}
-    if strategy is Strategy.WEIGHTED_ROUND_ROBIN:
-        scores = {c.rep_id: wrr_score.get(c.rep_id, 0) + c.weight for c in open_}
-        total = sum(c.weight for c in open_)
-        chosen = max(open_, key=lambda c: scores[c.rep_id]).rep_id  # max() keeps the first on ties
-        scores[chosen] -= total
-        return chosen, full, scores
-    default_cap = max((c.capacity for c in open_ if c.capacity), default=1)
-    chosen = min(open_, key=lambda c: weighted_ratio(c, loads.get(c.rep_id, 0), default_cap)).rep_id
-    return chosen, full, {}
+    chosen, full, scores = _choose(strategy, members, candidates, loads, rr_seq, wrr_score)
+    return (chosen.rep_id if chosen is not None else None), full, scores
+
+
+_NAMES = {s: s.value.replace("_", " ") for s in Strategy}
 
 
 def weighted_ratio(candidate: Candidate, load: int, default_cap: int) -> float:
@@ -203,8 +263,7 @@ def weighted_ratio(candidate: Candidate, load: int, default_cap: int) -> float:
 def describe(strategy: Strategy, rep_id: str, load: int, capacity: int | None) -> str:
     """One short phrase on the strategy state behind a pick, for the decision's reason."""
     cap = f"/{capacity}" if capacity else ""
-    name = strategy.value.replace("_", " ")
-    return f"{name}: {rep_id} {load}{cap}"
+    return f"{_NAMES[strategy]}: {rep_id} {load}{cap}"
 
 
 @dataclass
@@ -303,17 +362,18 @@ class InMemoryState:
                     capped = tuple(found)
                     out = {rep for rep, _ in found}
                     candidates = [c for c in candidates if c.rep_id not in out]
-            chosen, full, scores = choose(strategy, members, candidates, self._loads, rr, wrr)
-            if chosen is None:
+            found, full, scores = _choose(strategy, members, candidates, self._loads, rr, wrr)
+            if found is None:
                 return Pick(None, at_capacity=full, capped=capped)
-            for q in (caps or {}).get(chosen, ()):
-                self._counts[q.counter] = self._counts.get(q.counter, 0) + 1
+            chosen = found.rep_id
+            if caps:
+                counts = self._counts
+                for q in caps.get(chosen, ()):
+                    counts[q.counter] = counts.get(q.counter, 0) + 1
             if strategy is Strategy.ROUND_ROBIN:
                 self._rr_counter[pool] = self._rr_counter.get(pool, 0) + 1
                 rr[chosen] = self._rr_counter[pool]
             elif strategy is Strategy.WEIGHTED_ROUND_ROBIN:
                 wrr.update(scores)
-            self._loads[chosen] = self._loads.get(chosen, 0) + 1
-            load = self._loads[chosen]
-        capacity = next(c.capacity for c in candidates if c.rep_id == chosen)
-        return Pick(chosen, load, full, describe(strategy, chosen, load, capacity), capped)
+            load = self._loads[chosen] = self._loads.get(chosen, 0) + 1
+        return Pick(chosen, load, full, describe(strategy, chosen, load, found.capacity), capped)
