@@ -209,3 +209,22 @@ def test_state_the_ledger_does_not_record_is_carried_into_the_window_by_a_warm_u
     replay(history.leads, a, a, cold, lambda lead, b, eb, c, ec: owners.append(b.owner))
     recorded = [lead.recorded.owner for lead in history.leads if lead.recorded is not None]
     assert owners != recorded
+
+
+def test_grouping_and_replaying_make_no_reference_cycles_so_the_cli_may_pause_the_collector(
+        history_events: list[LedgerEvent]) -> None:
+    """`leadroute replay` disables the cycle collector while it groups and routes: that is only safe while
+    neither leaves garbage that only the collector could free."""
+    import gc
+
+    _, candidate = edited(lambda doc: doc["pools"]["smb"].update(members=["ana", "ben"]))
+    replay_events(history_events, T0, None, config_a(), candidate)  # first use: imports, memos, plans
+    gc.collect()
+    gc.disable()
+    try:
+        comparison, history, _ = replay_events(history_events, T0, None, config_a(), candidate)
+        assert comparison.leads == 42 and history.leads
+        del comparison, history
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
@@ -118,11 +118,39 @@ def in_hours(rep: Rep, config: RoutingConfig, at: datetime) -> bool:
     return _DAYS[local.weekday()] in hours.days and hours.start <= local.time() < hours.end
 
 
+def _seconds(t: Any) -> int | None:
+    return None if t.microsecond else t.hour * 3600 + t.minute * 60 + t.second
+
+
+ZoneDay = tuple[float, float, int, Any]  # (epoch of local midnight, of the next one, weekday, local date)
+_ZONE_DAYS: dict[Any, ZoneDay] = {}  # the day last asked about in each zone
+
+
+def _zone_day(zone: Any, at: datetime, ts: float) -> ZoneDay:
+    """The local day ``at`` falls in, in ``zone``, as epoch seconds: while the zone keeps one UTC offset all day,
+    the local time of any instant in it is its seconds since the first. A day with an offset change is not kept
+    (its span is just this instant, so the next decision works it out again)."""
+    found = _ZONE_DAYS.get(zone)
+    if found is not None and found[0] <= ts < found[1]:
+        return found
+    local = at.astimezone(zone)
+    day = local.date()
+    first = datetime(day.year, day.month, day.day, tzinfo=zone)
+    after = first + timedelta(days=1)  # wall-clock arithmetic: the next local midnight
+    lo, hi = first.timestamp(), after.timestamp()
+    offset = local.utcoffset()
+    if (lo <= ts < hi and first.utcoffset() == offset == after.utcoffset()
+            and datetime.fromtimestamp(lo, zone).date() == day and datetime.fromtimestamp(hi, zone).date() != day):
+        found = _ZONE_DAYS[zone] = (lo, hi, local.weekday(), day)
+        return found
+    return (ts, ts, local.weekday(), day)  # used once: ``working`` reads the time from the datetime then
+
+
 class _Member:
     """A rep as the pool loop reads them, resolved once per config (configs are immutable)."""
 
-    __slots__ = ("candidate", "capacity", "days", "end", "inactive", "languages", "ooo", "rep", "rep_id", "skills",
-                 "start", "zone")
+    __slots__ = ("candidate", "capacity", "days", "end", "hours", "inactive", "languages", "ooo", "rep", "rep_id",
+                 "skills", "start", "zone")
 
     def __init__(self, rep: Rep, config: RoutingConfig) -> None:
         self.rep, self.rep_id = rep, rep.id
@@ -134,7 +162,9 @@ class _Member:
         self.skills, self.languages = rep.skills, rep.languages
         hours = rep.hours or config.model.hours
         self.days = None if hours is None else frozenset(i for i, d in enumerate(_DAYS) if d in hours.days)
-        self.start, self.end = (hours.start, hours.end) if hours is not None else (None, None)
+        # seconds into the local day; None: a time with a fraction of a second, compared as a time instead
+        self.start, self.end = (_seconds(hours.start), _seconds(hours.end)) if hours is not None else (None, None)
+        self.hours = hours
 
     def static_why(self, skills: Sequence[str], languages: Sequence[str]) -> str | None:
         """What a target's requirements alone say about this rep: missing a skill, then a language."""
@@ -438,7 +468,7 @@ class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
     __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
-                 "history", "locals", "overrides", "pipeline", "plan", "rates", "skipped", "state", "tie_breaks")
+                 "history", "locals", "overrides", "pipeline", "plan", "rates", "skipped", "state", "tie_breaks", "ts")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -446,7 +476,8 @@ class _Context:
     ) -> None:
         self.config = router.config
         self.plan = router.plan
-        self.locals: dict[Any, tuple[int, Any, Any]] = {}  # zone -> (weekday, local time, local date) at ``at``
+        self.locals: dict[Any, ZoneDay] = {}  # zone -> its local day at ``at``
+        self.ts = at.timestamp()
         self.state = router.state
         self.history = router.history
         self.facts = facts
@@ -464,25 +495,32 @@ class _Context:
         self.rates = router.rates
         self.pipeline = router.pipeline
 
-    def local(self, zone: Any) -> tuple[int, Any, Any]:
-        """The routing time in ``zone``: (weekday, time, date), worked out once per zone per decision."""
+    def local(self, zone: Any) -> ZoneDay:
+        """The local day of the routing time in ``zone`` (see :func:`_zone_day`)."""
         found = self.locals.get(zone)
         if found is None:
-            local = self.at.astimezone(zone)
-            found = self.locals[zone] = (local.weekday(), local.time(), local.date())
+            ts = self.ts
+            found = _ZONE_DAYS.get(zone)
+            if found is None or not found[0] <= ts < found[1]:
+                found = _zone_day(zone, self.at, ts)
+            self.locals[zone] = found
         return found
 
     def away(self, m: _Member) -> bool:
         """Whether the routing time falls in one of the rep's out-of-office windows (their local dates, inclusive)."""
-        today = self.local(m.zone)[2]
+        today = self.local(m.zone)[3]
         return any(start <= today <= end for start, end in m.ooo)
 
     def working(self, m: _Member) -> bool:
         """:func:`in_hours` for a planned rep."""
         if m.days is None:
             return True
-        weekday, now, _ = self.local(m.zone)
-        return weekday in m.days and m.start <= now < m.end
+        lo, hi, weekday, _ = self.local(m.zone)
+        if weekday not in m.days:
+            return False
+        if hi > lo and m.start is not None and m.end is not None:
+            return m.start <= self.ts - lo < m.end  # exact: whole seconds against a time to the microsecond
+        return in_hours(m.rep, self.config, self.at)
 
     def skip(self, rep_id: str, reason: str) -> None:
         if rep_id not in self.considered:
