@@ -183,7 +183,8 @@ class _PoolTally:
     """One pool's running fairness: per member, the pool's leads they were eligible for, got, and could
     expect (each lead shared among the members eligible for it, by weight), and why the rest passed them over."""
 
-    __slots__ = ("assigned", "decisions", "eligible", "expected", "members", "skipped", "strategy", "total_weight")
+    __slots__ = ("assigned", "decisions", "eligible", "expected", "members", "shares", "skipped", "strategy",
+                 "total_weight")
 
     def __init__(self, members: list[tuple[str, int]], strategy: str) -> None:
         self.members = members
@@ -194,17 +195,19 @@ class _PoolTally:
         self.expected = dict.fromkeys((m for m, _ in members), 0.0)
         self.skipped: Counter[tuple[str, str]] = Counter()
         self.total_weight = sum(w for _, w in members)
+        total = self.total_weight
+        self.shares = [(rep, weight / total) for rep, weight in members]  # each one's share when nobody is skipped
 
     def add(self, decision: Decision) -> None:
         skipped = decision.skipped
         self.decisions += 1
-        if decision.owner in self.assigned:
-            self.assigned[decision.owner] += 1
+        assigned, eligible, expected = self.assigned, self.eligible, self.expected
+        if decision.owner in assigned:
+            assigned[decision.owner] += 1
         if not skipped:
-            total = self.total_weight
-            for rep, weight in self.members:
-                self.eligible[rep] += 1
-                self.expected[rep] += weight / total
+            for rep, share in self.shares:
+                eligible[rep] += 1
+                expected[rep] += share
             return
         weights = 0
         for rep, weight in self.members:
@@ -217,8 +220,8 @@ class _PoolTally:
             return
         for rep, weight in self.members:
             if rep not in skipped:
-                self.eligible[rep] += 1
-                self.expected[rep] += weight / weights
+                eligible[rep] += 1
+                expected[rep] += weight / weights
 
     def to_dict(self) -> dict[str, Any]:
         members = []

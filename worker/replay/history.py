@@ -73,18 +73,25 @@ class History:
     skipped: int = 0  # decisions that could not be turned into a lead (no facts, no time)
 
 
+def _time(value: object) -> datetime | None:
+    """:func:`loose_time`, without its work for a time already aware (most of a ledger's)."""
+    if type(value) is datetime and value.tzinfo is not None:
+        return value
+    return loose_time(value)
+
+
 def lead_of(event: LedgerEvent) -> HistoricalLead | None:
     """The lead a first-routing ``decision`` event records, or None when it records no facts to route on."""
     data = event.data or {}
     facts = data.get("facts")
     if not isinstance(facts, Mapping):
         return None
-    fields: dict[str, object] = {k: v for k, v in facts.items() if k not in DERIVED and v is not None}
+    fields: dict[str, object] = {k: v for k, v in facts.items() if v is not None and k not in DERIVED}
     fields["id"] = event.lead_id
-    created = loose_time(event.lead_created_at) or loose_time(data.get("created_at"))
+    created = _time(event.lead_created_at) or _time(data.get("created_at"))
     if created is not None:
         fields["created_at"] = created
-    routed = loose_time(data.get("routed_at")) or loose_time(event.at)
+    routed = _time(data.get("routed_at")) or _time(event.at)
     if routed is None:
         return None
     unreadable = data.get("unreadable") or ()
@@ -108,13 +115,15 @@ def read_history(events: Iterable[LedgerEvent], since: datetime | None, until: d
     firsts: dict[tuple[str, str, str], HistoricalLead] = {}
     ends: dict[tuple[str, str, str], list[datetime]] = {}
     history = History()
+    count = skipped = 0
     for event in events:
-        history.events += 1
+        count += 1
         key = (event.crm, event.object, event.lead_id)
-        if _is_first_routing(event):
+        kind = event.kind
+        if kind == "decision" and (event.data or {}).get("via") in (None, "", "rules"):  # _is_first_routing
             lead = lead_of(event)
             if lead is None:
-                history.skipped += 1
+                skipped += 1
                 continue
             seen = firsts.get(key)
             if seen is not None and seen.routed_at <= lead.routed_at:
@@ -123,10 +132,12 @@ def read_history(events: Iterable[LedgerEvent], since: datetime | None, until: d
             if seen is not None:
                 ends.setdefault(key, []).append(seen.routed_at)
             firsts[key] = lead
-        elif event.kind in RELEASE_KINDS or event.kind == "decision":
-            at = loose_time(event.at if event.kind != "decision" else (event.data or {}).get("routed_at") or event.at)
+        elif kind in RELEASE_KINDS or kind == "decision":
+            at = event.at if kind != "decision" else (event.data or {}).get("routed_at") or event.at
+            at = _time(at)
             if at is not None:
                 ends.setdefault(key, []).append(at)
+    history.events, history.skipped = count, skipped
     for key, lead in firsts.items():
         later = [at for at in ends.get(key, ()) if at > lead.routed_at]
         lead.released_at = min(later) if later else None

@@ -14,8 +14,9 @@ from typing import Any
 
 from worker.config import Assign, Rep, RoutingConfig
 from worker.config.schema import Performance, Pool, PoolLoad, Rule
-from worker.domain.normalize import NormalizedLead, normalize_lead
+from worker.domain.normalize import NormalizedLead, is_blank, normalize_lead
 from worker.routing.caps import CapTable
+from worker.routing.conditions import Test, compile_when
 from worker.routing.fairness import Fairness
 from worker.routing.perf import PerfSettings, RateTable, explain, weigh
 from worker.routing.pipeline import PipelineLoad
@@ -179,11 +180,13 @@ class _Plan:
     """What the engine derives from a config once instead of per lead: each rep as a :class:`_Member`, and each
     pool target's members with what its skill and language requirements say about them."""
 
-    __slots__ = ("by_pool_caps", "members", "targets")
+    __slots__ = ("all_rules", "by_pool_caps", "members", "rule_tests", "targets")
 
     def __init__(self, config: RoutingConfig) -> None:
         self.members = {rep_id: _Member(rep, config) for rep_id, rep in config.reps.items()}
         self.by_pool_caps: dict[str, frozenset[str]] = {}
+        self.all_rules = tuple(enumerate(c.test for c in config.compiled_rules))
+        self.rule_tests = _rule_tests(config)
         self.targets: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[_Member, str | None], ...]] = {}
 
     def target(self, config: RoutingConfig, pool: str, skills: tuple[str, ...],
@@ -203,6 +206,27 @@ class _Plan:
         if found is None:
             found = self.by_pool_caps[pool] = frozenset(m for m in self.members if caps.has(m, pool))
         return found
+
+
+def _rule_tests(config: RoutingConfig) -> dict[str | None, tuple[tuple[int, Test], ...]]:
+    """Per territory, the rules a lead there can match (``rules_by_territory``), each with the test to run: a rule
+    whose ``territory:`` names that territory (a name or a list) is listed for it only because it names it, so
+    its territory test would pass and only the rest of its ``when:`` is tested."""
+    by = config.rules_by_territory
+    if by is None:
+        return {}
+    model, compiled = config.model, config.compiled_rules
+    residual: dict[int, Test] = {}
+    for i, rule in enumerate(config.rules):
+        value = rule.when.get("territory")
+        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            rest = {k: v for k, v in rule.when.items() if k != "territory"}
+            residual[i] = compile_when(rest, model.territories, model.fields, model.segments).test
+    out: dict[str | None, tuple[tuple[int, Test], ...]] = {}
+    for name, indices in by.items():
+        exact = name is not None and not is_blank(name)  # a blank-looking name would fail the territory test
+        out[name] = tuple((i, residual[i] if exact and i in residual else compiled[i].test) for i in indices)
+    return out
 
 
 def _plan(config: RoutingConfig) -> _Plan:
@@ -349,12 +373,12 @@ class Router:
         lead_id = str(facts.get("id", ""))
         rules, compiled = self.config.rules, self.config.compiled_rules
         overlap, start = ctx.settle_territory() if self.config.tie_breaks.territories is not None else ("", 0)
-        for index in _candidate_rules(self.config, facts.get("territory")):
-            if index < start:
+        plan = self.plan
+        tests = plan.rule_tests.get(facts.get("territory")) if plan.rule_tests else None  # as _candidate_rules
+        for index, test in tests if tests is not None else plan.all_rules:
+            if index < start or not test(facts):
                 continue
             rule, condition = rules[index], compiled[index]
-            if not condition.test(facts):
-                continue
             phrase = ", ".join([p for p in [_fact_phrase(f, facts) for f in condition.fields] if p])
             head = f"{rule.name}: {phrase}" if phrase else rule.name
             if overlap:
