@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -56,60 +56,110 @@ class Grouped:
         return self.sums.get(key, {}).get(label, {}).get(flag, 0)
 
 
+NO_TIME = np.iinfo(np.int64).min  # an extreme of a NULL time: the least of all, as "" was among ISO texts
+
+
 @dataclass
 class Finest:
-    """The finest groups of a set of rows: each group's key columns, row count, flag sums, least and
-    greatest ``extremes_of`` (ISO 8601 text in UTC) and, per measure, every value (NaN for NULL),
-    all groups' values concatenated in group order."""
+    """The finest groups of a set of rows: each group's key, row count, flag sums, least and greatest
+    ``extremes_of`` and, per measure, every value (NaN for NULL), all groups' values concatenated in
+    group order.
 
-    keys: list[Label]
+    Keys are kept column by column, as codes: ``levels[c]`` lists key column ``c``'s distinct values
+    and ``codes[g, c]`` is group ``g``'s index into it. A month of day pieces holds a few hundred
+    thousand groups, so keys as codes decode from the day cache and group in numpy, not one Python
+    tuple at a time. ``extremes`` is ``(groups, 2)`` microseconds since 1970 (UTC), :data:`NO_TIME`
+    for NULL, or None when not asked for.
+    """
+
+    levels: list[list[Any]]
+    codes: np.ndarray
     sizes: np.ndarray
     values: dict[str, np.ndarray]
     flags: dict[str, np.ndarray]
-    extremes: list[tuple[str, str]]
+    extremes: np.ndarray | None = None
 
     @classmethod
     def empty(cls, values: Sequence[str], flags: Sequence[str] = ()) -> Finest:
-        return cls([], np.zeros(0, dtype=np.int64), {v: np.zeros(0) for v in values},
-                   {f: np.zeros(0, dtype=np.int64) for f in flags}, [])
+        return cls([], np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64), {v: np.zeros(0) for v in values},
+                   {f: np.zeros(0, dtype=np.int64) for f in flags})
+
+    @classmethod
+    def from_keys(cls, keys: Sequence[Label], width: int, sizes: np.ndarray, values: dict[str, np.ndarray],
+                  flags: dict[str, np.ndarray], extremes: np.ndarray | None = None) -> Finest:
+        """Groups given as key tuples (``width`` columns each), coded column by column."""
+        levels: list[list[Any]] = []
+        codes = np.zeros((len(keys), width), dtype=np.int64)
+        for c, column in enumerate(zip(*keys, strict=True) if keys else [()] * width):
+            index = {v: i for i, v in enumerate(dict.fromkeys(column))}
+            levels.append(list(index))
+            codes[:, c] = np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=len(keys))
+        return cls(levels, codes, sizes, values, flags, extremes)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def keys(self) -> list[Label]:
+        """Each group's key as a tuple (for a few groups: tests, small pieces)."""
+        return [tuple(self.levels[c][i] for c, i in enumerate(row)) for row in self.codes.tolist()]
 
     @classmethod
     def concat(cls, parts: Sequence[Finest]) -> Finest:
         """The groups of all ``parts`` side by side (a key may repeat: :func:`summarise` adds them up)."""
-        first = parts[0]
-        return cls([k for p in parts for k in p.keys], np.concatenate([p.sizes for p in parts]),
-                   {v: np.concatenate([p.values[v] for p in parts]) for v in first.values},
-                   {f: np.concatenate([p.flags[f] for p in parts]) for f in first.flags},
-                   [e for p in parts for e in p.extremes])
+        full = [p for p in parts if len(p)] or [parts[0]]
+        if len(full) == 1:
+            return full[0]
+        width = full[0].codes.shape[1]
+        levels: list[list[Any]] = []
+        codes = np.empty((sum(len(p) for p in full), width), dtype=np.int64)
+        for c in range(width):
+            index: dict[Any, int] = {}
+            row = 0
+            for part in full:
+                remap = np.array([index.setdefault(v, len(index)) for v in part.levels[c]], dtype=np.int64)
+                codes[row:row + len(part), c] = remap[part.codes[:, c]]
+                row += len(part)
+            levels.append(list(index))
+        first = full[0]
+        extremes = np.concatenate([p.extremes for p in full]) if first.extremes is not None else None
+        return cls(levels, codes, np.concatenate([p.sizes for p in full]),
+                   {v: np.concatenate([p.values[v] for p in full]) for v in first.values},
+                   {f: np.concatenate([p.flags[f] for p in full]) for f in first.flags}, extremes)
 
     def split(self, position: int) -> dict[Any, Finest]:
         """The groups by the value of one key column (the day), each part with its own values."""
-        ends = np.cumsum(self.sizes)
-        starts = ends - self.sizes
-        rows: dict[Any, list[int]] = {}
-        for i, key in enumerate(self.keys):
-            rows.setdefault(key[position], []).append(i)
+        if not len(self):
+            return {}
+        of_row = np.repeat(self.codes[:, position], self.sizes)
         out = {}
-        for value, picked in rows.items():
-            take = np.concatenate([np.arange(starts[i], ends[i]) for i in picked]) if picked else np.zeros(0, dtype=np.int64)
-            out[value] = Finest([self.keys[i] for i in picked], self.sizes[picked],
-                                {v: a[take] for v, a in self.values.items()},
-                                {f: a[picked] for f, a in self.flags.items()},
-                                [self.extremes[i] for i in picked] if self.extremes else [])
+        for code in np.unique(self.codes[:, position]).tolist():
+            picked = np.flatnonzero(self.codes[:, position] == code)
+            take = np.flatnonzero(of_row == code)
+            out[self.levels[position][code]] = Finest(
+                self.levels, self.codes[picked], self.sizes[picked], {v: a[take] for v, a in self.values.items()},
+                {f: a[picked] for f, a in self.flags.items()}, None if self.extremes is None else self.extremes[picked])
         return out
 
     def encode(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """JSON-ready header and numpy arrays, for the day cache."""
-        header = {"keys": [list(k) for k in self.keys], "extremes": [list(e) for e in self.extremes],
-                  "values": list(self.values), "flags": list(self.flags)}
-        arrays = {"sizes": self.sizes.astype(np.int64)} | {f"v:{k}": v for k, v in self.values.items()}
+        """JSON-ready header (the key columns' values, the measures' names) and numpy arrays, for the day cache."""
+        header = {"levels": self.levels, "width": int(self.codes.shape[1]), "values": list(self.values),
+                  "flags": list(self.flags), "extremes": self.extremes is not None}
+        arrays = {"sizes": self.sizes.astype(np.int64), "codes": self.codes.astype(np.int64).ravel()}
+        if self.extremes is not None:
+            arrays["extremes"] = self.extremes.astype(np.int64).ravel()
+        arrays |= {f"v:{k}": v for k, v in self.values.items()}
         arrays |= {f"f:{k}": v.astype(np.int64) for k, v in self.flags.items()}
         return header, arrays
 
     @classmethod
     def decode(cls, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Finest:
-        return cls([tuple(k) for k in header["keys"]], arrays["sizes"], {v: arrays[f"v:{v}"] for v in header["values"]},
-                   {f: arrays[f"f:{f}"] for f in header["flags"]}, [(lo, hi) for lo, hi in header["extremes"]])
+        sizes = arrays["sizes"]
+        width = int(header["width"])
+        extremes = arrays["extremes"].reshape(len(sizes), 2) if header["extremes"] else None
+        return cls([list(level) for level in header["levels"]], arrays["codes"].reshape(len(sizes), width), sizes,
+                   {v: arrays[f"v:{v}"] for v in header["values"]}, {f: arrays[f"f:{f}"] for f in header["flags"]},
+                   extremes)
 
 
 def fetch(
@@ -149,9 +199,10 @@ def fetch(
     offset += len(values)
     sums = {name: np.array([row[offset + k] or 0 for row in finest], dtype=np.int64) for k, name in enumerate(flags)}
     offset += len(flags)
-    extremes = [(_iso(row[offset]), _iso(row[offset + 1])) for row in finest] if extremes_of is not None else []
-    return Finest([tuple(row[:width]) for row in finest], np.array([row[width] for row in finest], dtype=np.int64),
-                  measures, sums, extremes)
+    extremes = (np.array([(_micros(row[offset]), _micros(row[offset + 1])) for row in finest], dtype=np.int64)
+                if extremes_of is not None else None)
+    return Finest.from_keys([tuple(row[:width]) for row in finest], width,
+                            np.array([row[width] for row in finest], dtype=np.int64), measures, sums, extremes)
 
 
 def summarise(
@@ -167,32 +218,24 @@ def summarise(
     figures are under ``""``. ``histogram_of`` names a value whose overall distribution is binned
     on :data:`EDGES`.
     """
-    m = len(finest.keys)
+    m = len(finest)
     sizes = finest.sizes
     out = Grouped()
     groupings: dict[str, tuple[np.ndarray, list[Label]]] = {"": (np.zeros(m, dtype=np.int64), [()])}
     for name, idx in keys.items():
-        index: dict[Any, int] = {}
-        if len(idx) == 1:
-            (i,) = idx
-            codes = np.fromiter((index.setdefault(k[i], len(index)) for k in finest.keys), dtype=np.int64, count=m)
-            groupings[name] = (codes, [(v,) for v in index])
-        else:
-            codes = np.fromiter((index.setdefault(tuple(k[i] for i in idx), len(index)) for k in finest.keys),
-                                dtype=np.int64, count=m)
-            groupings[name] = (codes, list(index))
+        groupings[name] = _grouping(finest, idx)
     for name, (code, names) in groupings.items():
         n = len(names)
         counts = np.bincount(code, weights=sizes, minlength=n)
         sums = {f: np.bincount(code, weights=a, minlength=n) for f, a in finest.flags.items()}
         out.rows[name] = {names[g]: int(counts[g]) for g in range(n)}
         out.sums[name] = {names[g]: {f: int(s[g]) for f, s in sums.items()} for g in range(n)}
-        if finest.extremes:
-            spans: dict[Label, tuple[Any, Any]] = {}
-            for (lo, hi), g in zip(finest.extremes, code.tolist(), strict=True):
-                was = spans.get(names[g])
-                spans[names[g]] = (lo, hi) if was is None else (min(was[0], lo), max(was[1], hi))
-            out.extremes[name] = {label: (_time(lo), _time(hi)) for label, (lo, hi) in spans.items()}
+        if finest.extremes is not None and m:
+            low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+            high = np.full(n, NO_TIME, dtype=np.int64)
+            np.minimum.at(low, code, finest.extremes[:, 0])
+            np.maximum.at(high, code, finest.extremes[:, 1])
+            out.extremes[name] = {names[g]: (_time(int(low[g])), _time(int(high[g]))) for g in range(n)}
     for value, measured in finest.values.items():
         valid = ~np.isnan(measured)
         present = measured[valid]
@@ -232,23 +275,46 @@ def grouped(
     return summarise(finest, positions, percentiles_for=percentiles_for, histogram_of=histogram_of)
 
 
+def _grouping(finest: Finest, idx: Sequence[int]) -> tuple[np.ndarray, list[Label]]:
+    """Each group's code under the grouping by key columns ``idx`` and the grouping's labels, in order of
+    first appearance (as the rows were read), only those present."""
+    m = len(finest)
+    if not m:
+        return np.zeros(0, dtype=np.int64), []
+    columns = finest.codes[:, list(idx)]
+    if len(idx) == 1:
+        present, first, inverse = np.unique(columns[:, 0], return_index=True, return_inverse=True)
+        rows = present[:, None]
+    else:
+        rows, first, inverse = np.unique(columns, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # by first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    labels = [tuple(finest.levels[c][v] for c, v in zip(idx, row, strict=True)) for row in rows[order].tolist()]
+    return rank[np.asarray(inverse).reshape(-1)], labels
+
+
 def _floats(text: str) -> np.ndarray:
     """Every group's values, joined in group order: one parse for all of them ("nan" is NULL)."""
     return np.array(text.split(","), dtype=float)
 
 
-def _iso(value: datetime | str | None) -> str:
-    """A time as read back (SQLite: text in UTC), as sortable ISO 8601 text with microseconds."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(value: datetime | str | None) -> int:
+    """A time as read back (SQLite: text in UTC) as whole microseconds since 1970, exactly; NULL is :data:`NO_TIME`."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value is None:
-        return ""
+        return int(NO_TIME)
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")
+    return (value - _EPOCH) // _MICROSECOND
 
 
-def _time(text: str) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def _time(micros: int) -> datetime | None:
+    return None if micros == NO_TIME else _EPOCH + micros * _MICROSECOND
 
 
 def _from(query: Select[Any], source: FromClause | None) -> Select[Any]:

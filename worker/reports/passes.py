@@ -125,15 +125,17 @@ def with_windows(finest: Finest, tiers: Mapping[str, TierWindow]) -> Finest:
     came inside their tier's window, on the tier's clock: business time for a ``business_hours`` tier,
     else wall) and ``late`` (the wait, on that clock, of each ack outside it; NaN otherwise), as SQL's
     ``wait <= window`` would count them: a missing wait is neither within nor late."""
-    m = len(finest.keys)
-    window = np.array([tiers[k[-1]].seconds if k[-1] in tiers else np.nan for k in finest.keys], dtype=float)
-    business = np.array([k[-1] in tiers and tiers[k[-1]].clock == "business_hours" for k in finest.keys], dtype=bool)
+    m = len(finest)
+    levels = finest.levels[-1] if m else []
+    window = np.array([tiers[t].seconds if t in tiers else np.nan for t in levels], dtype=float)
+    business = np.array([t in tiers and tiers[t].clock == "business_hours" for t in levels], dtype=bool)
+    tier = finest.codes[:, -1] if m else np.zeros(0, dtype=np.int64)
     group = np.repeat(np.arange(m), finest.sizes)
-    on_clock = np.where(business[group], finest.values["business"], finest.values["wall"])
-    limit = window[group]
+    on_clock = np.where(business[tier][group], finest.values["business"], finest.values["wall"])
+    limit = window[tier][group]
     within = on_clock <= limit  # NaN on either side: False
     late = np.where(~np.isnan(limit) & ~np.isnan(on_clock) & ~within, on_clock, np.nan)
-    return Finest(finest.keys, finest.sizes, {**finest.values, "late": late},
+    return Finest(finest.levels, finest.codes, finest.sizes, {**finest.values, "late": late},
                   {"within": np.bincount(group, weights=within, minlength=m).astype(np.int64)}, finest.extremes)
 
 
