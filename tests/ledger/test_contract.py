@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.exc import SAWarning
 
 from tests.ledger.conftest import T0, EventFactory
 from worker.ledger.database import create_ledger_engine
@@ -36,6 +38,15 @@ def same(stored: LedgerEvent, written: LedgerEvent) -> bool:
 # -- migrations ---------------------------------------------------------------------------------
 
 
+def index_names(connection: Connection) -> set[str]:
+    """The events table's indexes as the database lists them, expression indexes too."""
+    if connection.dialect.name == "postgresql":
+        query = "SELECT indexname FROM pg_indexes WHERE tablename = 'events'"
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+    return {row[0] for row in connection.exec_driver_sql(query)}
+
+
 def test_migrations_build_the_declared_schema_from_an_empty_database(database_url: str) -> None:
     engine = create_ledger_engine(database_url)
     try:
@@ -44,7 +55,11 @@ def test_migrations_build_the_declared_schema_from_an_empty_database(database_ur
         assert current_revision(engine) == head_revision()
         inspector = inspect(engine)
         assert [c["name"] for c in inspector.get_columns("events")] == list(COLUMNS)
-        indexes = {ix["name"]: (ix["column_names"], bool(ix["unique"])) for ix in inspector.get_indexes("events")}
+        with warnings.catch_warnings():  # SQLAlchemy reflects an expression index partly (SQLite) or not at all
+            warnings.simplefilter("ignore", SAWarning)
+            indexes = {ix["name"]: (ix["column_names"], bool(ix["unique"])) for ix in inspector.get_indexes("events")}
+        indexes.pop("ix_events_kind_clock", None)
+        assert indexes.pop("ix_events_first_routing_at") == (["at"], False)  # partial: first routings only
         assert indexes == {
             "uq_events_event_id": (["event_id"], True),
             "ix_events_lead": (["crm", "lead_id", "at"], False),
@@ -54,7 +69,10 @@ def test_migrations_build_the_declared_schema_from_an_empty_database(database_ur
             "ix_events_domain_at": (["domain", "at"], False),
         }
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+            assert "ix_events_kind_clock" in index_names(connection)  # (kind, the clock's start): migration 0007
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SAWarning)
+                assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         assert upgrade(engine) == head_revision()  # again: nothing to do
     finally:
         engine.dispose()

@@ -29,8 +29,11 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
@@ -105,6 +108,46 @@ events = Table(
 )
 
 COLUMNS: tuple[str, ...] = tuple(c.name for c in events.columns)
+
+
+class clock_start(FunctionElement[float]):  # lower case, as SQL functions are named
+    """When an SLA event's clock started, in epoch seconds: ``at`` less the wait it carries (``ack``, ``sla.*``).
+
+    Reports find the acks and ladder steps of a span by it, on ``ix_events_kind_clock``
+    (migration 0007). A database uses an expression index only for the very same expression, so
+    both the index and the queries are this one element, its constants written into the SQL.
+    PostgreSQL may not index ``extract(epoch from timestamptz)`` (only stable); of its UTC time
+    it is the same number, and immutable.
+    """
+
+    type = Float()
+    name = "clock_start"
+    inherit_cache = True
+
+
+@compiles(clock_start, "postgresql")
+def _clock_start_postgresql(element: clock_start, compiler: Any, **kw: Any) -> str:
+    at, wait = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST(EXTRACT(epoch FROM timezone('UTC', {at})) AS FLOAT) - coalesce({wait}, 0.0))"
+
+
+@compiles(clock_start)
+def _clock_start_sqlite(element: clock_start, compiler: Any, **kw: Any) -> str:
+    at, wait = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((julianday({at}) - 2440587.5) * 86400.0 - coalesce({wait}, 0.0))"
+
+
+# the acks and ladder steps whose clock started in a span: reports (migration 0007)
+Index("ix_events_kind_clock", events.c.kind, clock_start(events.c.at, events.c.wait_seconds))
+
+# A lead's first routing: its decision at epoch 0 (or without one), as the reports count leads. The
+# condition is SQL text, written the same in the queries (``worker.reports.sql.first_routings``): a
+# database uses a partial index only where the query's own condition implies the index's.
+FIRST_ROUTING = "kind = 'decision' AND (epoch IS NULL OR epoch = 0)"
+
+# the first routings of a span, alone and in time order: reports (migration 0007); on ``(kind, at)``
+# PostgreSQL's planner would rather walk ``ix_events_at`` past every other kind's events
+Index("ix_events_first_routing_at", events.c.at, postgresql_where=text(FIRST_ROUTING), sqlite_where=text(FIRST_ROUTING))
 
 # -- the report's day cache (migration 0002) ------------------------------------------------------
 #

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, String, and_, cast, func, literal, or_, select
 
-from worker.ledger.days import latest_at
 from worker.ledger.schema import events
 from worker.reports import sql
 from worker.reports.grouped import Finest, Grouped, fetch, summarise
@@ -105,7 +104,7 @@ def read_ack_waits(connection: Connection, span: Period, by: str) -> dict[int, P
     so a piece serves every config (the CLI's and ``db warm``'s alike).
     """
     dialect = connection.dialect.name
-    columns: list[ColumnElement[Any]] = [sql.day_of_seconds(sql.clock_start(dialect), dialect)]
+    columns: list[ColumnElement[Any]] = [sql.day_of_seconds(sql.clock_start(), dialect)]
     if by not in ("rep", "tier"):
         column = sql.dimension(by).name
         first = events.alias("routing")
@@ -115,7 +114,7 @@ def read_ack_waits(connection: Connection, span: Period, by: str) -> dict[int, P
                 .order_by(first.c.id).limit(1).scalar_subquery())
         columns.append(func.coalesce(path, events.c[column]))
     columns += [events.c.owner, events.c.tier]
-    where = sql.clocks_started_in(span, ["ack"], dialect, _latest(connection, span))
+    where = sql.clocks_started_in(span, ["ack"])
     return _by_day(fetch(connection, where, columns=columns,
                          values={"wall": events.c.wait_seconds, "business": events.c.wait_business_seconds}))
 
@@ -137,12 +136,6 @@ def with_windows(finest: Finest, tiers: Mapping[str, TierWindow]) -> Finest:
     late = np.where(~np.isnan(limit) & ~np.isnan(on_clock) & ~within, on_clock, np.nan)
     return Finest(finest.levels, finest.codes, finest.sizes, {**finest.values, "late": late},
                   {"within": np.bincount(group, weights=within, minlength=m).astype(np.int64)}, finest.extremes)
-
-
-def _latest(connection: Connection, span: Period) -> datetime:
-    """The latest ``at`` of an event whose clock started in the span; ``since`` when none did (nothing to read:
-    every event with a clock records its day's latest, and migration 0003 backfilled the older ones)."""
-    return latest_at(connection, span.since, span.until) or span.since
 
 
 def finish_ack_waits(piece: Piece, period: Period, by: str, tiers: Mapping[str, TierWindow]) -> Grouped:
@@ -179,8 +172,8 @@ def read_sla_steps(connection: Connection, span: Period) -> dict[int, Piece]:
     """Clocks started (``sla.start``, by its ``at``) by day and tier, and the ladder's steps by the day
     their clock started, kind and tier, with their waits. The starts are only counted."""
     dialect = connection.dialect.name
-    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS, dialect, _latest(connection, span)),
-                  columns=[sql.day_of_seconds(sql.clock_start(dialect), dialect), events.c.kind, events.c.tier],
+    steps = fetch(connection, sql.clocks_started_in(span, sql.STEP_KINDS),
+                  columns=[sql.day_of_seconds(sql.clock_start(), dialect), events.c.kind, events.c.tier],
                   values={"wait": events.c.wait_seconds})
     out = _by_day(steps)
     day = sql.day_of(events.c.at, dialect)

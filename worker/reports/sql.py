@@ -15,13 +15,13 @@ What a report counts (see ``docs/reports.md``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, and_, case, cast, func, literal, or_
+from sqlalchemy import ColumnElement, Float, Integer, and_, case, cast, func, literal, text
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from worker.ledger.schema import events
+from worker.ledger.schema import FIRST_ROUTING, events
+from worker.ledger.schema import clock_start as schema_clock_start
 from worker.reports.model import DIMENSIONS, NONE, Period
 
 STEP_KINDS = ("sla.remind", "sla.breach", "sla.escalate", "sla.reassign", "sla.park")
@@ -66,26 +66,25 @@ def day_of_seconds(seconds: ColumnElement[float], dialect: str) -> ColumnElement
     return cast(seconds / 86400.0, Integer)  # SQLite truncates: the same as floor after 1970
 
 
-def clock_start(dialect: str) -> ColumnElement[float]:
-    """When an SLA event's clock started, in epoch seconds: ``at`` less the wait it carries."""
-    return epoch_seconds(events.c.at, dialect) - func.coalesce(events.c.wait_seconds, 0.0)
+def clock_start() -> ColumnElement[float]:
+    """When an SLA event's clock started, in epoch seconds: ``at`` less the wait it carries; the expression of
+    the index ``ix_events_kind_clock`` (:class:`worker.ledger.schema.clock_start`), so a span's SLA events are
+    a range of it. The element spells itself per database."""
+    return schema_clock_start(events.c.at, events.c.wait_seconds)
 
 
 def first_routings(period: Period) -> list[ColumnElement[bool]]:
-    """The ``decision`` events that first routed a lead in the period."""
-    return [events.c.kind == "decision", events.c.at >= period.since, events.c.at < period.until,
-            or_(events.c.epoch.is_(None), events.c.epoch == 0)]
+    """The ``decision`` events that first routed a lead in the period: a range of the partial index
+    ``ix_events_first_routing_at``, whose condition is written here as it is there (SQL text, no bound values)."""
+    return [text(FIRST_ROUTING), events.c.at >= period.since, events.c.at < period.until]
 
 
-def clocks_started_in(period: Period, kinds: Sequence[str], dialect: str,
-                      latest: datetime | None = None) -> list[ColumnElement[bool]]:
-    """SLA events (ack, ladder steps) whose clock started in the period; ``at`` bounds the index scan, from
-    below by ``since`` and, when known, from above by ``latest``: the latest ``at`` of an event whose clock
-    started in the period (``worker.ledger.days.latest_at``)."""
-    start = clock_start(dialect)
-    where = [events.c.kind.in_(list(kinds)), events.c.at >= period.since,
-             start >= period.since.timestamp(), start < period.until.timestamp()]
-    return where if latest is None else [*where, events.c.at <= latest]
+def clocks_started_in(period: Period, kinds: Sequence[str]) -> list[ColumnElement[bool]]:
+    """SLA events (ack, ladder steps) whose clock started in the period (and happened in it or after): a range
+    of ``ix_events_kind_clock`` per kind, however long after its clock's start an event came."""
+    start = clock_start()
+    return [events.c.kind.in_(list(kinds)), start >= period.since.timestamp(), start < period.until.timestamp(),
+            events.c.at >= period.since]
 
 
 def happened_in(period: Period, kinds: Sequence[str]) -> list[ColumnElement[bool]]:
