@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -219,23 +220,27 @@ def time_report(ledger: Ledger, leads: int, runs: int) -> dict[str, Any]:
     cold = build_report(ledger.engine, period, by="rule", settings=settings())
     out["report_cold_s"] = round(time.perf_counter() - began, 3)
     assert _same(cold, report), "the cached report differs from the one read from events"
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        began = time.perf_counter()
+        began, used = time.perf_counter(), time.process_time()
         warm = build_report(ledger.engine, period, by="rule", settings=settings())
         times.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - used)
         assert _same(warm, report), "the cached report differs from the one read from events"
-    out |= {"report_best_s": round(min(times), 3), "report_median_s": round(statistics.median(times), 3), "runs": runs}
+    out |= {"report_best_s": round(min(times), 3), "report_median_s": round(statistics.median(times), 3), "runs": runs,
+            "report_median_cpu_s": round(statistics.median(cpu), 3)}  # this process's CPU, not the server's
     # noon of the first day to noon of the last whole day before the last lead: half a day at either edge
     end = START + timedelta(seconds=leads * SPACING)
     since = START.replace(hour=12, minute=0, second=0, microsecond=0)
     until = (end - timedelta(hours=12)).replace(hour=12, minute=0, second=0, microsecond=0)
-    times = []
+    times, cpu = [], []
     for _ in range(runs if until > since else 0):
-        began = time.perf_counter()
+        began, used = time.perf_counter(), time.process_time()
         build_report(ledger.engine, Period(since, until), by="rule", settings=settings())
         times.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - used)
     out["report_half_day_edges_median_s"] = round(statistics.median(times), 3) if times else None
+    out["report_half_day_edges_median_cpu_s"] = round(statistics.median(cpu), 3) if cpu else None
     return out
 
 
@@ -245,19 +250,20 @@ def _same(a: Any, b: Any) -> bool:
     return bool(left == right)
 
 
-def time_cli(url: str, leads: int) -> float:
-    """``leadroute report --format json`` in a child process, start-up included."""
+def time_cli(url: str, leads: int) -> tuple[float, float]:
+    """``leadroute report --format json`` in a child process, start-up included: wall and the child's CPU seconds."""
     since = (START - timedelta(days=1)).isoformat()
     until = (START + timedelta(seconds=leads * SPACING + 86400)).isoformat()
-    began = time.perf_counter()
+    began, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-m", "worker.cli", "report", "--since", since, "--until", until,
                            "--by", "rule", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
                           env=os.environ | {"DATABASE_URL": url, "LEADROUTE_CONFIG": "/nonexistent"}, timeout=600)
-    spent = time.perf_counter() - began
+    spent, after = time.perf_counter() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"leadroute report failed: {done.stderr.strip()[-2000:]}")
     json.loads(done.stdout)
-    return round(spent, 3)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(spent, 3), round(used, 3)
 
 
 def add_proposed_index(ledger: Ledger) -> float:
@@ -288,8 +294,9 @@ def bench(ledger: Ledger, url: str, leads: int, runs: int, proposed: bool = Fals
     if load_only:
         return figures
     figures |= time_report(ledger, leads, runs)
-    figures["cli_json_s"] = time_cli(url, leads)  # no routing config: the acks' pieces for no SLA windows are read
-    figures["cli_json_again_s"] = time_cli(url, leads)  # ... and kept: the CLI as it runs from then on
+    # no routing config: the same pieces as the reports above (none depends on the config)
+    figures["cli_json_s"], figures["cli_json_cpu_s"] = time_cli(url, leads)
+    figures["cli_json_again_s"], figures["cli_json_again_cpu_s"] = time_cli(url, leads)
     if proposed:
         figures["proposed_index_build_s"] = add_proposed_index(ledger)
         figures["with_proposed_index"] = time_report(ledger, leads, runs)
@@ -313,7 +320,7 @@ def postgres_ledger(url: str | None, keep: Path | None = None) -> Iterator[tuple
         try:
             with ledger.engine.connect() as connection:
                 version = connection.execute(text("SHOW server_version")).scalar()
-            yield ledger, url, f"throwaway PostgreSQL {version}, loopback TCP"
+            yield ledger, url, f"{'kept' if keep else 'throwaway'} PostgreSQL {version}, loopback TCP"
         finally:
             ledger.close()
 
@@ -372,9 +379,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {f['events_in_table']:,} events in the ledger; no report timed (--load-only)")
             continue
         print(f"  report over {f['leads']:,} decisions ({f['events_in_table']:,} events), whole days from the day cache: "
-              f"median {f['report_median_s']} s, best {f['report_best_s']} s of {f['runs']}; "
-              f"CLI --format json {f['cli_json_s']} s, again {f['cli_json_again_s']} s")
-        print(f"  with two half-day edges read from events: median {f['report_half_day_edges_median_s']} s; "
+              f"median {f['report_median_s']} s ({f['report_median_cpu_s']} s CPU here), best {f['report_best_s']} s "
+              f"of {f['runs']}; CLI --format json {f['cli_json_s']} s ({f['cli_json_cpu_s']} s CPU), "
+              f"again {f['cli_json_again_s']} s ({f['cli_json_again_cpu_s']} s CPU)")
+        print(f"  with two half-day edges read from events: median {f['report_half_day_edges_median_s']} s "
+              f"({f['report_half_day_edges_median_cpu_s']} s CPU here); "
               f"cold (reading and keeping every day) {f['report_cold_s']} s; events only (no cache) "
               f"{f['report_events_only_s']} s")
         if "with_proposed_index" in f:
