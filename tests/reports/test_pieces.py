@@ -12,6 +12,7 @@ PostgreSQL, cold and warm, and after the ledger changed under the cache.
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -210,3 +211,42 @@ def test_a_database_the_report_cannot_write_to_still_reports(ledger: Ledger, mon
     monkeypatch.setattr(module, "_upsert", lambda dialect, _table: upsert(dialect, missing))
     assert report_json(ledger, PERIODS["whole days"], cache=True) == direct
     assert pieces(ledger) == []
+
+
+def test_a_partial_day_is_read_on_indexes(ledger: Ledger) -> None:
+    """The edges of a period are read from ``events`` every time, so each of their reads must be a range of an
+    index, never a scan of the table: the acks and ladder steps by their clock's start (``ix_events_kind_clock``),
+    the rest by kind and time (on PostgreSQL, first routings on the partial ``ix_events_first_routing_at``)."""
+    from sqlalchemy import event
+
+    ledger.write(history(29, leads=300))
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE events" if connection.dialect.name == "postgresql" else "ANALYZE")
+    seen: list[tuple[str, Any]] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(ledger.engine, "before_cursor_execute", remember)
+    try:
+        report_json(ledger, PERIODS["within a day"], cache=True)  # all edge: nothing is whole-day
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", remember)
+    assert len(seen) >= 7
+    postgres = ledger.engine.dialect.name == "postgresql"
+    used: set[str] = set()
+    with ledger.engine.connect() as connection:
+        if postgres:  # a small table: make the planner show the index it would use on a big one
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in seen:
+            explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            plan = [" ".join(str(c) for c in row) for row in connection.exec_driver_sql(explain + statement, parameters)]
+            text = "\n".join(plan)
+            assert "Seq Scan on events" not in text, text
+            assert not re.search(r"SCAN (events|routing|outcome)\b", text), text
+            used |= set(re.findall(r"ix_events_\w+", text))
+            if "EXTRACT(epoch FROM timezone" in statement or "julianday(events.at) - 2440587.5" in statement.split("FROM")[-1]:
+                assert "ix_events_kind_clock" in text, (statement, text)
+    assert "ix_events_kind_clock" in used and "ix_events_lead" in used
+    assert ("ix_events_first_routing_at" if postgres else "ix_events_kind_at") in used
