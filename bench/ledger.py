@@ -193,6 +193,15 @@ def sqlite_ledger() -> Iterator[tuple[Ledger, str]]:
             ledger.close()
 
 
+def _report_indexes(ledger: Ledger, keep: bool) -> None:
+    """Leave migration 0007's indexes (the report's partial days), or drop them from this throwaway ledger."""
+    if keep:
+        return
+    with ledger.engine.begin() as connection:
+        for name in ("ix_events_kind_clock", "ix_events_first_routing_at"):
+            connection.execute(text(f"DROP INDEX {name}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -203,25 +212,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("postgresql", "sqlite"), help="one database only")
     parser.add_argument("--without-day-counters", action="store_true",
                         help="skip the report cache's day counters (worker/ledger/days.py), to measure what they cost")
+    parser.add_argument("--without-report-indexes", action="store_true",
+                        help="drop migration 0007's two indexes before writing, to measure what they cost")
     args = parser.parse_args(argv)
     if args.without_day_counters:  # what the writer cost before the report's day cache: no lookup, no bump
         days.touched_days = lambda *_args: set()
 
-    figures: dict[str, Any] = {"day_counters": not args.without_day_counters}
+    figures: dict[str, Any] = {"day_counters": not args.without_day_counters,
+                               "report_indexes": not args.without_report_indexes}
     if args.only in (None, "postgresql"):
         with postgres_ledger(args.postgres_url) as (ledger, where):
+            _report_indexes(ledger, not args.without_report_indexes)
             figures["postgresql"] = {"where": where, **bench(ledger, args.events, args.batch, args.replay)}
     if args.only in (None, "sqlite"):
         with sqlite_ledger() as (ledger, where):
+            _report_indexes(ledger, not args.without_report_indexes)
             figures["sqlite"] = {"where": where, **bench(ledger, args.events, args.batch, args.replay)}
     if "postgresql" in figures:
         figures["targets"] = {"postgresql_events_per_s>=20000": figures["postgresql"]["events_per_s"] >= 20_000}
     if args.json:
         print(json.dumps(figures))
         return 0
-    print("day counters (report cache): " + ("on" if figures["day_counters"] else "off (--without-day-counters)"))
+    print("day counters (report cache): " + ("on" if figures["day_counters"] else "off (--without-day-counters)")
+          + "; report indexes (migration 0007): " + ("on" if figures["report_indexes"] else "off (--without-report-indexes)"))
     for name, f in figures.items():
-        if name in ("targets", "day_counters"):
+        if name in ("targets", "day_counters", "report_indexes"):
             continue
         print(f"{name} ({f['where']}):")
         print(f"  ingest: {f['events']:,} events in batches of {f['batch']:,}: {f['events_per_s']:,} events/s "
