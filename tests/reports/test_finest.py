@@ -52,3 +52,4 @@ def test_groups_keep_their_keys_values_and_extremes_through_concat_split_and_the
     ann = stats.pct("rep", ("ann",), "wall")
     assert (ann.n, ann.p50) == (3, 5.0)  # 5.0, 1.0 and 9.0; the NaN is no wait
     assert stats.rows[""] == {(): 6}
+

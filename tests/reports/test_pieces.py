@@ -250,3 +250,19 @@ def test_a_partial_day_is_read_on_indexes(ledger: Ledger) -> None:
                 assert "ix_events_kind_clock" in text, (statement, text)
     assert "ix_events_kind_clock" in used and "ix_events_lead" in used
     assert ("ix_events_first_routing_at" if postgres else "ix_events_kind_at") in used
+
+
+def test_a_piece_kept_in_the_layout_before_coded_keys_is_read_again_and_replaced(ledger: Ledger) -> None:
+    from sqlalchemy import update
+
+    ledger.write(history(37))
+    period = PERIODS["whole days"]
+    direct = report_json(ledger, period, cache=False)
+    assert report_json(ledger, period, cache=True) == direct
+    old = '{"tally":{},"finest":{"keys":[[0,"x"]],"extremes":[],"values":["wall"],"flags":[]},"stamps":{},"arrays":[]}'
+    with ledger.engine.begin() as connection:
+        connection.execute(update(report_pieces).where(report_pieces.c["pass"] == "first_routings").values(header=old))
+    assert report_json(ledger, period, cache=True) == direct
+    with ledger.engine.connect() as connection:
+        headers = connection.execute(select(report_pieces.c.header).where(report_pieces.c["pass"] == "first_routings"))
+        assert all('"levels"' in header for (header,) in headers)

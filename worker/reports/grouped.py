@@ -56,6 +56,10 @@ class Grouped:
         return self.sums.get(key, {}).get(label, {}).get(flag, 0)
 
 
+class OldLayout(ValueError):
+    """A piece kept by an earlier version (keys as JSON tuples): not an error, it is read again and replaced."""
+
+
 NO_TIME = np.iinfo(np.int64).min  # an extreme of a NULL time: the least of all, as "" was among ISO texts
 
 
@@ -154,6 +158,8 @@ class Finest:
 
     @classmethod
     def decode(cls, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Finest:
+        if "levels" not in header:
+            raise OldLayout("keys as tuples: read again")
         sizes = arrays["sizes"]
         width = int(header["width"])
         extremes = arrays["extremes"].reshape(len(sizes), 2) if header["extremes"] else None

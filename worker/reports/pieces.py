@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from worker.ledger.days import day_of, day_start, generations
 from worker.ledger.schema import report_pieces
-from worker.reports.grouped import Finest
+from worker.reports.grouped import Finest, OldLayout
 from worker.reports.model import Period
 
 log = structlog.get_logger("leadroute.reports")
@@ -170,6 +170,8 @@ def _cached(connection: Connection, job: Pass, days: range) -> dict[int, tuple[i
     for day, generation, header, blob in connection.execute(query):
         try:
             out[int(day)] = (int(generation), Piece.decode(header, bytes(blob)))
+        except OldLayout:  # kept before the keys were coded: read again and replaced, as expected once after an upgrade
+            continue
         except (ValueError, KeyError, TypeError) as exc:  # a piece this code cannot read is read again
             log.warning("report_piece_unreadable", day=int(day), pass_=job.name, error=str(exc))
     return out
