@@ -3,7 +3,7 @@
 Every history here is generated from a seed (a table of seeds: property-style, reproducible):
 leads first routed over four days, some exactly at midnight, with SLA clocks whose start is
 on another day than their acknowledgement, ladder steps, re-routes, reassignments, parks,
-overrides, skips, unreadable fields and outcomes read back days later. Each test compares
+rejections and trigger hand-offs, overrides, skips, unreadable fields and outcomes read back days later. Each test compares
 ``build_report(cache=True)`` (whole days from ``report_pieces``, the edges from ``events``)
 with ``build_report(cache=False)`` (everything from ``events``), as JSON, on SQLite and
 PostgreSQL, cold and warm, and after the ledger changed under the cache.
@@ -84,6 +84,14 @@ def lead_events(rnd: random.Random, n: int) -> list[LedgerEvent]:
     if pool and rnd.random() < 0.1:
         out.append(ev("reroute", lead, at + timedelta(hours=rnd.uniform(1, 30)), 2, owner=rnd.choice(list(members)),
                       previous_owner=owner, actor="alice (cli)", rule=rule, pool=pool, data={}))
+    roll = rnd.random()
+    if pool and roll < 0.15:  # handed back by its owner (a rejection), or handed off by a trigger: a later epoch
+        rejected = roll < 0.1
+        new = rnd.choice([m for m in members if m != owner])
+        out.append(ev("decision", lead, at + timedelta(hours=rnd.uniform(0.5, 40)), 3, owner=new, previous_owner=owner,
+                      rule=rule, pool=pool, data={"via": "rejection", "why": "status Rejected - Not my territory",
+                                                  "excluded": [owner]} if rejected else
+                      {"via": "trigger", "trigger": "mql", "why": "trigger mql"}))
     if rnd.random() < 0.05:
         out.append(ev("sla.manual_override", lead, at + timedelta(hours=2), 0, owner="dora", previous_owner=owner,
                       actor="dora@crm", data={}))
@@ -137,7 +145,9 @@ def test_a_report_from_cached_days_equals_one_from_the_events(ledger: Ledger, se
             direct = report_json(ledger, period, by, cache=False)
             assert report_json(ledger, period, by, cache=True) == direct, (name, by)
             assert report_json(ledger, period, by, cache=True) == direct, (name, by, "warm")
-    assert report_json(ledger, PERIODS["whole days"], cache=True)["leads"] > 0
+    whole = report_json(ledger, PERIODS["whole days"], cache=True)
+    assert whole["leads"] > 0
+    assert sum(r["rejected"] for r in whole["acceptance"]["reps"]) > 0  # the history's rejections are counted
     assert pieces(ledger), "whole days were kept"
 
 

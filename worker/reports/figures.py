@@ -43,6 +43,7 @@ from worker.reports.sql import STEP_KINDS, label
 
 FALLBACK = "fallback"
 QUEUE = "queue:"
+REJECTION = "rejection"  # ``data.via`` of the decision that re-routed a lead its rep handed back (steps.handback)
 
 
 def _need(connection: Connection | None) -> Connection:
@@ -188,7 +189,8 @@ def fairness(connection: Connection | None, period: Period, pools: Mapping[str, 
 
 def acceptance(connection: Connection | None, period: Period, *, decisions: list[passes.DecisionGroup] | None = None,
                moved: list[passes.Move] | None = None) -> Acceptance:
-    """Per rep: leads that reached them and left again (re-route, reassignment, park); overrides by who asked."""
+    """Per rep: leads that reached them and left again (re-route, reassignment, park, rejection), and their
+    rejection rate; overrides by who asked."""
     decisions = decisions if decisions is not None else passes.first_routings(_need(connection), period, "rule")[0]
     moved = moved if moved is not None else passes.moves(_need(connection), period)
     received: dict[str, int] = defaultdict(int)
@@ -198,10 +200,12 @@ def acceptance(connection: Connection | None, period: Period, *, decisions: list
         if d.owner is not None:
             received[d.owner] += d.leads
     for m in moved:
-        if m.kind in ("reroute", "decision") and m.owner:  # a re-route's or a reassignment's new owner
+        if m.kind in ("reroute", "decision") and m.owner:  # a re-route's or a re-decision's new owner
             received[m.owner] += m.count
         if m.kind in ("reroute", "sla.reassign", "sla.park") and m.previous_owner:
             left[m.previous_owner][m.kind] += m.count
+        if m.kind == "decision" and m.via == REJECTION and m.previous_owner:  # the rep who handed it back
+            left[m.previous_owner][REJECTION] += m.count
         if m.kind == "sla.manual_override" or (m.kind == "reroute" and m.actor):
             overrides[(m.actor or "(unknown)", m.kind)] += m.count
     reps = sorted(r for r in {*received, *left} if not r.startswith(QUEUE))
@@ -210,9 +214,9 @@ def acceptance(connection: Connection | None, period: Period, *, decisions: list
         gone = left[rep]
         total_left = sum(gone.values())
         n = received[rep]
-        rows.append(RepAcceptance(rep, n, gone["reroute"], gone["sla.reassign"], gone["sla.park"],
-                                  rate(max(n - total_left, 0), n)))
-    rows.sort(key=lambda r: (-(r.rerouted + r.reassigned + r.parked), r.rep))
+        rows.append(RepAcceptance(rep, n, gone["reroute"], gone["sla.reassign"], gone["sla.park"], gone[REJECTION],
+                                  rate(max(n - total_left, 0), n), rate(min(gone[REJECTION], n), n)))
+    rows.sort(key=lambda r: (-(r.rerouted + r.reassigned + r.parked + r.rejected), r.rep))
     listed = sorted((Override(actor, kind, n) for (actor, kind), n in overrides.items()),
                     key=lambda o: (-o.count, o.actor, o.kind))
     return Acceptance(tuple(rows), tuple(listed))

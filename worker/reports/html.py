@@ -117,6 +117,8 @@ def render(report: Report) -> str:
               t.reassignments, t.parks) for t in report.sla.tiers]
     outcomes = [(r.key, f"{r.leads:,}", percent(r.conversion), percent(r.opportunity), percent(r.win))
                 for r in (report.outcomes.overall, *report.outcomes.rows)]
+    accepted = [(r.rep, f"{r.received:,}", r.rerouted, r.reassigned, r.parked, r.rejected, percent(r.kept),
+                 percent(r.rejection_rate)) for r in report.acceptance.reps]
     coverage = [(r.rule, f"{r.leads:,}", percent(None) if r.share is None else f"{r.share * 100:.1f}%", r.unreadable,
                  r.last_at.strftime("%Y-%m-%d %H:%M") if r.last_at else "-") for r in report.coverage.rules]
     title = (f"leadroute report: {report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC, "
@@ -136,6 +138,9 @@ def render(report: Report) -> str:
         _table(("pool", "decisions", "max/min", "Gini"),
                [(p.pool, f"{p.decisions:,}", "-" if p.max_min is None else f"{p.max_min:.2f}",
                  "-" if p.gini is None else f"{p.gini:.3f}") for p in report.fairness]),
+        "<h2>Acceptance</h2>",
+        _table(("rep", "received", "rerouted", "reassigned", "parked", "rejected", "kept [95% CI]",
+                "rejection rate [95% CI]"), accepted),
         "<h2>Outcomes</h2>", f'<div class="chart">{parts["conversion"]}</div>',
         _table((report.by, "leads", "converted [95% CI]", "opportunity [95% CI]", "won/closed [95% CI]"), outcomes),
         "<h2>Rule coverage</h2>",

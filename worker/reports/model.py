@@ -231,11 +231,13 @@ class RepAcceptance(_Json):
     """Leads that reached a rep, and those that left them again."""
 
     rep: str
-    received: int  # first routings + re-routes and reassignments to them
+    received: int  # first routings + re-routes, reassignments and other re-decisions to them
     rerouted: int  # left them by manual re-route
     reassigned: int  # left them by SLA reassignment
     parked: int  # left them for the fallback queue (SLA park)
-    kept: Rate  # received - left, out of received
+    rejected: int  # handed back by them (in the CRM or by ``leadroute reject``) and routed to someone else
+    kept: Rate  # received - left (all four ways), out of received
+    rejection_rate: Rate  # rejected, out of received
 
 
 @dataclass(frozen=True)

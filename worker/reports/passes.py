@@ -211,22 +211,31 @@ def _empty_steps() -> Piece:
 
 @dataclass(frozen=True)
 class Move:
-    """Moves of one kind between the same owners within one pool, with who asked."""
+    """Moves of one kind between the same owners within one pool, with who asked and how (``data.via``)."""
 
     kind: str
     pool: str | None
     owner: str | None
     previous_owner: str | None
     actor: str | None
+    via: str | None  # a re-decision's cause: ``sla`` (reassignment), ``rejection`` (handed back), ``trigger``, ...
     count: int
+
+
+# the moves' pieces are keyed (kind, pool, owner, previous owner, actor, via) since layout 2; pieces kept in
+# layout 1 (no via) are under other parameters, so they are never read as these, and are read again once
+MOVES_LAYOUT = 2
 
 
 def read_moves(connection: Connection, span: Period) -> dict[int, Piece]:
     """Moves that happened in the span, by day: manual re-routes, SLA reassignments (the ``sla.reassign``
-    step, and the ``decision`` at the new epoch that picked the new owner from a pool), parks and manual
-    overrides."""
-    day = sql.day_of(events.c.at, connection.dialect.name)
-    cols = (events.c.kind, events.c.pool, events.c.owner, events.c.previous_owner, events.c.actor)
+    step, and the ``decision`` at the new epoch that picked the new owner from a pool), parks, manual
+    overrides, and the other re-decisions at a later epoch: rejections (``via: rejection``, the rep who
+    handed the lead back as ``previous_owner``) and hand-off triggers."""
+    dialect = connection.dialect.name
+    day = sql.day_of(events.c.at, dialect)
+    cols = (events.c.kind, events.c.pool, events.c.owner, events.c.previous_owner, events.c.actor,
+            sql.json_text("via", dialect).label("via"))
     kinds = [*sql.MOVE_KINDS, "sla.manual_override", "decision"]
     query = (select(day.label("day"), *cols, func.count().label("n"))
              .where(*sql.happened_in(span, kinds), or_(events.c.kind != "decision", events.c.epoch > 0))
@@ -234,7 +243,7 @@ def read_moves(connection: Connection, span: Period) -> dict[int, Piece]:
     out: dict[int, Piece] = {}
     for row in connection.execute(query):
         piece = out.setdefault(int(row.day), Piece())
-        piece.tally.setdefault("moves", {})[tuple(row[1:6])] = [int(row.n)]
+        piece.tally.setdefault("moves", {})[tuple(row[1:7])] = [int(row.n)]
     return out
 
 
@@ -430,7 +439,7 @@ def passes_for(by: str) -> dict[str, Pass]:
         "acknowledgements": Pass("ack_waits", {"by": by if by not in ("rep", "tier") else "-"},
                                  lambda c, s: read_ack_waits(c, s, by), _empty_acks),
         "SLA ladder": Pass("sla_steps", {}, read_sla_steps, _empty_steps),
-        "moves": Pass("moves", {}, read_moves, Piece),
+        "moves": Pass("moves", {"layout": MOVES_LAYOUT}, read_moves, Piece),
         "skips": Pass("skips", {}, read_skips, Piece),
         "unreadable fields": Pass("unreadable_fields", {}, read_unreadable_fields, Piece),
         "outcomes": Pass("outcome_counts", {"by": by}, lambda c, s: read_outcome_counts(c, s, by), Piece),

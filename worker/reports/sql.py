@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, and_, case, cast, func, literal, text
+from sqlalchemy import ColumnElement, Float, Integer, String, and_, case, cast, func, literal, text
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from worker.ledger.schema import FIRST_ROUTING, events
@@ -108,6 +108,13 @@ def json_object_nonempty(key: str, dialect: str) -> ColumnElement[bool]:
         return and_(func.jsonb_typeof(value) == "object", value != literal("{}").cast(events.c.data.type))
     # compact JSON again: a non-empty object starts with its first key's quote
     return func.instr(events.c.data, f'"{key}":{{"') > 0
+
+
+def json_text(key: str, dialect: str) -> ColumnElement[str]:
+    """``data[key]`` as text; NULL when the event's data has no such key."""
+    if dialect == "postgresql":
+        return events.c.data[key].as_string()
+    return cast(func.json_extract(events.c.data, f"$.{key}"), String)
 
 
 def flag(condition: ColumnElement[bool]) -> ColumnElement[int]:

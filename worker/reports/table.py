@@ -126,15 +126,25 @@ def render(report: Report) -> list[RenderableType]:
             if more:
                 out.append(more)
 
-    accepted = _table("Acceptance: leads that left each rep", "rep", "received", "rerouted", "reassigned", "parked",
-                      "kept [95% CI]")
+    accepted = _table("Acceptance: leads that left each rep", "rep", "received", "rerouted", "reass.", "parked",
+                      "rejected", "kept [95% CI]")
     shown, more = _cut(report.acceptance.reps, "reps")
     for r in shown:
         accepted.add_row(escape(r.rep), f"{r.received:,}", f"{r.rerouted:,}", f"{r.reassigned:,}",
-                         f"{r.parked:,}", percent(r.kept))
+                         f"{r.parked:,}", f"{r.rejected:,}", percent(r.kept))
     out.append(accepted)
     if more:
         out.append(more)
+    if any(r.rejected for r in report.acceptance.reps):
+        rejecting = sorted(report.acceptance.reps, key=lambda r: (-(r.rejection_rate.value or 0.0), -r.received, r.rep))
+        rejections = _table("Rejection rate per rep", "rep", "received",
+                            "rejected", "rate [95% CI]")
+        shown, more = _cut(rejecting, "reps")
+        for r in shown:
+            rejections.add_row(escape(r.rep), f"{r.received:,}", f"{r.rejected:,}", percent(r.rejection_rate))
+        out.append(rejections)
+        if more:
+            out.append(more)
     if report.acceptance.overrides:
         overrides = _table("Manual overrides by who asked", "actor", "kind", "count")
         for o in report.acceptance.overrides:
