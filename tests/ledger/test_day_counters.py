@@ -81,7 +81,7 @@ def test_migrations_0002_0003_on_a_ledger_that_already_has_events(database_url: 
         at_0001 = {c["name"] for c in inspect(engine).get_columns("events")}  # later revisions add columns
         rows: list[dict[str, Any]] = [
             {k: v for k, v in zip(_WRITTEN, _values(e, recorded, json=False), strict=True) if k in at_0001}
-            for e in history(29)]
+            for e in history(29, handbacks=True)]
         with engine.begin() as connection:
             connection.execute(insert(events), rows)
         assert "ledger_days" not in inspect(engine).get_table_names()

@@ -44,8 +44,9 @@ def ev(kind: str, lead: str, at: datetime, epoch: int | None, *more: object, **f
                        object="Lead", lead_id=lead, at=at, epoch=epoch, **fields)
 
 
-def lead_events(rnd: random.Random, n: int) -> list[LedgerEvent]:
-    """One lead's history, its first routing somewhere in the four days (every tenth exactly at a midnight)."""
+def lead_events(rnd: random.Random, n: int, handbacks: bool = False) -> list[LedgerEvent]:
+    """One lead's history, its first routing somewhere in the four days (every tenth exactly at a midnight);
+    ``handbacks``: some pooled leads are also rejected by their owner or handed off by a trigger."""
     lead = f"L{n:04}"
     at = DAY0 + timedelta(days=rnd.randrange(4)) if n % 10 == 0 else DAY0 + timedelta(seconds=rnd.uniform(0, 4 * 86400))
     pool = rnd.choice(["emea", "us", None])
@@ -84,11 +85,12 @@ def lead_events(rnd: random.Random, n: int) -> list[LedgerEvent]:
     if pool and rnd.random() < 0.1:
         out.append(ev("reroute", lead, at + timedelta(hours=rnd.uniform(1, 30)), 2, owner=rnd.choice(list(members)),
                       previous_owner=owner, actor="alice (cli)", rule=rule, pool=pool, data={}))
-    roll = rnd.random()
-    if pool and roll < 0.15:  # handed back by its owner (a rejection), or handed off by a trigger: a later epoch
+    other = random.Random(n * 7919 + len(out))  # its own draws: the rest of the history is as it was without it
+    roll = other.random()
+    if handbacks and pool and roll < 0.15:  # handed back by its owner (a rejection), or handed off by a trigger: a later epoch
         rejected = roll < 0.1
-        new = rnd.choice([m for m in members if m != owner])
-        out.append(ev("decision", lead, at + timedelta(hours=rnd.uniform(0.5, 40)), 3, owner=new, previous_owner=owner,
+        new = other.choice([m for m in members if m != owner])
+        out.append(ev("decision", lead, at + timedelta(hours=other.uniform(0.5, 40)), 3, owner=new, previous_owner=owner,
                       rule=rule, pool=pool, data={"via": "rejection", "why": "status Rejected - Not my territory",
                                                   "excluded": [owner]} if rejected else
                       {"via": "trigger", "trigger": "mql", "why": "trigger mql"}))
@@ -103,9 +105,9 @@ def lead_events(rnd: random.Random, n: int) -> list[LedgerEvent]:
     return out
 
 
-def history(seed: int, leads: int = 80) -> list[LedgerEvent]:
+def history(seed: int, leads: int = 80, handbacks: bool = False) -> list[LedgerEvent]:
     rnd = random.Random(seed)
-    return [e for n in range(leads) for e in lead_events(rnd, n)]
+    return [e for n in range(leads) for e in lead_events(rnd, n, handbacks)]
 
 
 def report_json(ledger: Ledger, period: Period, by: str = "rule", *, cache: bool) -> dict[str, Any]:
@@ -139,7 +141,7 @@ def ledger(database_url: str) -> Any:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_report_from_cached_days_equals_one_from_the_events(ledger: Ledger, seed: int) -> None:
-    assert ledger.write(history(seed)) > 0
+    assert ledger.write(history(seed, handbacks=True)) > 0
     for name, period in PERIODS.items():
         for by in ("rule", "rep", "tier", "source"):
             direct = report_json(ledger, period, by, cache=False)
@@ -174,7 +176,7 @@ def test_a_redelivered_batch_changes_no_counter_and_no_piece(ledger: Ledger) -> 
 
 
 def test_writes_into_cached_days_are_seen_at_once(ledger: Ledger) -> None:
-    events = history(5)
+    events = history(5, handbacks=True)
     late_outcomes = [e for e in events if e.kind == "outcome"]
     acks = [e for e in events if e.kind == "ack"]
     first_routings_of_acked = {e.lead_id for e in acks}
@@ -186,13 +188,13 @@ def test_writes_into_cached_days_are_seen_at_once(ledger: Ledger) -> None:
     assert_cache_agrees(ledger, period)
     ledger.write(held_back)  # first routings written after their acks: the acks' path changes
     assert_cache_agrees(ledger, period, by="source")
-    extra = history(11, leads=20)
+    extra = history(11, leads=20, handbacks=True)
     ledger.write(extra)
     assert_cache_agrees(ledger, period, by="pool")
 
 
 def test_prune_keeps_the_cache_true(ledger: Ledger) -> None:
-    ledger.write(history(13))
+    ledger.write(history(13, handbacks=True))
     period = PERIODS["whole days"]
     for by in ("rule", "source"):
         assert_cache_agrees(ledger, period, by)
