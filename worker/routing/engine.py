@@ -180,13 +180,18 @@ class _Plan:
     """What the engine derives from a config once instead of per lead: each rep as a :class:`_Member`, and each
     pool target's members with what its skill and language requirements say about them."""
 
-    __slots__ = ("all_rules", "by_pool_caps", "members", "rule_tests", "targets")
+    __slots__ = ("all_rules", "by_pool_caps", "members", "rule_tests", "targets", "territories")
 
     def __init__(self, config: RoutingConfig) -> None:
         self.members = {rep_id: _Member(rep, config) for rep_id, rep in config.reps.items()}
         self.by_pool_caps: dict[str, frozenset[str]] = {}
         self.all_rules = tuple(enumerate(c.test for c in config.compiled_rules))
         self.rule_tests = _rule_tests(config)
+        # per country, the territories that list it, in file order (derive_facts tests only those)
+        self.territories: dict[str, tuple[tuple[str, frozenset[str], frozenset[str], tuple[str, ...]], ...]] = {}
+        for entry in config.territory_order:
+            for country in entry[1]:
+                self.territories[country] = (*self.territories.get(country, ()), entry)
         self.targets: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[tuple[_Member, str | None], ...]] = {}
 
     def target(self, config: RoutingConfig, pool: str, skills: tuple[str, ...],
@@ -295,7 +300,9 @@ def derive_facts(lead: NormalizedLead, config: RoutingConfig) -> dict[str, Any]:
     if country:
         state = facts.get("state")
         postcode = facts.get("postcode", "")
-        for name, countries, states, postcodes in config.territory_order:
+        by_country = _plan(config).territories
+        for name, countries, states, postcodes in (by_country.get(country, ()) if type(country) is str
+                                                   else config.territory_order):
             if country not in countries:
                 continue
             if states and state not in states:
@@ -334,12 +341,13 @@ def territories_of(facts: Mapping[str, Any], config: RoutingConfig) -> list[str]
 class Router:
     """Routes leads for one configuration against one state."""
 
-    __slots__ = ("config", "history", "pipeline", "plan", "rates", "state")
+    __slots__ = ("config", "history", "pipeline", "plan", "rates", "state", "weighted")
 
     def __init__(self, config: RoutingConfig, state: RoutingState, rates: RateTable | None = None,
                  pipeline: PipelineLoad | None = None) -> None:
         self.config = config
         self.plan = _plan(config)
+        self.weighted: dict[tuple[str, float, float], Candidate] = {}  # pool members with their CRM load (weigh)
         self.state = state
         self.rates = rates  # learned conversion rates for performance_weighted pools (worker.routing.perf), as data
         self.pipeline = pipeline  # open opportunities per rep, cached from the CRM (worker.routing.pipeline), as data
@@ -492,7 +500,8 @@ class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
     __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
-                 "history", "locals", "overrides", "pipeline", "plan", "rates", "skipped", "state", "tie_breaks", "ts")
+                 "history", "locals", "overrides", "pipeline", "plan", "rates", "skipped", "state", "tie_breaks", "ts",
+                 "weighted")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -518,6 +527,7 @@ class _Context:
         self.experiment: str | None = None
         self.rates = router.rates
         self.pipeline = router.pipeline
+        self.weighted = router.weighted
 
     def local(self, zone: Any) -> ZoneDay:
         """The local day of the routing time in ``zone`` (see :func:`_zone_day`)."""
@@ -753,10 +763,16 @@ class _Context:
 
     def weigh(self, load: PoolLoad, group: list[Candidate]) -> list[Candidate]:
         """The candidates of a pool with ``load:`` weights, each carrying its weighted CRM load."""
-        pipeline, opps = self.pipeline, load.opportunities
-        return [Candidate(c.rep_id, c.weight, c.capacity, load.leads,
-                          opps * pipeline.opportunities(c.rep_id) if opps and pipeline is not None else 0.0)
-                for c in group]
+        pipeline, opps, memo = self.pipeline, load.opportunities, self.weighted
+        out = []
+        for c in group:  # each made once per router: the counts are the router's data, the rest the config's
+            key = (c.rep_id, load.leads, opps)
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = Candidate(c.rep_id, c.weight, c.capacity, load.leads, opps *
+                                              pipeline.opportunities(c.rep_id) if opps and pipeline is not None else 0.0)
+            out.append(found)
+        return out
 
     def load_detail(self, pool: Pool, pick: Pick) -> str:
         """``least loaded: tom 3/25 leads + 7 opps x0.5`` (leads after this one), and a note on counts that are
