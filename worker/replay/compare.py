@@ -80,7 +80,8 @@ class Comparison:
         self.exposure_before, self.exposure_after = _Exposures(), _Exposures()
         self.unreadable: Counter[str] = Counter()
         self.unreadable_leads = 0
-        self.fields_seen: set[str] = set()
+        self.fields_seen: set[str] = set()  # of the fields the candidate reads and the baseline does not (to_dict)
+        self._unseen = read_fields(candidate) - read_fields(baseline) - set(DERIVED)  # ... not yet in any lead
         self.recorded_versions: Counter[str] = Counter()
         self.fidelity = {"compared": 0, "owner": 0, "rule": 0}
         self.fidelity_examples: list[dict[str, Any]] = []
@@ -101,7 +102,12 @@ class Comparison:
         self.pools_after[pool_after or "-"] += 1
         self.exposure_before.add(exposure_before)
         self.exposure_after.add(exposure_after)
-        self.fields_seen.update(lead.lead.fields)
+        if self._unseen:
+            fields = lead.lead.fields
+            found = [name for name in self._unseen if name in fields]
+            if found:
+                self.fields_seen.update(found)
+                self._unseen.difference_update(found)
         if lead.lead.unreadable:
             self.unreadable_leads += 1
             self.unreadable.update(lead.lead.unreadable)
