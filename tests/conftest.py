@@ -108,3 +108,16 @@ def admin(sandbox: Any) -> Iterator[Any]:
     yield client
     client.clear_faults()
 
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (the README's test command runs two processes).
+
+    A module runs whole on one process, in file order, so its module-scoped stacks start once and
+    tests that build on an earlier one's leads still find them. Tests on the RabbitMQ broker share
+    the local server's default vhost and Celery's queue names, so they form one group of their own
+    and never run two at a time.
+    """
+    for item in items:
+        group = "rabbitmq" if "rabbitmq" in item.nodeid else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))

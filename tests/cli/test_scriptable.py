@@ -110,5 +110,7 @@ def test_shell_completion_completes_commands_and_options() -> None:
 
     assert complete("leadroute sim") == ["simulate"]
     assert complete("leadroute simulate --su") == ["--summary"]
-    script = run("--show-completion", "bash", SHELL="/bin/bash")
-    assert script.returncode == 0 and "_LEADROUTE_COMPLETE=complete_bash" in script.stdout
+    # --show-completion prints the script for the shell it is run from (found up the process tree)
+    script = subprocess.run(["bash", "-c", f"{leadroute} --show-completion; exit $?"], capture_output=True, text=True,
+                            env={**os.environ, "SHELL": "/bin/bash"}, timeout=120)
+    assert script.returncode == 0 and "_LEADROUTE_COMPLETE=complete_bash" in script.stdout, script.stderr
