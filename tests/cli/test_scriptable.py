@@ -114,3 +114,23 @@ def test_shell_completion_completes_commands_and_options() -> None:
     script = subprocess.run(["bash", "-c", f"{leadroute} --show-completion; exit $?"], capture_output=True, text=True,
                             env={**os.environ, "SHELL": "/bin/bash"}, timeout=120)
     assert script.returncode == 0 and "_LEADROUTE_COMPLETE=complete_bash" in script.stdout, script.stderr
+
+
+def test_log_lines_go_to_stderr_so_stdout_holds_only_the_commands_output() -> None:
+    # a command whose step logs a warning on its way (as a ledger it cannot write does): stdout stays one JSON document
+    script = (
+        "import json, sys, structlog\n"
+        "from worker.cli.commands import app, main\n"
+        "@app.command('noisy')\n"
+        "def noisy() -> None:\n"
+        "    structlog.get_logger('leadroute.test').warning('ledger_unwritable', path='/nowhere')\n"
+        "    structlog.get_logger('leadroute.test').info('routine_detail')\n"
+        "    print(json.dumps({'ok': True}))\n"
+        "sys.argv = ['leadroute', 'noisy']\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LEADROUTE_LOG_LEVEL", "LEADROUTE_LOG_FORMAT")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"ok": True}
+    assert "ledger_unwritable" in result.stderr and "routine_detail" not in result.stderr  # warnings and worse only

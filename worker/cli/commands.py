@@ -675,6 +675,11 @@ def web(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Log lines go to stderr, warnings and worse unless
+    ``LEADROUTE_LOG_LEVEL`` asks for more, so a command's stdout holds only its output (``--json`` stays
+    one JSON document whatever a step it runs logs)."""
+    from worker.observability.logs import ENV_FORMAT, ENV_LEVEL, configure_logging  # structlog: only once a command runs
+
+    configure_logging(os.environ.get(ENV_LEVEL, "WARNING"), os.environ.get(ENV_FORMAT) or None)
     app()
 
