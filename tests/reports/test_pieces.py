@@ -228,7 +228,8 @@ def test_a_database_the_report_cannot_write_to_still_reports(ledger: Ledger, mon
 def test_a_partial_day_is_read_on_indexes(ledger: Ledger) -> None:
     """The edges of a period are read from ``events`` every time, so each of their reads must be a range of an
     index, never a scan of the table: the acks and ladder steps by their clock's start (``ix_events_kind_clock``),
-    the rest by kind and time (on PostgreSQL, first routings on the partial ``ix_events_first_routing_at``)."""
+    the rest by kind and time (first routings also on the partial ``ix_events_first_routing_at``, which a big
+    PostgreSQL table needs: it reads ``(kind, at)`` as out of time order)."""
     from sqlalchemy import event
 
     ledger.write(history(29, leads=300))
@@ -261,7 +262,9 @@ def test_a_partial_day_is_read_on_indexes(ledger: Ledger) -> None:
             if "EXTRACT(epoch FROM timezone" in statement or "julianday(events.at) - 2440587.5" in statement.split("FROM")[-1]:
                 assert "ix_events_kind_clock" in text, (statement, text)
     assert "ix_events_kind_clock" in used and "ix_events_lead" in used
-    assert ("ix_events_first_routing_at" if postgres else "ix_events_kind_at") in used
+    # the first routings on either (kind, at) or the partial index: on a table this small their costs are
+    # within a hair of each other, and either is a range of first routings' entries, not a scan
+    assert used & {"ix_events_first_routing_at", "ix_events_kind_at"}
 
 
 def test_a_piece_kept_in_the_layout_before_coded_keys_is_read_again_and_replaced(ledger: Ledger) -> None:
