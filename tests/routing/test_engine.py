@@ -262,3 +262,44 @@ def test_a_lead_can_be_sent_to_a_chosen_target_with_the_usual_checks(router: Rou
     d = router.route_to({"id": "L9"}, Assign(rep="maria"), "manual", at=TUESDAY_NOON_NY)
     assert (d.owner, d.rule) == ("queue:triage", "fallback")
     assert "rep maria unavailable (maria inactive)" in d.reason
+
+
+NIGHT_TEAM = textwrap.dedent(
+    """\
+    version: 1
+    hours: {start: "09:00", end: "17:00"}
+    reps:
+      - {id: la, timezone: America/Los_Angeles}
+      - {id: chi, timezone: America/Chicago, capacity: 2}
+      - {id: ny1, timezone: America/New_York, capacity: 1}
+      - {id: ny2, timezone: America/New_York, capacity: 1, out_of_office: [{start: 2026-12-02, end: 2026-12-02}]}
+    pools:
+      inbound: {members: [la, chi, ny1, ny2], strategy: round_robin}
+    queues: {triage: {salesforce: "00G1"}}
+    rules:
+      - {name: all, assign: {pool: inbound}}
+    fallback: {queue: triage}
+    """
+)
+
+
+def test_after_hours_a_lead_goes_to_whoever_starts_first_then_the_next_to_start() -> None:
+    # Tuesday 23:00 in New York: nobody works. ny1 starts at 09:00 New York, chi at 10:00 (09:00 Chicago),
+    # la at 12:00; ny2 is out of office on Wednesday, so ny2 is next on only on Thursday.
+    router = Router(parse_config(NIGHT_TEAM), InMemoryState())
+    at = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    owners = [router.route({"id": str(i)}, at=at) for i in range(5)]
+    assert [d.owner for d in owners] == ["ny1", "chi", "chi", "la", "la"]  # capacities 1 and 2, then la
+    assert owners[0].reason.endswith("(round robin: ny1 1/1; first on: ny1; all eligible reps outside hours)")
+    assert owners[0].skipped == {"la": "outside_hours", "chi": "outside_hours", "ny2": "outside_hours"}
+    assert owners[3].skipped["ny1"] == "at_capacity" and owners[3].skipped["chi"] == "at_capacity"
+
+
+def test_after_hours_reps_who_start_together_share_by_the_pools_strategy() -> None:
+    text = NIGHT_TEAM.replace(", capacity: 1, out_of_office: [{start: 2026-12-02, end: 2026-12-02}]", "")
+    text = text.replace("{id: ny1, timezone: America/New_York, capacity: 1}", "{id: ny1, timezone: America/New_York}")
+    router = Router(parse_config(text), InMemoryState())
+    at = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    assert Counter(router.route({"id": str(i)}, at=at).owner for i in range(10)) == {"ny1": 5, "ny2": 5}
+    friday_night = datetime(2026, 12, 5, 4, 0, tzinfo=UTC)  # 23:00 Friday in New York: Monday 09:00 is next
+    assert router.route({"id": "w"}, at=friday_night).owner in ("ny1", "ny2")

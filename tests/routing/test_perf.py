@@ -13,7 +13,7 @@ from worker.config import parse_config
 from worker.config.schema import ConfigError
 from worker.routing.engine import Router
 from worker.routing.fairness import Fairness, FairWindow, choose_fair, window_shares
-from worker.routing.perf import SCALE, PerfSettings, RateTable, pool_prior, posterior_mean, weigh
+from worker.routing.perf import SCALE, PerfSettings, RateTable, plan, pool_prior, posterior_mean, weigh
 from worker.routing.state import Candidate, InMemoryState, Strategy
 
 AT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -105,6 +105,64 @@ def test_a_forced_pick_is_named() -> None:
     assert "floor:tom" in notes
 
 
+def test_a_member_back_from_away_is_owed_only_for_the_picks_they_were_there_for() -> None:
+    rules = Fairness(window=100, floor=0.15)
+    state = FairWindow()
+    for _ in range(150):  # tom away (out of office, at capacity): not a candidate
+        choose_fair(state, rules, [("ana", 9000), ("lee", 9000)])
+    back = [choose_fair(state, rules, [("ana", 9000), ("lee", 9000), ("tom", 1)]) for _ in range(250)]
+    toms = [i for i, c in enumerate(back) if c.rep_id == "tom"]  # type: ignore[union-attr]
+    # owed 15% of the picks he is there for, counted a pick per other candidate early (at pick i, 15% of i + 3):
+    # no catch-up run for the 150 picks he missed
+    assert toms[:3] == [4, 11, 17]
+    assert all(c.note == "floor:tom" for c in back if c.rep_id == "tom")  # type: ignore[union-attr]
+    assert window_shares([c.rep_id for c in back], 100)["tom"][0] == 15  # type: ignore[union-attr]
+
+
+def test_the_plan_gives_each_key_to_its_best_rep_and_each_floor_where_it_costs_least() -> None:
+    means = {("smb",): {"ana": 0.10, "lee": 0.12, "tom": 0.11}, ("ent",): {"ana": 0.30, "lee": 0.15, "tom": 0.16}}
+    shares = plan(means, {("smb",): 80.0, ("ent",): 20.0}, ["ana", "lee", "tom"], floor=0.25)
+    # every key to its best: smb (80) to lee, ent (20) to ana; ana is 5 short of 25: from lee's smb (0.02 a lead
+    # lost, the cheapest); tom needs 25: smb again (lee 0.12 -> tom 0.11 loses 0.01 a lead)
+    assert shares[("ent",)] == {"ana": 1.0, "lee": 0.0, "tom": 0.0}
+    assert shares[("smb",)] == pytest.approx({"ana": 5 / 80, "lee": 50 / 80, "tom": 25 / 80})
+    capped = plan(means, {("smb",): 80.0, ("ent",): 20.0}, ["ana", "lee", "tom"], floor=0.0, cap=0.5)
+    assert capped[("smb",)] == pytest.approx({"ana": 0.0, "lee": 50 / 80, "tom": 30 / 80})  # lee held at half
+
+
+def test_a_floor_still_sends_most_enterprise_leads_to_the_rep_best_at_enterprise() -> None:
+    """Six reps, a 15% floor over 100 leads: ana is best at enterprise (1 lead in 10), the others alike at smb.
+    A floor kept lead by lead would hand ana's 15% out of whatever came; planned, she takes most of the
+    enterprise leads and the rest of her floor from smb, and no one falls below 15 of any 100."""
+    team = ["ana", "bo", "cy", "di", "ed", "flo"]
+    text = textwrap.dedent(
+        f"""\
+        version: 1
+        reps: [{", ".join(f"{{id: {r}}}" for r in team)}]
+        segments:
+          enterprise: {{employees: {{gte: 1000}}}}
+          smb: {{employees: {{lt: 1000}}}}
+        pools:
+          inside:
+            members: [{", ".join(team)}]
+            strategy: performance_weighted
+            performance: {{by: segment, floor: 0.15, fairness_window: 100}}
+        queues: {{triage: {{salesforce: "00G1"}}}}
+        rules:
+          - {{name: inbound, assign: {{pool: inside}}}}
+        fallback: {{queue: triage}}
+        """
+    )
+    rates = table({"enterprise": {"ana": (30, 100)} | {r: (15, 100) for r in team[1:]},
+                   "smb": {"ana": (50, 500)} | {r: (60, 500) for r in team[1:]}})
+    router = Router(parse_config(text), InMemoryState(), rates=rates)
+    leads = [{"id": str(i), "employees": 5000 if i % 10 == 3 else 50} for i in range(3000)]
+    owners = [router.route(lead, at=AT).owner for lead in leads]
+    enterprise = [o for lead, o in zip(leads, owners, strict=True) if lead["employees"] == 5000]
+    assert enterprise.count("ana") >= 0.8 * len(enterprise)
+    assert all(low >= 15 for low, _ in window_shares(owners, 100).values())
+
+
 # -- the engine ---------------------------------------------------------------------------------
 
 CONFIG = textwrap.dedent(
@@ -131,7 +189,8 @@ RATES = table({"smb": {"ana": (34, 140), "lee": (16, 96), "tom": (1, 4)}})
 
 
 def test_the_decision_names_the_rates_and_the_table_it_used() -> None:
-    router = Router(parse_config(CONFIG), InMemoryState(), rates=RATES)
+    heavy = CONFIG.replace("- {id: ana}", "- {id: ana, weight: 10}").replace("- {id: lee}", "- {id: lee, weight: 10}")
+    router = Router(parse_config(heavy), InMemoryState(), rates=RATES)  # tom's 1 in 21 would leave him behind
     reasons = [router.route({"id": str(i), "employees": 50}, at=AT).reason for i in range(20)]
     p0 = 51 / 240
     ana, lee = (34 + 20 * p0) / 160, (16 + 20 * p0) / 116

@@ -397,18 +397,20 @@ def test_the_plain_function_and_the_printed_report(
     assert data["actions"][0]["action"] == "remind" and data["due"] == 1 and data["more_due"] is False
 
 
-def test_a_reassignment_when_everyone_is_outside_hours_goes_to_the_next_rep_anyway(
+def test_a_reassignment_when_everyone_is_outside_hours_goes_to_whoever_starts_first(
     svc: SlaService, crm: FakeCrm, store: RedisStore
 ) -> None:
-    # Wednesday 18:30 in New York, 17:30 in Chicago, 00:30 Thursday in Berlin: nobody works.
+    # Wednesday 18:30 in New York, 17:30 in Chicago, 00:30 Thursday in Berlin: nobody works. Mike starts first
+    # (09:00 in Berlin is 03:00 in New York); without him, sarah and tom (09:00 New York) before ana (10:00).
     evening = datetime.fromisoformat("2026-03-04T23:30:00+00:00")
     lead, owner = assign(svc, crm, "00Q1", at=evening)
-    assert owner == "sarah"
+    assert owner == "mike"
     report = svc.sweep(evening + timedelta(minutes=30))
-    assert acts(report)[-1] == ("reassign", "sarah", "tom")  # the rotation's next rep, not the queue
-    assert crm.records["00Q1"]["OwnerId"] == "005TOM"
-    assert crm.records["00Q1"]["Routing_Reason__c"].endswith("(round robin: tom 1; all eligible reps outside hours))")
-    assert store.timer(timer_id(lead)) is not None  # tom's clock runs
+    action, old, new = acts(report)[-1]
+    assert (action, old) == ("reassign", "mike") and new in ("sarah", "tom")  # not the queue, not ana
+    assert crm.records["00Q1"]["Routing_Reason__c"].endswith(
+        f"(round robin: {new} 1; first on: sarah, tom; all eligible reps outside hours))")
+    assert store.timer(timer_id(lead)) is not None  # the new owner's clock runs
 
 
 def test_a_reassignment_prefers_a_rep_in_hours_over_the_rotation(svc: SlaService, crm: FakeCrm) -> None:

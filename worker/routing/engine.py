@@ -267,6 +267,37 @@ def _iso_created(at: datetime) -> str:
     return text
 
 
+def next_start(rep: Rep, config: RoutingConfig, at: datetime) -> datetime:
+    """When the rep is next in working hours at or after ``at``, out-of-office days skipped (``datetime.max``
+    when not within two weeks): an after-hours lead goes to whoever will see it first."""
+    hours = rep.hours or config.model.hours
+    zone = config.zones[rep.id]
+    local = at.astimezone(zone)
+    if hours is None:
+        return at
+    for ahead in range(15):
+        day = local.date() + timedelta(days=ahead)
+        if _DAYS[day.weekday()] not in hours.days or any(w.start <= day <= w.end for w in rep.out_of_office):
+            continue
+        if ahead == 0 and local.time() >= hours.end:
+            continue
+        if ahead == 0 and local.time() >= hours.start:
+            return at
+        return datetime.combine(day, hours.start, tzinfo=zone).astimezone(UTC)
+    return datetime.max.replace(tzinfo=UTC)
+
+
+def first_on(group: list[Candidate], config: RoutingConfig, at: datetime) -> list[list[Candidate]]:
+    """Candidates who are all outside hours, grouped by when they next start, soonest first (ties keep pool
+    order): the pool's strategy picks in the first group, and in the next only when the first is all at capacity."""
+    if len(group) < 2:
+        return [group] if group else []
+    starts: dict[datetime, list[Candidate]] = {}
+    for c in group:
+        starts.setdefault(next_start(config.reps[c.rep_id], config, at), []).append(c)
+    return [starts[t] for t in sorted(starts)]
+
+
 def _fmt_count(n: float) -> str:
     return f"{int(n):,}" if float(n).is_integer() else f"{n:,.1f}"
 
@@ -732,9 +763,7 @@ class _Context:
             return self.perf_pool(name, in_hours_now, after_hours)
         if pool.load is not None:
             in_hours_now, after_hours = self.weigh(pool.load, in_hours_now), self.weigh(pool.load, after_hours)
-        for group, note in ((in_hours_now, ""), (after_hours, "; all eligible reps outside hours")):
-            if not group:
-                continue
+        for group, note in self.groups(in_hours_now, after_hours):
             tie = None
             if keys is not None and len(group) > 1:
                 group, tie = self.rank(group, keys, loads)
@@ -760,6 +789,16 @@ class _Context:
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
         )
         return None
+
+    def groups(self, in_hours_now: list[Candidate], after_hours: list[Candidate]) -> list[tuple[list[Candidate], str]]:
+        """Whom a pool's strategy picks among, in turn: the members in hours; when none can take the lead, those
+        outside hours who start soonest (then the next to start), so the lead waits the least for its owner."""
+        out = [(in_hours_now, "")] if in_hours_now else []
+        later = first_on(after_hours, self.config, self.at)
+        for group in later:
+            first = f"; first on: {', '.join(c.rep_id for c in group)}" if len(later) > 1 else ""
+            out.append((group, first + "; all eligible reps outside hours"))
+        return out
 
     def weigh(self, load: PoolLoad, group: list[Candidate]) -> list[Candidate]:
         """The candidates of a pool with ``load:`` weights, each carrying its weighted CRM load."""
@@ -798,13 +837,11 @@ class _Context:
         under the pool's floor and cap (``state.pick_fair``); the reason names the rates used."""
         pool = self.config.pools[name]
         perf = pool.performance or DEFAULT_PERFORMANCE
-        settings = PerfSettings(tuple(perf.by), perf.prior_strength, perf.tilt, perf.warmup)
-        fairness = Fairness(perf.fairness_window, perf.floor, perf.cap)
-        for group, note in ((in_hours_now, ""), (after_hours, "; all eligible reps outside hours")):
-            if not group:
-                continue
+        settings = PerfSettings(tuple(perf.by), perf.prior_strength, perf.tilt, perf.warmup, perf.floor, perf.cap)
+        for group, note in self.groups(in_hours_now, after_hours):
             weighting = weigh(self.rates, settings, pool.members, [(c.rep_id, c.weight) for c in group], self.facts)
             weighted = [Candidate(c.rep_id, weighting.weight_of(c.rep_id), c.capacity) for c in group]
+            fairness = Fairness(perf.fairness_window, perf.floor, perf.cap, "|".join(weighting.key))
             caps, zones = self.config.caps, self.config.zones
             quotas = {c.rep_id: q for c in group if (q := caps.quotas(c.rep_id, zones[c.rep_id], self.at, name))}
             pick = self.state.pick_fair(name, pool.members, weighted, fairness, caps=quotas or None)  # a FairState

@@ -23,6 +23,15 @@ exactly; and the exploration Thompson sampling buys by randomness comes here fro
 prior's shrinkage keeps noise from moving weights much: with no real differences the posterior
 means stay near ``p0`` and the weights near the configured ones.
 
+**With a floor, the weights are planned.** A floor kept lead by lead binds on whatever lead comes
+next, so a member who is behind gets an enterprise lead as readily as one of the kind they sell
+best. So for a pool with a floor, :func:`plan` shares each key's leads among the learned members
+to convert the most while each keeps a little more than the floor of all keys' leads (halfway
+to an even share, ``MARGIN``), and a rep's weight for a lead is their planned share of its key,
+plus ``LEAN`` of their tilted share (who gets it when the planned reps are away or at capacity).
+A rep best at enterprise then takes most enterprise leads and the rest of their floor where they
+lose least; the atomic floor still holds exactly whatever the plan says.
+
 **Warm-up.** A member with fewer than ``warmup`` leads in the table (all keys) gets their
 configured weight, as plain weighted round robin would; the learned members share the rest of
 the pool's weight in proportion to their tilted rates.
@@ -53,6 +62,8 @@ class PerfSettings:
     prior_strength: float = 20.0
     tilt: float = 2.0
     warmup: int = 20
+    floor: float = 0.0  # the pool's floor and cap: with a floor, the weights are planned (see ``plan``)
+    cap: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,11 @@ def weigh(table: RateTable | None, settings: PerfSettings, members: Sequence[str
         assert prior is not None
         means[rep] = posterior_mean(k, n, prior, settings.prior_strength)
         tilted[rep] = w * ((means[rep] / prior) ** settings.tilt if prior > 0 else 1.0)
+    if learned and settings.floor > 0 and prior is not None:
+        planned = plan_for(table, settings, members).get(key)
+        if planned is not None:  # lean on the plan; the tilt orders the rest (planned reps away or at capacity)
+            whole = sum(tilted.values()) or 1.0
+            tilted = {r: w * (planned.get(r, 0.0) + LEAN * tilted[r] / whole) for r, w in learned}
     shares = _apportion(sum(w for _, w in learned) * SCALE, tilted) if learned else {}
     rates = []
     for rep, w in candidates:
@@ -176,6 +192,87 @@ def weigh(table: RateTable | None, settings: PerfSettings, members: Sequence[str
         else:
             rates.append(RepRate(rep, means[rep], cells.get(rep, (0, 0))[1], max(1, shares[rep])))
     return Weighting(tuple(rates), prior, key, table.version)
+
+
+LEAN = 0.05  # with a plan, the tilted weights' part: who gets a lead when the planned reps cannot take it
+_PLANS: dict[tuple[Any, ...], dict[Key, dict[str, float]]] = {}
+
+
+def plan_for(table: RateTable, settings: PerfSettings, members: Sequence[str]) -> dict[Key, dict[str, float]]:
+    """:func:`plan` for a pool's learned members from ``table`` (kept per table version: it changes with it)."""
+    learned = tuple(m for m in members if table.observations(m) >= settings.warmup)
+    cache = (table.version, learned, tuple(members), settings)
+    found = _PLANS.get(cache)
+    if found is None:
+        means: dict[Key, dict[str, float]] = {}
+        volume: dict[Key, float] = {}
+        for key, cells in table.counts.items():
+            n = sum(cells.get(m, (0, 0))[1] for m in members)
+            prior = pool_prior(table, key, members)
+            if not n or prior is None:
+                continue
+            volume[key] = float(n)
+            means[key] = {m: posterior_mean(*cells.get(m, (0, 0)), prior, settings.prior_strength) for m in learned}
+        share = len(learned) / len(members) if members else 0.0  # the learned members' part of every key
+        floor = min(settings.floor + (1 / max(len(members), 1) - settings.floor) * MARGIN, 1 / max(len(members), 1))
+        found = plan(means, volume, learned, floor / share if share else 0.0, min(1.0, settings.cap / share) if share else 1.0)
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        _PLANS[cache] = found
+    return found
+
+
+MARGIN = 0.5  # plan each member halfway from the floor to an even share, so the window's ups and downs rarely force
+
+
+def plan(means: Mapping[Key, Mapping[str, float]], volume: Mapping[Key, float], reps: Sequence[str], floor: float,
+         cap: float = 1.0) -> dict[Key, dict[str, float]]:
+    """Each key's leads shared among ``reps`` to convert the most (the sum of volume x share x rate) while every
+    rep keeps at least ``floor`` and at most ``cap`` of all the keys' leads: per key, each rep's share.
+
+    Why: a floor kept lead by lead binds on whatever lead comes next, whatever its key, so a rep who is behind
+    gets an enterprise lead as readily as one of the kind they sell best; planned, each rep's floor comes
+    from the keys where they lose least against the best. Greedy and deterministic: every key goes to its
+    best rep (first in ``reps`` on ties); then, while a rep is below the floor, the cheapest move (the smallest
+    rate given up per lead) from a rep above it, and while one is above the cap, the cheapest move to one
+    below it. Infeasible bounds (floor x reps > 1) stop at what can be done.
+    """
+    total = sum(volume.values())
+    if not reps or total <= 0:
+        return {}
+    order = {r: i for i, r in enumerate(reps)}
+    got = {k: {r: 0.0 for r in reps} for k in volume}
+    for k in volume:
+        best = max(reps, key=lambda r: (means[k].get(r, 0.0), -order[r]))
+        got[k][best] = volume[k]
+    held = {r: sum(got[k][r] for k in volume) for r in reps}
+    low, high, eps = floor * total, cap * total, 1e-9 * total
+    for _ in range(10 * len(reps) * (len(volume) + 1)):
+        short = [r for r in reps if held[r] < low - eps]
+        over = [r for r in reps if held[r] > high + eps]
+        if short:
+            to = min(short, key=lambda r: (held[r], order[r]))
+            moves = [(means[k].get(d, 0.0) - means[k].get(to, 0.0), order[d], k, d) for k in volume for d in reps
+                     if d != to and got[k][d] > eps and held[d] > low + eps]
+            if not moves:
+                break
+            _, _, k, d = min(moves)
+            amount = min(got[k][d], low - held[to], held[d] - low)
+        elif over:
+            d = max(over, key=lambda r: (held[r], -order[r]))
+            moves = [(means[k].get(d, 0.0) - means[k].get(t, 0.0), order[t], k, t) for k in volume for t in reps
+                     if t != d and got[k][d] > eps and held[t] < high - eps]
+            if not moves:
+                break
+            _, _, k, to = min(moves)
+            amount = min(got[k][d], held[d] - high, high - held[to])
+        else:
+            break
+        got[k][d] -= amount
+        got[k][to] += amount
+        held[d] -= amount
+        held[to] += amount
+    return {k: {r: v / volume[k] for r, v in cells.items()} for k, cells in got.items()}
 
 
 def _apportion(total: int, scores: Mapping[str, float]) -> dict[str, int]:

@@ -4,9 +4,11 @@
 -- a retry gets the recorded pick back; one recorded for another target is released and replaced.
 --
 -- KEYS[1] loads hash; KEYS[2] the pool hash (fair fields: fw window, fs picks so far, fq:<slot> the
--- ring of the last fw picks, fc:<rep> a rep's picks in it, fx:<rep> smooth weighted score);
+-- ring of the last fw picks, fc:<rep> a rep's picks in it, fx:<rep> smooth weighted score, fe:<slot> the
+-- open candidates of each pick in the ring (tab-separated), fn:<rep> how many of those picks a rep was open for);
 -- KEYS[3] the decision hash (journal; the pool hash again when there is none); KEYS[4..] cap counters.
--- ARGV[1] journal ttl ms; ARGV[2] journal field ("" = none); ARGV[3] "pw:<window>:<floor count>:<cap count>";
+-- ARGV[1] journal ttl ms; ARGV[2] journal field ("" = none); ARGV[3] "pw:<window>:<floor count>:<cap count>:<scores>"
+-- (scores: the smooth weighted round robin's namespace, one per rate key; "" = fx:<rep>);
 -- ARGV[4] candidate count n, then n x (rep, weight, capacity or "-"), in candidate order; then the caps
 -- per period (worker.routing.caps, as in claim.lua): a count q, then q x (candidate number, counter key
 -- index, limit, skip reason, expire at ms). A candidate at a cap is skipped with its reason; the chosen
@@ -37,7 +39,11 @@ if jkey and jfield ~= '' then
   end
 end
 
-local _, _, w, f, c = string.find(ARGV[3], '^pw:(%d+):(%d+):(%d+)$')
+local _, _, w, f, c, ns = string.find(ARGV[3], '^pw:(%d+):(%d+):(%d+):(.*)$')
+local function score_field(rep)
+  if ns == '' then return 'fx:' .. rep end
+  return 'fx:' .. rep .. '\t' .. ns
+end
 local window, floor_n, cap_n = tonumber(w), tonumber(f), tonumber(c)
 local n = tonumber(ARGV[4])
 local quotas = {}
@@ -85,7 +91,7 @@ if tonumber(redis.call('HGET', pool, 'fw')) ~= window then
   local gone = {}
   for _, name in ipairs(fields) do
     local p = string.sub(name, 1, 3)
-    if p == 'fq:' or p == 'fc:' then gone[#gone + 1] = name end
+    if p == 'fq:' or p == 'fc:' or p == 'fe:' or p == 'fn:' then gone[#gone + 1] = name end
   end
   for s = 1, #gone, 1000 do redis.call('HDEL', pool, unpack(gone, s, math.min(s + 999, #gone))) end
   redis.call('HSET', pool, 'fw', window, 'fs', 0)
@@ -93,13 +99,24 @@ end
 
 local seq = (tonumber(redis.call('HGET', pool, 'fs')) or 0) + 1
 local slot = 'fq:' .. (seq % window)
-local oldest = nil
-if seq > window then oldest = redis.call('HGET', pool, slot) end
+local eslot = 'fe:' .. (seq % window)
+local oldest, left_open = nil, {}
+if seq > window then
+  oldest = redis.call('HGET', pool, slot)
+  local was = redis.call('HGET', pool, eslot)
+  if was and was ~= '' then
+    for name in string.gmatch(was, '[^\t]+') do left_open[#left_open + 1] = name end
+  end
+end
+local leaving = {}
+for _, name in ipairs(left_open) do leaving[name] = true end
 
-local counts = {}
+local counts, seen = {}, {}
 for _, cand in ipairs(open) do
   counts[cand.rep] = tonumber(redis.call('HGET', pool, 'fc:' .. cand.rep)) or 0
   if cand.rep == oldest then counts[cand.rep] = counts[cand.rep] - 1 end
+  seen[cand.rep] = tonumber(redis.call('HGET', pool, 'fn:' .. cand.rep)) or 0
+  if leaving[cand.rep] then seen[cand.rep] = seen[cand.rep] - 1 end
 end
 
 local allowed, capped = {}, {}
@@ -116,12 +133,21 @@ end
 local total, chosen, best_owed = 0, nil, nil
 local scores = {}
 for k, cand in ipairs(allowed) do
-  scores[k] = (tonumber(redis.call('HGET', pool, 'fx:' .. cand.rep)) or 0) + cand.weight
+  scores[k] = (tonumber(redis.call('HGET', pool, score_field(cand.rep))) or 0) + cand.weight
   total = total + cand.weight
 end
+-- owed: the floor's share of the picks a candidate was open for, a few picks early (fairness.choose_fair);
+-- first one open for the whole window, then the largest shortfall, then candidate order
 for k, cand in ipairs(allowed) do
-  if counts[cand.rep] < floor_n and (best_owed == nil or counts[cand.rep] < best_owed) then
-    best_owed, chosen = counts[cand.rep], k
+  local there = seen[cand.rep] + 1
+  local ahead = math.min(window, there + #allowed - 1)
+  local short = math.floor(floor_n * ahead / window) - counts[cand.rep]
+  if short > 0 then
+    local partial = 0
+    if there < window then partial = 1 end
+    if best_owed == nil or partial < best_owed[1] or (partial == best_owed[1] and short > best_owed[2]) then
+      best_owed, chosen = {partial, short}, k
+    end
   end
 end
 if chosen ~= nil then
@@ -133,7 +159,7 @@ else
 end
 scores[chosen] = scores[chosen] - total
 for k, cand in ipairs(allowed) do
-  redis.call('HSET', pool, 'fx:' .. cand.rep, string.format('%d', scores[k]))
+  redis.call('HSET', pool, score_field(cand.rep), string.format('%d', scores[k]))
 end
 
 local rep = allowed[chosen].rep
@@ -142,7 +168,15 @@ if oldest then
   if left <= 0 then redis.call('HDEL', pool, 'fc:' .. oldest) end
 end
 redis.call('HINCRBY', pool, 'fc:' .. rep, 1)
-redis.call('HSET', pool, slot, rep, 'fs', seq)
+for _, name in ipairs(left_open) do
+  if redis.call('HINCRBY', pool, 'fn:' .. name, -1) <= 0 then redis.call('HDEL', pool, 'fn:' .. name) end
+end
+local present = {}
+for _, cand in ipairs(open) do
+  redis.call('HINCRBY', pool, 'fn:' .. cand.rep, 1)
+  present[#present + 1] = cand.rep
+end
+redis.call('HSET', pool, slot, rep, eslot, table.concat(present, '\t'), 'fs', seq)
 
 for _, q in ipairs(quotas[allowed[chosen].k] or {}) do
   redis.call('INCR', q[1])
