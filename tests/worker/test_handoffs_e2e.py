@@ -3,13 +3,15 @@
 Beat polls owned records every second (``worker.owned_poll_every``). An MQL hand-off fires once: a
 HubSpot contact an SDR owns moves to the AE pool when it qualifies, and no later poll moves it again
 while it stays qualified. A Salesforce lead its rep rejects by status goes to another rep, never back,
-its status reopened. The tests wait on conditions (owners written, the owned watermark past a
+its status reopened, and the report over the worker's own ledger counts it as that rep's rejection (and the
+hand-off as nobody's). The tests wait on conditions (owners written, the owned watermark past a
 modification), never on time, and use no working hours (``routing_test_config``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from tests.worker.test_handoffs import AES, REJECTED, SDRS
 from tests.worker.test_pipeline import INTAKE_QUEUE
 from worker.app.runtime import Runtime
 from worker.domain.leads import LeadRef
+from worker.ledger.ledger import Ledger
+from worker.reports import Period, build_report
 from worker.steps import route
 
 pytestmark = pytest.mark.timeout(300)
@@ -78,6 +82,23 @@ def owned_poll_past(rt: Runtime, crm: str, rid: str) -> Callable[[], bool]:
     return check
 
 
+def rejections_reported(s: Stack) -> dict[str, int]:
+    """Each rep's rejections in the report over the worker's own ledger, once the ledger holds both hand-offs."""
+    def flushed() -> bool:
+        ledger = Ledger.open(s.database_url, migrate=False)
+        try:
+            return sum(1 for e in ledger.between(kinds=["decision"]) if e.epoch == 1) >= 2
+        finally:
+            ledger.close()
+    wait_until(flushed, 60, s, "both hand-offs' decisions in the ledger")
+    ledger = Ledger.open(s.database_url, migrate=False)
+    try:
+        report = build_report(ledger, Period.last(1, datetime.now(UTC) + timedelta(minutes=1)))
+    finally:
+        ledger.close()
+    return {r.rep: r.rejected for r in report.acceptance.reps if r.rejected}
+
+
 def test_an_mql_hand_off_fires_once_and_a_rejection_by_status_leaves_the_rep_who_rejected_it(
     handoff_stack: Any, admin: Any
 ) -> None:
@@ -107,6 +128,7 @@ def test_an_mql_hand_off_fires_once_and_a_rejection_by_status_leaves_the_rep_who
     assert record["OwnerId"] == route.owner_crm_id(rt.config, "salesforce", back["owner"])
     assert record["Status"] == "Open - Not Contacted"
     wait_until(lambda: sink.per_lead()[contact] >= 2 and sink.per_lead()[lead] >= 2, 60, s, "the new owners notified")
+    assert rejections_reported(s) == {first: 1}  # the report counts the rejection, and not the MQL hand-off
 
     admin.hs_edit(contact, {"hubspotscore": "92"})  # still qualified: no new crossing
     for crm, rid in (("hubspot", contact), ("salesforce", lead)):  # later polls read both as they are now
