@@ -3,19 +3,23 @@
 One team, one month of inbound leads, routed four ways on the same lead stream and seed:
 
 1. ``round_robin``: one rotation over everyone, as HubSpot rotation or a basic Apex round robin
-   does: no hours, out-of-office days, capacity or segments;
-2. ``rules``: leadroute rules by segment into round-robin pools, with hours, out-of-office and
-   capacity;
+   does: no hours, out-of-office days, capacity, regions or segments;
+2. ``rules``: leadroute rules by the lead's region into its team's round-robin pool, with hours,
+   out-of-office and capacity (a lead that arrives when the whole pool is off goes to whoever
+   starts first);
 3. ``rules_sla``: the same plus an SLA ladder: a lead not touched 15 minutes after its SLA clock
    starts (half the 30-minute SLA; see Measures) is reassigned (engine ``route_to`` the same pool, earlier
    owners excluded), and again 15 minutes later, at most twice;
 4. ``performance_weighted``: the rules, each pool ``performance_weighted`` (by segment, prior
    strength 20, tilt 2, warm-up 20) with a 15% floor over a 100-lead window; its rate table is
-   refreshed every midnight (UTC) from the outcomes known by then, starting from the previous
-   month's ledger (the same team routed by the rules on another month's leads).
+   refreshed every midnight (UTC) from the outcomes known by then over the last 90 days (the
+   strategy's ``window``), starting from the 90 days before the month (the same team routed by the
+   rules on that quarter's leads: the ledger a team switching to the strategy would have).
 
 Every decision goes through ``worker.routing.engine.Router`` against a ``RedisStore`` on a
-throwaway Redis server (or ``--redis-url``), each strategy under its own key prefix.
+throwaway Redis server (or ``--redis-url``), each strategy under its own key prefix. ``--memory``
+uses the engine's in-process state instead (the same picks: tests hold the store's scripts to
+it), for quick exploration.
 
 Parameters (all in :class:`Scenario`, printed with ``--json`` under ``scenario``):
 
@@ -26,38 +30,48 @@ Parameters (all in :class:`Scenario`, printed with ``--json`` under ``scenario``
   traffic), weekends at 15% of a weekday.
 * **Segments**: SMB 60%, mid-market 30%, enterprise 10%; base conversion 12%, 15%, 18% (lead ->
   opportunity rates for inbound B2B are commonly quoted at 10-20%).
-* **Reps**: 12, in New York (5), Chicago (3) and Los Angeles (4), working 09:00-17:00 local
-  Monday-Friday; 6 SMB, 4 mid-market, 2 enterprise (their pools in the rules); capacity 12 open
-  (unacknowledged) leads, so a night's or a weekend's leads fit (at 6 the enterprise pair overflows
-  to the fallback queue every weekend); each takes 0-3 out-of-office working days in the month.
+* **Reps and teams** (``team``): 12 reps, in New York (5), Chicago (3) and Los Angeles (4), working
+  09:00-17:00 local Monday-Friday. ``pods`` (default): two regional pods of six generalists who
+  take every segment, East (the five New York reps and one in Chicago) for New York leads, West
+  (two in Chicago, four in Los Angeles) for Chicago and Los Angeles leads; this is how many
+  inbound SDR teams are organised, and it is the team the issue's strategy is for: it learns
+  each rep's rate *by segment*, which only matters where a pool takes several segments.
+  ``specialists``: pools by segment (6 SMB, 4 mid-market, 2 enterprise, shuffled over the time
+  zones), where each pool sees one segment, so ``by: [segment]`` can only tell reps apart within
+  it and a 15% floor in the pool of six leaves 10% of its leads to learning. Capacity 12 open
+  (unacknowledged) leads each (a night's leads fit in the first reps on; a weekend's do not: the
+  rest go to the next to start); each takes 0-3 out-of-office working days in the month.
 * **Acknowledgement**: a rep's median in-hours response is 3-10 minutes (uniform per rep; a rep
-  notified in Slack or e-mail who works the queue answers in minutes, and about one response in
-  ten still takes over half an hour), log-normal with sigma 0.6, stretched by
-  ``1 + 1.5 x open/capacity`` when loaded (open: the leads assigned to them and not yet touched). Outside their
-  hours or out of office, the clock waits for their next working minute; a response that runs
-  past the end of the day continues the next working day.
+  notified in Slack or e-mail who works the queue answers in minutes), log-normal with sigma 0.6
+  (the slowest reps take over half an hour about once in 30 leads), stretched by
+  ``1 + 1.5 x open/capacity`` when loaded (open: the leads assigned to them and not yet touched).
+  Outside their hours or out of office, the clock waits for their next working minute; a response
+  that runs past the end of the day continues the next working day.
 * **Conversion**: ``base(segment) x skill(rep, segment) x decay(time to first touch)``, with
   ``decay(t) = 0.35 + 0.65 exp(-t / 60 min)`` (0.95 at 5 min, 0.74 at 30 min, 0.59 at an hour,
   0.35 after a day). The slope is deliberately milder than the lead-response studies (Oldroyd's
   MIT/InsideSales study: 21x more qualification at 5 than at 30 minutes; HBR 2011, "The Short Life
   of Online Sales Leads": 7x within the hour), so speed is not overstated. ``skill`` is
-  log-normal per rep and segment with ``sigma`` 0.35 (the best of a team converting roughly twice
-  the worst), fixed per seed; the sensitivity table halves sigma and sets it to 0 (re-running the
-  rules and performance_weighted, each with its own previous month).
+  log-normal per rep and segment, independently, with ``sigma`` 0.35: within a segment the best of
+  six converts about twice the worst, and a rep's strength in one segment says nothing of another
+  (an enterprise closer is not a better SMB rep): the seeds' "a rep who gets the right lead
+  closes at a higher rate". It is an assumption, not a measurement (no public source gives rep
+  spreads by segment), so the sensitivity table halves sigma and sets it to 0 (re-running the
+  rules and performance_weighted, each with its own earlier quarter); fixed per seed.
 * **Wins**: a converted lead is won with probability ``0.25 x skill`` (capped at 0.9); outcomes
   are known 3 days after the first touch (the table learns only from those).
 * **The fallback queue**: a lead no pool member can take (everyone eligible at capacity) goes to
-  the triage queue, where the segment's team pulls it an hour (``triage_minutes``) after its SLA
+  the triage queue, where the lead's team pulls it an hour (``triage_minutes``) after its SLA
   clock starts, converting at the segment's base rate (an average rep); counted per strategy.
 
 Measures, per strategy: SLA breach rate (first touch more than 30 minutes after the SLA clock
-starts: the lead's creation, or the next minute someone who sells to its segment is working, so
-a Friday-night lead is not breached by Saturday; the same clock for every strategy), p50/p90
-speed to lead (creation -> first touch, wall clock), conversion (converted / leads), win rate
-(won / converted), per pool max/min and Gini of leads got over leads expected (as ``leadroute
-simulate`` and ``report`` count them: each lead shared among the members eligible for it), and
-floor violations (a member eligible at every lead of a 100-lead window of their pool who got
-fewer than 15 of them; counted for pools of at most 6).
+starts: the lead's creation, or the next minute someone in the lead's team (its pool in the
+rules) is working, so a Friday-night lead is not breached by Saturday; the same clock for every
+strategy), p50/p90 speed to lead (creation -> first touch, wall clock), conversion (converted /
+leads), win rate (won / converted), per pool max/min and Gini of leads got over leads expected (as
+``leadroute simulate`` and ``report`` count them: each lead shared among the members eligible for
+it; the ladder's reassignments count too), and for (4) floor violations (a member eligible at
+every lead of a 100-lead window of their pool who got fewer than 15 of them).
 
 Targets on the default scenario (printed with what was measured, met or not):
 (2) or (3) breaches the SLA at most 1/5 as often as (1); (4) converts at least 10% more (relative)
@@ -65,7 +79,8 @@ than (2); every pool's max/min at most 1.2 for (2) and (3); no floor violation i
 real differences (sigma 0), (4) must not do worse than (2) by more than noise (two standard errors
 of the difference of the two conversion rates).
 
-    python bench/outcomes.py [--seed 7] [--leads 6000] [--json] [--html bench-outcomes.html] [--redis-url URL]
+    python bench/outcomes.py [--seed 7] [--leads 6000] [--team pods|specialists] [--json] [--html FILE]
+                             [--redis-url URL | --memory]
 """
 
 from __future__ import annotations
@@ -96,6 +111,7 @@ from worker.config.schema import Assign
 from worker.domain.stats import percentile
 from worker.routing.engine import Decision, Router
 from worker.routing.perf import RateTable
+from worker.routing.state import InMemoryState
 from worker.store.connection import RedisServer, client_from_url, free_port, redis_server_binary
 from worker.store.redis_store import RedisStore
 
@@ -106,10 +122,15 @@ LEAD_ZONES = {"America/New_York": 0.5, "America/Chicago": 0.25, "America/Los_Ang
 HOURLY = [0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.5, 3.0, 5.0, 6.5, 7.0, 6.5, 6.5, 7.0, 6.5, 5.0, 3.5, 2.5, 2.0, 1.5, 1.2,
           0.8, 0.4]
 TEAM = [("America/New_York", 5), ("America/Chicago", 3), ("America/Los_Angeles", 4)]
-POOLS = {"smb": 6, "mid": 4, "enterprise": 2}
+# pods (default): two regional pods of six, every segment; the lead's region picks the pod
+PODS = {"east": ["America/New_York"] * 5 + ["America/Chicago"], "west": ["America/Chicago"] * 2 + ["America/Los_Angeles"] * 4}
+REGIONS = {"east": ("America/New_York",), "west": ("America/Chicago", "America/Los_Angeles")}
+STATES = {"America/New_York": "NY", "America/Chicago": "IL", "America/Los_Angeles": "CA"}
+SPECIALISTS = {"smb": 6, "mid": 4, "enterprise": 2}  # --team specialists: pools by segment, members shuffled
 SLA_MINUTES = 30.0
 STRATEGIES = ("round_robin", "rules", "rules_sla", "performance_weighted")
 FLOOR, WINDOW = 0.15, 100
+RATE_WINDOW_DAYS = 90  # performance.window: the rates are learned from the last 90 days of outcomes
 SENSITIVE = ("rules", "performance_weighted")  # the sensitivity table compares what learning adds
 
 
@@ -130,13 +151,15 @@ class Scenario:
     outcome_lag_days: float = 3.0
     triage_minutes: float = 60.0
     weekend_weight: float = 0.15
+    team: str = "pods"
+    history_days: int = 90
 
 
 @dataclass
 class Rep:
     id: str
     zone: ZoneInfo
-    segment: str
+    pool: str
     ooo: set[Any]
     ack_median: float
     skill: dict[str, float]
@@ -148,6 +171,7 @@ class Lead:
     created: datetime
     segment: str
     employees: int
+    zone: str
     u_ack: list[float] = field(default_factory=list)  # uniform draws: the same lead gets the same luck everywhere
     u_convert: float = 0.0
     u_win: float = 0.0
@@ -158,38 +182,52 @@ class Lead:
 
 def make_team(sc: Scenario, rng: random.Random) -> list[Rep]:
     reps = []
-    segments = [s for s, n in POOLS.items() for _ in range(n)]
-    rng.shuffle(segments)
-    i = 0
-    for zone, count in TEAM:
-        for _ in range(count):
-            tz = ZoneInfo(zone)
-            workdays = [START.astimezone(tz).date() + timedelta(days=d) for d in range(DAYS)]
-            workdays = [d for d in workdays if d.weekday() < 5]
-            ooo = set(rng.sample(workdays, rng.randint(0, sc.ooo_days_max)))
-            skill = {s: math.exp(rng.gauss(0.0, 1.0) * sc.skill_sigma) for s in SEGMENTS}
-            reps.append(Rep(f"rep{i:02d}", tz, segments[i], ooo, rng.uniform(*sc.ack_median_min), skill))
-            i += 1
+    if sc.team == "pods":
+        seats = [(zone, pod) for pod, zones in PODS.items() for zone in zones]
+    else:
+        segments = [s for s, n in SPECIALISTS.items() for _ in range(n)]
+        rng.shuffle(segments)
+        seats = list(zip([z for z, n in TEAM for _ in range(n)], segments, strict=True))
+    for i, (zone, pool) in enumerate(seats):
+        tz = ZoneInfo(zone)
+        workdays = [START.astimezone(tz).date() + timedelta(days=d) for d in range(DAYS)]
+        workdays = [d for d in workdays if d.weekday() < 5]
+        ooo = set(rng.sample(workdays, rng.randint(0, sc.ooo_days_max)))
+        skill = {s: math.exp(rng.gauss(0.0, 1.0) * sc.skill_sigma) for s in SEGMENTS}
+        reps.append(Rep(f"rep{i:02d}", tz, pool, ooo, rng.uniform(*sc.ack_median_min), skill))
     return reps
 
 
-def make_leads(sc: Scenario, rng: random.Random, start: datetime = START) -> list[Lead]:
-    slots, weights = [], []
+def pools_of(sc: Scenario) -> list[str]:
+    return list(PODS) if sc.team == "pods" else list(SPECIALISTS)
+
+
+def pool_of(sc: Scenario, lead: Lead) -> str:
+    """The pool the rules send ``lead`` to (its team: whose working hours start its SLA clock)."""
+    if sc.team == "pods":
+        return next(pod for pod, zones in REGIONS.items() if lead.zone in zones)
+    return lead.segment
+
+
+def make_leads(sc: Scenario, rng: random.Random, start: datetime = START, days: int = DAYS) -> list[Lead]:
+    slots, weights, zones = [], [], []
     for zone in LEAD_ZONES:
         tz = ZoneInfo(zone)
-        for h in range(DAYS * 24):
+        for h in range(days * 24):
             at = start + timedelta(hours=h)
             local = at.astimezone(tz)
             day = sc.weekend_weight if local.weekday() >= 5 else 1.0
             slots.append(at)
+            zones.append(zone)
             weights.append(LEAD_ZONES[zone] * day * HOURLY[local.hour])
     segs, seg_w = list(SEGMENTS), [v[0] for v in SEGMENTS.values()]
     leads = []
-    for i, slot in enumerate(rng.choices(slots, weights, k=sc.leads)):
+    for i, j in enumerate(rng.choices(range(len(slots)), weights, k=round(sc.leads * days / DAYS))):
+        slot = slots[j]
         segment = rng.choices(segs, seg_w)[0]
         employees = {"smb": rng.randint(5, 199), "mid": rng.randint(200, 999), "enterprise": rng.randint(1000, 20000)}[segment]
         created = slot + timedelta(seconds=rng.uniform(0, 3600))
-        leads.append(Lead(f"L{i:05d}", created, segment, employees, [rng.random() for _ in range(3)], rng.random(),
+        leads.append(Lead(f"L{i:05d}", created, segment, employees, zones[j], [rng.random() for _ in range(3)], rng.random(),
                           rng.random()))
     leads.sort(key=lambda lead: lead.created)
     return leads
@@ -281,14 +319,26 @@ def config_text(reps: list[Rep], strategy: str, sc: Scenario) -> str:
     data["segments"] = {"enterprise": {"employees": {"gte": 1000}}, "mid": {"employees": {"between": [200, 999]}},
                         "smb": {"employees": {"lt": 200}}}
     data["pools"] = {}
-    for segment in POOLS:
-        pool: dict[str, Any] = {"members": [r.id for r in reps if r.segment == segment], "strategy": "round_robin"}
+    for name in pools_of(sc):
+        pool: dict[str, Any] = {"members": [r.id for r in reps if r.pool == name], "strategy": "round_robin"}
         if strategy == "performance_weighted":
             pool = {"members": pool["members"], "strategy": "performance_weighted",
                     "performance": {"by": ["segment"], "floor": FLOOR, "fairness_window": WINDOW, "warmup": 20}}
-        data["pools"][segment] = pool
-    data["rules"] = [{"name": s, "when": {"segment": s}, "assign": {"pool": s}} for s in POOLS]
+        data["pools"][name] = pool
+    if sc.team == "pods":
+        data["territories"] = {pod: {"countries": ["US"], "states": [STATES[z] for z in REGIONS[pod]]} for pod in PODS}
+        data["rules"] = [{"name": pod, "when": {"territory": pod}, "assign": {"pool": pod}} for pod in PODS]
+    else:
+        data["rules"] = [{"name": s, "when": {"segment": s}, "assign": {"pool": s}} for s in SPECIALISTS]
     return yaml.safe_dump(data, sort_keys=False)
+
+
+class _MemoryState(InMemoryState):
+    """``--memory``: the engine's in-process state (the same picks as the store's scripts, as the tests hold them to);
+    for quick exploration, the reported figures use Redis."""
+
+    def clear(self) -> None:
+        """Nothing outlives the run."""
 
 
 # -- one run -----------------------------------------------------------------------------------------
@@ -307,7 +357,8 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
         history: list[tuple[str, tuple[str, ...], bool, datetime]] | None = None) -> dict[str, Any]:
     """Route ``leads`` one way; the measures, the outcomes (for a later month's history) and the decisions' balance."""
     config: RoutingConfig = parse_config(config_text(reps, strategy, sc), f"<{strategy}>", today=START.date())
-    store = RedisStore(client, prefix=f"bench-outcomes-{uuid.uuid4().hex[:8]}", ledger_outbox=False)
+    store: Any = (RedisStore(client, prefix=f"bench-outcomes-{uuid.uuid4().hex[:8]}", ledger_outbox=False)
+                  if client is not None else _MemoryState())
     by_id = {r.id: r for r in reps}
     summary = Summary(config)
     loads: dict[str, int] = defaultdict(int)  # the store's open loads, mirrored (one round trip less per lead)
@@ -320,7 +371,8 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
     pool_picks: dict[str, list[tuple[str, frozenset[str]]]] = defaultdict(list)
     ladder = strategy == "rules_sla"
     origin = leads[0].created.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    clocks = {seg: TeamClock([r for r in reps if r.segment == seg], origin, DAYS + 9) for seg in POOLS}
+    clocks = {name: TeamClock([r for r in reps if r.pool == name], origin,
+                                 (leads[-1].created - origin).days + 9) for name in pools_of(sc)}
     started = time.perf_counter()
     try:
         for index, lead in enumerate(leads):
@@ -331,20 +383,23 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
                     store.adjust_load(rep, -1)
                     loads[rep] -= 1
             if strategy == "performance_weighted" and now >= next_refresh:
-                known = [(r, k, c) for r, k, c, at in observations if at <= now]
-                table = RateTable.build(["segment"], known, now.isoformat(), 90)
+                since = now - timedelta(days=RATE_WINDOW_DAYS)
+                known = [(r, k, c) for r, k, c, at in observations if since <= at <= now]
+                table = RateTable.build(["segment"], known, now.isoformat(), RATE_WINDOW_DAYS)
                 next_refresh = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
             router = Router(config, store, rates=table)
-            raw = {"id": lead.id, "employees": lead.employees, "created_at": lead.created.isoformat()}
+            raw = {"id": lead.id, "employees": lead.employees, "country": "US", "state": STATES[lead.zone],
+                   "created_at": lead.created.isoformat()}
+            team = clocks[pool_of(sc, lead)]
             decision = router.route(raw, at=now)
             summary.add(decision)
             _note_pick(pool_picks, decision)
             if decision.owner_kind != "rep":  # the fallback queue: pulled by the segment's team after triage_minutes
                 queued += 1
-                touched = clocks[lead.segment].starts(now) + timedelta(minutes=sc.triage_minutes)
+                touched = team.starts(now) + timedelta(minutes=sc.triage_minutes)
                 wait = (touched - now).total_seconds()
                 waits.append(wait)
-                breaches += touched > clocks[lead.segment].starts(now) + timedelta(minutes=SLA_MINUTES)
+                breaches += touched > team.starts(now) + timedelta(minutes=SLA_MINUTES)
                 decay = sc.decay_floor + (1 - sc.decay_floor) * math.exp(-wait / 60 / sc.decay_minutes)
                 converted = lead.u_convert < SEGMENTS[lead.segment][1] * decay
                 outcomes.append(Outcome("queue", lead.segment, touched, converted, converted and lead.u_win < sc.win_base))
@@ -354,7 +409,7 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
             owner_of[index] = (rep.id, token)
             loads[rep.id] += 1
             touched = add_working_minutes(rep, now, ack_delay(sc, rep, loads[rep.id] - 1, lead.u_ack[0]))
-            clock = clocks[lead.segment].starts(now)
+            clock = team.starts(now)
             due = clock + timedelta(minutes=SLA_MINUTES)
             deadline = clock + timedelta(minutes=sc.ladder_minutes)
             moves = 0
@@ -365,6 +420,7 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
                 again = router.route_to(raw, Assign(pool=pool), "sla-reassign", at=deadline, exclude=frozenset(excluded))
                 if again.owner_kind != "rep":  # nobody else can take it: it stays, and the fallback gave nothing away
                     break
+                summary.add(again)  # the pool's balance counts every lead a rep was given, moved ones too
                 store.adjust_load(rep.id, -1)
                 loads[rep.id] -= 1
                 rep = by_id[again.owner]
@@ -400,9 +456,11 @@ def run(strategy: str, sc: Scenario, reps: list[Rep], leads: list[Lead], client:
         "win_rate": round(sum(o.won for o in outcomes) / converted, 4) if converted else None,
         "max_min": _largest([p["max_min"] for p in pools.values()]),
         "gini": max((p["gini"] or 0.0 for p in pools.values()), default=None),
-        "floor_violations": sum(v for v in violations.values() if v is not None),
+        "floor_violations": sum(v for v in violations.values() if v is not None) if strategy == "performance_weighted"
+        else None,
         "to_fallback_queue": queued,
-        "pools": {name: {"max_min": p["max_min"], "gini": p["gini"], "floor_violations": violations.get(name)}
+        "pools": {name: {"max_min": p["max_min"], "gini": p["gini"],
+                         "floor_violations": violations.get(name) if strategy == "performance_weighted" else None}
                   for name, p in pools.items()},
         "seconds": round(elapsed, 2),
         "_observations": [(o.rep, (o.segment,), o.converted, o.touched + timedelta(days=sc.outcome_lag_days))
@@ -448,7 +506,7 @@ def month(sc: Scenario, client: Any, strategies: tuple[str, ...] = STRATEGIES) -
     rng = random.Random(sc.seed)
     reps = make_team(sc, rng)
     leads = make_leads(sc, random.Random(sc.seed * 1000 + 1))
-    earlier = make_leads(sc, random.Random(sc.seed * 1000 + 2), START - timedelta(days=DAYS))
+    earlier = make_leads(sc, random.Random(sc.seed * 1000 + 2), START - timedelta(days=sc.history_days), sc.history_days)
     previous = run("rules", sc, reps, earlier, client)["_observations"]
     shifted = [(r, k, c, at) for r, k, c, at in previous]
     results = {}
@@ -527,11 +585,16 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--html", type=Path, default=Path("bench-outcomes.html"), help="where the chart goes")
     parser.add_argument("--redis-url", default=None, help="an existing Redis (default: a throwaway server)")
+    parser.add_argument("--team", choices=("pods", "specialists"), default=Scenario.team,
+                        help="two regional pods of generalists (default) or pools by segment")
+    parser.add_argument("--memory", action="store_true", help="the in-process state instead of Redis (exploration)")
     args = parser.parse_args()
-    sc = Scenario(seed=args.seed, leads=args.leads)
+    sc = Scenario(seed=args.seed, leads=args.leads, team=args.team)
     with tempfile.TemporaryDirectory(prefix="leadroute-outcomes-") as tmp:
-        server = None
-        if args.redis_url:
+        server, client = None, None
+        if args.memory:
+            pass
+        elif args.redis_url:
             client = client_from_url(args.redis_url)
         else:
             server = RedisServer(data_dir=Path(tmp), port=free_port(), persistent=False, binary=redis_server_binary(),
@@ -550,7 +613,8 @@ def main() -> None:
     report = {
         "strategies": results,
         "scenario": asdict(sc) | {"days": DAYS, "start": START.isoformat(), "sla_minutes": SLA_MINUTES, "floor": FLOOR,
-                                  "floor_window": WINDOW, "team": TEAM, "pools": POOLS, "segments": SEGMENTS},
+                                  "floor_window": WINDOW, "team_zones": TEAM,
+                                  "pools": PODS if sc.team == "pods" else SPECIALISTS, "segments": SEGMENTS},
         "sensitivity": {k: {s: {m: v[s][m] for m in ("conversion_rate", "sla_breach_rate", "p50_speed_to_lead_s",
                                                        "max_min", "floor_violations")} for s in SENSITIVE}
                         for k, v in sensitivity.items()},
