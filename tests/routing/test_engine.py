@@ -303,3 +303,17 @@ def test_after_hours_reps_who_start_together_share_by_the_pools_strategy() -> No
     assert Counter(router.route({"id": str(i)}, at=at).owner for i in range(10)) == {"ny1": 5, "ny2": 5}
     friday_night = datetime(2026, 12, 5, 4, 0, tzinfo=UTC)  # 23:00 Friday in New York: Monday 09:00 is next
     assert router.route({"id": "w"}, at=friday_night).owner in ("ny1", "ny2")
+
+
+def test_in_a_reps_wind_down_a_lead_goes_to_a_colleague_with_longer_left() -> None:
+    text = NIGHT_TEAM.replace('hours: {start: "09:00", end: "17:00"}', 'hours: {start: "09:00", end: "17:00", wind_down: 30}')
+    router = Router(parse_config(text), InMemoryState())
+    late = datetime(2026, 12, 1, 21, 45, tzinfo=UTC)  # Tuesday 16:45 in New York, 15:45 in Chicago, 13:45 in LA
+    owners = [router.route({"id": str(i)}, at=late) for i in range(4)]
+    assert [d.owner for d in owners] == ["la", "chi", "la", "chi"]  # not ny1 or ny2, who leave at 17:00
+    assert owners[0].skipped == {"ny1": "day_ending", "ny2": "day_ending"}
+    only_ny = parse_config(text.replace("members: [la, chi, ny1, ny2]", "members: [ny1, ny2]"))
+    d = Router(only_ny, InMemoryState()).route({"id": "x"}, at=late)
+    assert (d.owner, d.skipped) == ("ny1", {})  # nobody has longer: the wind-down does not hold the lead back
+    plain = Router(parse_config(NIGHT_TEAM), InMemoryState())  # no wind-down: the rotation as usual
+    assert [plain.route({"id": str(i)}, at=late).owner for i in range(4)] == ["la", "chi", "ny1", "ny2"]

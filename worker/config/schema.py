@@ -46,6 +46,8 @@ class Hours(_Model):
     days: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri")
     start: time = time(9, 0)
     end: time = time(17, 0)
+    # minutes before ``end`` in which a rep gets a new lead only when no one eligible in the pool has longer
+    wind_down: int = Field(default=0, ge=0, le=240)
 
     @field_validator("days", mode="before")
     @classmethod

@@ -31,6 +31,7 @@ DEFAULT_PERFORMANCE = Performance()
 INACTIVE, OOO, MISSING_SKILL, MISSING_LANGUAGE, AT_CAPACITY, OUTSIDE_HOURS = (
     "inactive", "ooo", "missing_skill", "missing_language", "at_capacity", "outside_hours",
 )
+DAY_ENDING = "day_ending"  # in their hours' wind-down while someone eligible had longer
 
 
 @dataclass(slots=True)
@@ -734,6 +735,7 @@ class _Context:
         loads = self.state.loads(pool.members)
         in_hours_now: list[Candidate] = []
         after_hours: list[Candidate] = []
+        closing: list[Candidate] = []  # in hours, but in their wind-down
         exclude, overrides, skipped = self.exclude, self.overrides, self.skipped
         self.considered += pool.members
         # absence(), the target's requirements and capacity, in that order of reasons; then in_hours()
@@ -756,14 +758,20 @@ class _Context:
                 skipped[rep_id] = why
                 continue
             if m.days is None or self.working(m):
-                in_hours_now.append(m.candidate)
+                if m.hours is not None and m.hours.wind_down and self.winding_down(m):
+                    closing.append(m.candidate)
+                else:
+                    in_hours_now.append(m.candidate)
             else:
                 after_hours.append(m.candidate)
+        if closing and not in_hours_now:
+            in_hours_now, closing = closing, []
         if pool.strategy is Strategy.PERFORMANCE_WEIGHTED:
-            return self.perf_pool(name, in_hours_now, after_hours)
+            return self.perf_pool(name, in_hours_now, after_hours, closing)
         if pool.load is not None:
             in_hours_now, after_hours = self.weigh(pool.load, in_hours_now), self.weigh(pool.load, after_hours)
-        for group, note in self.groups(in_hours_now, after_hours):
+            closing = self.weigh(pool.load, closing)
+        for group, note in self.groups(in_hours_now, after_hours, closing):
             tie = None
             if keys is not None and len(group) > 1:
                 group, tie = self.rank(group, keys, loads)
@@ -777,23 +785,41 @@ class _Context:
                 if tie is not None and tie[0] == pick.rep_id:  # the atomic step saw the same tie
                     detail += f", tie with {', '.join(tie[2])} broken by {tie[1]}"
                     self.tie_breaks["pool"] = tie[1]
-                if note:
-                    for c in after_hours:
-                        if c.rep_id != pick.rep_id:
-                            self.skipped.setdefault(c.rep_id, OUTSIDE_HOURS)
-                else:
-                    for c in after_hours:
-                        self.skipped[c.rep_id] = OUTSIDE_HOURS
+                self.passed_over(pick.rep_id, note, after_hours, closing)
                 return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
         self.failure = f"pool {name} had nobody available" + (
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
         )
         return None
 
-    def groups(self, in_hours_now: list[Candidate], after_hours: list[Candidate]) -> list[tuple[list[Candidate], str]]:
-        """Whom a pool's strategy picks among, in turn: the members in hours; when none can take the lead, those
-        outside hours who start soonest (then the next to start), so the lead waits the least for its owner."""
+    def winding_down(self, m: _Member) -> bool:
+        """Whether the rep is in the last ``hours.wind_down`` minutes of their working day."""
+        hours = m.hours
+        local = self.at.astimezone(m.zone)
+        end = datetime.combine(local.date(), hours.end, tzinfo=m.zone)
+        return (end - local).total_seconds() < hours.wind_down * 60
+
+    def passed_over(self, chosen: str, note: str, after_hours: list[Candidate], closing: list[Candidate]) -> None:
+        """Why the members outside the group picked from were not picked: outside hours, or winding down."""
+        if note:
+            for c in after_hours:
+                if c.rep_id != chosen:
+                    self.skipped.setdefault(c.rep_id, OUTSIDE_HOURS)
+            return
+        for c in after_hours:
+            self.skipped[c.rep_id] = OUTSIDE_HOURS
+        if all(c.rep_id != chosen for c in closing):
+            for c in closing:
+                self.skipped.setdefault(c.rep_id, DAY_ENDING)
+
+    def groups(self, in_hours_now: list[Candidate], after_hours: list[Candidate],
+               closing: list[Candidate] | None = None) -> list[tuple[list[Candidate], str]]:
+        """Whom a pool's strategy picks among, in turn: the members in hours (those in their wind-down only after
+        the others); when none can take the lead, those outside hours who start soonest (then the next to
+        start), so the lead waits the least for its owner."""
         out = [(in_hours_now, "")] if in_hours_now else []
+        if closing:
+            out.append((closing, ""))
         later = first_on(after_hours, self.config, self.at)
         for group in later:
             first = f"; first on: {', '.join(c.rep_id for c in group)}" if len(later) > 1 else ""
@@ -832,13 +858,14 @@ class _Context:
                 text += f" ({note})"
         return text
 
-    def perf_pool(self, name: str, in_hours_now: list[Candidate], after_hours: list[Candidate]) -> _Outcome | None:
+    def perf_pool(self, name: str, in_hours_now: list[Candidate], after_hours: list[Candidate],
+                  closing: list[Candidate]) -> _Outcome | None:
         """``performance_weighted``: weights from the rate table for this lead's key, picked atomically
         under the pool's floor and cap (``state.pick_fair``); the reason names the rates used."""
         pool = self.config.pools[name]
         perf = pool.performance or DEFAULT_PERFORMANCE
         settings = PerfSettings(tuple(perf.by), perf.prior_strength, perf.tilt, perf.warmup, perf.floor, perf.cap)
-        for group, note in self.groups(in_hours_now, after_hours):
+        for group, note in self.groups(in_hours_now, after_hours, closing):
             weighting = weigh(self.rates, settings, pool.members, [(c.rep_id, c.weight) for c in group], self.facts)
             weighted = [Candidate(c.rep_id, weighting.weight_of(c.rep_id), c.capacity) for c in group]
             fairness = Fairness(perf.fairness_window, perf.floor, perf.cap, "|".join(weighting.key))
@@ -851,9 +878,7 @@ class _Context:
                 self.skipped[rep_id] = why
             if pick.rep_id is None:
                 continue
-            for c in after_hours:
-                if c.rep_id != pick.rep_id:
-                    self.skipped.setdefault(c.rep_id, OUTSIDE_HOURS)
+            self.passed_over(pick.rep_id, note, after_hours, closing)
             detail = explain(weighting, perf.by, pick.rep_id, pick.detail.partition(" ")[2], perf.floor, perf.cap)
             return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
         self.failure = f"pool {name} had nobody available" + (
