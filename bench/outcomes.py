@@ -47,6 +47,10 @@ Parameters (all in :class:`Scenario`, printed with ``--json`` under ``scenario``
   ``1 + 1.5 x open/capacity`` when loaded (open: the leads assigned to them and not yet touched).
   Outside their hours or out of office, the clock waits for their next working minute; a response
   that runs past the end of the day continues the next working day.
+* **Wind-down** (``wind_down``, rules only): the reps' hours end with a 30-minute wind-down
+  (``hours.wind_down``, the SLA's length): in a rep's last half hour a new lead goes to a
+  colleague in the pool with longer left when there is one (without it, about one lead in seven
+  given in a rep's last working hour breached: the response ran into the next morning).
 * **Conversion**: ``base(segment) x skill(rep, segment) x decay(time to first touch)``, with
   ``decay(t) = 0.35 + 0.65 exp(-t / 60 min)`` (0.95 at 5 min, 0.74 at 30 min, 0.59 at an hour,
   0.35 after a day). The slope is deliberately milder than the lead-response studies (Oldroyd's
@@ -153,6 +157,7 @@ class Scenario:
     weekend_weight: float = 0.15
     team: str = "pods"
     history_days: int = 90
+    wind_down: float = 30
 
 
 @dataclass
@@ -305,7 +310,7 @@ def config_text(reps: list[Rep], strategy: str, sc: Scenario) -> str:
     def rep(r: Rep, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"id": r.id, "timezone": r.zone.key}
         if full:
-            out |= {"hours": {"start": "09:00", "end": "17:00"}, "capacity": sc.capacity,
+            out |= {"hours": {"start": "09:00", "end": "17:00", "wind_down": sc.wind_down}, "capacity": sc.capacity,
                     "out_of_office": [{"start": d.isoformat(), "end": d.isoformat()} for d in sorted(r.ooo)]}
         return out
 
