@@ -110,6 +110,7 @@ def admin(sandbox: Any) -> Iterator[Any]:
 
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup`` (the README's test command runs two processes).
 
