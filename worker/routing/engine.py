@@ -891,16 +891,13 @@ class _Context:
         if kind == "queue":
             return []
         if kind == "pool":
-            config, skills, languages = self.config, target.require_skills, target.require_languages
             reps = []
-            for rep_id in config.pools[str(target.pool)].members:
-                rep = config.reps[rep_id]
-                if (rep_id in self.exclude or not rep.active or self.overrides.get(rep_id)
-                        or (rep.out_of_office and absence(rep, config, self.at, self.overrides))):
-                    continue
-                if skills and not all(s in rep.skills for s in skills):
-                    continue
-                if languages and not any(g in rep.languages for g in languages):
+            exclude, overrides = self.exclude, self.overrides
+            for m, static in self.plan.target(self.config, str(target.pool), target.require_skills,
+                                              target.require_languages):
+                rep_id = m.rep_id  # absence(), then the target's skills and languages
+                if (rep_id in exclude or m.inactive or overrides.get(rep_id) or (m.ooo and self.away(m))
+                        or static is not None):
                     continue
                 reps.append(rep_id)
             return reps
