@@ -18,7 +18,8 @@ fresh process (start-up and reading the ledger included; ``cli_s`` wall, ``cli_c
 
     python bench/replay.py [--leads N] [--warmup-leads N] [--ledger] [--json]
 
-Target (issue 14): 100,000 historical leads in under 10 s on one core (``replay_s``).
+Target (issue 14): 100,000 historical leads in under 10 s on one core (``replay_s`` on a core of its own; on a
+busy one ``replay_cpu_s``, see docs/replay.md).
 """
 
 from __future__ import annotations
