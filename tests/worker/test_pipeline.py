@@ -48,6 +48,19 @@ def drain(rt: Runtime, crm: str) -> list[route.Handled]:
     raise AssertionError("pending set never drained")
 
 
+def poll_and_drain(rt: Runtime, crm: str = "salesforce") -> None:
+    """What beat's poll and the drain it starts do: read the CRM's intake, then route all of it."""
+    route.poll(rt, crm)
+    drain(rt, crm)
+
+
+def current_decision(rt: Runtime, record_id: str, crm: str = "salesforce", obj: str = "Lead") -> dict[str, Any]:
+    """The decision the store holds for the record's current epoch."""
+    found = rt.store.decision(rt.store.current_key(LeadRef(crm, obj, record_id)))
+    assert found is not None, f"{record_id} has no decision"
+    return found.decision
+
+
 def crm_owner(rt: Runtime, crm: str, owner: str) -> str:
     return route.owner_crm_id(rt.config, crm, owner)
 

@@ -15,9 +15,8 @@ from prometheus_client import REGISTRY
 
 from connectors.base import RetriableError
 from tests.worker.conftest import routing_test_config
-from tests.worker.test_pipeline import INTAKE_QUEUE, drain
+from tests.worker.test_pipeline import INTAKE_QUEUE, current_decision, poll_and_drain
 from worker.app.celery_app import beat_schedule
-from worker.domain.leads import LeadRef
 from worker.steps import pipeline, route
 
 TEAM = ["tom", "raj", "kim"]
@@ -41,20 +40,9 @@ def lead(admin: Any, n: int) -> str:
     return rid
 
 
-def decided(rt: Any, rid: str) -> dict[str, Any]:
-    found = rt.store.decision(rt.store.current_key(LeadRef("salesforce", "Lead", rid)))
-    assert found is not None
-    return found.decision
-
-
-def route_all(rt: Any) -> None:
-    route.poll(rt, "salesforce")
-    drain(rt, "salesforce")
-
-
 def test_opportunity_load_changes_a_least_loaded_pick(make_runtime: Any, admin: Any) -> None:
     rt = runtime(make_runtime)
-    route_all(rt)  # the seed's waiting leads
+    poll_and_drain(rt)  # the seed's waiting leads
     sf = {rep: route.owner_crm_id(rt.config, "salesforce", rep) for rep in TEAM}
     assert rt.store.pipeline_counts(["salesforce", "hubspot"]) == {}  # nothing counted before the first refresh
     admin.seed_pipeline(salesforce={sf["tom"]: {"open": 6, "closed": 3}, sf["raj"]: 2})
@@ -66,8 +54,8 @@ def test_opportunity_load_changes_a_least_loaded_pick(make_runtime: Any, admin: 
     assert 0 <= time.time() - cached.read_at < 60
     # tom 0 + 6 = 6, raj 1 + 2 = 3, kim 4 + 0 = 4: raj
     rid = lead(admin, 1)
-    route_all(rt)
-    d = decided(rt, rid)
+    poll_and_drain(rt)
+    d = current_decision(rt, rid)
     assert d["owner"] == "raj"
     assert d["reason"] == "everyone -> pool team (least loaded: raj 2 leads + 2 opps)"
     assert admin.sf_record("Lead", rid)["OwnerId"] == sf["raj"]
@@ -75,14 +63,14 @@ def test_opportunity_load_changes_a_least_loaded_pick(make_runtime: Any, admin: 
 
 def test_stale_counts_route_and_say_so_and_beat_refreshes_them(make_runtime: Any, admin: Any) -> None:
     rt = runtime(make_runtime, max_age="10m")
-    route_all(rt)
+    poll_and_drain(rt)
     sf = route.owner_crm_id(rt.config, "salesforce", "tom")
     admin.seed_pipeline(salesforce={sf: 5})
     pipeline.refresh(rt, now=time.time() - 3600)  # counted an hour ago: stale
     rt.store.set_loads({"tom": 0, "raj": 0, "kim": 0})
     rid = lead(admin, 2)
-    route_all(rt)
-    d = decided(rt, rid)
+    poll_and_drain(rt)
+    d = current_decision(rt, rid)
     assert d["owner"] == "raj"
     assert d["reason"] == "everyone -> pool team (least loaded: raj 1 leads + 0 opps (opps 1 h old, stale))"
     schedule = beat_schedule(rt.config.model.worker, ["salesforce"], None, None, (),

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.worker.conftest import routing_test_config
-from tests.worker.test_pipeline import INTAKE_QUEUE, drain
-from worker.domain.leads import LeadRef
+from tests.worker.test_pipeline import INTAKE_QUEUE, current_decision, poll_and_drain
 from worker.steps import route
 
 DAY = 86_400.0
@@ -38,24 +37,13 @@ def lead(admin: Any, email: str, n: int) -> str:
     return rid
 
 
-def decided(rt: Any, rid: str) -> dict[str, Any]:
-    found = rt.store.decision(rt.store.current_key(LeadRef("salesforce", "Lead", rid)))
-    assert found is not None
-    return found.decision
-
-
-def route_all(rt: Any) -> None:
-    route.poll(rt, "salesforce")
-    drain(rt, "salesforce")
-
-
 def test_a_same_domain_lead_from_10_days_ago_brings_the_new_lead_to_its_rep(make_runtime: Any, admin: Any) -> None:
     rt = runtime(make_runtime)
-    route_all(rt)  # the seed's waiting leads
+    poll_and_drain(rt)  # the seed's waiting leads
     rt.store.note_domains([("relco-ten.com", "raj", "00Q5e00000OldLd", time.time() - 10 * DAY - 60)], 30 * DAY, time.time())
     rid = lead(admin, "ceo@relco-ten.com", 1)
-    route_all(rt)
-    d = decided(rt, rid)
+    poll_and_drain(rt)
+    d = current_decision(rt, rid)
     assert (d["owner"], d["rule"]) == ("raj", "named-account")
     assert d["reason"].startswith("named-account: same-domain lead 00Q5e00000OldLd routed to raj (10 days ago) -> account owner")
     assert d["facts"]["relationship"] == "same-domain lead 00Q5e00000OldLd routed to raj (10 days ago)"
@@ -64,15 +52,15 @@ def test_a_same_domain_lead_from_10_days_ago_brings_the_new_lead_to_its_rep(make
 
 def test_the_worker_keeps_the_index_itself_and_the_lookback_and_free_mail_hold(make_runtime: Any, admin: Any) -> None:
     rt = runtime(make_runtime)
-    route_all(rt)
+    poll_and_drain(rt)
     first = lead(admin, "a@relco-two.com", 2)
-    route_all(rt)
-    owner = decided(rt, first)["owner"]
-    assert decided(rt, first)["rule"] == "everyone"
+    poll_and_drain(rt)
+    owner = current_decision(rt, first)["owner"]
+    assert current_decision(rt, first)["rule"] == "everyone"
     assert rt.store.last_owners(["relco-two.com"])["relco-two.com"].rep_id == owner  # noted as it was decided
     second = lead(admin, "b@relco-two.com", 3)
-    route_all(rt)
-    d = decided(rt, second)
+    poll_and_drain(rt)
+    d = current_decision(rt, second)
     assert d["owner"] == owner and d["rule"] == "named-account"
     assert f"same-domain lead {first} routed to {owner} (less than an hour ago)" in d["reason"]
 
@@ -80,8 +68,8 @@ def test_the_worker_keeps_the_index_itself_and_the_lookback_and_free_mail_hold(m
     old = lead(admin, "c@relco-old.com", 4)
     for n, email in enumerate(["x1@gmail.com", "x2@gmail.com"]):  # free mail: no company domain, never related
         lead(admin, email, 10 + n)
-    route_all(rt)
-    assert decided(rt, old)["rule"] == "everyone"  # past the 30-day lookback
+    poll_and_drain(rt)
+    assert current_decision(rt, old)["rule"] == "everyone"  # past the 30-day lookback
     gmail = rt.store.last_owners(["gmail.com"])
     assert gmail == {}
 
@@ -89,8 +77,8 @@ def test_the_worker_keeps_the_index_itself_and_the_lookback_and_free_mail_hold(m
 def test_without_relationships_the_index_is_not_kept(make_runtime: Any, admin: Any) -> None:
     rt = runtime(make_runtime, relationships=[])
     rid = lead(admin, "a@relco-none.com", 5)
-    route_all(rt)
-    assert decided(rt, rid)["rule"] == "everyone" and rt.store.last_owners(["relco-none.com"]) == {}
+    poll_and_drain(rt)
+    assert current_decision(rt, rid)["rule"] == "everyone" and rt.store.last_owners(["relco-none.com"]) == {}
 
 
 def test_the_worker_settles_a_least_loaded_tie_by_the_domains_most_recent_contact(make_runtime: Any, admin: Any) -> None:
@@ -99,22 +87,22 @@ def test_the_worker_settles_a_least_loaded_tie_by_the_domains_most_recent_contac
         "rules": [{"name": "everyone", "assign": {"pool": "team"}}],
         "fallback": {"queue": "triage"},
     })[1])
-    route_all(rt)
+    poll_and_drain(rt)
     rt.store.set_loads({})  # all three tie on load
     rt.store.note_domains([("relco-tie.com", "kim", "00Q5e00000KimLd", time.time() - 5 * DAY)], 365 * DAY, time.time())
     known, unknown = lead(admin, "a@relco-tie.com", 20), lead(admin, "a@relco-new.com", 21)
-    route_all(rt)
-    d = decided(rt, known)
+    poll_and_drain(rt)
+    d = current_decision(rt, known)
     assert d["owner"] == "kim" and d["tie_breaks"] == {"pool": "most_recent_contact"}
     assert "broken by most_recent_contact" in d["reason"]
-    other = decided(rt, unknown)
+    other = current_decision(rt, unknown)
     assert other["owner"] != "kim" and other["tie_breaks"] == {"pool": "file_order"}
 
 
 def test_a_same_domain_crm_lead_from_10_days_ago_brings_the_new_lead_to_its_owner(make_runtime: Any, admin: Any) -> None:
     rt = runtime(make_runtime, relationships=[{"match": "crm_recent_record", "lookback": "30d"},
                                               {"match": "recent_decision", "lookback": "30d"}])
-    route_all(rt)  # the seed's waiting leads
+    poll_and_drain(rt)  # the seed's waiting leads
     raj = route.owner_crm_id(rt.config, "salesforce", "raj")
     kim = route.owner_crm_id(rt.config, "salesforce", "kim")
     now = datetime.now(UTC)
@@ -126,11 +114,11 @@ def test_a_same_domain_crm_lead_from_10_days_ago_brings_the_new_lead_to_its_owne
                             "CreatedDate": (now - timedelta(days=31)).isoformat()}])
     rt.store.note_domains([("crmrel-ten.com", "kim", "00Q5e00000OursLd", time.time() - 2 * DAY)], 30 * DAY, time.time())
     rid, old, free = lead(admin, "ceo@crmrel-ten.com", 30), lead(admin, "ceo@crmrel-old.com", 31), lead(admin, "z@gmail.com", 32)
-    route_all(rt)
-    d = decided(rt, rid)
+    poll_and_drain(rt)
+    d = current_decision(rt, rid)
     assert (d["owner"], d["rule"]) == ("raj", "named-account")  # the CRM entry comes first in the config
     assert d["facts"]["relationship"] == f"same-domain lead {ten} owned by raj (10 days ago)"
     assert d["reason"].startswith(f"named-account: same-domain lead {ten} owned by raj (10 days ago) -> account owner")
     assert admin.sf_record("Lead", rid)["OwnerId"] == raj
-    assert decided(rt, old)["rule"] == "everyone"  # its only CRM lead is 31 days old, and we never routed the domain
-    assert decided(rt, free)["rule"] == "everyone"  # free mail never matches
+    assert current_decision(rt, old)["rule"] == "everyone"  # its only CRM lead is 31 days old, and we never routed the domain
+    assert current_decision(rt, free)["rule"] == "everyone"  # free mail never matches
