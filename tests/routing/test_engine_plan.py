@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from worker.config import RoutingConfig, parse_config
 from worker.domain.normalize import normalize_lead
 from worker.routing.caps import PERIODS, window
-from worker.routing.engine import OOO, Router, _Context, _plan, absence, derive_facts, in_hours
+from worker.routing.engine import OOO, Router, _Context, _plan, absence, derive_facts, in_hours, next_start
 from worker.routing.state import InMemoryState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ instants = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(at=st.lists(instants, min_size=1, max_size=6))
-def test_hours_and_out_of_office_from_the_remembered_local_day_agree_with_reading_the_clock(at: list) -> None:
+def test_hours_out_of_office_and_next_start_from_the_remembered_local_day_agree_with_reading_the_clock(at: list) -> None:
     router = Router(TEAM, InMemoryState())
     for when in at:  # one after another, so the remembered day of one instant is asked about the next
         ctx = _Context(router, {}, when, {}, frozenset())
@@ -62,6 +62,7 @@ def test_hours_and_out_of_office_from_the_remembered_local_day_agree_with_readin
             rep = TEAM.reps[rep_id]
             assert ctx.working(member) == in_hours(rep, TEAM, when), (rep_id, when)
             assert ctx.away(member) == (absence(rep, TEAM, when, {}) == OOO), (rep_id, when)
+            assert ctx.next_start(member) == next_start(rep, TEAM, when), (rep_id, when)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

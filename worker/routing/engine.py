@@ -181,13 +181,14 @@ class _Plan:
     """What the engine derives from a config once instead of per lead: each rep as a :class:`_Member`, and each
     pool target's members with what its skill and language requirements say about them."""
 
-    __slots__ = ("all_rules", "by_pool_caps", "members", "rule_tests", "targets", "territories")
+    __slots__ = ("all_rules", "by_pool_caps", "members", "rule_tests", "starts", "targets", "territories")
 
     def __init__(self, config: RoutingConfig) -> None:
         self.members = {rep_id: _Member(rep, config) for rep_id, rep in config.reps.items()}
         self.by_pool_caps: dict[str, frozenset[str]] = {}
         self.all_rules = tuple(enumerate(c.test for c in config.compiled_rules))
         self.rule_tests = _rule_tests(config)
+        self.starts: dict[tuple[str, float, int], datetime] = {}  # next_start per rep, local day and time of day
         # per country, the territories that list it, in file order (derive_facts tests only those)
         self.territories: dict[str, tuple[tuple[str, frozenset[str], frozenset[str], tuple[str, ...]], ...]] = {}
         for entry in config.territory_order:
@@ -792,6 +793,36 @@ class _Context:
         )
         return None
 
+    def first_on(self, group: list[Candidate]) -> list[list[Candidate]]:
+        """:func:`first_on`, each rep's next start read through :meth:`next_start`."""
+        if len(group) < 2:
+            return [group] if group else []
+        starts: dict[datetime, list[Candidate]] = {}
+        members = self.plan.members
+        for c in group:
+            starts.setdefault(self.next_start(members[c.rep_id]), []).append(c)
+        return [starts[t] for t in sorted(starts)]
+
+    def next_start(self, m: _Member) -> datetime:
+        """:func:`next_start`, remembered per rep, local day and where the time of day falls against the hours
+        (before the start, in them, after the end): all it depends on but the instant it returns when in hours."""
+        if m.days is None:
+            return self.at
+        lo, hi, _, _ = self.local(m.zone)
+        if hi <= lo or m.start is None or m.end is None:  # a day with an offset change, or hours to the microsecond
+            return next_start(m.rep, self.config, self.at)
+        since = self.ts - lo
+        key = (m.rep_id, lo, 0 if since < m.start else 1 if since < m.end else 2)
+        memo = self.plan.starts
+        found = memo.get(key)
+        if found is None:
+            found = next_start(m.rep, self.config, self.at)
+            if found is not self.at:  # ``at`` itself (in hours today) is not kept: the next instant is another
+                if len(memo) > 65536:
+                    memo.clear()
+                memo[key] = found
+        return found
+
     def winding_down(self, m: _Member) -> bool:
         """Whether the rep is in the last ``hours.wind_down`` minutes of their working day."""
         hours = m.hours
@@ -820,7 +851,7 @@ class _Context:
         out = [(in_hours_now, "")] if in_hours_now else []
         if closing:
             out.append((closing, ""))
-        later = first_on(after_hours, self.config, self.at)
+        later = self.first_on(after_hours)
         for group in later:
             first = f"; first on: {', '.join(c.rep_id for c in group)}" if len(later) > 1 else ""
             out.append((group, first + "; all eligible reps outside hours"))
