@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -10,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,14 +22,14 @@ from worker.cli.progress import progress
 from worker.cli.rebuild import rebuild as rebuild_command
 from worker.cli.replay import replay as replay_command
 from worker.cli.report import report as report_command
-from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
 from worker.cli.ui import app as ui_app
-from worker.config import ConfigError, RoutingConfig, config_path, load_config
-from worker.config.yamlpos import read_text
-from worker.domain.leads import LeadRef
-from worker.domain.names import suggest
-from worker.routing.checks import CONFIG as CONFIG_CHECK
-from worker.routing.checks import DEFAULT_OOO_DAYS, kind_of, run_checks
+
+if TYPE_CHECKING:
+    from worker.config import RoutingConfig
+
+# The config schema (pydantic), the routing engine and its checks load inside the commands that use them,
+# not here: `leadroute report`, `db`, `--help` and the rest start without them (docs/reports.md "Speed").
+DEFAULT_OOO_DAYS = 7  # worker.routing.checks.DEFAULT_OOO_DAYS (tests/cli/test_startup.py holds them equal)
 
 app = typer.Typer(
     help="leadroute: route CRM leads to the right rep in milliseconds, and enforce SLAs.",
@@ -62,6 +61,8 @@ def package_version() -> str:
 def _print_version(value: bool) -> None:
     if not value:
         return
+    from worker.config import ConfigError, config_path, load_config  # the config loads for --version, not every command
+
     path = config_path()
     try:
         loaded = load_config(path)
@@ -90,6 +91,8 @@ def _one_line(text: object) -> str:
 
 
 def _load(path: Path, today: date | None = None) -> RoutingConfig:
+    from worker.config import ConfigError, load_config  # pydantic and the schema load for the commands that read a config
+
     try:
         config = load_config(path, today=today)
     except ConfigError as exc:
@@ -123,6 +126,12 @@ def check(
     """Validate a routing config and run the static checks (docs/rule-checks.md): shadowed rules, coverage
     gaps, overlapping territories, empty pools, reps no lead reaches. Exit 0 when valid (warnings printed),
     1 listing every error, one line each; with --strict, 1 as well when there is any warning."""
+    # the config schema and the checks (which route test leads) load for `check` only
+    from worker.config import ConfigError, load_config
+    from worker.config.yamlpos import read_text
+    from worker.routing.checks import CONFIG as CONFIG_CHECK
+    from worker.routing.checks import kind_of, run_checks
+
     now = _parse_at(at) or datetime.now(UTC)
     if not as_json:
         loaded = _load(config, today=now.date())
@@ -198,6 +207,9 @@ def simulate(
 
     Exit status: 0 all rows routed; 1 bad config or file; 2 some rows unreadable (the rest routed).
     """
+    # the routing engine loads for `simulate` only
+    from worker.cli.simulate import LeadFileError, RowError, Summary, read_leads, read_loads, route_rows
+
     if format not in ("table", "jsonl"):
         err.print(f"--format: '{format}' is not one of table, jsonl")
         raise typer.Exit(1)
@@ -262,6 +274,8 @@ def _writer(path: Path | None, format: str) -> Iterator[Any]:
     try:
         handle = path.open("w", encoding="utf-8")
     except OSError as exc:
+        from worker.cli.simulate import LeadFileError  # loaded already by `simulate`, the only caller
+
         raise LeadFileError(f"--out: {exc}") from None
     with handle:
         if format == "jsonl":
@@ -398,7 +412,7 @@ def reroute(
     if pool and pool not in rt.config.pools:
         err.print(f"--pool: unknown pool '{pool}'{_suggest(pool, rt.config.pools)}")
         raise typer.Exit(1)
-    who = f"{getpass.getuser()} (cli)"
+    who = f"{_user()} (cli)"
     if now:
         from connectors.base import ConnectorError  # the CRM's errors matter only when a re-route runs here
 
@@ -429,7 +443,7 @@ def reject(
     rt = _runtime(config)
     _check_crm(rt, crm)
     try:
-        by, owner, why = reject_by_hand(rt, crm, lead_id, reason, requested_by=f"{getpass.getuser()} (cli)")
+        by, owner, why = reject_by_hand(rt, crm, lead_id, reason, requested_by=f"{_user()} (cli)")
     except (LookupError, ValueError, ConnectorError) as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None
@@ -441,10 +455,21 @@ def _lead(config: Path | None, crm: str, lead_id: str) -> tuple[Any, Any]:
     """The runtime and the lead's reference, after checking the CRM is configured."""
     rt = _runtime(config)
     _check_crm(rt, crm)
+    from worker.domain.leads import LeadRef  # loaded by the runtime already; kept off the CLI's start-up
+
     return rt, LeadRef(crm, rt.object_name(crm), lead_id)
 
 
+def _user() -> str:
+    """Who runs the command, for the ledger's ``actor`` and ``requested_by``."""
+    import getpass  # termios and pwd load for the commands that record who acted only
+
+    return getpass.getuser()
+
+
 def _suggest(name: str, options: Any) -> str:
+    from worker.domain.names import suggest  # difflib loads only when a name is wrong
+
     return suggest(name, list(options))
 
 
@@ -609,7 +634,7 @@ def ack(
     from worker.steps.route import close_open  # the routing steps load for `ack` only
 
     rt, ref = _lead(config, crm, lead_id)
-    result = _sla(rt).acknowledge(ref, by=f"{getpass.getuser()} (cli)")
+    result = _sla(rt).acknowledge(ref, by=f"{_user()} (cli)")
     if result is None:
         err.print(f"{ref}: no open SLA clock (already acknowledged, parked, or in no tier)")
         raise typer.Exit(1)
@@ -634,7 +659,7 @@ def ooo(
         err.print(f"unknown rep '{rep}'{_suggest(rep, rt.config.reps)}")
         raise typer.Exit(1)
     if back:
-        manual.mark_back(rt, rep, getpass.getuser())
+        manual.mark_back(rt, rep, _user())
         out.print(f"{rep}: back, routing to them resumes")
         return
     end = None
@@ -642,7 +667,7 @@ def ooo(
         end = _parse_at(until)
         if len(until) == 10 and end is not None:  # a date: back at the start of that day in their zone
             end = datetime.fromisoformat(until).replace(tzinfo=rt.config.zones[rep])
-    swept = manual.mark_away(rt, rep, until=end, reason=reason, actor=getpass.getuser())
+    swept = manual.mark_away(rt, rep, until=end, reason=reason, actor=_user())
     out.print(f"{rep}: out of office" + (f" until {end.isoformat()}" if end else ""))
     if swept is not None:
         for line in swept.lines():

@@ -24,9 +24,9 @@ from rich.markup import escape
 from worker.cli.output import emit
 from worker.cli.progress import progress
 from worker.cli.when import parse_when
-from worker.config import ConfigError, RoutingConfig, config_path, load_config
 
 if TYPE_CHECKING:
+    from worker.config import RoutingConfig
     from worker.ledger.events import LedgerEvent
 
 out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
@@ -38,6 +38,8 @@ TICK_EVERY = 2000
 
 
 def _config(path: Path, option: str) -> RoutingConfig:
+    from worker.config import ConfigError, load_config  # pydantic and the schema load when `replay` runs, not with the CLI
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -120,6 +122,7 @@ def replay(
     Exit status: 0 replayed; 1 a config, the ledger or a file could not be read; 2 a bad option,
     or some rows of a --leads file unreadable (the rest replayed).
     """
+    from worker.config import config_path  # the config loads with the command only
     from worker.config.diff import diff_configs  # the replay's modules load with the command only
     from worker.replay import Comparison, read_history, replay, start_state  # the same
     from worker.replay.sources import BadRow, ExportFileError, read_export  # the same

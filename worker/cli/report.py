@@ -31,14 +31,14 @@ DEFAULT_HTML = Path("leadroute-report.html")
 
 def _settings(config: Path | None) -> ReportSettings:
     """Pools, weights and SLA windows from the routing config; without one, the report still runs."""
-    # the config loader and the report model load for `report` only
-    from worker.config import ConfigError, load_config
-    from worker.reports import ReportSettings, settings_from_config
+    from worker.reports import ReportSettings, settings_from_config  # the report model loads for `report` only
 
     path = config or Path(os.environ.get("LEADROUTE_CONFIG", "config/routing.yaml"))
     if config is None and not path.is_file():
         err.print(f"no routing config at {path}: pool weights count as 1 and SLA windows are unknown (pass --config)")
         return ReportSettings()
+    from worker.config import ConfigError, load_config  # the config schema (~0.3 s) loads only when there is a config
+
     try:
         return settings_from_config(load_config(path))
     except ConfigError as exc:
@@ -68,8 +68,7 @@ def report(
 ) -> None:
     """Speed to lead, SLA compliance, fairness, acceptance, outcomes and rule coverage from the routing ledger."""
     # the report's dependencies (SQLAlchemy, numpy) load for `report` only
-    from worker.ledger.database import create_ledger_engine, display_url
-    from worker.ledger.migrate import current_revision
+    from worker.ledger.database import create_ledger_engine, display_url, stamped_revision
     from worker.reports import DIMENSIONS, Period, build_report
 
     format = "json" if as_json else format
@@ -90,7 +89,7 @@ def report(
     settings = _settings(config)
     engine = create_ledger_engine(database_url)
     try:
-        if current_revision(engine) is None:
+        if stamped_revision(engine) is None:
             err.print(f"{display_url(engine.url)}: no ledger here (run `leadroute db upgrade`, or point --database-url at one)")
             raise typer.Exit(1)
         with _Progress() as tick:
@@ -130,13 +129,12 @@ class _WithArms:
 def _shadow_report(database_url: str | None, period: Any, format: str, out_file: Path | None) -> None:
     """``--shadow``: live and shadow decisions compared on the same leads (worker/reports/shadow.py)."""
     # the ledger and the comparison load for --shadow only
-    from worker.ledger.database import create_ledger_engine, display_url
-    from worker.ledger.migrate import current_revision
+    from worker.ledger.database import create_ledger_engine, display_url, stamped_revision
     from worker.reports.shadow import render_html, render_lines, shadow_report
 
     engine = create_ledger_engine(database_url)
     try:
-        if current_revision(engine) is None:
+        if stamped_revision(engine) is None:
             err.print(f"{display_url(engine.url)}: no ledger here (run `leadroute db upgrade`, or point --database-url at one)")
             raise typer.Exit(1)
         result = shadow_report(engine, period)
