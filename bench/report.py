@@ -266,6 +266,35 @@ def time_cli(url: str, leads: int) -> tuple[float, float]:
     return round(spent, 3), round(used, 3)
 
 
+def default_window(leads: int) -> tuple[datetime, datetime]:
+    """``leadroute report``'s default shape over this history: 30 days back from a "now" at 15:30 on the last
+    day with leads before it, so that day's first 15.5 hours are a partial day read from ``events``."""
+    until = (START + timedelta(seconds=leads * SPACING) - timedelta(hours=12)).replace(hour=15, minute=30, second=0,
+                                                                                       microsecond=0)
+    return until - timedelta(days=30), until
+
+
+def time_cli_default(url: str, leads: int, format: str, runs: int) -> list[tuple[float, float]]:
+    """``leadroute report --since ... --until ...`` in the default shape (:func:`default_window`, ``--by rule``),
+    as a table or JSON, in a child process, start-up included, no routing config: ``runs`` times (wall, CPU)."""
+    since, until = default_window(leads)
+    out = []
+    for _ in range(runs):
+        began, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([sys.executable, "-m", "worker.cli", "report", "--since", since.isoformat(),
+                               "--until", until.isoformat(), "--format", format], cwd=ROOT, capture_output=True,
+                              text=True, env=os.environ | {"DATABASE_URL": url, "LEADROUTE_CONFIG": "/nonexistent"},
+                              timeout=600)
+        spent, after = time.perf_counter() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            raise SystemExit(f"leadroute report failed: {done.stderr.strip()[-2000:]}")
+        if format == "json":
+            json.loads(done.stdout)
+        used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        out.append((round(spent, 3), round(used, 3)))
+    return out
+
+
 def add_proposed_index(ledger: Ledger) -> float:
     """Create :data:`PROPOSED` on this database (PostgreSQL: INCLUDE columns, then VACUUM for index-only scans)."""
     began = time.perf_counter()
@@ -279,7 +308,8 @@ def add_proposed_index(ledger: Ledger) -> float:
     return round(time.perf_counter() - began, 1)
 
 
-def bench(ledger: Ledger, url: str, leads: int, runs: int, proposed: bool = False, load_only: bool = False) -> dict[str, Any]:
+def bench(ledger: Ledger, url: str, leads: int, runs: int, proposed: bool = False, load_only: bool = False,
+          cli_only: bool = False) -> dict[str, Any]:
     figures: dict[str, Any] = {"leads": leads}
     with ledger.engine.connect() as connection:  # first routings: SLA reassignments add decisions at later epochs
         existing = connection.execute(text("SELECT count(*) FROM events WHERE kind = 'decision' AND epoch = 0")).scalar_one()
@@ -293,10 +323,18 @@ def bench(ledger: Ledger, url: str, leads: int, runs: int, proposed: bool = Fals
     figures["events_in_table"] = ledger.count()
     if load_only:
         return figures
-    figures |= time_report(ledger, leads, runs)
+    if cli_only:  # the day cache as an earlier run left it; a first report fills what is missing
+        time_cli(url, leads)
+    else:
+        figures |= time_report(ledger, leads, runs)
     # no routing config: the same pieces as the reports above (none depends on the config)
     figures["cli_json_s"], figures["cli_json_cpu_s"] = time_cli(url, leads)
     figures["cli_json_again_s"], figures["cli_json_again_cpu_s"] = time_cli(url, leads)
+    since, until = default_window(leads)
+    figures["cli_default_window"] = [since.isoformat(), until.isoformat()]
+    for format in ("table", "json"):  # (wall, CPU) per run, and the load while they ran
+        figures[f"cli_default_{format}"] = time_cli_default(url, leads, format, runs)
+        figures[f"cli_default_{format}_load"] = os.getloadavg()[0]
     if proposed:
         figures["proposed_index_build_s"] = add_proposed_index(ledger)
         figures["with_proposed_index"] = time_report(ledger, leads, runs)
@@ -347,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep both ledgers in DIR (SQLite file, PostgreSQL cluster); a later run reuses them")
     parser.add_argument("--load-only", action="store_true", help="write the history (unless kept) and time no report")
     parser.add_argument("--only", choices=("postgresql", "sqlite"), help="one database only")
+    parser.add_argument("--cli-only", action="store_true",
+                        help="time the CLI only (whole history, and the default shape as a table and as JSON)")
     parser.add_argument("--proposed-index", action="store_true", help="then time it again with the proposed covering index")
     args = parser.parse_args(argv)
 
@@ -354,11 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "postgresql"):
         with postgres_ledger(args.postgres_url, args.keep) as (ledger, url, where):
             figures["postgresql"] = {"where": where, **bench(ledger, url, args.leads, args.runs, args.proposed_index,
-                                                               args.load_only)}
+                                                               args.load_only, args.cli_only)}
     if args.only in (None, "sqlite"):
         with sqlite_ledger(args.keep) as (ledger, url, where):
             figures["sqlite"] = {"where": where, **bench(ledger, url, args.leads, args.runs, args.proposed_index,
-                                                         args.load_only)}
+                                                         args.load_only, args.cli_only)}
     targets = {}
     if "report_median_s" in figures.get("postgresql", {}):
         targets["postgresql_report_s<2"] = figures["postgresql"]["report_median_s"] < 2
@@ -375,8 +415,18 @@ def main(argv: list[str] | None = None) -> int:
         if "load_s" in f:
             print(f"  loaded {f['events_written']:,} events ({f['leads']:,} leads) in {f['load_s']} s "
                   f"({f['load_events_per_s']:,} events/s, batches of 5,000)")
+        if "cli_default_json" in f:
+            since, until = f["cli_default_window"]
+            for format in ("table", "json"):
+                runs = ", ".join(f"{wall} s ({cpu} s CPU)" for wall, cpu in f[f"cli_default_{format}"])
+                print(f"  CLI default shape ({since} -> {until}) --format {format}: {runs}; "
+                      f"load {f[f'cli_default_{format}_load']:.1f}")
         if "report_median_s" not in f:
-            print(f"  {f['events_in_table']:,} events in the ledger; no report timed (--load-only)")
+            if "cli_json_s" in f:
+                print(f"  CLI --format json over the whole history: {f['cli_json_s']} s ({f['cli_json_cpu_s']} s CPU), "
+                      f"again {f['cli_json_again_s']} s ({f['cli_json_again_cpu_s']} s CPU)")
+            else:
+                print(f"  {f['events_in_table']:,} events in the ledger; no report timed (--load-only)")
             continue
         print(f"  report over {f['leads']:,} decisions ({f['events_in_table']:,} events), whole days from the day cache: "
               f"median {f['report_median_s']} s ({f['report_median_cpu_s']} s CPU here), best {f['report_best_s']} s "
