@@ -47,6 +47,9 @@ def index_names(connection: Connection) -> set[str]:
     return {row[0] for row in connection.exec_driver_sql(query)}
 
 
+# SQLite cannot reflect an index on an expression (ix_events_kind_clock), so Alembic's comparison skips that one
+# there and says so; PostgreSQL compares it.
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index:UserWarning")
 def test_migrations_build_the_declared_schema_from_an_empty_database(database_url: str) -> None:
     engine = create_ledger_engine(database_url)
     try:
