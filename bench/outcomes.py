@@ -157,7 +157,7 @@ class Scenario:
     weekend_weight: float = 0.15
     team: str = "pods"
     history_days: int = 90
-    wind_down: float = 30
+    wind_down: int = 30
 
 
 @dataclass
