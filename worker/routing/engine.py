@@ -7,7 +7,7 @@ which makes the final pick atomic (advance a rotation, bump a load).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -844,18 +844,19 @@ class _Context:
                 self.skipped.setdefault(c.rep_id, DAY_ENDING)
 
     def groups(self, in_hours_now: list[Candidate], after_hours: list[Candidate],
-               closing: list[Candidate] | None = None) -> list[tuple[list[Candidate], str]]:
+               closing: list[Candidate] | None = None) -> Iterator[tuple[list[Candidate], str]]:
         """Whom a pool's strategy picks among, in turn: the members in hours (those in their wind-down only after
         the others); when none can take the lead, those outside hours who start soonest (then the next to
-        start), so the lead waits the least for its owner."""
-        out = [(in_hours_now, "")] if in_hours_now else []
+        start), so the lead waits the least for its owner. Lazily: who starts when is worked out only when
+        nobody in hours could take the lead."""
+        if in_hours_now:
+            yield in_hours_now, ""
         if closing:
-            out.append((closing, ""))
+            yield closing, ""
         later = self.first_on(after_hours)
         for group in later:
             first = f"; first on: {', '.join(c.rep_id for c in group)}" if len(later) > 1 else ""
-            out.append((group, first + "; all eligible reps outside hours"))
-        return out
+            yield group, first + "; all eligible reps outside hours"
 
     def weigh(self, load: PoolLoad, group: list[Candidate]) -> list[Candidate]:
         """The candidates of a pool with ``load:`` weights, each carrying its weighted CRM load."""
