@@ -242,6 +242,9 @@ def summarise(
             np.minimum.at(low, code, finest.extremes[:, 0])
             np.maximum.at(high, code, finest.extremes[:, 1])
             out.extremes[name] = {names[g]: (_time(int(low[g])), _time(int(high[g]))) for g in range(n)}
+    # per grouping: the values' order by group and the groups' sizes, shared by the values missing in the same
+    # rows (the wall and business waits, mostly): one sort per grouping instead of one per grouping and value
+    orders: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}
     for value, measured in finest.values.items():
         valid = ~np.isnan(measured)
         present = measured[valid]
@@ -251,14 +254,18 @@ def summarise(
         for name, (code, names) in groupings.items():
             if name and name not in percentiles_for:
                 continue
-            group_of = np.repeat(code, sizes)[valid]
-            if len(names) > 1:
-                # numpy sorts 16-bit integers stably by radix: linear, not n log n
-                order = np.argsort(group_of.astype(np.int16) if len(names) < 1 << 15 else group_of, kind="stable")
-                ordered = present[order]
+            known = orders.get(name)
+            if known is not None and np.array_equal(known[0], valid):
+                order, counts = known[1], known[2]
             else:
-                ordered = present
-            _pick(ordered, np.bincount(group_of, minlength=len(names)), names, out.percentiles.setdefault(name, {}), value)
+                group_of = np.repeat(code, sizes)[valid]
+                # numpy sorts 16-bit integers stably by radix: linear, not n log n
+                order = (np.argsort(group_of.astype(np.int16) if len(names) < 1 << 15 else group_of, kind="stable")
+                         if len(names) > 1 else None)
+                counts = np.bincount(group_of, minlength=len(names))
+                orders[name] = (valid, order, counts)
+            _pick(present if order is None else present[order], counts, names, out.percentiles.setdefault(name, {}),
+                  value)
     return out
 
 
