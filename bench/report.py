@@ -5,6 +5,7 @@
     .venv/bin/python bench/report.py --leads 100000     # a smaller history
     .venv/bin/python bench/report.py --keep /tmp/lr-1m --load-only   # build both ledgers once, into that directory
     .venv/bin/python bench/report.py --keep /tmp/lr-1m --only sqlite # ... and time reports on them, again and again
+    .venv/bin/python bench/report.py --keep /tmp/lr-1m --only sqlite --cli-only   # the CLI alone
 
 Each database gets the same synthetic history, written through ``Ledger.write`` in batches as
 the ledger task writes it: per lead a first-routing ``decision`` (with its candidates, skip
@@ -19,8 +20,10 @@ one grouping): once from ``events`` only (``cache=False``), once cold (the day c
 every whole day read and kept, as the first report after an upgrade or ``leadroute db warm``
 does), then warm a few times (best and median printed: the target's figure), and over a period
 whose two edges cut half a day of leads each (those read from ``events`` every time). The
-cached reports are checked equal to the one from ``events``. The CLI itself (JSON format, in a
-child process, start-up included) runs once, warm.
+cached reports are checked equal to the one from ``events``. The CLI itself (in a
+child process, start-up included) runs warm over the whole history as JSON twice, then ``--runs``
+times in its default shape (30 days back from 15:30 on the last day, that day partial) as a table
+and as JSON. ``--cli-only`` times only the CLI, on the ledgers as kept.
 
 Without ``--postgres-url`` it starts a throwaway PostgreSQL (``worker.devtools.postgres``)
 with default durability over loopback TCP; SQLite is a file in a temporary directory. With
