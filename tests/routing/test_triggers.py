@@ -130,3 +130,13 @@ def test_a_rejection_status_that_reopens_to_itself_is_an_error_at_its_line() -> 
     assert errors_for(text) == [
         f"config/routing.yaml:{line_of(text, 'rejection:')}: connectors.salesforce.rejection: reopen 'rejected' is one of "
         "the rejection values: the new owner would reject it at once"]
+
+
+def test_a_trigger_reading_the_account_owner_is_an_error_at_its_line() -> None:
+    # routing fills in account_owner (lookup, relationships, accounts:) but the owned poll sees the CRM's lead
+    # without it: such a trigger would compare two different versions of the lead, so it is refused
+    text = TRIGGERS.replace("when: {employees: {gte: 5000}}", "when: {employees: {gte: 5000}, account_owner: {exists: false}}")
+    assert errors_for(text) == [
+        f"config/routing.yaml:{line_of(text, 'account_owner: {exists')}: triggers[1].when.account_owner: a trigger cannot "
+        "read 'account_owner': the owned poll sees the lead as the CRM holds it, without the account-owner lookup or "
+        "relationships routing fills in"]

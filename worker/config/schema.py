@@ -392,7 +392,7 @@ class Rule(_Model):
 
 
 class Trigger(_Model):
-    """A hand-off (``worker.steps.triggers``): route an already-owned lead again when ``when`` becomes true.
+    """A hand-off (``worker.steps.handoffs``): route an already-owned lead again when ``when`` becomes true.
 
     The lead goes by the trigger's own ``rules`` or by the top-level rules named in ``use_rules``
     (one of the two); it fires once per crossing of ``when`` from false to true, and only the first
@@ -434,7 +434,7 @@ class ConfigModel(_Model):
     territory_overlap: Literal["first_match", "tie_break"] = "first_match"
     rejections: Rejections = Rejections()
     relationships: tuple[Relationship, ...] = ()  # in order: the first that finds an owner gives it
-    triggers: tuple[Trigger, ...] = ()  # hand-offs of owned leads (worker.steps.triggers)
+    triggers: tuple[Trigger, ...] = ()  # hand-offs of owned leads (worker.steps.handoffs)
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
@@ -1028,6 +1028,11 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
             path = ("triggers", i, "when", *exc.path)
             problems.append(Problem(file, line_for(lines, path), _dotted(path), exc.message))
             condition = None
+        for name in [f for f in UNTRIGGERABLE if condition is not None and f in condition.fields]:
+            path = ("triggers", i, "when", name)
+            problems.append(Problem(file, line_for(lines, path), _dotted(path),
+                                    f"a trigger cannot read '{name}': the owned poll sees the lead as the CRM holds "
+                                    "it, without the account-owner lookup or relationships routing fills in"))
         for j, rule in enumerate(trigger.rules):
             try:
                 parts.append(compile_when(rule.when, territory_names, extra_fields, model.segments))
@@ -1108,11 +1113,16 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
     return _with_triggers(_with_sla(config, lines), trigger_parts)
 
 
+UNTRIGGERABLE = ("account_owner", "relationship")
+"""Facts routing fills in (account-owner lookup, relationships) that the owned poll never has: a trigger reading
+them would compare two different versions of the lead, so it is an error."""
+
+
 def _trigger_warnings(model: ConfigModel, parts: Sequence[tuple[Trigger, Any, list[Any]]], file: str,
                       lines: dict[PathKey, int]) -> list[Problem]:
     """A trigger reading a lead field that an enabled connector does not map is never true for that CRM's leads."""
     out = []
-    direct = (set(CANONICAL_FIELDS) | set(model.fields)) - {"id", "account_owner"}
+    direct = (set(CANONICAL_FIELDS) | set(model.fields)) - {"id", *UNTRIGGERABLE}
     for i, (trigger, condition, _) in enumerate(parts):
         for crm, settings in model.connectors.enabled().items():
             mapped = set(settings.fields.values())

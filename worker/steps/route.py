@@ -412,8 +412,10 @@ class _Batch:
         decisions = _decide_all(rt, [(key, lead) for _, key, lead in to_decide], overrides)
         note(rt, decisions)
         if rt.config.triggers:  # each trigger's baseline: a lead that arrives qualified has not crossed
-            rt.store.seed_crossings([(key.lead, name, now) for _, key, lead in to_decide
-                                     for name, now in truths(rt.config, lead).items()])
+            # from the lead as the CRM holds it, the shape the owned poll evaluates (worker.steps.handoffs),
+            # not the one routed with the account owner and relationship filled in
+            rt.store.seed_crossings([(key.lead, name, now) for record, key, _ in to_decide
+                                     for name, now in truths(rt.config, normalize_lead(record.lead)).items()])
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
         self.leads.update({record.id: lead for record, _, lead in to_decide})
         if rt.shadow is not None:
