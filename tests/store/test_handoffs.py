@@ -1,7 +1,8 @@
 """The store's side of hand-off triggers (issue 17): crossing state per lead and trigger, hand-offs in progress.
 
 A trigger fires on a crossing of its condition from false to true: once, or again after dropping
-below only with ``refire``; a lead with a hand-off in progress fires nothing more. The crossing is
+below only with ``refire``; a lead with a hand-off in progress fires nothing until it is done, and the
+crossings seen meanwhile fire after it. The crossing is
 one script, so 8 processes seeing the same crossing at once fire it exactly once.
 """
 
@@ -59,8 +60,19 @@ def test_triggers_are_independent_but_a_lead_has_one_hand_off_in_progress(store:
     assert store.handoffs("hubspot") == {"1001": {"trigger": "mql", "epoch": 1}}
     store.end_handoff("hubspot", ["1001"])
     assert store.handoffs("hubspot") == {}
-    assert seen(store, True, trigger="sql") is False  # its crossing was noted while the lead was busy
+    assert seen(store, True, trigger="sql") is True  # its crossing, seen while the lead was busy, fires now
     assert store.begin_handoff("hubspot", "1001", {"kind": "rejection"}) is True
+
+
+def test_a_crossing_seen_while_another_hand_off_is_in_progress_fires_after_it(store: RedisStore) -> None:
+    store.seed_crossings([(LEAD, "mql", False)])
+    assert store.begin_handoff("hubspot", LEAD.lead_id, {"kind": "rejection"}) is True  # the rep rejected it
+    (fired,) = store.cross("hubspot", [Crossing(LEAD, "mql", True, False, False, {"trigger": "mql"})])
+    assert fired is False  # one hand-off at a time ...
+    assert store.handoffs("hubspot") == {"1001": {"kind": "rejection"}}
+    store.end_handoff("hubspot", [LEAD.lead_id])
+    assert seen(store, True) is True  # ... but the crossing is not used up: it fires once the rejection is done
+    assert seen(store, True) is False
 
 
 def _cross(barrier: Any, index: int, url: str, prefix: str) -> int:

@@ -41,7 +41,8 @@ class HandoffStore(StoreBase):
     def cross(self, crm: str, items: Sequence[Crossing]) -> list[bool]:
         """Note each item's truth; True for those that crossed and fired (now in progress), in one script call.
 
-        Items of one lead are decided in order: once one fires, the lead's later triggers only note their truth.
+        Items of one lead are decided in order: once one fires (or while the lead has a hand-off in progress) the
+        lead's triggers leave their stored truth as it was, so their crossings are not used up but fire later.
         """
         if not items:
             return []
