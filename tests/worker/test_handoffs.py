@@ -307,3 +307,30 @@ def test_a_lead_put_back_in_the_intake_with_a_rejection_status_is_rejected_once_
     assert admin.sf_record("Lead", rid)["Status"] == "Open - Not Contacted"  # reopened with the new owner
     assert fired(rt, "salesforce") == []  # so the owned poll sees no rejection by the new owner
     assert current(rt, "salesforce", rid)["epoch"] == 1
+
+
+def test_a_trigger_whose_rules_pick_the_current_owner_counts_the_lead_once_and_does_not_notify_again(
+    make_runtime: Any, admin: Any
+) -> None:
+    data, _ = routing_test_config()
+    hs = data["connectors"]["hubspot"]
+    hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
+    rt = make_runtime(routing_test_config({
+        "fields": [*data["fields"], "lifecycle_stage"], "connectors": data["connectors"],
+        "pools": {"sdr": {"members": ["tom"], "strategy": "round_robin"}},
+        "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}],
+        "fallback": {"queue": "triage"},
+        "triggers": [{"name": "mql", "when": {"lifecycle_stage": "marketingqualifiedlead"}, "use_rules": ["sdr"]}],
+    })[1])
+    route_all(rt, "hubspot")
+    rid = contact(admin, 7, 10, "lead")
+    route_all(rt, "hubspot")
+    assert current(rt, "hubspot", rid)["owner"] == "tom" and rt.store.holder("hubspot", rid) == "tom"
+    held = rt.store.loads(["tom"])["tom"]
+    assert fired(rt, "hubspot") == []
+    notified = len(rt.enqueue.assigned)
+    admin.hs_edit(rid, {"lifecyclestage": "marketingqualifiedlead"})
+    assert fired(rt, "hubspot") == [(rid, "trigger", "mql", "tom")]  # the trigger's rules pick tom again
+    assert current(rt, "hubspot", rid)["epoch"] == 1
+    assert rt.store.loads(["tom"])["tom"] == held  # the same open lead: it counts once, not twice
+    assert len(rt.enqueue.assigned) == notified  # tom already has it: no second "new lead" message

@@ -18,7 +18,8 @@ configured rep owns are looked at (not one the drain is routing right now):
   does not fire (the route step notes each trigger's truth as it decides a new lead; a lead routed
   before the trigger existed, or by someone else, starts from how the poll first sees it). When none
   of the trigger's rules matches the lead, it stays where it is (a ``trigger_unmatched`` event says
-  so). The old owner's load drops only if the lead was open in it (unacknowledged).
+  so). The old owner's load drops only if the lead was open in it (unacknowledged); when the rules pick the
+  owner again, the lead still counts once in their load and they are not notified again.
 
 Exactly once: the crossing is decided, and the hand-off put in progress, in one store script; a
 rejection is put in progress only if the lead has none. A hand-off in progress keeps the epoch it
@@ -221,8 +222,9 @@ def _write(rt: Runtime, crm: str, work: Work, report: HandoffReport, *, fallback
             track_open(rt, crm, lead_id, decision["owner"])
             name = str(handoff.get("trigger") or handoff.get("why"))
             report.handed_off.append((lead_id, handoff["kind"], name, decision["owner"]))
-            after_reroute(rt, crm, lead_id, Rerouted(lead_id, key.epoch, handoff["owner"], decision["owner"],
-                                                     decision["reason"], True))
+            if decision["owner"] != handoff["owner"]:  # the rep who holds it already knows it
+                after_reroute(rt, crm, lead_id, Rerouted(lead_id, key.epoch, handoff["owner"], decision["owner"],
+                                                         decision["reason"], True))
             done.append(lead_id)
         elif not fallback:
             why = f"{result.code or 'error'}: {result.message or ''}".strip()
@@ -251,8 +253,10 @@ def _route_by_trigger(
 
     extra = {"via": TRIGGER, "trigger": trigger.name, "why": f"trigger {trigger.name}", "previous_owner": previous}
     decision = decide(rt, key, lead, route, extra=extra)
-    if first and decision["owner"] != previous and rt.store.holder(key.crm, key.lead_id) == previous:
-        rt.store.adjust_load(previous, -1)  # an open, unacknowledged lead of theirs: it leaves their load
+    if first and rt.store.holder(key.crm, key.lead_id) == previous:
+        # an open, unacknowledged lead of theirs leaves their load; when the rules pick them again the route
+        # just counted it anew, so the lead still counts once
+        rt.store.adjust_load(previous, -1)
     if first:
         rt.store.log_event("handoff", key.lead, {"trigger": trigger.name, "from": previous, "to": decision["owner"]},
                            key.epoch)
