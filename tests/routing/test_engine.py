@@ -317,3 +317,16 @@ def test_in_a_reps_wind_down_a_lead_goes_to_a_colleague_with_longer_left() -> No
     assert (d.owner, d.skipped) == ("ny1", {})  # nobody has longer: the wind-down does not hold the lead back
     plain = Router(parse_config(NIGHT_TEAM), InMemoryState())  # no wind-down: the rotation as usual
     assert [plain.route({"id": str(i)}, at=late).owner for i in range(4)] == ["la", "chi", "ny1", "ny2"]
+
+
+def test_among_reps_all_in_their_wind_down_the_one_with_longest_left_gets_the_lead() -> None:
+    # 21:45 UTC: ny1 has 15 minutes left (16:45 New York), chi 75 (15:45 Chicago); wind_down 90 covers both.
+    text = NIGHT_TEAM.replace('hours: {start: "09:00", end: "17:00"}', 'hours: {start: "09:00", end: "17:00", wind_down: 90}')
+    for strategy in ("round_robin", "least_loaded", "weighted_round_robin"):
+        team = text.replace("members: [la, chi, ny1, ny2], strategy: round_robin", f"members: [ny1, chi], strategy: {strategy}")
+        router = Router(parse_config(team), InMemoryState())
+        late = datetime(2026, 12, 1, 21, 45, tzinfo=UTC)
+        owners = [router.route({"id": str(i)}, at=late) for i in range(3)]
+        assert [d.owner for d in owners] == ["chi", "chi", "ny1"], strategy  # ny1 only once chi (capacity 2) is full
+        assert owners[0].skipped == {"ny1": "day_ending"}, strategy
+        assert owners[2].skipped == {"chi": "at_capacity"}, strategy

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from worker.config import parse_config
 from worker.domain.leads import LeadRef
+from worker.routing.engine import Router
 from worker.routing.state import ROTATIONS, Candidate, RoutingState, Strategy
 from worker.store.redis_store import DecisionBusy, RedisStore
 
@@ -191,3 +194,32 @@ def test_a_failure_while_deciding_leads_alone_frees_the_leases_of_the_rest(store
     assert store.decide_once(second, route, wait=0).decision["owner"] == "bob"  # not leased: no waiting
     assert store.decide_once(first, route, wait=0).decision["owner"] == "ann"
     assert store.loads(TEAM) == {"ann": 1, "bob": 1, "cat": 0}
+
+
+WIND_DOWN_TEAM = """\
+version: 1
+hours: {start: "09:00", end: "17:00", wind_down: 90}
+reps:
+  - {id: ny1, timezone: America/New_York}
+  - {id: chi, timezone: America/Chicago, capacity: 2}
+pools:
+  inbound: {members: [ny1, chi], strategy: round_robin}
+queues: {triage: {salesforce: "00G1"}}
+rules:
+  - {name: all, assign: {pool: inbound}}
+fallback: {queue: triage}
+"""
+
+
+def test_in_a_batch_the_rep_in_wind_down_with_longest_left_gets_the_lead_first(redis_client, redis_prefix) -> None:
+    """The store's claims see the wind-down groups one at a time, longest left first, as in memory."""
+    config = parse_config(WIND_DOWN_TEAM)
+    late = datetime(2026, 12, 1, 21, 45, tzinfo=UTC)  # ny1 has 15 minutes left (16:45), chi 75 (15:45)
+    batch, _ = two_stores(redis_client, redis_prefix)
+
+    def compute(i: int) -> Callable[[RoutingState], dict]:
+        return lambda state: Router(config, state).route({"id": str(i)}, at=late).to_dict()
+
+    decided = batch.decide_many([(lead.at(0), compute(i)) for i, lead in enumerate(leads(3))])
+    assert [d.decision["owner"] for d in decided] == ["chi", "chi", "ny1"]  # ny1 only once chi is full
+    assert decided[0].decision["skipped"] == {"ny1": "day_ending"}

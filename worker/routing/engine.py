@@ -765,14 +765,13 @@ class _Context:
                     in_hours_now.append(m.candidate)
             else:
                 after_hours.append(m.candidate)
-        if closing and not in_hours_now:
-            in_hours_now, closing = closing, []
+        closing_by_end = self.longest_left(closing)
         if pool.strategy is Strategy.PERFORMANCE_WEIGHTED:
-            return self.perf_pool(name, in_hours_now, after_hours, closing)
+            return self.perf_pool(name, in_hours_now, after_hours, closing_by_end)
         if pool.load is not None:
             in_hours_now, after_hours = self.weigh(pool.load, in_hours_now), self.weigh(pool.load, after_hours)
-            closing = self.weigh(pool.load, closing)
-        for group, note in self.groups(in_hours_now, after_hours, closing):
+            closing_by_end = [self.weigh(pool.load, group) for group in closing_by_end]
+        for group, note in self.groups(in_hours_now, after_hours, closing_by_end):
             tie = None
             if keys is not None and len(group) > 1:
                 group, tie = self.rank(group, keys, loads)
@@ -786,7 +785,7 @@ class _Context:
                 if tie is not None and tie[0] == pick.rep_id:  # the atomic step saw the same tie
                     detail += f", tie with {', '.join(tie[2])} broken by {tie[1]}"
                     self.tie_breaks["pool"] = tie[1]
-                self.passed_over(pick.rep_id, note, after_hours, closing)
+                self.passed_over(pick.rep_id, note, after_hours, closing_by_end)
                 return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
         self.failure = f"pool {name} had nobody available" + (
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
@@ -825,13 +824,29 @@ class _Context:
 
     def winding_down(self, m: _Member) -> bool:
         """Whether the rep is in the last ``hours.wind_down`` minutes of their working day."""
-        hours = m.hours
-        local = self.at.astimezone(m.zone)
-        end = datetime.combine(local.date(), hours.end, tzinfo=m.zone)
-        return (end - local).total_seconds() < hours.wind_down * 60
+        return (self.day_end(m) - self.at).total_seconds() < m.hours.wind_down * 60
 
-    def passed_over(self, chosen: str, note: str, after_hours: list[Candidate], closing: list[Candidate]) -> None:
-        """Why the members outside the group picked from were not picked: outside hours, or winding down."""
+    def day_end(self, m: _Member) -> datetime:
+        """When the rep's working day (in hours now) ends: today's ``hours.end`` in their zone."""
+        local = self.at.astimezone(m.zone)
+        return datetime.combine(local.date(), m.hours.end, tzinfo=m.zone)
+
+    def longest_left(self, closing: list[Candidate]) -> list[list[Candidate]]:
+        """The reps in their wind-down grouped by when their day ends, latest first (ties keep pool order): the
+        strategy picks among those with the longest left, and among the next only when those are all at capacity,
+        as :meth:`first_on` orders those outside hours by start."""
+        if len(closing) < 2:
+            return [closing] if closing else []
+        ends: dict[datetime, list[Candidate]] = {}
+        members = self.plan.members
+        for c in closing:
+            ends.setdefault(self.day_end(members[c.rep_id]), []).append(c)
+        return [ends[t] for t in sorted(ends, reverse=True)]
+
+    def passed_over(self, chosen: str, note: str, after_hours: list[Candidate],
+                    closing: list[list[Candidate]]) -> None:
+        """Why the members outside the group picked from were not picked: outside hours, or winding down with
+        less time left than the one picked (or while someone not winding down took the lead)."""
         if note:
             for c in after_hours:
                 if c.rep_id != chosen:
@@ -839,20 +854,21 @@ class _Context:
             return
         for c in after_hours:
             self.skipped[c.rep_id] = OUTSIDE_HOURS
-        if all(c.rep_id != chosen for c in closing):
-            for c in closing:
+        after = next((i + 1 for i, group in enumerate(closing) if any(c.rep_id == chosen for c in group)), 0)
+        for group in closing[after:]:
+            for c in group:
                 self.skipped.setdefault(c.rep_id, DAY_ENDING)
 
     def groups(self, in_hours_now: list[Candidate], after_hours: list[Candidate],
-               closing: list[Candidate] | None = None) -> Iterator[tuple[list[Candidate], str]]:
+               closing: list[list[Candidate]] | None = None) -> Iterator[tuple[list[Candidate], str]]:
         """Whom a pool's strategy picks among, in turn: the members in hours (those in their wind-down only after
-        the others); when none can take the lead, those outside hours who start soonest (then the next to
-        start), so the lead waits the least for its owner. Lazily: who starts when is worked out only when
-        nobody in hours could take the lead."""
+        the others, longest left first, as :meth:`longest_left` groups them); when none can take the lead, those
+        outside hours who start soonest (then the next to start), so the lead waits the least for its owner.
+        Lazily: who starts when is worked out only when nobody in hours could take the lead."""
         if in_hours_now:
             yield in_hours_now, ""
-        if closing:
-            yield closing, ""
+        for group in closing or ():
+            yield group, ""
         later = self.first_on(after_hours)
         for group in later:
             first = f"; first on: {', '.join(c.rep_id for c in group)}" if len(later) > 1 else ""
@@ -891,7 +907,7 @@ class _Context:
         return text
 
     def perf_pool(self, name: str, in_hours_now: list[Candidate], after_hours: list[Candidate],
-                  closing: list[Candidate]) -> _Outcome | None:
+                  closing: list[list[Candidate]]) -> _Outcome | None:
         """``performance_weighted``: weights from the rate table for this lead's key, picked atomically
         under the pool's floor and cap (``state.pick_fair``); the reason names the rates used."""
         pool = self.config.pools[name]
