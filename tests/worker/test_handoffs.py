@@ -334,3 +334,42 @@ def test_a_trigger_whose_rules_pick_the_current_owner_counts_the_lead_once_and_d
     assert current(rt, "hubspot", rid)["epoch"] == 1
     assert rt.store.loads(["tom"])["tom"] == held  # the same open lead: it counts once, not twice
     assert len(rt.enqueue.assigned) == notified  # tom already has it: no second "new lead" message
+
+
+def test_a_rejection_by_status_with_no_decision_left_in_the_store_goes_by_the_crm_owner(
+    make_runtime: Any, admin: Any
+) -> None:
+    rt = salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": "Old", "Company": "Oldco", "Email": "a@oldco.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    first = current(rt, "salesforce", rid)["owner"]
+    assert fired(rt, "salesforce") == []
+    ref = LeadRef("salesforce", "Lead", rid)
+    rt.store.client.delete(rt.store.keys.decision(ref.at(0)))  # expired after its TTL (or lost with Redis)
+
+    admin.sf_edit("Lead", rid, {"Status": REJECTED})
+    ((lead_id, kind, why, new),) = fired(rt, "salesforce")  # the CRM owner, a configured rep, rejected it
+    assert (lead_id, kind, why) == (rid, "rejection", f"status {REJECTED}") and new != first
+    d = current(rt, "salesforce", rid)
+    assert (d["epoch"], d["via"], d["previous_owner"], d["excluded"]) == (1, "rejection", first, [first])
+    assert admin.sf_record("Lead", rid)["Status"] == "Open - Not Contacted"
+
+
+def test_a_rejection_by_status_from_someone_leadroute_did_not_give_the_lead_to_is_skipped_with_a_reason(
+    make_runtime: Any, admin: Any
+) -> None:
+    rt = salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": "Moved", "Company": "Movedco", "Email": "a@movedco.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    first = current(rt, "salesforce", rid)["owner"]
+    other = next(r for r in ("tom", "raj", "kim") if r != first)
+    assert fired(rt, "salesforce") == []
+    admin.sf_edit("Lead", rid, {"OwnerId": route.owner_crm_id(rt.config, "salesforce", other), "Status": REJECTED})
+    assert fired(rt, "salesforce") == []  # moved by hand: not a rejection of leadroute's decision ...
+    skipped = [e.data["why"] for e in rt.store.log_for_lead(LeadRef("salesforce", "Lead", rid)) if e.kind == "skipped"]
+    assert skipped == [f"rejection by status {REJECTED} ignored: leadroute gave the lead to {first}, "  # ... and says so
+                       f"the CRM owner is {other}"]

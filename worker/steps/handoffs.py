@@ -125,20 +125,31 @@ def _started(rt: Runtime, crm: str, records: list[CrmRecord]) -> dict[str, dict[
     started: dict[str, dict[str, Any]] = {}
     crossings: list[Crossing] = []
     for record, ref, key, found, done in zip(records, refs, keys, decided, written, strict=True):
+        if found is not None and not done:
+            continue  # the drain is routing it right now
         rep = rt.config.crm_owner_index.get(record.owner_id or "")
-        if rep is None or (found is not None and not done):
-            continue  # a queue or someone leadroute never routes to; or the drain is routing it right now
+        reason = rejection.reason(record.fields) if rejection is not None else None
+        if rep is None:  # a queue or someone leadroute never routes to
+            if reason is not None:
+                rt.store.log_event("skipped", ref, {"why": f"rejection by status {reason} ignored: its CRM owner "
+                                                           f"{record.owner_id or '(none)'} is no configured rep"})
+            continue
         base = {"key": str(key.epoch), "owner": rep}
-        ours = found is not None and found.decision.get("owner_kind") == "rep" and found.decision.get("owner") == rep
-        reason = rejection.reason(record.fields) if rejection is not None and ours else None
-        if found is not None and reason is not None:
-            decision = found.decision
+        # the rep leadroute gave it to; with no decision left in the store (expired after its TTL, or lost with
+        # Redis) the CRM owner, a configured rep, is taken to be that rep
+        ours = found is None or (found.decision.get("owner_kind") == "rep" and found.decision.get("owner") == rep)
+        if reason is not None and ours:
+            decision = found.decision if found is not None else {}
             handoff = {**base, "kind": REJECTION, "why": f"status {reason}",
                        "excluded": list(decision.get("excluded") or ()) if decision.get("via") == REJECTION else [],
                        "target": str(decision.get("target", ""))}
             if rt.store.begin_handoff(crm, record.id, handoff):
                 started[record.id] = handoff
             continue
+        if reason is not None and found is not None:
+            rt.store.log_event("skipped", ref, {"why": f"rejection by status {reason} ignored: leadroute gave the "
+                                                       f"lead to {found.decision.get('owner')}, the CRM owner is {rep}"},
+                               key.epoch)
         for name, now in truths(rt.config, normalize_lead(record.lead)).items():
             crossings.append(Crossing(ref, name, now, now, rt.config.triggers[name].refire,
                                       {**base, "kind": TRIGGER, "trigger": name}))
