@@ -134,3 +134,15 @@ def test_a_second_report_reads_whole_days_from_the_cache_whatever_its_config(
     assert unstamped(result.stdout) == unstamped(json.dumps(direct, ensure_ascii=False))
     assert unstamped(again[1]) == unstamped(warmed)
     assert unstamped(result.stdout)["sla"] != unstamped(warmed)["sla"]  # no windows: "within" unknown
+
+
+def test_a_bad_config_fails_with_its_errors_and_no_report(url: str, tmp_path: Path) -> None:
+    """A config that does not load ends the command with its errors and exit 1, and nothing on stdout (the
+    config schema loads inside the command now, no longer with the CLI)."""
+    bad = tmp_path / "routing.yaml"
+    bad.write_text(Path("config/routing.example.yaml").read_text().replace("assign: {pool: smb}", "assign: {pool: smbb}", 1))
+    result = CliRunner().invoke(app, ["report", "--since", SINCE, "--until", UNTIL, "--database-url", url,
+                                      "--config", str(bad), "--format", "json"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "smbb" in result.stderr
