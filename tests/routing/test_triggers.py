@@ -140,3 +140,29 @@ def test_a_trigger_reading_the_account_owner_is_an_error_at_its_line() -> None:
         f"config/routing.yaml:{line_of(text, 'account_owner: {exists')}: triggers[1].when.account_owner: a trigger cannot "
         "read 'account_owner': the owned poll sees the lead as the CRM holds it, without the account-owner lookup or "
         "relationships routing fills in"]
+
+
+def test_top_level_rules_a_trigger_uses_are_neither_shadowed_nor_leave_their_reps_unreachable() -> None:
+    from datetime import UTC, datetime
+
+    from worker.routing.checks import SHADOWED_RULE, UNREACHABLE_REP, run_checks
+
+    # new leads all go to the SDRs (a rule without conditions first); the AE rules are only for the hand-off
+    text = (TRIGGERS.replace("  - id: raj\n", "  - id: raj\n  - id: ava\n")
+            .replace("rules:\n  - name: emea", "rules:\n  - name: sdr\n    assign: {pool: smb}\n  - name: emea")
+            .replace("assign: {pool: enterprise}", "assign: {rep: ava}"))
+    config = parse_config(text, "config/routing.yaml")
+    assert [r.name for r in config.rules] == ["sdr", "emea", "smb"]
+    assert [w.message for w in config.warnings if "can never match" in w.message] == []  # both used by 'mql'
+    findings = run_checks(config, text, datetime(2026, 12, 1, 12, tzinfo=UTC))
+    assert [f.problem.message for f in findings if f.kind in (SHADOWED_RULE, UNREACHABLE_REP)] == []
+    unused = text.replace("use_rules: [emea, smb]", "use_rules: [smb]")  # 'emea' (and ava) now really are unused
+    config = parse_config(unused, "config/routing.yaml")
+    assert [w.message for w in config.warnings if "can never match" in w.message] == [
+        "rule 'emea' can never match: rule 'sdr' above it has no conditions and matches every lead"]
+    findings = run_checks(config, unused, datetime(2026, 12, 1, 12, tzinfo=UTC))
+    assert [f.kind for f in findings if f.kind in (SHADOWED_RULE, UNREACHABLE_REP)] == [UNREACHABLE_REP]
+    covering = text.replace("  - name: sdr\n    assign: {pool: smb}", "  - name: sdr\n    when: {employees: {gte: 0}}\n"
+                            "    assign: {pool: smb}")  # takes every lead 'emea' would: shadowed for new leads only
+    findings = run_checks(parse_config(covering, "config/routing.yaml"), covering, datetime(2026, 12, 1, 12, tzinfo=UTC))
+    assert [f.problem.message for f in findings if f.kind in (SHADOWED_RULE, UNREACHABLE_REP)] == []

@@ -1043,10 +1043,13 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
     if problems:
         raise ConfigError(problems)
     warnings = []
+    by_triggers = {n for t in model.triggers for n in t.use_rules}  # they match where a trigger routes by them
     for i, rule in enumerate(model.rules[:-1]):
         if not rule.when:
             for j in range(i + 1, len(model.rules)):
                 later = model.rules[j]
+                if later.name in by_triggers:
+                    continue
                 warnings.append(
                     Problem(
                         file,

@@ -82,8 +82,15 @@ def run_checks(config: RoutingConfig, text: str, now: datetime, ooo_days: int = 
     rules = config.model.rules
     dead = {i for _, i in shadowed}
     dead |= {j for i, r in enumerate(rules) if not r.when for j in range(i + 1, len(rules))}  # warned on load
+    dead -= {i for i, r in enumerate(rules) if r.name in _used_by_triggers(config)}  # live where a trigger routes
     out += unreachable_reps(ctx, dead)
     return out
+
+
+def _used_by_triggers(config: RoutingConfig) -> set[str]:
+    """Top-level rules a hand-off trigger routes by (``use_rules``): they are used there, in the trigger's
+    own order, even when earlier top-level rules leave them no new lead."""
+    return {n for t in config.model.triggers for n in t.use_rules}
 
 
 def check_shadowed(config: RoutingConfig, text: str) -> list[Finding]:
@@ -405,6 +412,7 @@ def shadowed_rules(ctx: _Ctx) -> list[tuple[Finding, int]]:
     """Rules that can never match, each with its index; rules after a rule without conditions are
     left to the load warning that already names them."""
     rules = ctx.config.model.rules
+    used = _used_by_triggers(ctx.config)
     formulas = [formula(r.when) for r in rules]
     space = _Space(formulas)
     regions = _Regions(space)
@@ -438,7 +446,8 @@ def shadowed_rules(ctx: _Ctx) -> list[tuple[Finding, int]]:
             out.append((ctx.finding(SHADOWED_RULE, ("rules", j), (
                 f"rule '{rule.name}' can never match: {by} every lead it matches")), j))
         seen.append((j, mine))
-    return out
+    # a rule a trigger routes by is used there, whatever the rules above it here take (it still claims here)
+    return [(f, j) for f, j in out if rules[j].name not in used]
 
 
 # --- coverage gaps ------------------------------------------------------------------------------
