@@ -67,10 +67,11 @@ def test_equal_weighted_loads_tie_and_the_tie_breaker_decides() -> None:
     assert plain.owner == "tom"
 
 
-def test_opportunities_alone_and_a_whole_weight() -> None:
-    d = route({"tom": 9, "sarah": 0}, pipeline({"tom": 1, "sarah": 2}), config_text("{leads: 0, opportunities: 1}"))
+def test_mostly_opportunities_and_a_whole_weight() -> None:
+    # tom 0.1 x 9 + 1 = 1.9 < sarah 0.1 x 0 + 2 = 2
+    d = route({"tom": 9, "sarah": 0}, pipeline({"tom": 1, "sarah": 2}), config_text("{leads: 0.1, opportunities: 1}"))
     assert d.owner == "tom"
-    assert d.reason.endswith("(least loaded: tom 10 leads x0 + 1 opps)")
+    assert d.reason.endswith("(least loaded: tom 10 leads x0.1 + 1 opps)")
 
 
 def test_capacity_still_counts_open_leads_alone() -> None:
@@ -112,7 +113,9 @@ def test_a_pool_without_load_weights_is_unchanged() -> None:
 
 
 @pytest.mark.parametrize(("load", "message"), [
-    ("{leads: 0, opportunities: 0}", "team.yaml:7: pools.team.load: both weights are 0"),
+    ("{leads: 0, opportunities: 1}", "team.yaml:7: pools.team.load.leads: a weight of 0 would send every lead to the "
+                                     "same rep until the next pipeline refresh"),
+    ("{leads: 0, opportunities: 0}", "team.yaml:7: pools.team.load.leads: a weight of 0"),
     ("{leads: -1}", "team.yaml:7: pools.team.load.leads: Input should be greater than or equal to 0"),
     ("{opportunites: 1}", "team.yaml:7: pools.team.load.opportunites: unknown key 'opportunites' (did you mean "
                           "'opportunities'?)"),

@@ -193,12 +193,17 @@ class PoolLoad(_Model):
     leads: float = Field(default=1.0, ge=0)
     opportunities: float = Field(default=0.0, ge=0)
 
-    @model_validator(mode="after")
-    def _some(self) -> PoolLoad:
-        if self.leads == 0 and self.opportunities == 0:
-            raise ValueError("both weights are 0: give leads and/or opportunities a weight, e.g. "
-                             "'load: {leads: 1, opportunities: 0.5}'")
-        return self
+    @field_validator("leads")
+    @classmethod
+    def _leads_count(cls, value: float) -> float:
+        # Opportunity counts change only at a pipeline refresh: with leads weighing nothing the load compared
+        # stays put between refreshes, and the least loaded rep takes every lead until then.
+        if value == 0:
+            raise ValueError("a weight of 0 would send every lead to the same rep until the next pipeline refresh "
+                             "(leads routed add nothing to the load compared, and opportunity counts change only "
+                             "when re-read); give leads a small positive weight, e.g. "
+                             "'load: {leads: 0.1, opportunities: 1}'")
+        return value
 
 
 class Pool(_Model):
