@@ -16,7 +16,7 @@ import pytest
 import redis
 import time_machine
 
-from worker.config import RoutingConfig
+from worker.config import RoutingConfig, parse_config
 from worker.domain.leads import LeadRef
 from worker.routing.engine import Router
 from worker.sla.policy import SlaRecord, timer_id
@@ -24,7 +24,7 @@ from worker.sla.settings import CompiledSla
 from worker.steps.sla_sweep import Notice, SlaService, sweep
 from worker.store.redis_store import RedisStore
 
-from .conftest import HOT, T0, FakeCrm
+from .conftest import CONFIG, HOT, T0, FakeCrm
 
 
 def minutes(n: float) -> datetime:
@@ -422,3 +422,21 @@ def test_a_reassignment_prefers_a_rep_in_hours_over_the_rotation(svc: SlaService
     assert acts(report)[-1] == ("reassign", "sarah", "ana")
     reason = crm.records["00Q1"]["Routing_Reason__c"]
     assert "outside hours" not in reason and "round robin: ana" in reason
+
+
+def test_a_dry_run_estimates_a_weighted_pools_reassignment_as_the_real_one_decides(
+    store: RedisStore, sla: CompiledSla, config: RoutingConfig, crm: FakeCrm
+) -> None:
+    # sarah, tom, mike and ana carry 0, 10, 20 and 3 open opportunities: the lead goes to sarah, and its
+    # reassignment (sarah excluded) to ana, whose weighted load 0 + 3 is the lowest, not to tom, first in the pool
+    # on leads alone.
+    weighted = parse_config(CONFIG.replace("strategy: round_robin", "strategy: least_loaded, load: {leads: 1, opportunities: 1}")
+                            + "connectors: {salesforce: {}}\n", "routing.yaml")
+    store.save_pipeline("salesforce", {"sarah": 0, "tom": 10, "mike": 20, "ana": 3},
+                        T0.timestamp())
+    svc = SlaService(store, sla, weighted, {"salesforce": crm}, lambda _: None)
+    _, owner = assign(svc, crm, "00Q1")
+    assert owner == "sarah"
+    estimate = svc.sweep(minutes(31), dry_run=True).actions[-1]
+    real = svc.sweep(minutes(31)).actions[-1]
+    assert (estimate.action, estimate.to) == (real.action, real.to) == ("reassign", "ana")

@@ -519,6 +519,9 @@ class SlaService:
         estimate = InMemoryState() if report.dry_run else None
         if estimate is not None:
             estimate.set_loads(self.store.all_loads())
+            # what _decide routes with, so the estimate matches the real pick in weighted pools
+            rates = rates_step.current(self.store, self.config)
+            pipeline = pipeline_step.current(self.store, self.config)
         for crm, group in by_crm.items():
             try:
                 records = self.crms[crm].fetch([i.record.lead.lead_id for i in group])
@@ -536,7 +539,8 @@ class SlaService:
                 item.fields = lead
                 exclude = item.record.excluded()
                 if estimate is not None:
-                    decision = Router(self.config, estimate).route(lead, at=at, overrides=overrides, exclude=exclude).to_dict()
+                    router = Router(self.config, estimate, rates=rates, pipeline=pipeline)
+                    decision = router.route(lead, at=at, overrides=overrides, exclude=exclude).to_dict()
                 else:
                     key = item.record.lead.at(int(item.record.pending_epoch or 0))
                     decision = self._decide(key, lead, exclude, overrides, at, item.record.owner)
