@@ -90,3 +90,20 @@ def test_8_processes_seeing_the_same_crossings_at_once_fire_each_exactly_once(re
     assert sum(race(_cross, 8, redis_url, redis_prefix)) == 50
     store = RedisStore(client_from_url(redis_url), prefix=redis_prefix)
     assert len(store.handoffs("hubspot")) == 50
+
+
+def _open(barrier: Any, index: int, url: str, prefix: str) -> int | None:
+    store = RedisStore(client_from_url(url), prefix=prefix)
+    barrier.wait()
+    return store.open_handoff_epoch("hubspot", LEAD, {"trigger": "mql", "excluded": []})
+
+
+def test_8_processes_opening_one_hand_offs_epoch_at_once_open_one(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(client_from_url(redis_url), prefix=redis_prefix)
+    assert store.begin_handoff("hubspot", LEAD.lead_id, {"trigger": "mql", "excluded": []}) is True
+    assert race(_open, 8, redis_url, redis_prefix) == [1] * 8  # one epoch, the same for all of them
+    assert store.handoffs("hubspot") == {"1001": {"trigger": "mql", "excluded": [], "epoch": 1}}
+    assert store.epochs([LEAD]) == [1]
+    store.end_handoff("hubspot", [LEAD.lead_id])
+    assert store.open_handoff_epoch("hubspot", LEAD, {"trigger": "mql"}) is None  # finished: nothing to open
+    assert store.epochs([LEAD]) == [1]

@@ -373,3 +373,40 @@ def test_a_rejection_by_status_from_someone_leadroute_did_not_give_the_lead_to_i
     skipped = [e.data["why"] for e in rt.store.log_for_lead(LeadRef("salesforce", "Lead", rid)) if e.kind == "skipped"]
     assert skipped == [f"rejection by status {REJECTED} ignored: leadroute gave the lead to {first}, "  # ... and says so
                        f"the CRM owner is {other}"]
+
+
+def test_the_owned_poll_keeps_its_lock_while_it_finishes_the_hand_offs_left_in_progress(
+    make_runtime: Any, admin: Any
+) -> None:
+    rt = hubspot_runtime(make_runtime)
+    route_all(rt, "hubspot")
+    rid = contact(admin, 8, 10, "lead")
+    route_all(rt, "hubspot")
+    handoffs.poll_owned(rt, "hubspot")
+    admin.hs_edit(rid, {"hubspotscore": "88", "lifecyclestage": "marketingqualifiedlead"})
+    conn = rt.connector("hubspot")
+    real_fetch, real_write = conn.fetch, conn.write_owners
+
+    def dies(updates: Any) -> Any:
+        raise SystemExit("worker killed mid-write")
+
+    conn.write_owners = dies
+    with pytest.raises(SystemExit):
+        handoffs.poll_owned(rt, "hubspot")
+    assert list(rt.store.handoffs("hubspot")) == [rid]  # the backlog the next poll finishes first
+    lock = rt.store.keys.lock("owned:hubspot")
+    left: list[int] = []
+
+    def slow_fetch(ids: Any) -> Any:
+        found = real_fetch(ids)
+        rt.store.client.pexpire(lock, 10_000)  # as if reading a long backlog took all but 10 s of the lock
+        return found
+
+    def write(updates: Any) -> Any:
+        left.append(rt.store.client.pttl(lock))
+        return real_write(updates)
+
+    conn.fetch, conn.write_owners = slow_fetch, write
+    ((lead_id, _, _, _),) = fired(rt, "hubspot")
+    assert lead_id == rid
+    assert left[0] > 60_000  # renewed before the write: no second poll can take the same backlog meanwhile

@@ -29,6 +29,7 @@ epoch (decisions are idempotent per epoch). One poll per CRM at a time (a lock).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ log = structlog.get_logger("leadroute.handoffs")
 
 TRIGGER = "trigger"
 LOCK_TTL = 300
+RENEW_EVERY = 100  # hand-offs routed between extensions of the poll's lock
 
 
 @dataclass
@@ -97,16 +99,21 @@ def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
     if token is None:
         log.info("owned_poll_skipped_busy", crm=crm)
         return report
+    held = token
+
+    def renew() -> None:  # a long backlog or page keeps the lock while it is worked through
+        rt.store.extend_lock(f"owned:{crm}", held, LOCK_TTL)
+
     try:
-        _finish(rt, crm, rt.store.handoffs(crm), report)
+        _finish(rt, crm, rt.store.handoffs(crm), report, renew)
         obj = f"{rt.object_name(crm)}:owned"
         # the first owned poll starts now (less the connector's overlap): what was owned before is not read back
         since = Watermark.decode(rt.store.watermark(crm, obj)) or Watermark(datetime.now(UTC))
         for page in rt.connector(crm).owned_changes(since):
             report.seen += len(page.records)
-            _finish(rt, crm, _started(rt, crm, page.records), report)
+            _finish(rt, crm, _started(rt, crm, page.records), report, renew)
             rt.store.set_watermark(crm, obj, page.watermark.encode())
-            rt.store.extend_lock(f"owned:{crm}", token, LOCK_TTL)
+            renew()
     finally:
         rt.store.release_lock(f"owned:{crm}", token)
     if report.retry:
@@ -162,17 +169,22 @@ def _started(rt: Runtime, crm: str, records: list[CrmRecord]) -> dict[str, dict[
 Work = list[tuple[str, DecisionKey, dict[str, Any], dict[str, Any]]]  # (lead id, key, decision, hand-off)
 
 
-def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: HandoffReport) -> None:
-    """Route each hand-off in its own epoch (opened once, kept with it) and write the new owners in one batch."""
+def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: HandoffReport,
+            renew: Callable[[], None] = lambda: None) -> None:
+    """Route each hand-off in its own epoch (opened once, kept with it) and write the new owners in one batch;
+    ``renew`` extends the poll's lock after the CRM read, every ``RENEW_EVERY`` hand-offs and before the write."""
     if not handoffs:
         return
     conn = rt.connector(crm)
     obj = rt.object_name(crm)
     records = conn.fetch(list(handoffs))
+    renew()
     overrides = rt.store.unavailable()
     work: Work = []
     ended: list[str] = []
-    for lead_id, handoff in handoffs.items():
+    for n, (lead_id, handoff) in enumerate(handoffs.items(), start=1):
+        if n % RENEW_EVERY == 0:
+            renew()
         record = records.get(lead_id)
         ref = LeadRef(crm, obj, lead_id)
         if record is None:
@@ -188,9 +200,11 @@ def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: 
             report.unmatched.append(lead_id)
             ended.append(lead_id)
             continue
-        if "epoch" not in handoff:
-            handoff["epoch"] = rt.store.new_epoch(ref).epoch
-            rt.store.update_handoff(crm, lead_id, handoff)
+        if "epoch" not in handoff:  # opened and kept with the hand-off in one script: one epoch, however many try
+            epoch = rt.store.open_handoff_epoch(crm, ref, handoff)
+            if epoch is None:
+                continue  # another worker finished it meanwhile
+            handoff["epoch"] = epoch
         key = ref.at(int(handoff["epoch"]))
         previous = ref.at(int(handoff["key"]))
         if trigger is not None:
@@ -203,6 +217,7 @@ def _finish(rt: Runtime, crm: str, handoffs: dict[str, dict[str, Any]], report: 
     rt.store.end_handoff(crm, ended)
     if not work:
         return
+    renew()
     _write(rt, crm, work, report)
 
 

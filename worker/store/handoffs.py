@@ -36,7 +36,7 @@ class Crossing:
 class HandoffStore(StoreBase):
     """Crossing state per lead and trigger, and the hand-offs in progress per CRM."""
 
-    LUA = ("cross",)
+    LUA = ("cross", "open_handoff")
 
     def cross(self, crm: str, items: Sequence[Crossing]) -> list[bool]:
         """Note each item's truth; True for those that crossed and fired (now in progress), in one script call.
@@ -67,6 +67,15 @@ class HandoffStore(StoreBase):
     def begin_handoff(self, crm: str, lead_id: str, handoff: dict[str, Any]) -> bool:
         """Put a hand-off in progress unless the lead has one already; True if this call did."""
         return bool(self.client.hsetnx(self.keys.handoffs(crm), lead_id, dumps(handoff)))
+
+    def open_handoff_epoch(self, crm: str, lead: LeadRef, handoff: dict[str, Any]) -> int | None:
+        """The routing epoch of the lead's hand-off in progress, opened (and kept with it) in one script if it
+        has none yet; None when the hand-off is no longer in progress (another worker finished it)."""
+        body = dumps({k: v for k, v in handoff.items() if k != "epoch"})
+        ttl = int(getattr(self, "decision_ttl_ms", 7 * 86_400_000) + DAY * 1000)
+        epoch = int(self._lua["open_handoff"](keys=[self.keys.handoffs(crm), self.keys.epoch(lead)],
+                                              args=[lead.lead_id, ttl, body[:-1]]))
+        return None if epoch < 0 else epoch
 
     def update_handoff(self, crm: str, lead_id: str, handoff: dict[str, Any]) -> None:
         """Keep what a hand-off in progress has done so far (the epoch it opened)."""
