@@ -228,12 +228,15 @@ def test_two_workers_polling_owned_records_at_once_reject_a_lead_once(make_runti
                                      "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
     route_all(rt, "salesforce")
     admin.sf_edit("Lead", rid, {"Status": REJECTED})
+    records = list(rt.connector("salesforce").fetch([rid]).values())  # the same change, seen by both
     barrier = threading.Barrier(2)
     done: list[list[tuple[str, str, str, str]]] = []
 
-    def run(runtime: Any) -> None:
+    def run(runtime: Any) -> None:  # past the poll's lock (as if it had expired): the store alone decides
+        report = handoffs.HandoffReport("salesforce")
         barrier.wait()
-        done.append(handoffs.poll_owned(runtime, "salesforce").handed_off)
+        handoffs._finish(runtime, "salesforce", handoffs._started(runtime, "salesforce", records), report)
+        done.append(report.handed_off)
 
     threads = [threading.Thread(target=run, args=(r,)) for r in (rt, other)]
     for t in threads:
@@ -410,3 +413,36 @@ def test_the_owned_poll_keeps_its_lock_while_it_finishes_the_hand_offs_left_in_p
     ((lead_id, _, _, _),) = fired(rt, "hubspot")
     assert lead_id == rid
     assert left[0] > 60_000  # renewed before the write: no second poll can take the same backlog meanwhile
+
+
+def test_two_workers_finishing_the_same_hand_off_at_once_open_one_epoch(make_runtime: Any, admin: Any) -> None:
+    import threading
+
+    rt, other = salesforce_runtime(make_runtime), salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": "Twice", "Company": "Twiceco", "Email": "a@twiceco.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    first = current(rt, "salesforce", rid)["owner"]
+    admin.sf_edit("Lead", rid, {"Status": REJECTED})
+    records = list(rt.connector("salesforce").fetch([rid]).values())
+    assert list(handoffs._started(rt, "salesforce", records)) == [rid]  # in progress, no epoch yet
+    barrier = threading.Barrier(2)
+    done: list[list[tuple[str, str, str, str]]] = []
+
+    def run(runtime: Any) -> None:  # both take up the same backlog, past the poll's lock
+        report = handoffs.HandoffReport("salesforce")
+        backlog = runtime.store.handoffs("salesforce")
+        barrier.wait()
+        handoffs._finish(runtime, "salesforce", backlog, report)
+        done.append(report.handed_off)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (rt, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    owners = {x[3] for d in done for x in d}
+    assert len(owners) == 1 and first not in owners  # one decision, whoever wrote it
+    assert rt.store.epochs([LeadRef("salesforce", "Lead", rid)]) == [1]  # one epoch opened, not two
+    assert current(rt, "salesforce", rid)["epoch"] == 1 and rt.store.handoffs("salesforce") == {}
