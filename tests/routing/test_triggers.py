@@ -166,3 +166,14 @@ def test_top_level_rules_a_trigger_uses_are_neither_shadowed_nor_leave_their_rep
                             "    assign: {pool: smb}")  # takes every lead 'emea' would: shadowed for new leads only
     findings = run_checks(parse_config(covering, "config/routing.yaml"), covering, datetime(2026, 12, 1, 12, tzinfo=UTC))
     assert [f.problem.message for f in findings if f.kind in (SHADOWED_RULE, UNREACHABLE_REP)] == []
+
+
+def test_a_trigger_reading_a_segment_that_reads_the_account_owner_is_an_error_at_its_line() -> None:
+    text = (TRIGGERS.replace("rules:\n  - name: emea", "segments:\n  owned: {account_owner: {exists: true}}\n"
+                             "rules:\n  - name: emea")
+            .replace("when: {employees: {gte: 5000}}", "when: {segment: owned}"))
+    assert errors_for(text) == [
+        f"config/routing.yaml:{line_of(text, 'when: {segment: owned}')}: triggers[1].when.segment: a trigger cannot "
+        "read 'segment': segment 'owned' reads 'account_owner', which the owned poll does not have (routing fills it in)"]
+    fine = text.replace("account_owner: {exists: true}", "employees: {gte: 5000}")
+    assert parse_config(fine, "config/routing.yaml").triggers["big-account"].refire is True

@@ -1038,6 +1038,14 @@ def parse_config(text: str, file: str = "<config>", *, today: date | None = None
             problems.append(Problem(file, line_for(lines, path), _dotted(path),
                                     f"a trigger cannot read '{name}': the owned poll sees the lead as the CRM holds "
                                     "it, without the account-owner lookup or relationships routing fills in"))
+        if condition is not None and "segment" in condition.fields:
+            for seg_name, seg in segments:
+                if any(f in seg.fields for f in UNTRIGGERABLE):
+                    path = ("triggers", i, "when", "segment")
+                    problems.append(Problem(file, line_for(lines, path), _dotted(path), (
+                        f"a trigger cannot read 'segment': segment '{seg_name}' reads 'account_owner', which the "
+                        "owned poll does not have (routing fills it in)")))
+                    break
         for j, rule in enumerate(trigger.rules):
             try:
                 parts.append(compile_when(rule.when, territory_names, extra_fields, model.segments))
