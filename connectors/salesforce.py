@@ -703,7 +703,7 @@ class SalesforceConnector(CrmConnector):
         return counts
 
     def recent_by_domain(self, domains: Sequence[str], since: datetime) -> dict[str, list[DomainRecord]]:
-        """Unconverted Leads (by Email or Website) and Contacts (by Email) created since ``since``:
+        """Unconverted Leads owned by users (by Email or Website) and Contacts (by Email) created since ``since``:
         two queries per ``ACCOUNT_DOMAINS_PER_QUERY`` domains, each the newest ``RECENT_ROWS_PER_QUERY``."""
         wanted = list(dict.fromkeys(d for d in domains if d))
         found: dict[str, list[DomainRecord]] = {}
@@ -713,8 +713,10 @@ class SalesforceConnector(CrmConnector):
             emails = [f"Email LIKE {soql_literal(f'%@{d}')}" for d in sorted(chunk)]
             sites = [f"Website LIKE {soql_literal(f'%{d}%')}" for d in sorted(chunk)]
             queries = (
+                # Owner.Type (the polymorphic owner's Name type: User or Queue) keeps queue-owned leads, nobody
+                # to route to, from taking rows of the page; LIKE cannot test OwnerId (text fields only)
                 ("lead", f"SELECT Id, OwnerId, Email, Website, CreatedDate FROM Lead WHERE IsConverted = false AND "
-                         f"CreatedDate >= {after} AND ({' OR '.join(emails + sites)})"),
+                         f"Owner.Type = 'User' AND CreatedDate >= {after} AND ({' OR '.join(emails + sites)})"),
                 ("contact", f"SELECT Id, OwnerId, Email, CreatedDate FROM Contact WHERE CreatedDate >= {after} AND "
                             f"({' OR '.join(emails)})"),
             )

@@ -543,6 +543,8 @@ def _bind_path(catalog: Catalog, obj: SfObject, ref: FieldRef) -> Column:
         targets = [catalog.sobject(t) for t in rel_field.reference_to]
         current = [t for t in targets if t is not None]
     leaf_name = ref.path[-1]
+    if hops and len(hops[-1].reference_to) > 1 and leaf_name.lower() == "type":
+        return _name_type(catalog, tuple(names), tuple(hops))
     leaf: SfField | None = None
     per_type: dict[str, str] = {}
     for o in current:
@@ -574,6 +576,25 @@ def _bind_path(catalog: Catalog, obj: SfObject, ref: FieldRef) -> Column:
             return target.get(per_type.get(typ, "")) if target is not None else None
 
     return Column(tuple(names), (*hops, leaf), getter)
+
+
+def _name_type(catalog: Catalog, names: tuple[str, ...], hops: tuple[SfField, ...]) -> Column:
+    """``Owner.Type`` through a polymorphic relationship: Salesforce resolves it on the ``Name`` object, whose
+    ``Type`` is the kind of record referenced (``User``, or ``Queue`` for a queue), not on the target itself."""
+    hop_names = [h.name for h in hops]
+
+    def getter(rec: dict[str, Any]) -> Any:
+        target: dict[str, Any] | None = rec
+        typ = ""
+        for hn in hop_names:
+            ref_id = target.get(hn) if target is not None else None
+            found = catalog.lookup(ref_id) if ref_id else None
+            if found is None:
+                return None
+            typ, target = found
+        return target.get("Type") if typ == "Group" and target is not None else typ
+
+    return Column((*names, "Type"), (*hops, SfField("Type", "picklist", length=40)), getter)
 
 
 def _check_literal(f: SfField, lit: Literal, op: str) -> None:

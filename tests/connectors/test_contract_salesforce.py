@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
 
+from connectors import salesforce
 from connectors.base import OutcomeState
 from connectors.salesforce import SalesforceConnector
 from sandbox.state import load_seed
@@ -144,3 +145,18 @@ class TestSalesforceContract(ConnectorContract):
         outcomes = contacts.read_outcomes([*ids, "0035e0000009zzzAAA"])
         assert set(outcomes) == set(ids)
         assert all(o.status is OutcomeState.OPEN and o.opportunity_id is None for o in outcomes.values())
+
+    # ------------------------------------------------------------------ same-domain records, as only Salesforce has queues
+
+    def test_leads_owned_by_queues_do_not_crowd_out_a_reps_lead_on_the_domain(
+        self, make_salesforce: Callable[..., SalesforceConnector], admin: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(salesforce, "RECENT_ROWS_PER_QUERY", 2)  # the newest rows a query takes
+        crm = SalesforceCrm(make_salesforce(), admin)
+        rep, _ = crm.owners()
+        now = datetime.now(UTC).replace(microsecond=0)
+        mine = crm.domain_record("cfo@queued-contract.com", rep, now - timedelta(days=3))
+        for days in (1, 2):  # newer, in the intake queue: a queue is nobody to route to the same rep as
+            crm.domain_record(f"q{days}@queued-contract.com", "00G5e000000InTkEAK", now - timedelta(days=days))
+        found = crm.connector.recent_by_domain(["queued-contract.com"], now - timedelta(days=30))
+        assert [(r.id, r.owner_id) for r in found["queued-contract.com"]] == [(mine, rep)]

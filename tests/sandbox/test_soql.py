@@ -87,6 +87,9 @@ def refused(store: SalesforceStore, soql: str) -> SoqlError:
     ("NOT (Country = 'US' OR Country = 'DE')", ["Gamma"]),
     ("Owner.Name = 'Triage'", ["beta", "Gamma"]),  # polymorphic relationship to a queue
     ("Owner.Email = 'sarah@example.com'", ["Alpha"]),
+    ("Owner.Type = 'User'", ["Alpha"]),  # a polymorphic Owner's Type is the Name object's: User or Queue
+    ("Owner.Type = 'Queue'", ["beta", "Gamma"]),
+    ("Owner.Type != 'Queue'", ["Alpha"]),
     ("Status = 'Open - Not Contacted'", ["Alpha", "Gamma"]),
     ("Id = '{first}'", ["Alpha"]),
     ("Id IN ('{first}', '00Q000000000000AAA')", ["Alpha"]),
@@ -224,6 +227,8 @@ def test_name_and_type_errors_are_invalid_field(store: SalesforceStore, soql: st
 def test_other_semantic_refusals(store: SalesforceStore) -> None:
     assert refused(store, "SELECT Id FROM Lead WHERE NumberOfEmployees LIKE '5%'").code == \
         "INVALID_QUERY_FILTER_OPERATOR"
+    assert refused(store, "SELECT Id FROM Lead WHERE OwnerId LIKE '005%'").code == \
+        "INVALID_QUERY_FILTER_OPERATOR"  # LIKE is for text fields only, not ids or references
     assert refused(store, "SELECT Id FROM Lead WHERE IsConverted > false").code == "INVALID_QUERY_FILTER_OPERATOR"
     assert refused(store, "SELECT Id, Id FROM Lead").code == "DUPLICATE_FIELD"
     assert refused(store, "SELECT Id FROM Lead OFFSET 2001").code == "NUMBER_OUTSIDE_VALID_RANGE"
