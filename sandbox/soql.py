@@ -276,7 +276,8 @@ class Parser:
         select = self.select_list()
         self.expect_kw("FROM")
         obj = self.tok
-        if obj.kind != "IDENT" or obj.text.upper() in _RESERVED:
+        # GROUP is a keyword only after WHERE; after FROM it names the Group sObject (queues), as Salesforce allows
+        if obj.kind != "IDENT" or (obj.text.upper() in _RESERVED and obj.text.upper() != "GROUP"):
             raise self.unexpected()
         self.advance()
         q = Query(select=select, sobject=obj.text, sobject_pos=obj.pos)

@@ -146,6 +146,11 @@ class TestSalesforceContract(ConnectorContract):
         assert set(outcomes) == set(ids)
         assert all(o.status is OutcomeState.OPEN and o.opportunity_id is None for o in outcomes.values())
 
+    def test_list_owners_lists_the_queues_beside_the_users(self, crm: Any) -> None:
+        queues = [o for o in crm.connector.list_owners() if o.kind == "queue"]
+        assert "00G5e000000InTkEAK" in {q.id for q in queues}  # the seed's intake queue, read from Group
+        assert all(q.id.startswith("00G") and q.name for q in queues)
+
     # ------------------------------------------------------------------ same-domain records, as only Salesforce has queues
 
     def test_leads_owned_by_queues_do_not_crowd_out_a_reps_lead_on_the_domain(

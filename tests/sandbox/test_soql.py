@@ -242,3 +242,9 @@ def test_parse_builds_the_tree_the_evaluator_runs() -> None:
     assert [s.path for s in q.select] == [("Id",), ("Owner", "Name")]  # type: ignore[union-attr]
     assert q.where.op == "AND" and q.where.items[0].op == "OR"
     assert (q.order[0].descending, q.order[0].nulls_first, q.limit) == (True, False, 5)
+
+
+def test_group_names_the_queue_object_after_from_and_group_by_is_still_refused() -> None:
+    assert parse("SELECT Id, Name, Email FROM Group WHERE Type = 'Queue' ORDER BY Name").sobject == "Group"
+    with pytest.raises(SoqlError, match="GROUP is not supported"):
+        parse("SELECT Id FROM Lead GROUP BY Name")
