@@ -142,13 +142,18 @@ def salesforce_runtime(make_runtime: Any) -> Any:
     })[1])
 
 
-def test_a_rejection_by_crm_status_is_routed_again_away_from_the_rep_who_rejected_it(make_runtime: Any, admin: Any) -> None:
+def routed_lead(make_runtime: Any, admin: Any, last_name: str, company: str, email: str) -> tuple[Any, str, str]:
+    """A Salesforce runtime, the seed routed, then one new lead from the intake routed: (runtime, its id, its owner)."""
     rt = salesforce_runtime(make_runtime)
     route_all(rt, "salesforce")
-    (rid,) = admin.sf_load("Lead", [{"LastName": "Reject", "Company": "Rejectco", "Email": "a@rejectco.example",
+    (rid,) = admin.sf_load("Lead", [{"LastName": last_name, "Company": company, "Email": email,
                                      "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
     route_all(rt, "salesforce")
-    first = current(rt, "salesforce", rid)["owner"]
+    return rt, rid, current(rt, "salesforce", rid)["owner"]
+
+
+def test_a_rejection_by_crm_status_is_routed_again_away_from_the_rep_who_rejected_it(make_runtime: Any, admin: Any) -> None:
+    rt, rid, first = routed_lead(make_runtime, admin, "Reject", "Rejectco", "a@rejectco.example")
     assert fired(rt, "salesforce") == []
 
     admin.sf_edit("Lead", rid, {"Status": REJECTED})  # the rep hands it back by status
@@ -294,12 +299,7 @@ def moved_why(rt: Any, rid: str) -> str:
 def test_a_lead_put_back_in_the_intake_with_a_rejection_status_is_rejected_once_and_never_acknowledged(
     make_runtime: Any, admin: Any
 ) -> None:
-    rt = salesforce_runtime(make_runtime)
-    route_all(rt, "salesforce")
-    (rid,) = admin.sf_load("Lead", [{"LastName": "Both", "Company": "Bothco", "Email": "a@bothco.example",
-                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
-    route_all(rt, "salesforce")
-    first = current(rt, "salesforce", rid)["owner"]
+    rt, rid, first = routed_lead(make_runtime, admin, "Both", "Bothco", "a@bothco.example")
     admin.sf_edit("Lead", rid, {"Status": REJECTED})
     (ack,) = rt.connector("salesforce").read_acks([rid]).values()
     assert ack.acknowledged is False  # a status that leaves "Open - Not Contacted" but says rejected is no acknowledgement
@@ -342,12 +342,7 @@ def test_a_trigger_whose_rules_pick_the_current_owner_counts_the_lead_once_and_d
 def test_a_rejection_by_status_with_no_decision_left_in_the_store_goes_by_the_crm_owner(
     make_runtime: Any, admin: Any
 ) -> None:
-    rt = salesforce_runtime(make_runtime)
-    route_all(rt, "salesforce")
-    (rid,) = admin.sf_load("Lead", [{"LastName": "Old", "Company": "Oldco", "Email": "a@oldco.example",
-                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
-    route_all(rt, "salesforce")
-    first = current(rt, "salesforce", rid)["owner"]
+    rt, rid, first = routed_lead(make_runtime, admin, "Old", "Oldco", "a@oldco.example")
     assert fired(rt, "salesforce") == []
     ref = LeadRef("salesforce", "Lead", rid)
     rt.store.client.delete(rt.store.keys.decision(ref.at(0)))  # expired after its TTL (or lost with Redis)
@@ -363,12 +358,7 @@ def test_a_rejection_by_status_with_no_decision_left_in_the_store_goes_by_the_cr
 def test_a_rejection_by_status_from_someone_leadroute_did_not_give_the_lead_to_is_skipped_with_a_reason(
     make_runtime: Any, admin: Any
 ) -> None:
-    rt = salesforce_runtime(make_runtime)
-    route_all(rt, "salesforce")
-    (rid,) = admin.sf_load("Lead", [{"LastName": "Moved", "Company": "Movedco", "Email": "a@movedco.example",
-                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
-    route_all(rt, "salesforce")
-    first = current(rt, "salesforce", rid)["owner"]
+    rt, rid, first = routed_lead(make_runtime, admin, "Moved", "Movedco", "a@movedco.example")
     other = next(r for r in ("tom", "raj", "kim") if r != first)
     assert fired(rt, "salesforce") == []
     admin.sf_edit("Lead", rid, {"OwnerId": route.owner_crm_id(rt.config, "salesforce", other), "Status": REJECTED})
