@@ -108,6 +108,7 @@ def _website_host(text: str) -> str:
     return text.partition(":")[0]
 
 
+@lru_cache(maxsize=8192)
 def _company_domain(host: str) -> str | None:
     registrable = _registrable(host)
     if registrable is None or _free_mail(registrable):

@@ -578,3 +578,18 @@ def test_parsers_never_raise(value: object, country: str | None) -> None:
     domain_of(value, value)
     is_free_mail(value)  # type: ignore[arg-type]
     is_blank(value)
+
+
+def test_a_lead_drops_placeholders_in_any_case_as_is_blank_does() -> None:
+    """normalize_lead matches placeholders without lower-casing each value; it must agree with ``lower()``."""
+    for word in ("n/a", "#n/a", "null", "none", "nil", "nan", "-", "--", "unknown"):
+        for spelling in {word, word.upper(), word.title(), word.swapcase(), word.replace("k", "\u212a")}:
+            assert is_blank(spelling)
+            assert "industry" not in normalize_lead({"industry": f" {spelling} "}).fields
+    for kept in ("nulls", "Nope", "NA", "unknowns", "n/a/"):
+        assert normalize_lead({"industry": kept}).fields["industry"] == kept
+
+
+@given(st.text(alphabet="nNaAlLuUoOeEiIkKwW/#-\u212a\u0130 ", max_size=8))
+def test_placeholder_spellings_are_exactly_the_lower_cased_placeholders(text: str) -> None:
+    assert (text in normalize._PLACEHOLDER_SPELLINGS) == (len(text) < 8 and text.lower() in normalize._PLACEHOLDERS)

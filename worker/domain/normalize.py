@@ -102,6 +102,20 @@ def _key(text: str) -> str:
 _PLACEHOLDERS = frozenset({"n/a", "#n/a", "null", "none", "nil", "nan", "-", "--", "unknown"})
 
 
+def _spellings(word: str) -> set[str]:
+    """Every text whose ``.lower()`` is ``word`` (ASCII): each letter in either case, "k" also as the Kelvin sign."""
+    out = {""}
+    for ch in word:
+        forms = {ch, ch.upper()} | ({"\u212a"} if ch == "k" else set())
+        out = {head + form for head in out for form in forms}
+    return out
+
+
+# The placeholders as they may be spelled: ``text in _PLACEHOLDER_SPELLINGS`` is ``text.lower() in _PLACEHOLDERS``
+# without lower-casing every short value of every lead.
+_PLACEHOLDER_SPELLINGS = frozenset(spelling for word in _PLACEHOLDERS for spelling in _spellings(word))
+
+
 def _is_blank_str(text: str) -> bool:
     text = text.strip()
     return not text or (len(text) < 8 and text.lower() in _PLACEHOLDERS)
@@ -701,6 +715,30 @@ _TYPED: dict[str, _Parser] = {
 _DEFERRED = frozenset({"state", "postcode", "domain"})  # need the country / all sources first
 
 
+@lru_cache(maxsize=4096)
+def _count_from_text(text: str) -> int | None:
+    """:func:`parse_count` of text (remembered: a CSV repeats the same few spellings)."""
+    amount = _amount_from_text(text, True)
+    return None if amount is None else int(amount)
+
+
+# The same parsers for a (trimmed) str value, one call each: what :func:`normalize_lead` meets nearly always.
+_TYPED_TEXT: dict[str, _Parser] = {
+    "country": _country_from_text,
+    "employees": _count_from_text,
+    "score": _number_from_text,
+}
+
+
+def _later(value: object) -> object:
+    """Marks a field :func:`normalize_lead` reads after the others (``_DEFERRED``); never called."""
+    raise AssertionError("deferred fields are not parsed in the first pass")
+
+
+# For a str value, one look-up: its parser (text first), ``_later`` for a deferred field, nothing for plain text.
+_TEXT_PARSERS: dict[str, _Parser] = {**_TYPED, **_TYPED_TEXT, **dict.fromkeys(_DEFERRED, _later)}
+
+
 def normalize_lead(raw: Mapping[str, object]) -> NormalizedLead:
     """Normalise a raw lead dict into typed canonical fields and the list of fields that
     were present but unreadable. Never raises on field values.
@@ -714,7 +752,7 @@ def normalize_lead(raw: Mapping[str, object]) -> NormalizedLead:
     for key, value in raw.items():
         if isinstance(value, str):
             value = value.strip()
-            if not value or (len(value) < 8 and value.lower() in _PLACEHOLDERS):
+            if not value or value in _PLACEHOLDER_SPELLINGS:
                 continue
         elif is_blank(value):
             continue
@@ -730,11 +768,19 @@ def normalize_lead(raw: Mapping[str, object]) -> NormalizedLead:
     fields: dict[str, object] = {}
     unreadable: list[str] = []
     for name, value in picked.items():
-        parser = _TYPED.get(name)
-        if parser is None:
-            if name not in _DEFERRED:
-                fields[name] = value if value.__class__ is str else _text(value)
-            continue
+        if value.__class__ is str:
+            parser = _TEXT_PARSERS.get(name)
+            if parser is None:
+                fields[name] = value
+                continue
+            if parser is _later:
+                continue
+        else:
+            parser = _TYPED.get(name)
+            if parser is None:
+                if name not in _DEFERRED:
+                    fields[name] = _text(value)
+                continue
         try:
             result = parser(value)
         except Exception:  # a parser bug must not drop the lead; report the field instead
