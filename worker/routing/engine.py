@@ -152,7 +152,7 @@ class _Member:
     """A rep as the pool loop reads them, resolved once per config (configs are immutable)."""
 
     __slots__ = ("candidate", "capacity", "days", "end", "hours", "inactive", "languages", "ooo", "rep", "rep_id",
-                 "skills", "start", "zone")
+                 "skills", "start", "wind_down", "zone")
 
     def __init__(self, rep: Rep, config: RoutingConfig) -> None:
         self.rep, self.rep_id = rep, rep.id
@@ -167,6 +167,7 @@ class _Member:
         # seconds into the local day; None: a time with a fraction of a second, compared as a time instead
         self.start, self.end = (_seconds(hours.start), _seconds(hours.end)) if hours is not None else (None, None)
         self.hours = hours
+        self.wind_down = hours is not None and bool(hours.wind_down)
 
     def static_why(self, skills: Sequence[str], languages: Sequence[str]) -> str | None:
         """What a target's requirements alone say about this rep: missing a skill, then a language."""
@@ -738,6 +739,7 @@ class _Context:
         after_hours: list[Candidate] = []
         closing: list[Candidate] = []  # in hours, but in their wind-down
         exclude, overrides, skipped = self.exclude, self.overrides, self.skipped
+        days_of, ts = self.locals, self.ts
         self.considered += pool.members
         # absence(), the target's requirements and capacity, in that order of reasons; then in_hours()
         for m, static in self.plan.target(self.config, name, target.require_skills, target.require_languages):
@@ -758,8 +760,19 @@ class _Context:
             if why:
                 skipped[rep_id] = why
                 continue
-            if m.days is None or self.working(m):
-                if m.hours is not None and m.hours.wind_down and self.winding_down(m):
+            days = m.days  # self.working(m), inlined: it runs for every member of every pool
+            if days is None:
+                working = True
+            else:
+                lo, hi, weekday, _ = days_of.get(m.zone) or self.local(m.zone)
+                if weekday not in days:
+                    working = False
+                elif hi > lo and m.start is not None and m.end is not None:
+                    working = m.start <= ts - lo < m.end
+                else:
+                    working = in_hours(m.rep, self.config, self.at)
+            if working:
+                if m.wind_down and self.winding_down(m):
                     closing.append(m.candidate)
                 else:
                     in_hours_now.append(m.candidate)
