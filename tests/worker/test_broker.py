@@ -6,10 +6,12 @@ import json
 import os
 
 import pytest
+from celery.utils.imports import symbol_by_name
 from kombu import Connection
 
 from worker.app.broker import BROKER_ENV, configured_broker_url, is_redis, transport_options
 from worker.app.celery_app import make_app
+from worker.app.consumer import PromptReconnectConsumer
 
 RABBITMQ_URL = os.environ.get("LEADROUTE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -59,3 +61,27 @@ def test_the_app_sends_its_tasks_to_rabbitmq_and_keeps_redis_for_state(
             queue.clear()
             queue.close()
             app.close()
+
+
+class RecordingConnection:
+    """Stands in for kombu's Connection: records how the consumer asks it to (re)connect."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple, dict]] = []
+
+    def ensure_connection(self, *args: object, **kwargs: object) -> RecordingConnection:
+        self.calls.append((args, kwargs))
+        return self
+
+
+def test_the_worker_reconnects_to_a_lost_broker_within_a_quarter_second_not_kombus_two() -> None:
+    app = make_app()
+    assert symbol_by_name(app.conf.worker_consumer) is PromptReconnectConsumer  # what `celery worker` starts
+    consumer = object.__new__(PromptReconnectConsumer)  # the method under test needs only these attributes
+    consumer.app, consumer.first_connection_attempt, consumer.broker_connection_retry_attempt = app, False, 0
+    conn = RecordingConnection()
+    assert consumer.ensure_connected(conn) is conn
+    ((args, kwargs),) = conn.calls
+    assert (kwargs["interval_start"], kwargs["interval_step"], kwargs["interval_max"]) == (0.25, 0.5, 5.0)
+    assert callable(args[0]) and args[1] == app.conf.broker_connection_max_retries  # Celery's own error handler and limit
+    assert callable(kwargs["callback"])  # and its shutdown check between tries
