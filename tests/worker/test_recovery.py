@@ -214,6 +214,35 @@ def test_a_drain_that_fails_during_a_redis_restart_is_retried_and_routes_its_bat
     assert rt.store.acquire_lock("drain:hubspot:0", ttl=1) is not None  # the slot was freed, not left to expire
 
 
+def test_a_drain_whose_slot_cannot_be_freed_while_redis_is_away_frees_it_on_its_retry(
+    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis goes away mid-batch and stays away through the drain's attempts to free its slot: without the
+    # retry freeing it, every drain would wait out the slot's lock (15 s) once Redis is back
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    written, release_lock = rt.store.written, rt.store.release_lock
+    down = {"written": 1, "release_lock": 4}  # the drain slot's: more than _release_slot tries
+
+    def away(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if down[name] and (name != "release_lock" or str(args[0]).startswith("drain:")):
+                down[name] -= 1
+                raise RedisConnectionError("Connection refused")
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(rt.store, "written", away("written", written))
+    monkeypatch.setattr(rt.store, "release_lock", away("release_lock", release_lock))
+    monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
+    monkeypatch.setattr(tasks, "redis_backoff", lambda n: 0.0)
+    routed = tasks.drain.apply(args=("hubspot",)).get()
+    assert routed >= len(ids) and down == {"written": 0, "release_lock": 0}
+    assert rt.pending.depth("hubspot") == 0
+    assert rt.store.acquire_lock("drain:hubspot:0", ttl=1) is not None  # freed by the retry, not left to expire
+
+
 # ------------------------------------------------------------------------------ real processes
 
 KILL_LEASE = float(os.environ.get("LEADROUTE_TEST_KILL_LEASE", "5"))  # LEADROUTE_PENDING_LEASE for the worker

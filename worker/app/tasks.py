@@ -101,15 +101,19 @@ def poll(self: Task, crm: str) -> int:
 
 
 @app.task(base=RedisRetryTask, name="leadroute.drain", bind=True, max_retries=None)
-def drain(self: Task, crm: str) -> int:
+def drain(self: Task, crm: str, release: list[str] | None = None) -> int:
     """Route pending leads in batches until none is due or the time budget is spent.
 
     Under light traffic one drain per CRM runs at a time, so leads that arrive meanwhile
     gather into the next batch instead of several small batches queueing for the same
-    rate limit; under a backlog up to ``DRAIN_SLOTS`` drains share the work.
+    rate limit; under a backlog up to ``DRAIN_SLOTS`` drains share the work. ``release`` is the
+    slot (name, token) this drain held when Redis went away before it could free it: the retry
+    frees it first, so no drain waits out its lock (up to ``DRAIN_LOCK_TTL``) after a Redis restart.
     """
     structlog.contextvars.bind_contextvars(crm=crm)
     rt = get_runtime()
+    if release:
+        rt.store.release_lock(release[0], release[1])  # only if still ours (the token): never another drain's
     state = rebuild_step.ensure_state(rt)  # one read; rebuilds a lost state before routing into it
     if state.status == "busy":
         raise self.retry(countdown=STATE_WAIT_SECONDS)
@@ -138,16 +142,22 @@ def drain(self: Task, crm: str) -> int:
         log.warning("drain_retry", error=str(exc))
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
     finally:
-        _release_slot(rt, slot, token)
+        try:
+            _release_slot(rt, slot, token)
+        except REDIS_ERRORS:  # Redis still away: the retry frees the slot first (see ``release``)
+            log.warning("drain_slot_release_deferred", slot=slot)
+            raise self.retry(kwargs={"release": [slot, token]}, countdown=redis_backoff(self.request.retries),
+                             max_retries=REDIS_MAX_RETRIES, retry_policy=RETRY_PUBLISH_POLICY) from None
     metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):
         drain.delay(crm)
     return routed
 
 
-def _release_slot(rt: Runtime, slot: str, token: str, attempts: int = 4) -> None:
-    """Free the drain's slot, waiting about two seconds for a Redis that is restarting: a retried drain
-    needs the slot at once (its batch was given back), not when the lock runs out."""
+def _release_slot(rt: Runtime, slot: str, token: str, attempts: int = 3) -> None:
+    """Free the drain's slot, waiting under a second for a Redis that is restarting: a retried drain
+    needs the slot at once (its batch was given back), not when the lock runs out; past that, the
+    drain's retry frees it."""
     for attempt in range(attempts):
         try:
             rt.store.release_lock(slot, token)
