@@ -40,9 +40,11 @@ LEDGER_LOCK = "ledger-flush"
 
 # Redis (state or broker) unreachable: retried with backoff, whatever the task's own retry limit.
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, BrokerUnavailable)
-REDIS_MAX_RETRIES = 12
-REDIS_BACKOFF_FIRST = 0.5  # seconds; doubled each retry, up to REDIS_BACKOFF_MAX, jittered down to half
-REDIS_BACKOFF_MAX = 30.0
+# A Redis restart or failover takes seconds: retry soon and keep retrying every few seconds (about 1.5 to 3
+# minutes in all), so a task is back within seconds of Redis, not after a long doubled wait.
+REDIS_MAX_RETRIES = 50
+REDIS_BACKOFF_FIRST = 0.25  # seconds; doubled each retry, up to REDIS_BACKOFF_MAX, jittered down to half
+REDIS_BACKOFF_MAX = 4.0
 STATE_WAIT_SECONDS = 2.0  # a drain that finds a rebuild running tries again this much later
 # Publishing the retry needs the broker, which may be the Redis that is restarting: keep trying for ~20 s.
 RETRY_PUBLISH_POLICY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 3.0}
@@ -54,7 +56,7 @@ def _retry_delay(task: Task, exc: RetriableError) -> float:
 
 
 def redis_backoff(retries: int, jitter: float | None = None) -> float:
-    """Seconds before retry number ``retries + 1`` after a Redis error: 0.5, 1, 2, 4 ... up to 30,
+    """Seconds before retry number ``retries + 1`` after a Redis error: 0.25, 0.5, 1, 2, then 4,
     each scaled by a random factor in [0.5, 1] (``jitter``) so workers do not all come back at once."""
     factor = 0.5 + 0.5 * (random.random() if jitter is None else jitter)
     return min(REDIS_BACKOFF_MAX, REDIS_BACKOFF_FIRST * 2.0**retries) * factor
