@@ -243,6 +243,34 @@ def test_a_drain_whose_slot_cannot_be_freed_while_redis_is_away_frees_it_on_its_
     assert rt.store.acquire_lock("drain:hubspot:0", ttl=1) is not None  # freed by the retry, not left to expire
 
 
+def test_a_batch_that_cannot_be_given_back_while_redis_is_away_is_given_back_by_the_retry(
+    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the batch's lease (15 s) would otherwise hold its leads after Redis is back
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    written, give_back = rt.store.written, rt.pending.give_back
+    down = {"written": 1, "give_back": 5}  # more than the lease keeper's four tries
+
+    def away(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if down[name]:
+                down[name] -= 1
+                raise RedisConnectionError("Connection refused")
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(rt.store, "written", away("written", written))
+    monkeypatch.setattr(rt.pending, "give_back", away("give_back", give_back))
+    monkeypatch.setattr(route.time, "sleep", lambda seconds: None)  # the keeper's waits between tries
+    monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
+    monkeypatch.setattr(tasks, "redis_backoff", lambda n: 0.0)
+    routed = tasks.drain.apply(args=("hubspot",)).get()
+    assert routed >= len(ids) and down == {"written": 0, "give_back": 0}
+    assert rt.pending.depth("hubspot") == 0  # routed now, not after the lease
+
+
 # ------------------------------------------------------------------------------ real processes
 
 KILL_LEASE = float(os.environ.get("LEADROUTE_TEST_KILL_LEASE", "5"))  # LEADROUTE_PENDING_LEASE for the worker

@@ -103,17 +103,20 @@ def poll(self: Task, crm: str) -> int:
 
 
 @app.task(base=RedisRetryTask, name="leadroute.drain", bind=True, max_retries=None)
-def drain(self: Task, crm: str, release: list[str] | None = None) -> int:
+def drain(self: Task, crm: str, release: list[str] | None = None, give_back: dict[str, float] | None = None) -> int:
     """Route pending leads in batches until none is due or the time budget is spent.
 
     Under light traffic one drain per CRM runs at a time, so leads that arrive meanwhile
     gather into the next batch instead of several small batches queueing for the same
     rate limit; under a backlog up to ``DRAIN_SLOTS`` drains share the work. ``release`` is the
     slot (name, token) this drain held when Redis went away before it could free it: the retry
-    frees it first, so no drain waits out its lock (up to ``DRAIN_LOCK_TTL``) after a Redis restart.
+    frees it first, so no drain waits out its lock (up to ``DRAIN_LOCK_TTL``) after a Redis restart;
+    ``give_back`` likewise is the batch it could not give back (:class:`route.BatchNotGivenBack`).
     """
     structlog.contextvars.bind_contextvars(crm=crm)
     rt = get_runtime()
+    if give_back:
+        rt.pending.give_back(crm, give_back)  # only ids still under this drain's lease
     if release:
         rt.store.release_lock(release[0], release[1])  # only if still ours (the token): never another drain's
     state = rebuild_step.ensure_state(rt)  # one read; rebuilds a lost state before routing into it
@@ -129,6 +132,7 @@ def drain(self: Task, crm: str, release: list[str] | None = None) -> int:
     if backlog and slot != f"drain:{crm}:{slots - 1}":
         drain.delay(crm)  # fan out: the next drain takes the next slot, until all are busy
     routed = 0
+    carry: dict[str, Any] = {}  # what the retry must undo first, when Redis stays away
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:
         while time.monotonic() < deadline:
@@ -140,6 +144,11 @@ def drain(self: Task, crm: str, release: list[str] | None = None) -> int:
             if rt.store.state_marker() is None:
                 break  # Redis lost its data under this drain: the next drain rebuilds before it routes again
             rt.store.extend_lock(slot, token, DRAIN_LOCK_TTL)
+    except route.BatchNotGivenBack as exc:
+        log.warning("drain_batch_give_back_deferred", held=len(exc.held))
+        carry["give_back"] = exc.held
+        raise self.retry(kwargs=carry, countdown=redis_backoff(self.request.retries), max_retries=REDIS_MAX_RETRIES,
+                         retry_policy=RETRY_PUBLISH_POLICY) from None
     except RetriableError as exc:
         log.warning("drain_retry", error=str(exc))
         raise self.retry(exc=exc, countdown=_retry_delay(self, exc)) from None
@@ -148,7 +157,7 @@ def drain(self: Task, crm: str, release: list[str] | None = None) -> int:
             _release_slot(rt, slot, token)
         except REDIS_ERRORS:  # Redis still away: the retry frees the slot first (see ``release``)
             log.warning("drain_slot_release_deferred", slot=slot)
-            raise self.retry(kwargs={"release": [slot, token]}, countdown=redis_backoff(self.request.retries),
+            raise self.retry(kwargs={**carry, "release": [slot, token]}, countdown=redis_backoff(self.request.retries),
                              max_retries=REDIS_MAX_RETRIES, retry_policy=RETRY_PUBLISH_POLICY) from None
     metrics.set_pending_depth(crm, rt.pending.depth(crm))
     if rt.pending.due(crm):

@@ -345,9 +345,21 @@ def route_pending(
     with keeper:
         try:
             return _Batch(rt, crm, {i.record_id: i.first_seen for i in items}, on_batch).run()
-        except REDIS_ERRORS:
+        except REDIS_ERRORS as exc:
             keeper.give_back()
+            if keeper.held:  # Redis still away: the drain's retry gives the batch back instead of its lease running out
+                raise BatchNotGivenBack(crm, keeper.held) from exc
             raise
+
+
+class BatchNotGivenBack(RedisConnectionError):
+    """A Redis error hit a batch and Redis stayed away while the drain tried to give it back: ``held``
+    (record id -> this drain's lease, its score in the pending set) for the retried drain to give back
+    first (:meth:`PendingSet.give_back` moves only ids still under that lease)."""
+
+    def __init__(self, crm: str, held: Mapping[str, float]) -> None:
+        super().__init__(f"{len(held)} {crm} ids still leased to a drain that lost Redis")
+        self.crm, self.held = crm, dict(held)
 
 
 class _Batch:
