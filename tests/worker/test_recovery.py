@@ -214,6 +214,20 @@ def test_a_drain_that_fails_during_a_redis_restart_is_retried_and_routes_its_bat
     assert rt.store.acquire_lock("drain:hubspot:0", ttl=1) is not None  # the slot was freed, not left to expire
 
 
+def redis_away_for(down: dict[str, int], target: Any, name: str, only: Callable[..., bool] = lambda *a: True) -> None:
+    """Make ``target.name`` raise a Redis connection error for its next ``down[name]`` calls that ``only``
+    accepts (Redis away), counting them down in ``down``, then behave as before."""
+    real = getattr(target, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if down[name] and only(*args):
+            down[name] -= 1
+            raise RedisConnectionError("Connection refused")
+        return real(*args, **kwargs)
+
+    setattr(target, name, call)
+
+
 def test_a_drain_whose_slot_cannot_be_freed_while_redis_is_away_frees_it_on_its_retry(
     make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,19 +236,9 @@ def test_a_drain_whose_slot_cannot_be_freed_while_redis_is_away_frees_it_on_its_
     rt = make_runtime()
     ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
     route.poll(rt, "hubspot")
-    written, release_lock = rt.store.written, rt.store.release_lock
     down = {"written": 1, "release_lock": 4}  # the drain slot's: more than _release_slot tries
-
-    def away(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if down[name] and (name != "release_lock" or str(args[0]).startswith("drain:")):
-                down[name] -= 1
-                raise RedisConnectionError("Connection refused")
-            return real(*args, **kwargs)
-        return call
-
-    monkeypatch.setattr(rt.store, "written", away("written", written))
-    monkeypatch.setattr(rt.store, "release_lock", away("release_lock", release_lock))
+    redis_away_for(down, rt.store, "written")
+    redis_away_for(down, rt.store, "release_lock", only=lambda name, *rest: str(name).startswith("drain:"))
     monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
     monkeypatch.setattr(tasks, "redis_backoff", lambda n: 0.0)
     routed = tasks.drain.apply(args=("hubspot",)).get()
@@ -250,19 +254,9 @@ def test_a_batch_that_cannot_be_given_back_while_redis_is_away_is_given_back_by_
     rt = make_runtime()
     ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
     route.poll(rt, "hubspot")
-    written, give_back = rt.store.written, rt.pending.give_back
     down = {"written": 1, "give_back": 5}  # more than the lease keeper's four tries
-
-    def away(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if down[name]:
-                down[name] -= 1
-                raise RedisConnectionError("Connection refused")
-            return real(*args, **kwargs)
-        return call
-
-    monkeypatch.setattr(rt.store, "written", away("written", written))
-    monkeypatch.setattr(rt.pending, "give_back", away("give_back", give_back))
+    redis_away_for(down, rt.store, "written")
+    redis_away_for(down, rt.pending, "give_back")
     monkeypatch.setattr(route.time, "sleep", lambda seconds: None)  # the keeper's waits between tries
     monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
     monkeypatch.setattr(tasks, "redis_backoff", lambda n: 0.0)
