@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import heapq
 import json
 import os
 import random
@@ -49,7 +48,7 @@ from engine import build_config, make_leads  # bench/engine.py: the same config 
 from worker.config import RoutingConfig, parse_config
 from worker.config.diff import diff_configs
 from worker.replay import Comparison, read_history, replay, start_state
-from worker.replay.run import Side, StartState
+from worker.replay.run import Side, StartState, route_in_order
 from worker.replay.synthetic import Arrival, make_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,14 +151,8 @@ def engine_alone(config: RoutingConfig, leads: list, start: StartState) -> float
     """CPU seconds to route ``leads`` once under ``config`` alone, from the same start and freeing loads at the same
     moments: the replay's floor is twice this (it routes every lead under two configs)."""
     side = Side.start(config, start)
-    due: list = []
     began = time.process_time()
-    for i, lead in enumerate(leads):
-        while due and due[0][0] <= lead.routed_at:
-            side.release(heapq.heappop(due)[2])
-        decision, _ = side.route(lead)
-        if lead.released_at is not None:
-            heapq.heappush(due, (lead.released_at, i, decision.owner))
+    route_in_order(side, leads)
     return time.process_time() - began
 
 

@@ -28,19 +28,24 @@ AES = ["kim", "sarah"]
 REJECTED = "Rejected - Not my territory"
 
 
-def hubspot_runtime(make_runtime: Any, refire: bool = False) -> Any:
+def with_lifecycle_stage(overrides: dict[str, Any]) -> Any:
+    """The test config with HubSpot's ``lifecyclestage`` mapped to ``lifecycle_stage`` (which triggers read),
+    and ``overrides`` on top."""
     data, _ = routing_test_config()
     hs = data["connectors"]["hubspot"]
     hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
-    return make_runtime(routing_test_config({
-        "fields": [*data["fields"], "lifecycle_stage"],
-        "connectors": data["connectors"],
+    return routing_test_config({"fields": [*data["fields"], "lifecycle_stage"], "connectors": data["connectors"],
+                                **overrides})[1]
+
+
+def hubspot_runtime(make_runtime: Any, refire: bool = False) -> Any:
+    return make_runtime(with_lifecycle_stage({
         "pools": {"sdr": {"members": SDRS, "strategy": "round_robin"}, "ae": {"members": AES, "strategy": "round_robin"}},
         "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}],
         "fallback": {"queue": "triage"},
         "triggers": [{"name": "mql", "when": {"score": {"gte": 80}, "lifecycle_stage": "marketingqualifiedlead"},
                       "rules": [{"name": "ae", "assign": {"pool": "ae"}}], "refire": refire}],
-    })[1])
+    }))
 
 
 def current(rt: Any, crm: str, rid: str) -> dict[str, Any]:
@@ -181,17 +186,13 @@ def test_a_rejection_by_crm_status_is_routed_again_away_from_the_rep_who_rejecte
 def test_a_trigger_also_moves_a_lead_leadroute_never_routed_and_one_no_trigger_rule_takes_stays(
     make_runtime: Any, admin: Any
 ) -> None:
-    data, _ = routing_test_config()
-    hs = data["connectors"]["hubspot"]
-    hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
-    rt = make_runtime(routing_test_config({
-        "fields": [*data["fields"], "lifecycle_stage"], "connectors": data["connectors"],
+    rt = make_runtime(with_lifecycle_stage({
         "pools": {"sdr": {"members": SDRS, "strategy": "round_robin"}, "ae": {"members": AES, "strategy": "round_robin"}},
         "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}, {"name": "us-ae", "when": {"country": "US"},
                                                               "assign": {"pool": "ae"}}],
         "fallback": {"queue": "triage"},
         "triggers": [{"name": "mql", "when": {"lifecycle_stage": "marketingqualifiedlead"}, "use_rules": ["us-ae"]}],
-    })[1])
+    }))
     tom = route.owner_crm_id(rt.config, "hubspot", "tom")
     us, de = admin.hs_load([  # given to tom by hand, never routed by leadroute
         {"properties": {"email": f"x@hand{n}.example", "country": country, "lifecyclestage": "lead", "hubspot_owner_id": tom}}
@@ -315,16 +316,12 @@ def test_a_lead_put_back_in_the_intake_with_a_rejection_status_is_rejected_once_
 def test_a_trigger_whose_rules_pick_the_current_owner_counts_the_lead_once_and_does_not_notify_again(
     make_runtime: Any, admin: Any
 ) -> None:
-    data, _ = routing_test_config()
-    hs = data["connectors"]["hubspot"]
-    hs["fields"] = {**hs["fields"], "lifecyclestage": "lifecycle_stage"}
-    rt = make_runtime(routing_test_config({
-        "fields": [*data["fields"], "lifecycle_stage"], "connectors": data["connectors"],
+    rt = make_runtime(with_lifecycle_stage({
         "pools": {"sdr": {"members": ["tom"], "strategy": "round_robin"}},
         "rules": [{"name": "sdr", "assign": {"pool": "sdr"}}],
         "fallback": {"queue": "triage"},
         "triggers": [{"name": "mql", "when": {"lifecycle_stage": "marketingqualifiedlead"}, "use_rules": ["sdr"]}],
-    })[1])
+    }))
     route_all(rt, "hubspot")
     rid = contact(admin, 7, 10, "lead")
     route_all(rt, "hubspot")

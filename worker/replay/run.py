@@ -84,15 +84,21 @@ def start_state(earlier: Sequence[HistoricalLead], since: datetime | None,
                 start.pending.append((lead.released_at, recorded.owner))
     if baseline is not None and earlier:
         warm = Side.start(baseline, StartState())
-        due: list[tuple[datetime, int, str]] = []
-        for i, lead in enumerate(earlier):
-            while due and due[0][0] <= lead.routed_at:
-                warm.release(heapq.heappop(due)[2])
-            decision, _ = warm.route(lead)
-            if lead.released_at is not None:
-                heapq.heappush(due, (lead.released_at, i, decision.owner))
+        route_in_order(warm, earlier)
         start.warm = warm.state
     return start
+
+
+def route_in_order(side: Side, leads: Sequence[HistoricalLead]) -> None:
+    """Route ``leads`` on ``side`` in their order, freeing each owner's load when its lead was acknowledged
+    (before the first lead routed after that moment), as the live loads went."""
+    due: list[tuple[datetime, int, str]] = []
+    for i, lead in enumerate(leads):
+        while due and due[0][0] <= lead.routed_at:
+            side.release(heapq.heappop(due)[2])
+        decision, _ = side.route(lead)
+        if lead.released_at is not None:
+            heapq.heappush(due, (lead.released_at, i, decision.owner))
 
 
 @dataclass(frozen=True, slots=True)
