@@ -268,3 +268,36 @@ def test_the_worker_routes_a_lead_at_the_moment_it_decides_not_at_its_created_at
     assert decision["skipped"] == {"tom": "ooo"}
     assert datetime.fromisoformat(decision["created_at"]) == datetime.fromisoformat(january)
     assert datetime.fromisoformat(decision["routed_at"]).date() >= today - timedelta(days=1)  # decided now
+
+
+def test_a_lead_its_pool_holds_stays_in_the_intake_until_a_member_has_room(make_runtime: Any, admin: Any) -> None:
+    """Every member of the pool is at capacity (reps here are available at any hour): with ``hold`` the lead
+    is not given to the fallback but waits, unowned and undecided, and is routed once someone has room."""
+    data, _ = routing_test_config()
+    data["rules"] = [{"name": "everyone", "assign": {"pool": "smb"}}]
+    data["pools"]["smb"]["hold"] = "10m"
+    members = data["pools"]["smb"]["members"]
+    for rep in data["reps"]:
+        if rep["id"] in members:
+            rep["capacity"] = 1
+    rt = make_runtime(parse_config(yaml.safe_dump(data, sort_keys=False)))
+    for rep in members:
+        rt.store.adjust_load(rep, 1)
+    sf_map = dict(rt.config.model.connectors.salesforce.fields)
+    (rid,) = admin.sf_load("Lead", [salesforce_lead(next(iter(synthetic_leads(1, seed=5))), sf_map, INTAKE_QUEUE)])
+    rt.pending.add("salesforce", [rid], "webhook")
+    before = time.time()
+    (handled,) = drain(rt, "salesforce")
+    assert handled.outcome == "held"
+    assert rt.connector("salesforce").fetch([rid])[rid].owner_id == INTAKE_QUEUE  # nothing written
+    assert rt.store.decision(LeadRef("salesforce", "Lead", rid).at(0)) is None  # nothing decided either
+    due = rt.pending.client.zscore(rt.pending.keys.pending("salesforce"), rid)
+    assert before + 55 <= due <= time.time() + 60  # tried again in a minute
+    (event,) = [e for e in rt.store.log_for_lead(LeadRef("salesforce", "Lead", rid)) if e.kind == "held"]
+    assert "nobody in hours has room" in event.data["reason"] and event.data["until"]
+    rt.store.adjust_load(members[1], -1)
+    rt.pending.retry_later("salesforce", [rid], 0)  # a minute later
+    (handled,) = drain(rt, "salesforce")
+    assert (handled.outcome, handled.owner) == ("written", members[1])
+    assert rt.connector("salesforce").fetch([rid])[rid].owner_id == crm_owner(rt, "salesforce", members[1])
+    assert rt.pending.depth("salesforce") == 0

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from connectors.settings import ConnectorsConfig, parse_seconds
+from connectors.settings import ConnectorsConfig, Seconds, parse_seconds
 from worker.config.yamlpos import PathKey, YamlSyntaxError, line_for, load_with_lines, read_text
 from worker.domain.names import suggest
 from worker.domain.normalize import country_code, region_code
@@ -213,6 +213,9 @@ class Pool(_Model):
     tie_break: TieBreakList = None
     caps: Caps | None = None  # per member: leads per day/week/month from this pool
     load: PoolLoad | None = None  # least_loaded only: weights of open leads and CRM opportunities
+    # first routing waits for a member in hours with room: while the pool is closed, and up to this many
+    # seconds after it opens (or after the lead came, if later); then the next to start, then the fallback
+    hold: Seconds | None = None
 
     _list = field_validator("tie_break", mode="before")(_tie_break_list)
     _unique = field_validator("tie_break")(_unique_tie_breakers)
@@ -222,6 +225,8 @@ class Pool(_Model):
         if self.load is not None and self.strategy is not Strategy.LEAST_LOADED:
             raise ValueError(f"load weights apply to least_loaded pools only; this pool is {self.strategy.value} "
                              "(set 'strategy: least_loaded' or remove 'load')")
+        if self.hold is not None and not 0 < self.hold <= 86400:
+            raise ValueError(f"hold must be more than 0 and at most a day (24h), not {self.hold:g} s")
         return self
 
 

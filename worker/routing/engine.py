@@ -32,6 +32,8 @@ INACTIVE, OOO, MISSING_SKILL, MISSING_LANGUAGE, AT_CAPACITY, OUTSIDE_HOURS = (
     "inactive", "ooo", "missing_skill", "missing_language", "at_capacity", "outside_hours",
 )
 DAY_ENDING = "day_ending"  # in their hours' wind-down while someone eligible had longer
+HELD = "held"  # Decision.owner_kind of a lead a pool with ``hold`` keeps waiting (first routing only)
+HOLD_RETRY_SECONDS = 60.0  # a held lead whose pool is open is tried again this often, for a member with room
 
 
 @dataclass(slots=True)
@@ -56,6 +58,7 @@ class Decision:
     created_at: str | None = None  # the lead's creation time, when it has one (``routed_at`` is when it was decided)
     arm: str | None = None  # the A/B arm of the matched rule's split the lead fell in
     experiment: str | None = None  # ... and that rule's name, kept when the arm's target fell back
+    retry_at: str | None = None  # owner_kind "held": when to route the lead again (its pool's ``hold``)
 
     @property
     def owner_rep(self) -> str | None:
@@ -82,7 +85,14 @@ class Decision:
             out["created_at"] = self.created_at
         if self.arm is not None:
             out["arm"], out["experiment"] = self.arm, self.experiment
+        if self.retry_at is not None:
+            out["retry_at"] = self.retry_at
         return out
+
+    @property
+    def held(self) -> bool:
+        """Whether nobody was given the lead yet: its pool holds it until ``retry_at``."""
+        return self.owner_kind == HELD
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
@@ -398,6 +408,7 @@ class Router:
         exclude: frozenset[str] = frozenset(),
         *,
         at_created: bool = False,
+        hold: bool = False,
     ) -> Decision:
         """Decide the owner of one lead; never raises for bad lead data, never leaves it unrouted.
 
@@ -408,9 +419,12 @@ class Router:
         without one): ``simulate`` and replays, which re-enact the past. ``overrides`` forces a
         rep unavailable (rep id -> reason, e.g. an OOO set from the CLI); ``exclude`` lists
         reps that must not get this lead (earlier owners, on reassignment). The decision
-        records both times: ``routed_at`` and the lead's ``created_at``.
+        records both times: ``routed_at`` and the lead's ``created_at``. ``hold`` lets a pool with
+        ``hold`` keep the lead waiting for a member in hours with room (a first routing, whose caller
+        routes it again at the decision's ``retry_at``); otherwise every lead gets an owner.
         """
         normalized, ctx = self._start(lead, at, overrides, exclude, at_created)
+        ctx.may_hold = hold
         facts = ctx.facts
         lead_id = str(facts.get("id", ""))
         rules, compiled = self.config.rules, self.config.compiled_rules
@@ -534,8 +548,8 @@ class _Context:
     """Per-decision scratch: what was considered, what was skipped and why."""
 
     __slots__ = ("arm", "at", "chain", "config", "considered", "created", "exclude", "experiment", "facts", "failure",
-                 "history", "locals", "overrides", "pipeline", "plan", "rates", "skipped", "state", "tie_breaks", "ts",
-                 "weighted")
+                 "history", "locals", "may_hold", "overrides", "pipeline", "plan", "rates", "retry_at", "skipped", "state",
+                 "tie_breaks", "ts", "weighted")
 
     def __init__(
         self, router: Router, facts: dict[str, Any], at: datetime,
@@ -559,6 +573,8 @@ class _Context:
         self.tie_breaks: dict[str, str] = {}
         self.arm: str | None = None
         self.experiment: str | None = None
+        self.may_hold = False
+        self.retry_at: datetime | None = None
         self.rates = router.rates
         self.pipeline = router.pipeline
         self.weighted = router.weighted
@@ -780,11 +796,16 @@ class _Context:
                 after_hours.append(m.candidate)
         closing_by_end = self.longest_left(closing)
         if pool.strategy is Strategy.PERFORMANCE_WEIGHTED:
-            return self.perf_pool(name, in_hours_now, after_hours, closing_by_end)
+            return self.perf_pool(target, in_hours_now, after_hours, closing_by_end)
         if pool.load is not None:
             in_hours_now, after_hours = self.weigh(pool.load, in_hours_now), self.weigh(pool.load, after_hours)
             closing_by_end = [self.weigh(pool.load, group) for group in closing_by_end]
+        hold = pool.hold if self.may_hold else None
         for group, note in self.groups(in_hours_now, after_hours, closing_by_end):
+            if note and hold is not None:  # nobody in hours could take it: wait for someone who can?
+                if (held := self.held(target, hold, after_hours)) is not None:
+                    return held
+                hold = None
             tie = None
             if keys is not None and len(group) > 1:
                 group, tie = self.rank(group, keys, loads)
@@ -800,10 +821,56 @@ class _Context:
                     self.tie_breaks["pool"] = tie[1]
                 self.passed_over(pick.rep_id, note, after_hours, closing_by_end)
                 return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
+        if hold is not None and (held := self.held(target, hold, after_hours)) is not None:
+            return held
         self.failure = f"pool {name} had nobody available" + (
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else ""
         )
         return None
+
+    def held(self, target: Assign, hold: float, after_hours: list[Candidate]) -> _Outcome | None:
+        """A pool with ``hold`` whose members in hours cannot take the lead keeps it waiting, unowned: until its
+        first member starts while nobody is in hours, then up to ``hold`` seconds after the pool opened (or the
+        lead came, if later) for someone in hours to have room. None when the wait is over or nobody will come:
+        the lead goes to the next to start, then the fallback, as without ``hold``."""
+        name = str(target.pool)
+        opened: datetime | None = None
+        soonest: datetime | None = None
+        for m, static in self.plan.target(self.config, name, target.require_skills, target.require_languages):
+            rep_id = m.rep_id
+            if (static is not None or rep_id in self.exclude or self.overrides.get(rep_id) or m.inactive
+                    or (m.ooo and self.away(m))):
+                continue
+            if self.working(m):
+                start = self.day_start(m)
+                opened = start if opened is None else min(opened, start)
+            else:
+                start = self.next_start(m)
+                soonest = start if soonest is None else min(soonest, start)
+        if opened is None:
+            if soonest is None or soonest <= self.at:
+                return None
+            self.retry_at, note = soonest, f"pool {name} closed: held until its first member starts"
+        else:
+            since = max(opened, self.created) if self.created is not None else opened
+            waited = max(0.0, (self.at - since).total_seconds())
+            if waited >= hold:
+                return None
+            self.retry_at = self.at + timedelta(seconds=min(HOLD_RETRY_SECONDS, hold - waited))
+            note = (f"nobody in hours has room: held for a member who has ({waited / 60:.0f} of "
+                    f"{hold / 60:g} min waited)")
+        for c in after_hours:
+            self.skipped.setdefault(c.rep_id, OUTSIDE_HOURS)
+        return _Outcome("", HELD, f"pool {name}", f"{note}; again at {_iso_routed(self.retry_at)}")
+
+    def day_start(self, m: _Member) -> datetime:
+        """When the working day the rep is in began: today's ``hours.start`` in their zone (yesterday's for hours
+        that run past midnight); the routing time for a rep without hours."""
+        if m.days is None or m.hours is None:
+            return self.at
+        local = self.at.astimezone(m.zone)
+        start = datetime.combine(local.date(), m.hours.start, tzinfo=m.zone)
+        return start if start <= self.at else start - timedelta(days=1)
 
     def first_on(self, group: list[Candidate]) -> list[list[Candidate]]:
         """:func:`first_on`, each rep's next start read through :meth:`next_start`."""
@@ -919,14 +986,20 @@ class _Context:
                 text += f" ({note})"
         return text
 
-    def perf_pool(self, name: str, in_hours_now: list[Candidate], after_hours: list[Candidate],
+    def perf_pool(self, target: Assign, in_hours_now: list[Candidate], after_hours: list[Candidate],
                   closing: list[list[Candidate]]) -> _Outcome | None:
         """``performance_weighted``: weights from the rate table for this lead's key, picked atomically
         under the pool's floor and cap (``state.pick_fair``); the reason names the rates used."""
+        name = str(target.pool)
         pool = self.config.pools[name]
         perf = pool.performance or DEFAULT_PERFORMANCE
         settings = PerfSettings(tuple(perf.by), perf.prior_strength, perf.tilt, perf.warmup, perf.floor, perf.cap)
+        hold = pool.hold if self.may_hold else None
         for group, note in self.groups(in_hours_now, after_hours, closing):
+            if note and hold is not None:  # as :meth:`pool`
+                if (held := self.held(target, hold, after_hours)) is not None:
+                    return held
+                hold = None
             weighting = weigh(self.rates, settings, pool.members, [(c.rep_id, c.weight) for c in group], self.facts)
             weighted = [Candidate(c.rep_id, weighting.weight_of(c.rep_id), c.capacity) for c in group]
             fairness = Fairness(perf.fairness_window, perf.floor, perf.cap, "|".join(weighting.key))
@@ -942,6 +1015,8 @@ class _Context:
             self.passed_over(pick.rep_id, note, after_hours, closing)
             detail = explain(weighting, perf.by, pick.rep_id, pick.detail.partition(" ")[2], perf.floor, perf.cap)
             return _Outcome(pick.rep_id, "rep", f"pool {name}", detail + note)
+        if hold is not None and (held := self.held(target, hold, after_hours)) is not None:
+            return held
         self.failure = f"pool {name} had nobody available" + (
             f" ({', '.join(f'{r} {w}' for r, w in self.skipped.items())})" if self.skipped else "")
         return None
@@ -1087,4 +1162,5 @@ class _Context:
             created_at=_iso_created(self.created) if self.created is not None else None,
             arm=self.arm,
             experiment=self.experiment,
+            retry_at=_iso_routed(self.retry_at) if outcome.kind == HELD and self.retry_at is not None else None,
         )

@@ -24,7 +24,7 @@ from connectors.base import CrmRecord, OwnerUpdate, RetriableError, Watermark, W
 from worker.config import Assign, RoutingConfig
 from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
-from worker.routing.engine import Decision, Router
+from worker.routing.engine import HELD, Decision, Router
 from worker.routing.pipeline import PipelineLoad
 from worker.routing.triggers import truths
 from worker.steps import pipeline as pipeline_step
@@ -200,7 +200,7 @@ def _compute(
 
     def compute(state: Any) -> dict[str, Any]:
         router = Router(rt.config, state, rates=rates, pipeline=pipeline if isinstance(pipeline, PipelineLoad) else None)
-        decision = route(router) if route else router.route(lead, at=at, overrides=overrides)
+        decision = route(router) if route else router.route(lead, at=at, overrides=overrides, hold=True)
         data = decision.to_dict()
         data["crm"], data["object"], data["epoch"] = key.crm, key.object, key.epoch
         if extra:
@@ -428,6 +428,12 @@ class _Batch:
             # not the one routed with the account owner and relationship filled in
             rt.store.seed_crossings([(key.lead, name, now) for record, key, _ in to_decide
                                      for name, now in truths(rt.config, normalize_lead(record.lead)).items()])
+        waiting = [d.get("owner_kind") == HELD for d in decisions]
+        if any(waiting):  # their pool waits for a member in hours with room: back in the pending set until then
+            self._hold([(record, key, d) for (record, key, _), d, w in zip(to_decide, decisions, waiting, strict=True) if w])
+            to_decide = [item for item, w in zip(to_decide, waiting, strict=True) if not w]
+            decisions = [d for d, w in zip(decisions, waiting, strict=True) if not w]
+            theirs = [lead for lead, w in zip(theirs, waiting, strict=True) if not w] if apart else theirs
         to_write.extend((record, key, d) for (record, key, _), d in zip(to_decide, decisions, strict=True))
         self.leads.update({record.id: lead for record, _, lead in to_decide})
         if rt.shadow is not None:
@@ -471,6 +477,23 @@ class _Batch:
             rt.store.adjust_load(recorded.decision["owner"], -1)  # decided, never written: release
         rt.store.log_event("skipped", key.lead, {"why": "no longer matches the intake condition", "owner": record.owner_id})
         self.done.append(record.id)
+
+    def _hold(self, held: list[Pending]) -> None:
+        """Leads their pool holds (``hold``) go back to the pending set, due again at the decision's ``retry_at``;
+        the owner stays the intake's, and the decision log says why and until when."""
+        rt, crm = self.rt, self.crm
+        now = time.time()
+        by_delay: dict[float, list[str]] = {}
+        for record, _, decision in held:
+            until = datetime.fromisoformat(str(decision["retry_at"])).timestamp()
+            by_delay.setdefault(max(0.0, until - now), []).append(record.id)
+            self.report.handled.append(Handled(record.id, HELD))
+        for delay, ids in by_delay.items():
+            rt.pending.retry_later(crm, ids, delay)
+        obj = rt.object_name(crm)
+        rt.store.log_events([("held", LeadRef(crm, obj, record.id),
+                              {"until": decision["retry_at"], "reason": decision["reason"]}, key.epoch)
+                             for record, key, decision in held])
 
     def _write_back(self, to_write: list[Pending]) -> None:
         rt, crm = self.rt, self.crm

@@ -60,7 +60,7 @@ class Decided:
 class DecisionStore(RoutingStateStore, OutboxStore):
     """Routing epochs, leases and recorded decisions (claims come from :class:`RoutingStateStore`)."""
 
-    LUA = ("begin", "record", "unlock")
+    LUA = ("begin", "let_go", "record", "unlock")
 
     def epoch(self, lead: LeadRef) -> int:
         """The lead's current routing epoch (0 until it is deliberately re-routed)."""
@@ -134,6 +134,9 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         except BaseException:
             self._lua["unlock"](keys=[lease_key], args=[token, ""])  # let a retry start at once
             raise
+        if _held(decision):
+            self._let_go([key], token)
+            return Decided(key, dict(decision), False)
         return self.record(key, decision, token=token, claims_used=state.calls, ledger=ledger)
 
     def decide_many(
@@ -202,6 +205,10 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         except BaseException:
             self._release_leases([items[i][0] for i in (*active, *alone, *finished)], token)
             raise
+        held = [i for i, (decision, _) in finished.items() if _held(decision)]
+        if held:
+            self._let_go([items[i][0] for i in held], token)
+            results.update((i, Decided(items[i][0], dict(finished.pop(i)[0]), False)) for i in held)
         if finished:
             recorded = self._record_all([(items[i][0], decision, token, used) for i, (decision, used) in finished.items()],
                                         as_computed=True, ledger=ledger)
@@ -213,6 +220,14 @@ class DecisionStore(RoutingStateStore, OutboxStore):
                 self._release_leases([items[j][0] for j in alone[n:]], token)
                 raise
         return [results[i] for i in range(len(items))]
+
+    def _let_go(self, keys: Sequence[DecisionKey], token: str) -> None:
+        """Nothing is recorded for leads their pool holds: the lease goes, and the journal of the claims that found
+        nobody with room, so the next attempt asks again instead of replaying those answers."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            self._lua["let_go"](keys=[self.keys.decision(key), self.keys.lease(key)], args=[token], client=pipe)
+        pipe.execute()
 
     def _release_leases(self, keys: Sequence[DecisionKey], token: str) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -424,3 +439,6 @@ class _ReplayState:
         return self._claim(DirectClaim(self.replay.key, rep_id, self.calls, tuple(quotas)))
 
 
+def _held(decision: Mapping[str, Any]) -> bool:
+    """A decision that gave the lead to nobody yet: its pool holds it (``hold``), to be routed again later."""
+    return decision.get("owner_kind") == "held"
