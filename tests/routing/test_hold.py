@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from worker.cli.simulate import route_rows
 from worker.config import Assign, ConfigError, parse_config
 from worker.routing.engine import HELD, Router
 from worker.routing.state import InMemoryState
@@ -137,3 +138,13 @@ def test_a_hold_that_is_not_a_duration_up_to_a_day_is_refused_with_its_line(valu
 def test_decisions_without_a_hold_carry_no_retry_time() -> None:
     d = Router(HOLDING, InMemoryState()).route(lead(ny("10:00")), at=ny("10:00") + timedelta(minutes=1), hold=True)
     assert d.owner == "ny1" and "retry_at" not in d.to_dict()
+
+
+def test_simulate_routes_a_held_lead_again_when_its_pool_opens_before_the_leads_that_came_after() -> None:
+    rows = [(1, lead(ny("05:00"), 1)), (2, lead(ny("09:30"), 2)), (3, lead(ny("08:00"), 3))]
+    out = list(route_rows(HOLDING, rows))
+    assert [(line, d.owner, datetime.fromisoformat(d.routed_at)) for line, d in out] == [
+        (1, "ny1", ny("09:00")),  # held from 05:00, routed when ny1 and ny2 start
+        (2, "ny2", ny("09:30")),
+        (3, "ny1", ny("09:00")),  # last in the file: held, routed at its pool's opening once the rows ran out
+    ]

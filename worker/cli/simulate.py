@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from worker.config import RoutingConfig
+from worker.domain.normalize import NormalizedLead, normalize_lead
 from worker.domain.stats import gini
 from worker.routing.engine import FALLBACK, Decision, Router
 from worker.routing.state import InMemoryState
@@ -136,9 +138,12 @@ def route_rows(
     """Route every readable row in order against one fresh in-memory state, yielding as it goes.
 
     Each lead is routed at its ``created_at`` (``at``, else now, for one without): a simulation
-    re-enacts when the leads came in, where the worker decides at the moment it decides.
+    re-enacts when the leads came in, where the worker decides at the moment it decides. A lead its
+    pool holds (``hold``) is routed again at the decision's ``retry_at``, as the worker does, before
+    the rows that came after that moment (so it is yielded then; loads are never released here, so a
+    lead held for room waits out its ``hold``).
 
-    Yields (line, decision) or (line, RowError); nothing is kept, so memory does not grow with the input.
+    Yields (line, decision) or (line, RowError); only held leads are kept, so memory does not grow with the input.
     """
     state = InMemoryState()
     unknown = set(loads or {}) - set(config.reps)
@@ -146,11 +151,32 @@ def route_rows(
         raise LeadFileError(f"--loads names unknown reps: {', '.join(sorted(unknown))}")
     state.set_loads(loads or {})
     route = Router(config, state).route
+    held: list[tuple[datetime, int, NormalizedLead]] = []  # (when to try again, line, lead)
+
+    def due(until: datetime | None) -> Iterator[tuple[int, Decision]]:
+        while held and (until is None or held[0][0] <= until):
+            when, line, row = heapq.heappop(held)
+            decision = route(row, at=when, hold=True)
+            if decision.held and decision.retry_at is not None:
+                heapq.heappush(held, (datetime.fromisoformat(decision.retry_at), line, row))
+            else:
+                yield line, decision
+
     for line, row in rows:
         if isinstance(row, RowError):
             yield line, row
+            continue
+        lead = normalize_lead(row)
+        if held:  # the held leads due before this one came go first
+            created = lead.fields.get("created_at")
+            when = created if isinstance(created, datetime) else at
+            yield from due(None if when is None else when if when.tzinfo else when.replace(tzinfo=UTC))
+        decision = route(lead, at=at, at_created=True, hold=True)  # the past as it was: each lead at its created_at
+        if decision.held and decision.retry_at is not None:
+            heapq.heappush(held, (datetime.fromisoformat(decision.retry_at), line, lead))
         else:
-            yield line, route(row, at=at, at_created=True)  # the past as it was: each lead at its created_at
+            yield line, decision
+    yield from due(None)
 
 
 @dataclass
