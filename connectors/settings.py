@@ -191,10 +191,18 @@ class DailyLimitSettings(_Model):
 
 
 class RetrySettings(_Model):
-    """Bounded retries for transient failures; after that the caller gets "retriable"."""
+    """Bounded retries for transient failures; after that the caller gets "retriable".
+
+    Without a hint from the CRM the pause before try ``n + 1`` is drawn from ``initial_wait / 2`` up to
+    ``initial_wait * 2 ** (n - 1)``, at most ``max_backoff``: however long the CRM has been down, a call
+    that is still retrying notices it is back within ``max_backoff`` (it holds its batch and its worker
+    meanwhile). A hint (``Retry-After``) is slept as given up to ``max_wait``; a longer one hands the
+    work back at once.
+    """
 
     attempts: int = Field(default=6, ge=1, le=50)
     initial_wait: Seconds = 0.5
+    max_backoff: Seconds = Field(default=2.0, gt=0)
     max_wait: Seconds = 30.0
     max_total: Seconds = 120.0
     lock_attempts: int = Field(default=3, ge=1, le=20)

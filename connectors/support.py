@@ -166,8 +166,16 @@ class DailyUsage:
         return self.settings.slow_down_factor if self.slowed else 1.0
 
 
+def backoff(settings: RetrySettings, attempt: int, rng: random.Random) -> float:
+    """The pause after the ``attempt``-th failed try (1-based) when the CRM gave no hint: exponential with
+    full jitter, from ``initial_wait / 2`` up to ``initial_wait * 2 ** (attempt - 1)``, never above
+    ``max_backoff`` (nor ``max_wait``), so a CRM that recovers is tried again within ``max_backoff``."""
+    ceiling = min(settings.max_backoff, settings.max_wait, settings.initial_wait * 2 ** (attempt - 1))
+    return rng.uniform(min(settings.initial_wait / 2, ceiling), ceiling)
+
+
 class _RetryWait:
-    """Backoff for tenacity: the error's own hint when present, else exponential with full jitter."""
+    """Backoff for tenacity: the error's own hint when present, else :func:`backoff`."""
 
     def __init__(self, settings: RetrySettings, rng: random.Random) -> None:
         self.settings = settings
@@ -178,8 +186,7 @@ class _RetryWait:
         hint = getattr(exc, "retry_after", None)
         if hint is not None and hint > 0:
             return float(hint) + self.rng.uniform(0, min(0.25, hint * 0.1))
-        ceiling = min(self.settings.max_wait, self.settings.initial_wait * 2 ** (state.attempt_number - 1))
-        return self.rng.uniform(self.settings.initial_wait / 2, max(self.settings.initial_wait / 2, ceiling))
+        return backoff(self.settings, state.attempt_number, self.rng)
 
 
 class CallRunner:
@@ -221,9 +228,8 @@ class CallRunner:
                 metrics.rate_limit_wait(self.crm, waited, "daily_quota" if factor < 1 else "shared_limit")
 
     def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter for the ``attempt``-th retry (1-based)."""
-        ceiling = min(self.retry.max_wait, self.retry.initial_wait * 2 ** (attempt - 1))
-        return self.rng.uniform(self.retry.initial_wait / 2, max(self.retry.initial_wait / 2, ceiling))
+        """The pause after the ``attempt``-th failed try (1-based): :func:`backoff`."""
+        return backoff(self.retry, attempt, self.rng)
 
     def call(
         self,

@@ -273,6 +273,50 @@ def test_retries_are_bounded_and_the_error_stays_retriable() -> None:
     assert len(clock.slept) == 3  # 4 attempts
 
 
+class _Longest(random.Random):
+    """Jitter that always draws the longest pause allowed."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_a_crm_that_stays_down_is_tried_again_at_least_every_max_backoff() -> None:
+    # A CRM down for a while (503s, dropped connections): the pauses between tries grow from initial_wait but
+    # stop at max_backoff (2 s by default), so a call still retrying when the CRM comes back sends its next try
+    # within 2 s; doubling on (4 s, 8 s, ...) left a drain asleep up to 8 s after a 15 s outage had ended
+    clock = _Clock()
+    runner = CallRunner("test", retry=RetrySettings(), daily=DailyUsage("test", DailyLimitSettings(), get_logger("test")),
+                        classify=lambda exc: FatalError(str(exc)), log=get_logger("test"), sleep=clock.sleep,
+                        rng=_Longest())
+
+    def fn() -> None:
+        raise RetriableError("down", status=503)
+
+    with pytest.raises(RetriableError):
+        runner.call("x", fn)
+    assert clock.slept == [0.5, 1.0, 2.0, 2.0, 2.0]  # 6 attempts, each pause as long as allowed
+    assert [runner.backoff(n) for n in (1, 2, 5, 20)] == [0.5, 1.0, 2.0, 2.0]  # lock-contention retries too
+
+
+def test_max_backoff_is_a_setting_and_a_hint_is_still_slept_as_given() -> None:
+    clock = _Clock()
+    calls = iter([RetriableError("503", status=503), RetriableError("slow down", status=429, retry_after=4.0),
+                  RetriableError("503", status=503), "ok"])
+
+    def fn() -> str:
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    runner = _runner(clock, max_backoff="150ms", max_wait=5, initial_wait=0.1)
+    runner.rng = _Longest()
+    assert runner.call("x", fn) == "ok"
+    assert clock.slept[0] == 0.1  # our own backoff: initial_wait ...
+    assert 4.0 <= clock.slept[1] <= 4.25  # ... the CRM's Retry-After, within max_wait: honoured as given ...
+    assert clock.slept[2] == 0.15  # ... and our own backoff again, doubled but no further than max_backoff
+
+
 def test_a_hint_longer_than_we_wait_hands_the_work_back() -> None:
     clock = _Clock()
 
