@@ -44,3 +44,19 @@ def test_a_runtime_for_another_config_file_parses_that_file(fresh_runtime: None,
     monkeypatch.setenv("LEADROUTE_CONFIG", "config/routing.example.yaml")
     built = runtime.get_runtime()
     assert built.crms == []  # the example file configures no connectors
+
+
+def test_a_worker_starts_without_touching_sql_and_its_first_ledger_use_migrates(
+    fresh_runtime: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The prefork parent's warm-up stands between a restarted worker and its first routed lead: it must not wait
+    # for SQL (migrating held every restart, up to a connect timeout with SQL unreachable), which routing never needs
+    from worker.app import lifecycle
+
+    database = tmp_path / "ledger.sqlite3"
+    monkeypatch.setenv("LEADROUTE_CONFIG", "config/routing.yaml")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
+    lifecycle._warm_up()
+    assert not database.exists()  # no ledger opened, let alone migrated
+    assert runtime.get_runtime().ledger.count() == 0  # a child's first ledger task migrates it
+    assert database.exists()

@@ -26,6 +26,7 @@ from worker.notify.channels import Notifier
 from worker.sla import calendar
 from worker.sla.settings import connectors_with_signals
 from worker.steps.enqueue import Enqueuer
+from worker.steps.rebuild import ledger_fingerprint
 from worker.steps.shadow import Shadow, load_shadow
 from worker.steps.sla_sweep import Notice, SlaService
 from worker.store.pending import PendingSet
@@ -142,23 +143,6 @@ def open_ledger(migrate: bool = True) -> Ledger:
     return Ledger.open(os.environ.get("DATABASE_URL") or None, migrate=migrate)
 
 
-def migrate_ledger(config: RoutingConfig | None = None) -> bool:
-    """Bring the ledger's schema up to date at a worker's start-up (under the migration lock), and keep
-    ``config``'s text in it; False if the database cannot be reached now: routing does not need it, and
-    the ledger task tries again."""
-    try:
-        ledger = open_ledger()
-    except Exception as exc:  # SQL down at start-up must not stop routing; the outbox keeps the events
-        log.warning("ledger_not_migrated", error=str(exc)[:500])
-        return False
-    try:
-        if config is not None:
-            save_configs(ledger, config)
-    finally:
-        ledger.close()
-    return True
-
-
 def save_configs(ledger: Ledger, *configs: RoutingConfig | None) -> bool:
     """Keep each config version's text in the ledger (once per version), for the dashboard's
     ``/ui/config/<version>``; False if one could not be saved. A failure is logged, never raised:
@@ -195,9 +179,11 @@ def get_runtime() -> Runtime:
 def warm_up(config: RoutingConfig) -> None:
     """Do once in a prefork parent what every child would otherwise do on its first task:
     keep the parsed config, import the connectors, load the public-suffix list and the reps'
-    holiday calendars."""
+    holiday calendars, and read the ledger's URL as the state check before each drain does
+    (it imports SQLAlchemy; nothing connects to SQL)."""
     global _preloaded
     _preloaded = (config_path(), config)
+    ledger_fingerprint()
     domains.warm_up()
     for name in config.model.connectors.enabled():
         get_connector_class(name).warm_up()

@@ -9,17 +9,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 from sqlalchemy import func, select
 
 from tests.web.ui.conftest import Board
 from tests.worker.conftest import routing_test_config
-from worker.app.runtime import migrate_ledger
+from worker.app.runtime import Runtime
 from worker.config import RoutingConfig, parse_config
 from worker.ledger.events import LedgerEvent
 from worker.ledger.ledger import Ledger
 from worker.ledger.schema import configs
 from worker.steps.shadow import Shadow
+from worker.store.pending import PendingSet
+from worker.store.redis_store import RedisStore
 
 
 def changed_config(capacity: int) -> RoutingConfig:
@@ -85,17 +88,16 @@ def test_an_unknown_version_without_a_ledger_is_a_clear_404(dashboard: Callable[
     assert answer.status_code == 404 and "not known here: no ledger at DATABASE_URL" in answer.text
 
 
-def test_a_worker_keeps_its_config_text_when_it_migrates_the_ledger_and_a_bad_ledger_stops_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_process_migrates_the_ledger_and_keeps_its_config_text_on_first_ledger_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, redis_prefix: str) -> None:
     config = changed_config(33)
     url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     monkeypatch.setenv("DATABASE_URL", url)
-    assert migrate_ledger(config) is True
-    assert migrate_ledger(config) is True
+    for _ in range(2):  # two processes, one after the other: the second finds the schema current and the text kept
+        rt = Runtime(config, RedisStore(redis_client, prefix=redis_prefix), PendingSet(redis_client, redis_prefix))
+        assert rt.ledger.count() == 0
+        rt.close()
     assert stored(url) == {config.version_hash: config.text}
-    (tmp_path / "a-file").write_text("not a folder")
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'a-file' / 'ledger.sqlite3'}")
-    assert migrate_ledger(config) is False  # logged, not raised
 
 
 def test_the_config_page_sums_up_shadow_mode_from_the_shadow_report(dashboard: Callable[..., Board],
