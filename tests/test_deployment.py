@@ -66,6 +66,16 @@ def test_the_image_holds_every_package_pyproject_installs() -> None:
     assert {pattern.rstrip("*") for pattern in include} <= copied
 
 
+def test_the_image_compiles_the_packages_the_worker_imports_from_its_working_directory() -> None:
+    # celery -A imports the app from the working directory (/app, not writable by the image's user): unless the
+    # copies there are compiled at build time, every worker and beat start compiles them from source again
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = {name for name in re.findall(r"^COPY (\S+) \./\1$", dockerfile, flags=re.M) if (ROOT / name).is_dir()}
+    compiled = re.search(r"^RUN python -m compileall -q ((?:\S+ ?)+)$", dockerfile, flags=re.M)
+    assert compiled is not None and set(compiled.group(1).split()) >= copied - {"config"}
+    assert dockerfile.index("compileall") < dockerfile.index("USER leadroute")  # as root, who may write there
+
+
 def test_each_systemd_unit_restarts_whatever_ends_it_with_no_start_limit() -> None:
     units = sorted((ROOT / "docs" / "systemd").glob("*.service"))
     assert {u.stem.removeprefix("leadroute-") for u in units} == set(procfile())
