@@ -134,6 +134,25 @@ def test_a_retried_batch_replays_decisions_and_never_claims_twice(
     assert sum(loads_after_failure.values()) == sum(1 for h in handled if not h.owner.startswith("queue:"))
 
 
+def test_a_batch_whose_account_lookup_gives_up_is_claimable_after_the_retry_delay_not_its_lease(
+    make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CRM down while a batch looks up account owners: the batch goes back like one whose fetch or write failed,
+    # not left leased until its lease (LEADROUTE_PENDING_LEASE, 15 s) runs out
+    monkeypatch.setattr(route, "RETRY_DELAY", 0.0)  # failed ids are due again at once
+    rt = make_runtime()
+    ids = load_leads(rt, admin, 20)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    due = rt.pending.due("hubspot")
+    admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/companies/search", count=50)
+    with pytest.raises(RetriableError):
+        route.route_pending(rt, "hubspot", limit=100)
+    assert rt.pending.due("hubspot") == due  # every id claimable again, none waiting for its lease
+    admin.clear_faults()
+    handled = drain(rt, "hubspot")
+    assert set(ids) <= {h.lead_id for h in handled if h.outcome == "written"}
+
+
 def test_a_record_the_crm_refuses_goes_to_the_fallback_with_the_error_and_an_alert(make_runtime: Any, admin: Any) -> None:
     data, _ = routing_test_config()
     kim = next(r for r in data["reps"] if r["id"] == "kim")

@@ -327,8 +327,8 @@ def route_pending(
 
     ``on_batch`` is called once per batch with every lead whose owner was written (start SLA
     clocks and queue notifications in one go). Retriable CRM
-    failures put the ids back with a delay and raise :class:`RetriableError` after the rest of
-    the batch is handled, so the task retries.
+    failures put the ids back with a delay (``LEADROUTE_RETRY_DELAY``), whichever call failed, and
+    raise :class:`RetriableError` after the rest of the batch is handled, so the task retries.
 
     The batch's lease (``LEADROUTE_PENDING_LEASE``) is renewed while it is worked on
     (:class:`LeaseKeeper`; ``on_beat`` runs after each renewal). A batch that fails on a Redis
@@ -349,6 +349,12 @@ def route_pending(
             keeper.give_back()
             if keeper.held:  # Redis still away: the drain's retry gives the batch back instead of its lease running out
                 raise BatchNotGivenBack(crm, keeper.held) from exc
+            raise
+        except RetriableError:
+            # a CRM call the batch does not answer for id by id (an account or relationship lookup) gave up: what it
+            # neither finished nor put back is claimable after the retry delay, like a failed fetch, not at the end
+            # of its lease (ids done or put back already are no longer under this lease, and stay as they are)
+            keeper.give_back(RETRY_DELAY)
             raise
 
 
