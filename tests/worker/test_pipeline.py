@@ -6,6 +6,7 @@ the owner the config dictates, the reason on the record, and its decision in the
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,22 @@ def test_a_retried_batch_replays_decisions_and_never_claims_twice(
     assert [d.decision["owner"] for d in rt.store.decisions(refs)] == before  # replayed, not re-decided
     assert rt.store.all_loads() == loads_after_failure  # and not re-claimed
     assert sum(loads_after_failure.values()) == sum(1 for h in handled if not h.owner.startswith("queue:"))
+
+
+@pytest.mark.skipif("LEADROUTE_RETRY_DELAY" in os.environ, reason="the default retry delay is under test")
+def test_leads_whose_write_gave_up_are_claimable_again_within_seconds_by_default(make_runtime: Any, admin: Any) -> None:
+    # After the connector's own retries, failed leads go back to the pending set; a CRM that comes back right
+    # after must see them again within seconds (the default delay was 15 s: up to 15 s of stall after an outage)
+    rt = make_runtime()
+    load_leads(rt, admin, 10)
+    route.poll(rt, "hubspot")
+    due = rt.pending.due("hubspot")
+    admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/contacts/batch/update", count=50)
+    with pytest.raises(RetriableError):
+        route.route_pending(rt, "hubspot", limit=100)
+    gave_up = time.time()
+    assert rt.pending.due("hubspot", now=gave_up) == 0  # not claimed again at once: a short pause first ...
+    assert rt.pending.due("hubspot", now=gave_up + 2.0) == due  # ... of at most 2 s
 
 
 def test_a_batch_whose_account_lookup_gives_up_is_claimable_after_the_retry_delay_not_its_lease(

@@ -42,7 +42,10 @@ log = structlog.get_logger("leadroute.pipeline")
 # A claimed batch is leased for this long and renewed every third of it while its drain works
 # (LeaseKeeper), so a dead drain's batch is claimable again within this many seconds.
 LEASE_SECONDS = float(os.environ.get("LEADROUTE_PENDING_LEASE", "15"))
-RETRY_DELAY = float(os.environ.get("LEADROUTE_RETRY_DELAY", "15"))
+# Leads whose CRM call gave up (the connector retried it already, pausing up to retry.max_backoff between tries)
+# are claimable again this much later: as short, so that once the CRM is back they are routed within seconds,
+# not up to a long delay after it; drains then probe a CRM that is still down about as often as one call retries.
+RETRY_DELAY = float(os.environ.get("LEADROUTE_RETRY_DELAY", "2"))
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)  # Redis restarting, failing over, unreachable
 WRITTEN_TTL = 7 * 86_400
 
