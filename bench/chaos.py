@@ -8,7 +8,8 @@
 Everything runs as in production (the Procfile): the sandbox CRM over HTTPS in its own thread, a
 throwaway Redis with AOF on (the state store, and the broker unless RabbitMQ is chosen), a Celery
 worker (prefork, ``-c 2``, ``--without-gossip --without-mingle --without-heartbeat``) and beat,
-all supervised by :class:`worker.devtools.processes.Supervisor`. The config is the shipped one with
+all supervised by :class:`worker.devtools.processes.Supervisor`; they cache their compiled modules as Python does
+by default (the image compiles them at build time), whatever PYTHONDONTWRITEBYTECODE says. The config is the shipped one with
 the SLA section taken out (its reassignments would move owners on purpose), working hours and
 dated absences removed, and one-second poll, drain and ledger intervals. ``--salesforce`` leads and
 ``--hubspot`` contacts are loaded into the CRMs' intake at once; as they are routed (owners counted
@@ -49,6 +50,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,8 @@ class Fault:
     routed_share: float
     stall_s: float | None = None  # from the fault (the CRM's recovery, for crm_fault) to the next lead routed
     note: str = ""
+    at: str = ""  # wall clock (UTC), to line the fault up with the processes' logs
+    ended: str = ""  # the CRM's recovery (crm_fault), likewise
 
 
 @dataclass
@@ -263,9 +267,13 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
     env.update(sandbox.env())
     env.update({"REDIS_URL": server.url, "LEADROUTE_PREFIX": PREFIX, "LEADROUTE_CONFIG": str(config_path),
                 "DATABASE_URL": f"sqlite:///{work / 'ledger.sqlite3'}", "LEADROUTE_PENDING_LEASE": str(settings.lease),
-                "LEADROUTE_RETRY_DELAY": "1", "LEADROUTE_VISIBILITY_TIMEOUT": "30", "LEADROUTE_LOG_FORMAT": "json",
+                "LEADROUTE_VISIBILITY_TIMEOUT": "30", "LEADROUTE_LOG_FORMAT": "json",
                 "PYTHONPATH": str(ROOT)})
     env.pop(BROKER_ENV, None)
+    # the processes may cache their compiled modules (__pycache__, as Python does by default), so the worker
+    # restarted after the kill starts as a deployed one does, not compiling the project again:
+    # PYTHONDONTWRITEBYTECODE=1, set on some machines, made every start compile it (~0.4 s of each restart)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if settings.broker == "rabbitmq":
         env[BROKER_ENV] = RABBITMQ_URL
         purge_rabbitmq(RABBITMQ_URL)
@@ -319,6 +327,9 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
                 if settings.crm_latency_ms:
                     admin.patch_faults(latency_ms=settings.crm_latency_ms)
                 fault_ends = None  # the stall of a CRM fault counts from the CRM's recovery
+                for f in result.faults:
+                    if f.kind == "crm_fault" and not f.ended:
+                        f.ended = _wall()
                 pending_stall[:] = [(f, now, routed) if f.kind == "crm_fault" else (f, s, r) for f, s, r in pending_stall]
             if routed >= result.leads:
                 if not plan and fault_ends is None:
@@ -335,7 +346,7 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
             settled = not pending_stall and fault_ends is None  # one fault at a time: the last one is behind us
             if plan and settled and (share >= plan[0][0] or routed >= result.leads):
                 _, kind = plan.pop(0)
-                fault = Fault(kind, round(now - started, 2), round(share, 3))
+                fault = Fault(kind, round(now - started, 2), round(share, 3), at=_wall())
                 if routed >= result.leads:  # so that there is routing after this fault to measure
                     wave = feeder.load("salesforce", synthetic_leads(settings.wave, seed=settings.seed + 10 + len(plan)))
                     watch.ids.setdefault("salesforce", set()).update(wave)
@@ -392,6 +403,11 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
         if settings.broker == "rabbitmq":
             with contextlib.suppress(Exception):
                 purge_rabbitmq(RABBITMQ_URL)
+
+
+def _wall() -> str:
+    """Now, as the processes' JSON logs write it (UTC, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _explain_loads(store: RedisStore, owners: dict[tuple[str, str], str | None], config: Any,
