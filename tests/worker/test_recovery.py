@@ -18,6 +18,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tests.worker.conftest import routing_test_config
 from tests.worker.test_e2e import (  # the e2e suite's process stack, as is
     RABBITMQ_URL,
     Sink,
@@ -56,6 +57,35 @@ def test_the_default_pending_lease_is_short() -> None:
     if "LEADROUTE_PENDING_LEASE" not in os.environ:
         assert route.LEASE_SECONDS == 15.0
     assert tasks.DRAIN_LOCK_TTL == route.LEASE_SECONDS  # the slot frees with the batch
+
+
+class Killed(BaseException):
+    """A drain killed (-9) while deciding: nothing after this point of it runs."""
+
+
+def test_a_dead_drains_decision_leases_run_out_before_its_batch_can_be_claimed_again(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A drain killed mid-decision leaves its leads' decision leases behind; the drain that takes the batch over
+    # after its pending lease waits for them, asleep in its slot. With the store's default (30 s) that held the
+    # killed drain's leads 30 s after the kill, and a CRM's only drain slot 10-15 s after a CRM outage ended
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
+    rt = Runtime.build(routing_test_config()[1])  # the store as a worker process builds it
+    monkeypatch.setattr(type(rt.store), "_release_leases", lambda *_: None)  # the kill: no cleanup runs
+
+    def dies(_: Any) -> dict[str, Any]:
+        raise Killed
+
+    keys = [LeadRef("hubspot", "contacts", str(n)).at(0) for n in range(3)]
+    with pytest.raises(Killed):
+        rt.store.decide_many([(key, dies) for key in keys])
+    left = [rt.store.client.pttl(rt.store.keys.lease(key)) / 1000 for key in keys]
+    assert all(ttl > 0 for ttl in left)  # the leases are there, as a dead drain leaves them ...
+    # ... and run out before the batch is claimable again: its lease, renewed every third of it, runs out at the
+    # earliest two thirds of it after the death
+    assert max(left) <= route.LEASE_SECONDS * 2 / 3
+    rt.close()
 
 
 def test_a_drain_that_keeps_renewing_keeps_its_batch_past_the_lease(

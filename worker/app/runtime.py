@@ -27,6 +27,7 @@ from worker.sla import calendar
 from worker.sla.settings import connectors_with_signals
 from worker.steps.enqueue import Enqueuer
 from worker.steps.rebuild import ledger_fingerprint
+from worker.steps.route import DECISION_LEASE_SECONDS
 from worker.steps.shadow import Shadow, load_shadow
 from worker.steps.sla_sweep import Notice, SlaService
 from worker.store.pending import PendingSet
@@ -64,7 +65,8 @@ class Runtime:
         """
         config = config or load_config(config_path())
         prefix = os.environ.get("LEADROUTE_PREFIX") or "leadroute"
-        store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix)
+        store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix,
+                                            lease_seconds=DECISION_LEASE_SECONDS)
         return cls(config, store, store.pending_set(), shadow=load_shadow(config, store) if shadow else None)
 
     @property

@@ -42,6 +42,12 @@ log = structlog.get_logger("leadroute.pipeline")
 # A claimed batch is leased for this long and renewed every third of it while its drain works
 # (LeaseKeeper), so a dead drain's batch is claimable again within this many seconds.
 LEASE_SECONDS = float(os.environ.get("LEADROUTE_PENDING_LEASE", "15"))
+# A lead being decided is leased in the store, so that no other worker decides it meanwhile. A drain that dies
+# mid-decision (kill -9) leaves those leases behind, and the drain that takes its batch over waits for them, asleep
+# in its drain slot: they must run out before the batch can be claimed again, which is at the earliest two thirds
+# of LEASE_SECONDS after the death (the heartbeat renews the batch's lease every third of it). The store's own
+# default, 30 s, held a killed drain's leads 30 s after the kill and a CRM's only drain slot up to 15 s with them.
+DECISION_LEASE_SECONDS = LEASE_SECONDS * 2 / 3
 # Leads whose CRM call gave up (the connector retried it already, pausing up to retry.max_backoff between tries)
 # are claimable again this much later: as short, so that once the CRM is back they are routed within seconds,
 # not up to a long delay after it; drains then probe a CRM that is still down about as often as one call retries.
