@@ -113,16 +113,24 @@ def test_a_lead_already_taken_by_a_human_is_left_alone(make_runtime: Any, admin:
     assert admin.sf_record("Lead", ids[0])["OwnerId"] == "0055e000001KiMnAAK"
 
 
+def fail_a_batch(rt: Runtime, admin: Any, endpoint: str, n: int = 20) -> tuple[list[str], int]:
+    """Load ``n`` HubSpot contacts, poll them, and route one batch while ``endpoint`` answers 503 (the connector's
+    own retries give up); the contacts' ids and how many leads were due before."""
+    ids = load_leads(rt, admin, n)["hubspot"]["ids"]
+    route.poll(rt, "hubspot")
+    due = rt.pending.due("hubspot")
+    admin.script_fault("503", api="hubspot", endpoint=endpoint, count=50)
+    with pytest.raises(RetriableError):
+        route.route_pending(rt, "hubspot", limit=100)
+    return ids, due
+
+
 def test_a_retried_batch_replays_decisions_and_never_claims_twice(
     make_runtime: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(route, "RETRY_DELAY", 0.0)  # failed ids are due again at once
     rt = make_runtime()
-    ids = load_leads(rt, admin, 20)["hubspot"]["ids"]
-    route.poll(rt, "hubspot")
-    admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/contacts/batch/update", count=50)
-    with pytest.raises(RetriableError):
-        route.route_pending(rt, "hubspot", limit=100)
+    ids, _ = fail_a_batch(rt, admin, "POST /crm/v3/objects/contacts/batch/update")
     refs = [LeadRef("hubspot", "contacts", rid).at(0) for rid in ids]
     before = [d.decision["owner"] for d in rt.store.decisions(refs)]
     loads_after_failure = rt.store.all_loads()
@@ -140,12 +148,7 @@ def test_leads_whose_write_gave_up_are_claimable_again_within_seconds_by_default
     # After the connector's own retries, failed leads go back to the pending set; a CRM that comes back right
     # after must see them again within seconds (the default delay was 15 s: up to 15 s of stall after an outage)
     rt = make_runtime()
-    load_leads(rt, admin, 10)
-    route.poll(rt, "hubspot")
-    due = rt.pending.due("hubspot")
-    admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/contacts/batch/update", count=50)
-    with pytest.raises(RetriableError):
-        route.route_pending(rt, "hubspot", limit=100)
+    _, due = fail_a_batch(rt, admin, "POST /crm/v3/objects/contacts/batch/update", n=10)
     gave_up = time.time()
     assert rt.pending.due("hubspot", now=gave_up) == 0  # not claimed again at once: a short pause first ...
     assert rt.pending.due("hubspot", now=gave_up + 2.0) == due  # ... of at most 2 s
@@ -158,12 +161,7 @@ def test_a_batch_whose_account_lookup_gives_up_is_claimable_after_the_retry_dela
     # not left leased until its lease (LEADROUTE_PENDING_LEASE, 15 s) runs out
     monkeypatch.setattr(route, "RETRY_DELAY", 0.0)  # failed ids are due again at once
     rt = make_runtime()
-    ids = load_leads(rt, admin, 20)["hubspot"]["ids"]
-    route.poll(rt, "hubspot")
-    due = rt.pending.due("hubspot")
-    admin.script_fault("503", api="hubspot", endpoint="POST /crm/v3/objects/companies/search", count=50)
-    with pytest.raises(RetriableError):
-        route.route_pending(rt, "hubspot", limit=100)
+    ids, due = fail_a_batch(rt, admin, "POST /crm/v3/objects/companies/search")
     assert rt.pending.due("hubspot") == due  # every id claimable again, none waiting for its lease
     admin.clear_faults()
     handled = drain(rt, "hubspot")
