@@ -566,15 +566,11 @@ def _bind_path(catalog: Catalog, obj: SfObject, ref: FieldRef) -> Column:
         hop_names = [h.name for h in hops]
 
         def getter(rec: dict[str, Any]) -> Any:
-            target: dict[str, Any] | None = rec
-            typ = ""
-            for hn in hop_names:
-                ref_id = target.get(hn) if target is not None else None
-                found = catalog.lookup(ref_id) if ref_id else None
-                if found is None:
-                    return None
-                typ, target = found
-            return target.get(per_type.get(typ, "")) if target is not None else None
+            found = _follow(catalog, hop_names, rec)
+            if found is None:
+                return None
+            typ, target = found
+            return target.get(per_type.get(typ, ""))
 
     return Column(tuple(names), (*hops, leaf), getter)
 
@@ -585,17 +581,25 @@ def _name_type(catalog: Catalog, names: tuple[str, ...], hops: tuple[SfField, ..
     hop_names = [h.name for h in hops]
 
     def getter(rec: dict[str, Any]) -> Any:
-        target: dict[str, Any] | None = rec
-        typ = ""
-        for hn in hop_names:
-            ref_id = target.get(hn) if target is not None else None
-            found = catalog.lookup(ref_id) if ref_id else None
-            if found is None:
-                return None
-            typ, target = found
-        return target.get("Type") if typ == "Group" and target is not None else typ
+        found = _follow(catalog, hop_names, rec)
+        if found is None:
+            return None
+        typ, target = found
+        return target.get("Type") if typ == "Group" else typ
 
     return Column((*names, "Type"), (*hops, SfField("Type", "picklist", length=40)), getter)
+
+
+def _follow(catalog: Catalog, hop_names: list[str], rec: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The record at the end of a relationship path (with its type), or None where a reference is empty or dangling."""
+    typ, target = "", rec
+    for hn in hop_names:
+        ref_id = target.get(hn)
+        found = catalog.lookup(ref_id) if ref_id else None
+        if found is None:
+            return None
+        typ, target = found
+    return typ, target
 
 
 def _check_literal(f: SfField, lit: Literal, op: str) -> None:

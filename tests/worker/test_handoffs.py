@@ -225,14 +225,20 @@ def test_a_contact_put_back_unowned_is_routed_again_away_from_its_rep(make_runti
     assert fired(rt, "hubspot") == []  # the owned poll sees the new owner's lead: nothing more to do
 
 
+def two_workers_and_a_routed_lead(make_runtime: Any, admin: Any, name: str) -> tuple[Any, Any, str]:
+    """Two runtimes on the same store (two worker processes) and a new Salesforce lead routed by the first."""
+    rt, other = salesforce_runtime(make_runtime), salesforce_runtime(make_runtime)
+    route_all(rt, "salesforce")
+    (rid,) = admin.sf_load("Lead", [{"LastName": name, "Company": f"{name}co", "Email": f"a@{name.lower()}co.example",
+                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
+    route_all(rt, "salesforce")
+    return rt, other, rid
+
+
 def test_two_workers_polling_owned_records_at_once_reject_a_lead_once(make_runtime: Any, admin: Any) -> None:
     import threading
 
-    rt, other = salesforce_runtime(make_runtime), salesforce_runtime(make_runtime)
-    route_all(rt, "salesforce")
-    (rid,) = admin.sf_load("Lead", [{"LastName": "Race", "Company": "Raceco", "Email": "a@raceco.example",
-                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
-    route_all(rt, "salesforce")
+    rt, other, rid = two_workers_and_a_routed_lead(make_runtime, admin, "Race")
     admin.sf_edit("Lead", rid, {"Status": REJECTED})
     records = list(rt.connector("salesforce").fetch([rid]).values())  # the same change, seen by both
     barrier = threading.Barrier(2)
@@ -405,11 +411,7 @@ def test_the_owned_poll_keeps_its_lock_while_it_finishes_the_hand_offs_left_in_p
 def test_two_workers_finishing_the_same_hand_off_at_once_open_one_epoch(make_runtime: Any, admin: Any) -> None:
     import threading
 
-    rt, other = salesforce_runtime(make_runtime), salesforce_runtime(make_runtime)
-    route_all(rt, "salesforce")
-    (rid,) = admin.sf_load("Lead", [{"LastName": "Twice", "Company": "Twiceco", "Email": "a@twiceco.example",
-                                     "Status": "Open - Not Contacted", "OwnerId": INTAKE_QUEUE}])
-    route_all(rt, "salesforce")
+    rt, other, rid = two_workers_and_a_routed_lead(make_runtime, admin, "Twice")
     first = current(rt, "salesforce", rid)["owner"]
     admin.sf_edit("Lead", rid, {"Status": REJECTED})
     records = list(rt.connector("salesforce").fetch([rid]).values())

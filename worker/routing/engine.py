@@ -7,7 +7,7 @@ which makes the final pick atomic (advance a rotation, bump a load).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -837,9 +837,7 @@ class _Context:
         opened: datetime | None = None
         soonest: datetime | None = None
         for m, static in self.plan.target(self.config, name, target.require_skills, target.require_languages):
-            rep_id = m.rep_id
-            if (static is not None or rep_id in self.exclude or self.overrides.get(rep_id) or m.inactive
-                    or (m.ooo and self.away(m))):
+            if static is not None or self._why_away(m.rep_id):
                 continue
             if self.working(m):
                 start = self.day_start(m)
@@ -874,13 +872,18 @@ class _Context:
 
     def first_on(self, group: list[Candidate]) -> list[list[Candidate]]:
         """:func:`first_on`, each rep's next start read through :meth:`next_start`."""
+        return self.grouped(group, self.next_start)
+
+    def grouped(self, group: list[Candidate], when: Callable[[_Member], datetime],
+                latest_first: bool = False) -> list[list[Candidate]]:
+        """``group`` split by ``when`` each member's time comes, in time order (ties keep pool order)."""
         if len(group) < 2:
             return [group] if group else []
-        starts: dict[datetime, list[Candidate]] = {}
+        by: dict[datetime, list[Candidate]] = {}
         members = self.plan.members
         for c in group:
-            starts.setdefault(self.next_start(members[c.rep_id]), []).append(c)
-        return [starts[t] for t in sorted(starts)]
+            by.setdefault(when(members[c.rep_id]), []).append(c)
+        return [by[t] for t in sorted(by, reverse=latest_first)]
 
     def next_start(self, m: _Member) -> datetime:
         """:func:`next_start`, remembered per rep, local day and where the time of day falls against the hours
@@ -915,13 +918,7 @@ class _Context:
         """The reps in their wind-down grouped by when their day ends, latest first (ties keep pool order): the
         strategy picks among those with the longest left, and among the next only when those are all at capacity,
         as :meth:`first_on` orders those outside hours by start."""
-        if len(closing) < 2:
-            return [closing] if closing else []
-        ends: dict[datetime, list[Candidate]] = {}
-        members = self.plan.members
-        for c in closing:
-            ends.setdefault(self.day_end(members[c.rep_id]), []).append(c)
-        return [ends[t] for t in sorted(ends, reverse=True)]
+        return self.grouped(closing, self.day_end, latest_first=True)
 
     def passed_over(self, chosen: str, note: str, after_hours: list[Candidate],
                     closing: list[list[Candidate]]) -> None:
