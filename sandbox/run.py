@@ -105,9 +105,13 @@ class SandboxInfo:
         }
 
     def write_env(self, path: Path) -> None:
-        """Write ``KEY=value`` lines (shell-quoted where needed) for ``set -a; . file``."""
+        """Write ``KEY=value`` lines (shell-quoted where needed) for ``set -a; . file``; whole or not at all (a
+        temporary file renamed into place), so whoever waits for the file never reads it half written."""
         lines = [f"{k}={shlex.quote(v)}" for k, v in self.env().items()]
-        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(partial, target)
 
     def to_json(self) -> dict[str, Any]:
         return {
