@@ -202,7 +202,7 @@ class RetrySettings(_Model):
 
     attempts: int = Field(default=6, ge=1, le=50)
     initial_wait: Seconds = 0.5
-    max_backoff: Seconds = Field(default=2.0, gt=0)
+    max_backoff: Seconds = Field(default=1.0, gt=0)
     max_wait: Seconds = 30.0
     max_total: Seconds = 120.0
     lock_attempts: int = Field(default=3, ge=1, le=20)

@@ -151,7 +151,7 @@ def test_leads_whose_write_gave_up_are_claimable_again_within_seconds_by_default
     _, due = fail_a_batch(rt, admin, "POST /crm/v3/objects/contacts/batch/update", n=10)
     gave_up = time.time()
     assert rt.pending.due("hubspot", now=gave_up) == 0  # not claimed again at once: a short pause first ...
-    assert rt.pending.due("hubspot", now=gave_up + 2.0) == due  # ... of at most 2 s
+    assert rt.pending.due("hubspot", now=gave_up + 1.0) == due  # ... of at most 1 s
 
 
 def test_a_batch_whose_account_lookup_gives_up_is_claimable_after_the_retry_delay_not_its_lease(

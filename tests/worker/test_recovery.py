@@ -12,12 +12,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from connectors.base import RetriableError
 from tests.worker.conftest import routing_test_config
 from tests.worker.test_e2e import (  # the e2e suite's process stack, as is
     RABBITMQ_URL,
@@ -171,6 +173,17 @@ def test_redis_errors_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
     assert high == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
     assert low == [h / 2 for h in high]
     assert all(low[n] <= tasks.redis_backoff(n) <= high[n] for n in range(9))
+
+
+def test_a_task_whose_crm_call_gave_up_is_retried_within_seconds_of_the_crm_coming_back() -> None:
+    # A manual re-route during a CRM outage: the connector already paused between its own tries, so the task's
+    # retries wait 1, 2, 4, then at most 8 s (they once doubled to 60 s, long after the CRM was back) ...
+    def delay(retries: int, retry_after: float | None = None) -> float:
+        task = SimpleNamespace(request=SimpleNamespace(retries=retries))
+        return tasks._retry_delay(task, RetriableError("503", crm="salesforce", retry_after=retry_after))
+
+    assert [delay(n) for n in range(8)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0]
+    assert delay(9, retry_after=30.0) == 30.0  # ... unless the CRM says how long to wait
 
 
 def test_every_task_retries_redis_connection_errors() -> None:

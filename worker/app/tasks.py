@@ -50,9 +50,16 @@ STATE_WAIT_SECONDS = 2.0  # a drain that finds a rebuild running tries again thi
 RETRY_PUBLISH_POLICY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 3.0}
 
 
+# A task whose CRM call gave up (after the connector's own retries) is retried after 1, 2, 4, then every 8 s:
+# the connector already paused between tries, so a longer wait only delays the task after the CRM is back
+# (a manual re-route once waited up to 60 s after an outage had ended). A Retry-After from the CRM wins.
+TASK_RETRY_MAX = 8.0
+
+
 def _retry_delay(task: Task, exc: RetriableError) -> float:
+    """Seconds before a task whose CRM call gave up runs again: the CRM's hint, else 1, 2, 4, then 8."""
     hint = exc.retry_after or 0.0
-    return max(hint, min(60.0, 2.0**task.request.retries))
+    return max(hint, min(TASK_RETRY_MAX, 2.0**task.request.retries))
 
 
 def redis_backoff(retries: int, jitter: float | None = None) -> float:

@@ -51,7 +51,7 @@ DECISION_LEASE_SECONDS = LEASE_SECONDS * 2 / 3
 # Leads whose CRM call gave up (the connector retried it already, pausing up to retry.max_backoff between tries)
 # are claimable again this much later: as short, so that once the CRM is back they are routed within seconds,
 # not up to a long delay after it; drains then probe a CRM that is still down about as often as one call retries.
-RETRY_DELAY = float(os.environ.get("LEADROUTE_RETRY_DELAY", "2"))
+RETRY_DELAY = float(os.environ.get("LEADROUTE_RETRY_DELAY", "1"))
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)  # Redis restarting, failing over, unreachable
 WRITTEN_TTL = 7 * 86_400
 
