@@ -16,7 +16,7 @@ dated absences removed, and one-second poll, drain and ledger intervals. ``--sal
 in the CRM), the faults come, each at a share of the leads routed:
 
 * ``--kill-at`` (30%): ``kill -9`` of the worker and all its children; it is started again after
-  ``--restart-delay`` s, as a restart policy would;
+  ``--restart-delay`` s (0.2, the example systemd unit's), as a restart policy would;
 * ``--crm-fault-at`` (60%): the CRMs answer ``--crm-fault-seconds`` (15) of 503s, dropped
   connections and locked rows (the sandbox's fault injection), then recover;
 * ``--redis-restart-at`` (80%): Redis is stopped and started again on the same port (AOF on);
@@ -84,7 +84,7 @@ class ChaosSettings:
     crm_fault_seconds: float = 15.0
     redis_restart_at: float | None = 0.8
     flush_at: float | None = 0.9
-    restart_delay: float = 1.0
+    restart_delay: float = 0.2  # the example systemd unit's RestartSec (Docker's first restart waits 0.1 s)
     lease: float = 15.0  # LEADROUTE_PENDING_LEASE
     crm_latency_ms: float = 0.0  # added to every CRM call (a small run needs it to leave room between faults)
     wave: int = 20  # leads loaded with a fault that comes when everything is routed already
@@ -452,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flush-at", type=float, default=defaults.flush_at)
     parser.add_argument("--no-flush", action="store_true", help="leave out the FLUSHALL")
     parser.add_argument("--lease", type=float, default=defaults.lease)
+    parser.add_argument("--restart-delay", type=float, default=defaults.restart_delay,
+                        help="seconds between the kill and the worker's restart (the restart policy's delay)")
     parser.add_argument("--crm-latency-ms", type=float, default=defaults.crm_latency_ms)
     parser.add_argument("--batch", type=int, default=None, help="the connectors' write batch size (default: the largest)")
     parser.add_argument("--timeout", type=float, default=defaults.timeout)
@@ -474,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                     kill_at=None if calm else args.kill_at, crm_fault_at=None if calm else args.crm_fault_at,
                     crm_fault_seconds=args.crm_fault_seconds, redis_restart_at=None if calm else args.redis_restart_at,
                     flush_at=None if calm or args.no_flush else args.flush_at, lease=args.lease,
+                    restart_delay=args.restart_delay,
                     crm_latency_ms=args.crm_latency_ms, batch=args.batch, timeout=args.timeout)
                 work = Path(tempfile.mkdtemp(prefix=f"chaos-{broker}-{label}-"))
                 try:
