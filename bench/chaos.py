@@ -105,6 +105,8 @@ class Fault:
     note: str = ""
     at: str = ""  # wall clock (UTC), to line the fault up with the processes' logs
     ended: str = ""  # the CRM's recovery (crm_fault), likewise
+    held: int = 0  # kill: the unrouted leads the dead worker held under its leases (its batches)
+    held_routed_s: float | None = None  # kill: from the kill until the last of them was routed
 
 
 @dataclass
@@ -141,6 +143,9 @@ class ChaosResult:
         for f in self.faults:
             stall = "no lead routed after it" if f.stall_s is None else f"routing resumed {f.stall_s:.1f} s after"
             out.append(f"  {f.kind} at {f.at_s:.1f} s ({f.routed_share:.0%} routed): {stall}" + (f"; {f.note}" if f.note else ""))
+            if f.held:
+                done = "not all routed" if f.held_routed_s is None else f"the last routed {f.held_routed_s:.1f} s after the kill"
+                out.append(f"    the {f.held} leads the dead worker held: {done}")
         return out
 
 
@@ -191,9 +196,6 @@ class Owners:
                     owner = (rec.get("properties") or {}).get("hubspot_owner_id")
                     out[("hubspot", str(rec["id"]))] = owner or None
         return out
-
-    def routed(self) -> int:
-        return sum(1 for owner in self.now().values() if owner)
 
 
 def owner_writes(exchanges: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
@@ -314,9 +316,14 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
         flushed: Fault | None = None
         flushed_at = 0.0
         routed = 0
+        held: dict[tuple[str, str], float | None] = {}  # the dead worker's leads -> seconds from the kill to routed
+        killed_at = 0.0
         while time.monotonic() - started < settings.timeout:
-            routed = watch.routed()
+            owners = watch.now()
+            routed = sum(1 for owner in owners.values() if owner)
             now = time.monotonic()
+            for key in [k for k, waited in held.items() if waited is None and owners.get(k)]:
+                held[key] = now - killed_at
             for item in list(pending_stall):
                 fault, since, before = item
                 if routed > before and now >= since:
@@ -356,6 +363,10 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
                 log(f"{settings.broker}: {kind} at {fault.at_s:.1f} s, {share:.0%} routed")
                 if kind == "kill":
                     processes.kill("worker")
+                    killed_at = time.monotonic()
+                    pending = store.pending_set()
+                    held = {(crm, rid): None for crm in watch.ids for rid in pending.not_due(crm)
+                            if (crm, rid) in owners and not owners[(crm, rid)]}
                     time.sleep(settings.restart_delay)  # the restart policy's delay
                     start("worker")
                 elif kind == "crm_fault":
@@ -376,6 +387,11 @@ def run(settings: ChaosSettings, sandbox: Any, work: Path, *, log: Callable[[str
                 pending_stall.append((fault, now if kind != "crm_fault" else float("inf"), routed))
             time.sleep(0.2)
         result.routed = routed
+        for fault in result.faults:
+            if fault.kind == "kill" and held:
+                fault.held = len(held)
+                waits = list(held.values())
+                fault.held_routed_s = None if None in waits else round(max(w for w in waits if w is not None), 2)
         final = watch.now()
         result.lost = sum(1 for owner in final.values() if not owner)
         writes = owner_writes(admin.stop_recording())

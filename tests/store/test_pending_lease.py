@@ -72,3 +72,13 @@ def test_a_drain_that_cannot_finish_gives_its_batch_back_at_once(store) -> None:
 
 def test_renewing_nothing_costs_nothing(store) -> None:
     assert store.pending_set().renew("hubspot", {}, LEASE, now=T0) == {}
+
+
+def test_what_is_leased_or_backing_off_is_listed_as_not_due(store) -> None:
+    pending = store.pending_set()
+    pending.add("hubspot", ["leased", "retry", "waiting"], "poll", now=T0)
+    pending.claim("hubspot", 1, LEASE, now=T0)  # "leased": the oldest first (they tie: by id)
+    pending.retry_later("hubspot", ["retry"], 30, now=T0)
+    assert sorted(pending.not_due("hubspot", now=T0 + 1)) == ["leased", "retry"]
+    assert pending.not_due("hubspot", now=T0 + LEASE + 0.01) == ["retry"]  # the lease ran out: due again
+    assert pending.not_due("hubspot", now=T0 + 31) == []

@@ -51,5 +51,7 @@ def test_through_a_kill_crm_faults_a_redis_restart_and_a_flush_nothing_is_lost_o
     assert result.double_assigned == 0 and result.owner_writes >= result.leads
     assert result.load_mismatches == {}
     assert result.unexpected_exits == 0
+    kill = result.faults[0]
+    assert kill.held_routed_s is not None or kill.held == 0  # the batches the dead worker held were taken up
     if "flush" in FAULTS[broker]:
         assert "state rebuilt" in result.faults[-1].note  # the worker found its state gone and rebuilt it

@@ -125,3 +125,9 @@ class PendingSet:
         """How many ids are ready to be claimed now (not leased, not backing off)."""
         at = time.time() if now is None else now
         return int(self.client.zcount(self.keys.pending(crm), "-inf", at))
+
+    def not_due(self, crm: str, now: float | None = None) -> list[str]:
+        """The ids that cannot be claimed now: leased to a drain, or backing off after a failure. Right
+        after a worker died these are the batches it held, which wait for their leases to run out."""
+        at = time.time() if now is None else now
+        return list(self.client.zrangebyscore(self.keys.pending(crm), f"({at!r}", "+inf"))
