@@ -82,3 +82,36 @@ def test_what_is_leased_or_backing_off_is_listed_as_not_due(store) -> None:
     assert sorted(pending.not_due("hubspot", now=T0 + 1)) == ["leased", "retry"]
     assert pending.not_due("hubspot", now=T0 + LEASE + 0.01) == ["retry"]  # the lease ran out: due again
     assert pending.not_due("hubspot", now=T0 + 31) == []
+
+
+def test_a_batch_is_recorded_under_its_holder_while_it_is_worked_on(store) -> None:
+    pending = store.pending_set()
+    pending.add("hubspot", ["1", "2"], "poll", now=T0)
+    held = {i.record_id: i.held_until for i in pending.claim("hubspot", 10, LEASE, now=T0)}
+    pending.hold("hubspot", "host/boot/7/99#a", held)
+    assert pending.holders("hubspot") == {"host/boot/7/99#a": {"1": T0 + LEASE, "2": T0 + LEASE}}
+    renewed = pending.renew("hubspot", held, LEASE, now=T0 + 5)
+    pending.hold("hubspot", "host/boot/7/99#a", renewed)  # each heartbeat records the lease it set
+    assert pending.holders("hubspot")["host/boot/7/99#a"] == {"1": T0 + 5 + LEASE, "2": T0 + 5 + LEASE}
+    pending.hold("hubspot", "host/boot/7/99#a", {})  # nothing held any more: forgotten
+    assert pending.holders("hubspot") == {}
+
+
+def test_a_dead_holders_batch_is_released_except_what_it_no_longer_held(store) -> None:
+    pending = store.pending_set()
+    pending.add("hubspot", ["kept", "routed", "taken"], "poll", now=T0)
+    held = {i.record_id: i.held_until for i in pending.claim("hubspot", 10, LEASE, now=T0)}
+    pending.hold("hubspot", "dead#1", held)
+    pending.done("hubspot", ["routed"])
+    pending.retry_later("hubspot", ["taken"], 0, now=T0 - 1)  # its lease ran out and another drain took it
+    taken = pending.claim("hubspot", 10, LEASE, now=T0 + 1)
+    assert [i.record_id for i in taken] == ["taken"]
+    assert pending.release_holder("hubspot", "dead#1", held, now=T0 + 2) == ["kept"]
+    assert pending.not_due("hubspot", now=T0 + 2) == ["taken"]  # "kept" is due now; the other drain keeps "taken"
+    assert pending.holders("hubspot") == {}
+
+
+def test_an_unreadable_holder_record_holds_nothing(store) -> None:
+    pending = store.pending_set()
+    store.client.hset(store.keys.pending_holders("hubspot"), "garbled#1", "{not json")
+    assert pending.holders("hubspot") == {"garbled#1": {}}

@@ -301,6 +301,13 @@ def test_a_lock_is_released_only_by_its_owner(store) -> None:
     assert store.acquire_lock("poll:salesforce", ttl=5)
 
 
+def test_who_holds_which_lock_is_read_in_one_go(store) -> None:
+    token = store.acquire_lock("drain:hubspot:0", ttl=5, token="host/boot/12/34#abc")
+    assert token == "host/boot/12/34#abc"
+    assert store.lock_owners(["drain:hubspot:0", "drain:hubspot:1"]) == {"drain:hubspot:0": token}  # free: left out
+    assert store.lock_owners([]) == {}
+
+
 def test_a_lock_expires(store) -> None:
     assert store.acquire_lock("sweep", ttl=0.05)
     time.sleep(0.1)

@@ -166,6 +166,10 @@ class Keys:
     def pending_meta(self, crm: str) -> str:
         return f"{self.prefix}:pending:{crm}:meta"
 
+    def pending_holders(self, crm: str) -> str:
+        """Which process holds which leased ids (hash: holder -> JSON of id -> lease)."""
+        return f"{self.prefix}:pending:{crm}:holders"
+
     def watermarks(self) -> str:
         return f"{self.prefix}:watermarks"
 

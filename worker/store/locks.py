@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from worker.store.base import StoreBase
 
@@ -24,6 +24,13 @@ class LockStore(StoreBase):
         token = token or uuid.uuid4().hex
         ok = self.client.set(self.keys.lock(name), token, nx=True, px=max(1, int(ttl * 1000)))
         return token if ok else None
+
+    def lock_owners(self, names: Sequence[str]) -> dict[str, str]:
+        """The token that holds each of the locks ``names`` now (free ones are left out), in one round trip."""
+        if not names:
+            return {}
+        owners = self.client.mget([self.keys.lock(name) for name in names])
+        return {name: str(owner) for name, owner in zip(names, owners, strict=True) if owner is not None}
 
     def release_lock(self, name: str, token: str) -> bool:
         """Release a lock; only its owner can (True if released)."""

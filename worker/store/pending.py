@@ -11,6 +11,10 @@ heartbeat), so the lease can be short: a dead drain's batch is taken up again se
 its last renewal. The due time a claim sets is the lease itself: an id whose score is still
 the one this drain set is still its own, so renewing (or giving back) never touches an id
 that was routed, put back for a retry, or taken over by another drain meanwhile.
+
+A drain also says which process holds its batch (:meth:`PendingSet.hold`), so that a worker
+restarted on the same host can tell a dead predecessor's batch from a live drain's and take it
+up at once (:meth:`PendingSet.release_holder`) instead of waiting for its lease to run out.
 """
 
 from __future__ import annotations
@@ -99,6 +103,36 @@ class PendingSet:
             args = [repr(due)] + [v for rid, until in items[start : start + ADD_CHUNK] for v in (rid, repr(float(until)))]
             self._renew(keys=[self.keys.pending(crm)], args=args, client=pipe)
         return [rid for part in pipe.execute() for rid in part]
+
+    def hold(self, crm: str, holder: str, held: Mapping[str, float]) -> None:
+        """Record that ``holder`` (a process, see :mod:`worker.steps.liveness`) holds ``held`` (id -> lease);
+        nothing held forgets the holder."""
+        if held:
+            self.client.hset(self.keys.pending_holders(crm), holder, json.dumps(dict(held)))
+        else:
+            self.unhold(crm, holder)
+
+    def unhold(self, crm: str, holder: str) -> None:
+        """Forget ``holder``: it finished, gave its batch back, or its leases ran out."""
+        self.client.hdel(self.keys.pending_holders(crm), holder)
+
+    def holders(self, crm: str) -> dict[str, dict[str, float]]:
+        """Every recorded holder and what it held (id -> lease) at its last renewal."""
+        raw = self.client.hgetall(self.keys.pending_holders(crm))
+        out: dict[str, dict[str, float]] = {}
+        for holder, text in raw.items():
+            try:
+                out[holder] = {str(rid): float(until) for rid, until in json.loads(text).items()}
+            except (ValueError, TypeError, AttributeError):
+                out[holder] = {}  # unreadable: nothing to release, only to forget
+        return out
+
+    def release_holder(self, crm: str, holder: str, held: Mapping[str, float], now: float | None = None) -> list[str]:
+        """A dead holder's batch, due at once: only the ids still under the leases it held (none routed,
+        put back or taken over since); then the holder is forgotten. Returns the ids released."""
+        released = self.give_back(crm, held, now=now)
+        self.unhold(crm, holder)
+        return released
 
     def done(self, crm: str, record_ids: Sequence[str]) -> None:
         """Forget ids that were routed (or found not to need routing)."""
