@@ -4,6 +4,7 @@
     .venv/bin/python bench/chaos.py --json                   # one JSON object on stdout (progress on stderr)
     .venv/bin/python bench/chaos.py --brokers redis --salesforce 600 --hubspot 200 --crm-fault-seconds 5
     .venv/bin/python bench/chaos.py --baseline               # also a fault-free run, to compare the times
+    .venv/bin/python bench/chaos.py --faults kill             # one fault alone: what a kill costs
 
 Everything runs as in production (the Procfile): the sandbox CRM over HTTPS in its own thread, a
 throwaway Redis with AOF on (the state store, and the broker unless RabbitMQ is chosen), a Celery
@@ -467,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-restart-at", type=float, default=defaults.redis_restart_at)
     parser.add_argument("--flush-at", type=float, default=defaults.flush_at)
     parser.add_argument("--no-flush", action="store_true", help="leave out the FLUSHALL")
+    parser.add_argument("--faults", default="kill,crm_fault,redis_restart,flush",
+                        help="comma-separated: which faults to inject (e.g. kill alone, to see what a kill costs)")
     parser.add_argument("--lease", type=float, default=defaults.lease)
     parser.add_argument("--restart-delay", type=float, default=defaults.restart_delay,
                         help="seconds between the kill and the worker's restart (the restart policy's delay)")
@@ -477,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the processes' logs")
     args = parser.parse_args(argv)
+    faults = {f.strip() for f in args.faults.split(",") if f.strip()}
+    if unknown := faults - {"kill", "crm_fault", "redis_restart", "flush"}:
+        parser.error(f"--faults: unknown {', '.join(sorted(unknown))} (kill, crm_fault, redis_restart, flush)")
+    if args.no_flush:
+        faults.discard("flush")
     from sandbox.run import running  # the sandbox loads only when the benchmark runs
 
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
@@ -489,9 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             for label, calm in runs:
                 settings = ChaosSettings(
                     salesforce=args.salesforce, hubspot=args.hubspot, broker=broker,
-                    kill_at=None if calm else args.kill_at, crm_fault_at=None if calm else args.crm_fault_at,
-                    crm_fault_seconds=args.crm_fault_seconds, redis_restart_at=None if calm else args.redis_restart_at,
-                    flush_at=None if calm or args.no_flush else args.flush_at, lease=args.lease,
+                    kill_at=None if calm or "kill" not in faults else args.kill_at,
+                    crm_fault_at=None if calm or "crm_fault" not in faults else args.crm_fault_at,
+                    crm_fault_seconds=args.crm_fault_seconds,
+                    redis_restart_at=None if calm or "redis_restart" not in faults else args.redis_restart_at,
+                    flush_at=None if calm or "flush" not in faults else args.flush_at, lease=args.lease,
                     restart_delay=args.restart_delay,
                     crm_latency_ms=args.crm_latency_ms, batch=args.batch, timeout=args.timeout)
                 work = Path(tempfile.mkdtemp(prefix=f"chaos-{broker}-{label}-"))

@@ -23,7 +23,7 @@ from worker.app.celery_app import app
 from worker.app.runtime import Runtime, get_runtime
 from worker.domain.leads import DecisionKey
 from worker.observability import metrics
-from worker.steps import after_route, handoffs, route
+from worker.steps import after_route, handoffs, liveness, route
 from worker.steps import ledger as ledger_step
 from worker.steps import outcomes as outcomes_step
 from worker.steps import pipeline as pipeline_step
@@ -131,6 +131,7 @@ def drain(self: Task, crm: str, release: list[str] | None = None, give_back: dic
         raise self.retry(countdown=STATE_WAIT_SECONDS)
     if not state.ready:
         return 0  # a foreign state, or the ledger unreachable with the state gone: logged; beat's next drain asks again
+    route.release_dead_holders(rt, crm, locks=_routing_locks(crm))  # a crashed process's: now, not when they run out
     backlog = rt.pending.due(crm) > rt.connector(crm).write_batch_max
     slots = DRAIN_SLOTS if backlog else 1
     slot, token = _drain_slot(rt, crm, slots)
@@ -186,10 +187,15 @@ def _release_slot(rt: Runtime, slot: str, token: str, attempts: int = 3) -> None
             time.sleep(0.25 * 2**attempt)  # a backoff while Redis comes back
 
 
+def _routing_locks(crm: str) -> list[str]:
+    """The locks a crashed process may leave behind on the way of a new lead: the polls' and the drain slots."""
+    return [f"poll:{crm}", f"owned:{crm}", *(f"drain:{crm}:{i}" for i in range(DRAIN_SLOTS))]
+
+
 def _drain_slot(rt: Runtime, crm: str, slots: int) -> tuple[str, str | None]:
     for i in range(slots):
         name = f"drain:{crm}:{i}"
-        token = rt.store.acquire_lock(name, ttl=DRAIN_LOCK_TTL)
+        token = rt.store.acquire_lock(name, ttl=DRAIN_LOCK_TTL, token=liveness.token())
         if token is not None:
             return name, token
     return "", None

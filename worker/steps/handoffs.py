@@ -42,6 +42,7 @@ from worker.domain.leads import DecisionKey, LeadRef
 from worker.domain.normalize import normalize_lead
 from worker.routing.engine import Decision, Router
 from worker.routing.triggers import takes, truths
+from worker.steps import liveness
 from worker.steps.after_route import after_reroute
 from worker.steps.handback import VIA as REJECTION
 from worker.steps.handback import HandedBack, route_again
@@ -95,7 +96,7 @@ def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
     report = HandoffReport(crm)
     if not watched(rt, crm):
         return report
-    token = rt.store.acquire_lock(f"owned:{crm}", ttl=LOCK_TTL)
+    token = rt.store.acquire_lock(f"owned:{crm}", ttl=LOCK_TTL, token=liveness.token())  # freed at once if we die
     if token is None:
         log.info("owned_poll_skipped_busy", crm=crm)
         return report

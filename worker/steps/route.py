@@ -8,10 +8,11 @@ the same owner again, and ids leave the pending set only once they are handled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from worker.domain.normalize import NormalizedLead, domain_of, normalize_lead
 from worker.routing.engine import HELD, Decision, Router
 from worker.routing.pipeline import PipelineLoad
 from worker.routing.triggers import truths
+from worker.steps import liveness
 from worker.steps import pipeline as pipeline_step
 from worker.steps import rates as rates_step
 from worker.steps.handback import handed_back, route_again
@@ -121,7 +123,7 @@ def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) ->
     """
     if _defer_for_backlog(rt, crm):
         return 0
-    token = rt.store.acquire_lock(f"poll:{crm}", ttl=300)
+    token = rt.store.acquire_lock(f"poll:{crm}", ttl=300, token=liveness.token())  # freed at once if this process dies
     if token is None:
         log.info("poll_skipped_busy", crm=crm)
         return 0
@@ -266,13 +268,20 @@ class LeaseKeeper:
     renewal, for callers that drive it themselves. ``on_beat`` runs after each renewal (the drain
     extends its slot lock there). A renewal that fails (Redis restarting) is tried again at the next
     beat; ids another drain took over meanwhile are dropped, and never renewed again.
+
+    The batch is recorded under ``holder`` (this process's name, :func:`liveness.this_process`, and
+    the batch's own token) from the start of the work to its end, so that a worker restarted after
+    this process died takes it up at once (:func:`release_dead_holders`). Recording is best effort:
+    without it the lease still runs out.
     """
 
     def __init__(self, rt: Runtime, crm: str, held: Mapping[str, float], lease: float = LEASE_SECONDS,
-                 on_beat: Callable[[], object] | None = None, interval: float | None = None) -> None:
+                 on_beat: Callable[[], object] | None = None, interval: float | None = None,
+                 holder: str | None = None) -> None:
         self.rt, self.crm, self.lease, self.on_beat = rt, crm, lease, on_beat
         self.held: dict[str, float] = dict(held)
         self.interval = interval if interval is not None else max(0.05, lease / 3)
+        self.holder = holder or liveness.token()
         self.beats = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -283,9 +292,20 @@ class LeaseKeeper:
         self.held = self.rt.pending.renew(self.crm, before, self.lease, now=now)
         if lost := len(before) - len(self.held):
             log.info("lease_lost", crm=self.crm, lost=lost)  # routed, put back, or taken over: not ours now
+        self._record()
         self.beats += 1
         if self.on_beat is not None:
             self.on_beat()
+
+    def _record(self) -> None:
+        try:
+            self.rt.pending.hold(self.crm, self.holder, self.held)
+        except REDIS_ERRORS as exc:  # the lease still runs out on its own
+            log.warning("lease_holder_not_recorded", crm=self.crm, error=str(exc)[:300])
+
+    def _forget(self) -> None:
+        with contextlib.suppress(*REDIS_ERRORS):  # left stale: dropped once its leases ran out (release_dead_holders)
+            self.rt.pending.unhold(self.crm, self.holder)
 
     def give_back(self, delay: float = 0.0, attempts: int = 4) -> list[str]:
         """Make the ids this drain still holds claimable after ``delay`` seconds instead of at the end
@@ -300,6 +320,7 @@ class LeaseKeeper:
                 time.sleep(0.25 * 2**attempt)  # a backoff while Redis comes back
                 continue
             self.held = {}
+            self._forget()
             return given
         return []
 
@@ -311,6 +332,7 @@ class LeaseKeeper:
                 log.warning("lease_renewal_failed", crm=self.crm, error=str(exc)[:300])
 
     def __enter__(self) -> LeaseKeeper:
+        self._record()
         self._thread = threading.Thread(target=self._run, name=f"lease-{self.crm}", daemon=True)
         self._thread.start()
         return self
@@ -323,6 +345,28 @@ class LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._forget()
+
+
+def release_dead_holders(rt: Runtime, crm: str, locks: Sequence[str] = (), now: float | None = None) -> list[str]:
+    """Free what processes that died on this host held for ``crm``: their batches (claimable now) and the
+    ``locks`` named (a drain slot, the poll lock), instead of when their leases and locks run out. A
+    worker killed and restarted: its first drain takes up the dead one's batch within a second. What
+    only another host can judge is left to its lease; batch records whose leases all ran out are
+    dropped. Returns the ids released."""
+    at = time.time() if now is None else now
+    for name, owner in rt.store.lock_owners(locks).items():
+        if liveness.holder_gone(owner) and rt.store.release_lock(name, owner):
+            log.info("dead_holder_lock_released", lock=name, holder=owner)
+    released: list[str] = []
+    for holder, held in rt.pending.holders(crm).items():
+        if not held or max(held.values()) <= at:
+            rt.pending.unhold(crm, holder)  # its leases are over: claimable already, nothing to release
+        elif liveness.holder_gone(holder):
+            ids = rt.pending.release_holder(crm, holder, held, now=at)
+            log.info("dead_holder_batch_released", crm=crm, holder=holder, held=len(held), released=len(ids))
+            released += ids
+    return released
 
 
 def route_pending(
