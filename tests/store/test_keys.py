@@ -6,6 +6,8 @@ are what earlier releases wrote, and a Redis upgraded in place still holds them.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from worker.domain.leads import DecisionKey, LeadRef
@@ -44,6 +46,7 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "an action done": keys.done_mark(TIMER, 2, "remind:0:done"),
         "pending": keys.pending("hubspot"),
         "pending meta": keys.pending_meta("hubspot"),
+        "pending holders": keys.pending_holders("hubspot"),
         "watermarks": keys.watermarks(),
         "polled": keys.polled("hubspot"),
         "written": keys.written(KEY),
@@ -76,6 +79,7 @@ def test_every_layout_is_exactly_the_one_already_in_redis(prefix: str) -> None:
         "an action done": f"{prefix}:sla:once:sla:salesforce:Lead:00Q5e00000AbCdE:2:remind:0:done",
         "pending": f"{prefix}:pending:hubspot",
         "pending meta": f"{prefix}:pending:hubspot:meta",
+        "pending holders": f"{prefix}:pending:hubspot:holders",
         "watermarks": f"{prefix}:watermarks",
         "polled": f"{prefix}:polled:hubspot",
         "written": f"{prefix}:written:salesforce:Lead:00Q5e00000AbCdE:2",
@@ -98,6 +102,7 @@ def test_every_key_begins_with_a_root_named_in_the_keys_module() -> None:
         keys.lock("l"), keys.seen("n", "i"), keys.availability(), keys.outbox(), keys.outbox_dead(), keys.state(),
     ]  # fmt: skip
     named.append(keys.cap("rep", "ann", "daily", "2026-12-01"))
+    named.append(keys.pending_holders("c"))
     named.append(keys.domains())
     named.append(keys.rates())
     named.append(keys.handoffs("c"))
@@ -135,6 +140,7 @@ def test_the_store_writes_exactly_these_keys(redis_client, redis_prefix) -> None
     store.index_timers(added=[("ann", TIMER)])
     assert store.mark_once([(TIMER, 2, "remind:0:done")], ttl=60) == [True]
     store.pending_set().add("hubspot", ["101"], "webhook")
+    store.pending_set().record_holder("hubspot", "host/boot/pid:[1]/7/99#batch", {"101": time.time() + 60})
     store.set_watermark("salesforce", "Lead", "w1")
     store.mark_polled("hubspot")
     store.note_written("hubspot", [KEY], ttl=60, held={"101": "ann"})
@@ -155,6 +161,7 @@ def test_the_store_writes_exactly_these_keys(redis_client, redis_prefix) -> None
         f"{p}:sla:once:sla:salesforce:Lead:00Q5e00000AbCdE:2:remind:0:done",
         f"{p}:pending:hubspot",
         f"{p}:pending:hubspot:meta",
+        f"{p}:pending:hubspot:holders",
         f"{p}:watermarks",
         f"{p}:polled:hubspot",
         f"{p}:written:salesforce:Lead:00Q5e00000AbCdE:2",
@@ -164,4 +171,4 @@ def test_the_store_writes_exactly_these_keys(redis_client, redis_prefix) -> None
         f"{p}:availability",
     ])
     assert redis_client.hkeys(f"{p}:watermarks") == ["salesforce:Lead"]
-    assert store.clear() == 19
+    assert store.clear() == 20

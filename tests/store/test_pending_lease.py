@@ -88,12 +88,13 @@ def test_a_batch_is_recorded_under_its_holder_while_it_is_worked_on(store) -> No
     pending = store.pending_set()
     pending.add("hubspot", ["1", "2"], "poll", now=T0)
     held = {i.record_id: i.held_until for i in pending.claim("hubspot", 10, LEASE, now=T0)}
-    pending.hold("hubspot", "host/boot/7/99#a", held)
+    pending.record_holder("hubspot", "host/boot/7/99#a", held, now=T0)
     assert pending.holders("hubspot") == {"host/boot/7/99#a": {"1": T0 + LEASE, "2": T0 + LEASE}}
     renewed = pending.renew("hubspot", held, LEASE, now=T0 + 5)
-    pending.hold("hubspot", "host/boot/7/99#a", renewed)  # each heartbeat records the lease it set
+    pending.record_holder("hubspot", "host/boot/7/99#a", renewed, now=T0 + 5)  # each heartbeat records its lease
     assert pending.holders("hubspot")["host/boot/7/99#a"] == {"1": T0 + 5 + LEASE, "2": T0 + 5 + LEASE}
-    pending.hold("hubspot", "host/boot/7/99#a", {})  # nothing held any more: forgotten
+    assert 1000 * LEASE < store.client.pttl(store.keys.pending_holders("hubspot")) <= 2000 * LEASE  # expires unless renewed
+    pending.record_holder("hubspot", "host/boot/7/99#a", {})  # nothing held any more: forgotten
     assert pending.holders("hubspot") == {}
 
 
@@ -101,7 +102,7 @@ def test_a_dead_holders_batch_is_released_except_what_it_no_longer_held(store) -
     pending = store.pending_set()
     pending.add("hubspot", ["kept", "routed", "taken"], "poll", now=T0)
     held = {i.record_id: i.held_until for i in pending.claim("hubspot", 10, LEASE, now=T0)}
-    pending.hold("hubspot", "dead#1", held)
+    pending.record_holder("hubspot", "dead#1", held, now=T0)
     pending.done("hubspot", ["routed"])
     pending.retry_later("hubspot", ["taken"], 0, now=T0 - 1)  # its lease ran out and another drain took it
     taken = pending.claim("hubspot", 10, LEASE, now=T0 + 1)

@@ -1,5 +1,5 @@
-"""A process's name says, on its own host, whether it still runs: how a restarted worker knows its
-predecessor died (and that a new process which reuses the pid is not the dead one)."""
+"""A process's name says, on its own host and in its own PID namespace, whether it still runs: how a
+restarted worker knows its predecessor died, and that a new process reusing the pid is not the dead one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,10 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
+def parts(name: str) -> list[str]:
+    return name.rsplit("/", 4)  # host, boot, pidns, pid, start
+
+
 def test_a_running_process_is_alive_and_one_that_exited_is_gone(child: subprocess.Popen[bytes]) -> None:
     name = liveness.process_name(child.pid)
     assert name is not None and liveness.is_gone(name) is False
@@ -31,20 +36,38 @@ def test_a_running_process_is_alive_and_one_that_exited_is_gone(child: subproces
     assert liveness.is_gone(name) is True
 
 
+def test_a_process_that_exited_but_was_not_reaped_yet_is_gone(child: subprocess.Popen[bytes]) -> None:
+    name = liveness.process_name(child.pid)
+    assert name is not None
+    child.kill()
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited; left a zombie until reaped
+    assert liveness.is_gone(name) is True
+
+
 def test_a_new_process_with_the_dead_ones_pid_is_not_taken_for_it() -> None:
-    # a restarted container starts its processes with the same small pids: the start time tells them apart
-    host, boot, pid, start = liveness.this_process().rsplit("/", 3)
+    # a restarted worker may get a dead one's pid back: the start time tells them apart
+    host, boot, pidns, pid, start = parts(liveness.this_process())
     assert liveness.is_gone(liveness.this_process()) is False
-    if start != "-":  # /proc gives start times (Linux)
-        assert liveness.is_gone(f"{host}/{boot}/{pid}/{int(start) + 1}") is True
+    assert start != "-"  # Linux: /proc gives start times
+    assert liveness.is_gone(f"{host}/{boot}/{pidns}/{pid}/{int(start) + 1}") is True
 
 
-def test_only_the_same_host_and_boot_can_tell() -> None:
-    host, boot, pid, start = liveness.this_process().rsplit("/", 3)
-    assert liveness.is_gone(f"other-{host}/{boot}/{pid}/{start}") is None
-    assert liveness.is_gone(f"{host}/another-boot/{pid}/{start}") is None
+def test_only_the_same_host_boot_and_pid_namespace_can_tell() -> None:
+    # another container on this machine sees other processes: it must not take ours for dead
+    host, boot, pidns, pid, start = parts(liveness.this_process())
+    assert liveness.is_gone(f"other-{host}/{boot}/{pidns}/{pid}/{start}") is None
+    assert liveness.is_gone(f"{host}/another-boot/{pidns}/{pid}/{start}") is None
+    assert liveness.is_gone(f"{host}/{boot}/pid:[1]/{pid}/{start}") is None
     assert liveness.is_gone("not a process name") is None
-    assert host == socket.gethostname() and int(pid) == os.getpid()
+    assert host == socket.gethostname() and int(pid) == os.getpid() and pidns.startswith("pid:")
+
+
+def test_a_command_name_with_spaces_and_parentheses_is_read_past(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fields = ["S", *(str(n) for n in range(1, 19)), "424242", "0"]  # state, then fields 4-21, start time (22), ...
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "stat").write_text("77 (drain) (x) S 1) " + " ".join(fields) + "\n")
+    monkeypatch.setattr(liveness, "_PROC", tmp_path)
+    assert liveness._start_ticks(77) == "424242"
 
 
 def test_a_token_names_its_process_and_is_unique_per_use() -> None:
@@ -65,5 +88,5 @@ def test_a_forked_child_gets_its_own_name() -> None:
     with os.fdopen(read) as pipe:
         name = pipe.read()
     os.waitpid(pid, 0)
-    assert name != parent and name.rsplit("/", 3)[2] == str(pid)
+    assert name != parent and parts(name)[3] == str(pid)
     assert liveness.is_gone(name) is True

@@ -37,6 +37,7 @@ from worker.app.runtime import Runtime
 from worker.devtools.synthetic import synthetic_leads
 from worker.domain.leads import LeadRef
 from worker.steps import liveness, route
+from worker.store.decisions import DecisionBusy
 
 LEASE = 0.6  # seconds: the heartbeat renews it every 0.2 s
 
@@ -90,6 +91,45 @@ def test_a_dead_drains_decision_leases_run_out_before_its_batch_can_be_claimed_a
     # earliest two thirds of it after the death
     assert max(left) <= route.LEASE_SECONDS * 2 / 3
     rt.close()
+
+
+def test_the_decision_leases_of_a_drain_that_died_on_this_host_are_freed_at_once(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ... while a drain that died here (its batch released at once by the restarted worker) leaves no wait at all:
+    # the next decider sees the lease's process is gone, frees the lease and replays the dead drain's journal
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
+    rt = Runtime.build(routing_test_config()[1])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the drain that will die
+    try:
+        dead_token = f"{liveness.process_name(proc.pid)}#decide"
+        real_release = type(rt.store)._release_leases
+        monkeypatch.setattr(rt.store, "_lease_token", lambda: dead_token)
+        monkeypatch.setattr(type(rt.store), "_release_leases", lambda *_: None)  # the kill: no cleanup runs
+
+        def dies(_: Any) -> dict[str, Any]:
+            raise Killed
+
+        key = LeadRef("hubspot", "contacts", "1").at(0)
+        with pytest.raises(Killed):
+            rt.store.decide_many([(key, dies)])
+        monkeypatch.setattr(rt.store, "_lease_token", liveness.token)
+        monkeypatch.setattr(type(rt.store), "_release_leases", real_release)
+
+        def owner(_: Any) -> dict[str, Any]:
+            return {"owner": "ann"}
+
+        with pytest.raises(DecisionBusy):  # its process still runs: the lease is its own
+            rt.store.decide_once(key, owner, wait=0.2)
+        proc.kill()
+        proc.wait()
+        decided = rt.store.decide_once(key, owner, wait=0.2)  # not the 10 s of the lease
+        assert decided.decision == {"owner": "ann"} and decided.fresh
+    finally:
+        proc.kill()
+        proc.wait()
+        rt.close()
 
 
 def test_a_drain_that_keeps_renewing_keeps_its_batch_past_the_lease(
@@ -152,7 +192,7 @@ def test_a_claimed_batch_whose_drain_died_is_routed_by_the_next_drain_after_the_
 
 
 def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released_at_once(
-    make_runtime: Callable[..., Runtime], admin: Any
+    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # kill -9 of a worker: its drain's batch and slot stay leased for LEADROUTE_PENDING_LEASE (15 s) unless the
     # restarted worker, on the same host, sees that the process holding them is gone and frees them at once
@@ -160,32 +200,35 @@ def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released
     ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
     route.poll(rt, "hubspot")
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the drain's process
+    holder = f"{liveness.process_name(proc.pid)}#batch"
+    claimed = {i.record_id: i.held_until for i in rt.pending.claim("hubspot", 100, 60.0)}
+    keeper = route.LeaseKeeper(rt, "hubspot", claimed, lease=60.0, interval=3600, holder=holder)
     try:
-        holder = f"{liveness.process_name(proc.pid)}#batch"
-        batch = {i.record_id: i.held_until for i in rt.pending.claim("hubspot", 100, 60.0)}
-        rt.pending.hold("hubspot", holder, batch)
+        keeper.__enter__()  # the drain at work: its batch recorded under its process ...
+        keeper.beat(now=time.time() + 1)  # ... and recorded again as each heartbeat renews it
         assert rt.store.acquire_lock("drain:hubspot:0", ttl=60, token=holder)
-        other_host = "elsewhere/boot/1/1#batch"  # a drain on another host: only its lease can tell
-        rt.pending.hold("hubspot", other_host, {"elsewhere-id": time.time() + 60})
+        other_host = "elsewhere/boot/pid:[1]/1/1#batch"  # a drain on another host: only its lease can tell
+        rt.pending.record_holder("hubspot", other_host, {"elsewhere-id": time.time() + 60})
         assert route.release_dead_holders(rt, "hubspot", locks=["drain:hubspot:0"]) == []  # alive: left alone
         assert rt.pending.due("hubspot") == 0
-        proc.kill()
+        assert rt.store.lock_owners(["drain:hubspot:0"]) == {"drain:hubspot:0": holder}
+        keeper.stop()
+        proc.kill()  # the drain dies: nothing of it runs any more
         proc.wait()
-        released = route.release_dead_holders(rt, "hubspot", locks=["drain:hubspot:0"])
-        assert set(released) == set(batch) and set(ids) <= set(released)
-        assert rt.pending.due("hubspot") == len(batch)  # claimable now, not in 60 s
-        assert rt.store.lock_owners(["drain:hubspot:0"]) == {}  # and the slot is free
+        monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
+        routed = tasks.drain.apply(args=("hubspot",)).get()  # the next drain, in the restarted worker
+        assert routed >= len(ids) and rt.pending.depth("hubspot") == 0  # now, not in 60 s
+        assert rt.store.lock_owners(["drain:hubspot:0"]) == {}  # the slot it took from the dead drain, freed again
         assert set(rt.pending.holders("hubspot")) == {other_host}
     finally:
+        keeper.stop()
         proc.kill()
         proc.wait()
-    handled = drain(rt, "hubspot")
-    assert set(ids) <= {h.lead_id for h in handled}
 
 
 def test_a_batch_record_whose_leases_ran_out_is_dropped(make_runtime: Callable[..., Runtime]) -> None:
     rt = make_runtime()
-    rt.pending.hold("hubspot", "elsewhere/boot/1/1#old", {"a": time.time() - 1})
+    rt.pending.record_holder("hubspot", "elsewhere/boot/pid:[1]/1/1#old", {"a": time.time() - 1})
     assert route.release_dead_holders(rt, "hubspot") == []
     assert rt.pending.holders("hubspot") == {}
 

@@ -25,6 +25,7 @@ from worker.config import RoutingConfig, config_path, load_config
 from worker.notify.channels import Notifier
 from worker.sla import calendar
 from worker.sla.settings import connectors_with_signals
+from worker.steps import liveness
 from worker.steps.enqueue import Enqueuer
 from worker.steps.rebuild import ledger_fingerprint
 from worker.steps.route import DECISION_LEASE_SECONDS
@@ -67,6 +68,7 @@ class Runtime:
         prefix = os.environ.get("LEADROUTE_PREFIX") or "leadroute"
         store = store or RedisStore.connect(os.environ.get("REDIS_URL") or None, prefix=prefix,
                                             lease_seconds=DECISION_LEASE_SECONDS)
+        store.name_leases(liveness.token, liveness.holder_gone)  # a dead drain's decision leases freed at once
         return cls(config, store, store.pending_set(), shadow=load_shadow(config, store) if shadow else None)
 
     @property

@@ -137,7 +137,7 @@ def drain(self: Task, crm: str, release: list[str] | None = None, give_back: dic
     slot, token = _drain_slot(rt, crm, slots)
     if token is None:
         return 0  # other drains hold the slots and loop until the pending set is empty
-    if backlog and slot != f"drain:{crm}:{slots - 1}":
+    if backlog and slot != _slot_name(crm, slots - 1):
         drain.delay(crm)  # fan out: the next drain takes the next slot, until all are busy
     routed = 0
     carry: dict[str, Any] = {}  # what the retry must undo first, when Redis stays away
@@ -187,21 +187,25 @@ def _release_slot(rt: Runtime, slot: str, token: str, attempts: int = 3) -> None
             time.sleep(0.25 * 2**attempt)  # a backoff while Redis comes back
 
 
+def _slot_name(crm: str, i: int) -> str:
+    return f"drain:{crm}:{i}"
+
+
 def _routing_locks(crm: str) -> list[str]:
     """The locks a crashed process may leave behind on the way of a new lead: the polls' and the drain slots."""
-    return [f"poll:{crm}", f"owned:{crm}", *(f"drain:{crm}:{i}" for i in range(DRAIN_SLOTS))]
+    return [route.poll_lock(crm), handoffs.owned_lock(crm), *(_slot_name(crm, i) for i in range(DRAIN_SLOTS))]
 
 
 def _drain_slot(rt: Runtime, crm: str, slots: int) -> tuple[str, str | None]:
     for i in range(slots):
-        name = f"drain:{crm}:{i}"
+        name = _slot_name(crm, i)
         token = rt.store.acquire_lock(name, ttl=DRAIN_LOCK_TTL, token=liveness.token())
         if token is not None:
             return name, token
     return "", None
 
 
-@app.task(base=RedisRetryTask, name="leadroute.reroute", bind=True, max_retries=10)
+@app.task(base=RedisRetryTask, name="leadroute.reroute", bind=True, max_retries=40)  # ~8 min of CRM outage
 def reroute(
     self: Task,
     crm: str,

@@ -89,6 +89,11 @@ def _rejection(rt: Runtime, crm: str) -> RejectionSettings | None:
     return settings.rejection if settings is not None else None
 
 
+def owned_lock(crm: str) -> str:
+    """The lock that keeps two polls of one CRM's owned records apart."""
+    return f"owned:{crm}"
+
+
 def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
     """Finish hand-offs left in progress, then read owned records changed since the watermark and hand off
     those a trigger or a rejection status says to. Returns what it did; raises RetriableError when an owner
@@ -96,14 +101,14 @@ def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
     report = HandoffReport(crm)
     if not watched(rt, crm):
         return report
-    token = rt.store.acquire_lock(f"owned:{crm}", ttl=LOCK_TTL, token=liveness.token())  # freed at once if we die
+    token = rt.store.acquire_lock(owned_lock(crm), ttl=LOCK_TTL, token=liveness.token())  # freed at once if we die
     if token is None:
         log.info("owned_poll_skipped_busy", crm=crm)
         return report
     held = token
 
     def renew() -> None:  # a long backlog or page keeps the lock while it is worked through
-        rt.store.extend_lock(f"owned:{crm}", held, LOCK_TTL)
+        rt.store.extend_lock(owned_lock(crm), held, LOCK_TTL)
 
     try:
         _finish(rt, crm, rt.store.handoffs(crm), report, renew)
@@ -116,7 +121,7 @@ def poll_owned(rt: Runtime, crm: str) -> HandoffReport:
             rt.store.set_watermark(crm, obj, page.watermark.encode())
             renew()
     finally:
-        rt.store.release_lock(f"owned:{crm}", token)
+        rt.store.release_lock(owned_lock(crm), token)
     if report.retry:
         raise RetriableError(f"{len(report.retry)} hand-off(s) could not be written yet; retrying", crm=crm)
     return report

@@ -112,6 +112,11 @@ class BatchReport:
 POLL_BACKLOG_BATCHES = 4  # more than this many full batches due is a backlog (see poll)
 
 
+def poll_lock(crm: str) -> str:
+    """The lock that keeps two polls of one CRM from reading the same pages."""
+    return f"poll:{crm}"
+
+
 def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) -> int:
     """Move changed records that need routing into the pending set; returns how many.
 
@@ -123,7 +128,7 @@ def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) ->
     """
     if _defer_for_backlog(rt, crm):
         return 0
-    token = rt.store.acquire_lock(f"poll:{crm}", ttl=300, token=liveness.token())  # freed at once if this process dies
+    token = rt.store.acquire_lock(poll_lock(crm), ttl=300, token=liveness.token())  # freed at once if this process dies
     if token is None:
         log.info("poll_skipped_busy", crm=crm)
         return 0
@@ -135,14 +140,14 @@ def poll(rt: Runtime, crm: str, on_page: Callable[[int], None] | None = None) ->
             ids = [r.id for r in page.records if r.needs_routing]
             fresh = rt.pending.add(crm, ids, "poll")
             rt.store.set_watermark(crm, obj, page.watermark.encode())
-            rt.store.extend_lock(f"poll:{crm}", token, 300)
+            rt.store.extend_lock(poll_lock(crm), token, 300)
             added += fresh
             if fresh and on_page is not None:
                 on_page(fresh)
         rt.store.mark_polled(crm)
         return added
     finally:
-        rt.store.release_lock(f"poll:{crm}", token)
+        rt.store.release_lock(poll_lock(crm), token)
 
 
 def _defer_for_backlog(rt: Runtime, crm: str) -> bool:
@@ -292,20 +297,20 @@ class LeaseKeeper:
         self.held = self.rt.pending.renew(self.crm, before, self.lease, now=now)
         if lost := len(before) - len(self.held):
             log.info("lease_lost", crm=self.crm, lost=lost)  # routed, put back, or taken over: not ours now
-        self._record()
+        self._record(now)
         self.beats += 1
         if self.on_beat is not None:
             self.on_beat()
 
-    def _record(self) -> None:
+    def _record(self, now: float | None = None) -> None:
         try:
-            self.rt.pending.hold(self.crm, self.holder, self.held)
+            self.rt.pending.record_holder(self.crm, self.holder, self.held, now=now)
         except REDIS_ERRORS as exc:  # the lease still runs out on its own
             log.warning("lease_holder_not_recorded", crm=self.crm, error=str(exc)[:300])
 
     def _forget(self) -> None:
         with contextlib.suppress(*REDIS_ERRORS):  # left stale: dropped once its leases ran out (release_dead_holders)
-            self.rt.pending.unhold(self.crm, self.holder)
+            self.rt.pending.forget_holder(self.crm, self.holder)
 
     def give_back(self, delay: float = 0.0, attempts: int = 4) -> list[str]:
         """Make the ids this drain still holds claimable after ``delay`` seconds instead of at the end
@@ -361,7 +366,7 @@ def release_dead_holders(rt: Runtime, crm: str, locks: Sequence[str] = (), now: 
     released: list[str] = []
     for holder, held in rt.pending.holders(crm).items():
         if not held or max(held.values()) <= at:
-            rt.pending.unhold(crm, holder)  # its leases are over: claimable already, nothing to release
+            rt.pending.forget_holder(crm, holder)  # its leases are over: claimable already, nothing to release
         elif liveness.holder_gone(holder):
             ids = rt.pending.release_holder(crm, holder, held, now=at)
             log.info("dead_holder_batch_released", crm=crm, holder=holder, held=len(held), released=len(ids))

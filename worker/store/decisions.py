@@ -61,6 +61,26 @@ class DecisionStore(RoutingStateStore, OutboxStore):
     """Routing epochs, leases and recorded decisions (claims come from :class:`RoutingStateStore`)."""
 
     LUA = ("begin", "let_go", "record", "unlock")
+    _lease_token: Callable[[], str] | None = None
+    _lease_gone: Callable[[str], bool | None] | None = None
+
+    def name_leases(self, token: Callable[[], str], gone: Callable[[str], bool | None]) -> None:
+        """Name decision leases after the process that takes them (``token()``), and free at once, instead of
+        waiting for it to run out, a lease whose process is ``gone`` (a drain killed mid-decision on this host:
+        see :mod:`worker.steps.liveness`). Without this, leases are random tokens that only time frees."""
+        self._lease_token, self._lease_gone = token, gone
+
+    def _new_token(self) -> str:
+        return self._lease_token() if self._lease_token is not None else uuid.uuid4().hex
+
+    def _free_dead_lease(self, lease_key: str) -> bool:
+        """Free the lease at ``lease_key`` if the process that holds it is gone; True if it was freed."""
+        if self._lease_gone is None:
+            return False
+        owner = self.client.get(lease_key)
+        if owner is None or not self._lease_gone(str(owner)):
+            return False
+        return bool(self._lua["unlock"](keys=[lease_key], args=[str(owner), ""]))
 
     def epoch(self, lead: LeadRef) -> int:
         """The lead's current routing epoch (0 until it is deliberately re-routed)."""
@@ -109,7 +129,7 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         journaled picks, so a lead never claims twice. ``ledger`` (JSON-native) goes to the
         outbox with the decision, and only there.
         """
-        return self._decide_one(key, compute, uuid.uuid4().hex, wait, ledger)
+        return self._decide_one(key, compute, self._new_token(), wait, ledger)
 
     def _decide_one(
         self, key: DecisionKey, compute: Callable[[RoutingState], Mapping[str, Any]], token: str, wait: float | None,
@@ -118,12 +138,17 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         dkey, lease_key = self.keys.decision(key), self.keys.lease(key)
         deadline = time.monotonic() + (self.lease_ms / 1000 if wait is None else wait)
         delay = 0.001
+        checked = False
         while True:
             status, *rest = self._lua["begin"](keys=[dkey, lease_key], args=[token, self.lease_ms])
             if status == "done":
                 return Decided(key, json.loads(rest[0]), False, rest[1])
             if status == "go":
                 break
+            if not checked:  # busy: held by a process that died here is freed now (its journal is replayed)
+                checked = True
+                if self._free_dead_lease(lease_key):
+                    continue
             if time.monotonic() >= deadline:
                 raise DecisionBusy(f"lead {key} is being decided by another worker")
             time.sleep(delay)
@@ -157,7 +182,7 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         a JSON-native dict (a fresh decision is returned as computed, not read back).
         ``ledger`` maps keys to what goes to the outbox with their decisions (see :meth:`decide_once`).
         """
-        token = uuid.uuid4().hex
+        token = self._new_token()
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(items), SCRIPT_CHUNK):
             keys = [k for key, _ in items[start : start + SCRIPT_CHUNK] for k in (self.keys.decision(key), self.keys.lease(key))]

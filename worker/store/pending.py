@@ -12,7 +12,7 @@ its last renewal. The due time a claim sets is the lease itself: an id whose sco
 the one this drain set is still its own, so renewing (or giving back) never touches an id
 that was routed, put back for a retry, or taken over by another drain meanwhile.
 
-A drain also says which process holds its batch (:meth:`PendingSet.hold`), so that a worker
+A drain also says which process holds its batch (:meth:`PendingSet.record_holder`), so that a worker
 restarted on the same host can tell a dead predecessor's batch from a live drain's and take it
 up at once (:meth:`PendingSet.release_holder`) instead of waiting for its lease to run out.
 """
@@ -104,15 +104,21 @@ class PendingSet:
             self._renew(keys=[self.keys.pending(crm)], args=args, client=pipe)
         return [rid for part in pipe.execute() for rid in part]
 
-    def hold(self, crm: str, holder: str, held: Mapping[str, float]) -> None:
+    def record_holder(self, crm: str, holder: str, held: Mapping[str, float], now: float | None = None) -> None:
         """Record that ``holder`` (a process, see :mod:`worker.steps.liveness`) holds ``held`` (id -> lease);
-        nothing held forgets the holder."""
+        nothing held forgets the holder. The records expire twice the lease after the last one written
+        (every record is rewritten at each renewal), so those of a CRM no longer drained do not stay."""
         if held:
-            self.client.hset(self.keys.pending_holders(crm), holder, json.dumps(dict(held)))
+            key = self.keys.pending_holders(crm)
+            ttl_ms = max(1000, int(2000 * (max(held.values()) - (time.time() if now is None else now))))
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(key, holder, json.dumps(dict(held)))
+            pipe.pexpire(key, ttl_ms)
+            pipe.execute()
         else:
-            self.unhold(crm, holder)
+            self.forget_holder(crm, holder)
 
-    def unhold(self, crm: str, holder: str) -> None:
+    def forget_holder(self, crm: str, holder: str) -> None:
         """Forget ``holder``: it finished, gave its batch back, or its leases ran out."""
         self.client.hdel(self.keys.pending_holders(crm), holder)
 
@@ -131,7 +137,7 @@ class PendingSet:
         """A dead holder's batch, due at once: only the ids still under the leases it held (none routed,
         put back or taken over since); then the holder is forgotten. Returns the ids released."""
         released = self.give_back(crm, held, now=now)
-        self.unhold(crm, holder)
+        self.forget_holder(crm, holder)
         return released
 
     def done(self, crm: str, record_ids: Sequence[str]) -> None:
