@@ -7,6 +7,8 @@ whenever the suite runs; a test whose subject is availability puts its own back.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,12 @@ def make_runtime(
     yield make
     for rt in made:
         rt.close()
+
+
+@pytest.fixture
+def other_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of its own that does nothing (a drain's, in these tests): kill it to make it die; reaped after."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc
+    proc.kill()
+    proc.wait()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +14,8 @@ from worker.steps import liveness
 
 
 @pytest.fixture
-def child() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc
-    proc.kill()
-    proc.wait()
+def child(other_process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    return other_process
 
 
 def parts(name: str) -> list[str]:

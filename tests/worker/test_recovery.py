@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -94,14 +93,14 @@ def test_a_dead_drains_decision_leases_run_out_before_its_batch_can_be_claimed_a
 
 
 def test_the_decision_leases_of_a_drain_that_died_on_this_host_are_freed_at_once(
-    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, other_process: subprocess.Popen[bytes]
 ) -> None:
     # ... while a drain that died here (its batch released at once by the restarted worker) leaves no wait at all:
     # the next decider sees the lease's process is gone, frees the lease and replays the dead drain's journal
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
     rt = Runtime.build(routing_test_config()[1])
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the drain that will die
+    proc = other_process  # the drain that will die
     try:
         dead_token = f"{liveness.process_name(proc.pid)}#decide"
         real_release = type(rt.store)._release_leases
@@ -127,8 +126,6 @@ def test_the_decision_leases_of_a_drain_that_died_on_this_host_are_freed_at_once
         decided = rt.store.decide_once(key, owner, wait=0.2)  # not the 10 s of the lease
         assert decided.decision == {"owner": "ann"} and decided.fresh
     finally:
-        proc.kill()
-        proc.wait()
         rt.close()
 
 
@@ -191,15 +188,22 @@ def test_a_claimed_batch_whose_drain_died_is_routed_by_the_next_drain_after_the_
     assert Counter(h.outcome for h in handled) == {"written": len(handled)}
 
 
-def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released_at_once(
-    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # kill -9 of a worker: its drain's batch and slot stay leased for LEADROUTE_PENDING_LEASE (15 s) unless the
-    # restarted worker, on the same host, sees that the process holding them is gone and frees them at once
+def polled(make_runtime: Callable[..., Runtime], admin: Any) -> tuple[Runtime, list[str]]:
+    """A runtime whose pending set holds three HubSpot leads just polled, and their ids."""
     rt = make_runtime()
     ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
     route.poll(rt, "hubspot")
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the drain's process
+    return rt, ids
+
+
+def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released_at_once(
+    make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch,
+    other_process: subprocess.Popen[bytes],
+) -> None:
+    # kill -9 of a worker: its drain's batch and slot stay leased for LEADROUTE_PENDING_LEASE (15 s) unless the
+    # restarted worker, on the same host, sees that the process holding them is gone and frees them at once
+    rt, ids = polled(make_runtime, admin)
+    proc = other_process  # the drain's
     holder = f"{liveness.process_name(proc.pid)}#batch"
     claimed = {i.record_id: i.held_until for i in rt.pending.claim("hubspot", 100, 60.0)}
     keeper = route.LeaseKeeper(rt, "hubspot", claimed, lease=60.0, interval=3600, holder=holder)
@@ -222,8 +226,6 @@ def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released
         assert set(rt.pending.holders("hubspot")) == {other_host}
     finally:
         keeper.stop()
-        proc.kill()
-        proc.wait()
 
 
 def test_a_batch_record_whose_leases_ran_out_is_dropped(make_runtime: Callable[..., Runtime]) -> None:
@@ -236,9 +238,7 @@ def test_a_batch_record_whose_leases_ran_out_is_dropped(make_runtime: Callable[.
 def test_a_working_drain_records_its_batch_under_its_process_and_forgets_it_when_done(
     make_runtime: Callable[..., Runtime], admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rt = make_runtime()
-    ids = load_leads(rt, admin, 3)["hubspot"]["ids"]
-    route.poll(rt, "hubspot")
+    rt, ids = polled(make_runtime, admin)
     seen: list[dict[str, dict[str, float]]] = []
     real_run = route._Batch.run
 
