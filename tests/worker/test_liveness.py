@@ -85,3 +85,28 @@ def test_a_forked_child_gets_its_own_name() -> None:
     os.waitpid(pid, 0)
     assert name != parent and parts(name)[3] == str(pid)
     assert liveness.is_gone(name) is True
+
+
+def test_a_process_hidden_by_proc_is_alive_and_one_that_exited_is_still_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child: subprocess.Popen[bytes]
+) -> None:
+    # /proc mounted with hidepid: other users' processes have no entry, yet run; kill(pid, 0) tells them apart
+    monkeypatch.setattr(liveness, "_PROC", tmp_path)  # an empty /proc: every process hidden
+    assert liveness._start_ticks(os.getpid()) == "-"  # runs, start time unknown: nobody judges it
+    child.kill()
+    child.wait()
+    assert liveness._start_ticks(child.pid) is None  # no such process at all: gone
+
+
+def test_a_proc_that_is_not_this_namespaces_judges_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a PID namespace entered without mounting its own /proc: /proc/<pid> would be someone else's process
+    (tmp_path / "self").symlink_to(str(os.getpid() + 1))
+    monkeypatch.setattr(liveness, "_PROC", tmp_path)
+    assert liveness._pid_namespace() == "-"
+    assert liveness.is_gone(f"{socket.gethostname()}/-/-/{os.getpid()}/1") is None
+
+
+def test_a_name_with_an_impossible_pid_judges_nothing() -> None:
+    host, boot, pidns, _, start = parts(liveness.this_process())
+    for pid in ("0", "-1", str(2**40)):
+        assert liveness.is_gone(f"{host}/{boot}/{pidns}/{pid}/{start}") is None

@@ -35,7 +35,8 @@ from worker.app import tasks
 from worker.app.runtime import Runtime
 from worker.devtools.synthetic import synthetic_leads
 from worker.domain.leads import LeadRef
-from worker.steps import liveness, route
+from worker.routing.state import Candidate, RoutingState, Strategy
+from worker.steps import handoffs, liveness, route
 from worker.store.decisions import DecisionBusy
 
 LEASE = 0.6  # seconds: the heartbeat renews it every 0.2 s
@@ -92,39 +93,45 @@ def test_a_dead_drains_decision_leases_run_out_before_its_batch_can_be_claimed_a
     rt.close()
 
 
-def test_the_decision_leases_of_a_drain_that_died_on_this_host_are_freed_at_once(
+def test_the_decision_leases_of_a_drain_that_died_on_this_host_are_freed_at_once_and_its_picks_replayed(
     redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, other_process: subprocess.Popen[bytes]
 ) -> None:
-    # ... while a drain that died here (its batch released at once by the restarted worker) leaves no wait at all:
+    # ... while a drain that died here (its batch released at once by the restarted worker) leaves no such wait:
     # the next decider sees the lease's process is gone, frees the lease and replays the dead drain's journal
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEADROUTE_PREFIX", redis_prefix)
     rt = Runtime.build(routing_test_config()[1])
-    proc = other_process  # the drain that will die
+    team = [Candidate("ann"), Candidate("bob")]
+
+    def picks(then_dies: bool) -> Callable[[RoutingState], dict[str, Any]]:
+        def compute(state: RoutingState) -> dict[str, Any]:
+            rep = state.pick("inbound", Strategy.ROUND_ROBIN, ["ann", "bob"], team).rep_id
+            if then_dies:
+                raise Killed  # after its claim was made and journaled
+            return {"owner": rep}
+
+        return compute
+
     try:
-        dead_token = f"{liveness.process_name(proc.pid)}#decide"
+        dead_token = f"{liveness.process_name(other_process.pid)}#decide"
         real_release = type(rt.store)._release_leases
         monkeypatch.setattr(rt.store, "_lease_token", lambda: dead_token)
         monkeypatch.setattr(type(rt.store), "_release_leases", lambda *_: None)  # the kill: no cleanup runs
-
-        def dies(_: Any) -> dict[str, Any]:
-            raise Killed
-
         key = LeadRef("hubspot", "contacts", "1").at(0)
         with pytest.raises(Killed):
-            rt.store.decide_many([(key, dies)])
+            rt.store.decide_many([(key, picks(then_dies=True))])
+        claimed = rt.store.all_loads()
+        assert sum(claimed.values()) == 1  # one rep claimed, and the drain died before recording it
         monkeypatch.setattr(rt.store, "_lease_token", liveness.token)
         monkeypatch.setattr(type(rt.store), "_release_leases", real_release)
 
-        def owner(_: Any) -> dict[str, Any]:
-            return {"owner": "ann"}
-
         with pytest.raises(DecisionBusy):  # its process still runs: the lease is its own
-            rt.store.decide_once(key, owner, wait=0.2)
-        proc.kill()
-        proc.wait()
-        decided = rt.store.decide_once(key, owner, wait=0.2)  # not the 10 s of the lease
-        assert decided.decision == {"owner": "ann"} and decided.fresh
+            rt.store.decide_once(key, picks(then_dies=False), wait=1.5)
+        other_process.kill()
+        other_process.wait()
+        decided = rt.store.decide_once(key, picks(then_dies=False), wait=3.0)  # not the lease's 10 s
+        assert decided.fresh and claimed == {decided.decision["owner"]: 1}  # the journaled pick, not a new claim
+        assert rt.store.all_loads() == claimed
     finally:
         rt.close()
 
@@ -210,7 +217,8 @@ def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released
     try:
         keeper.__enter__()  # the drain at work: its batch recorded under its process ...
         keeper.beat(now=time.time() + 1)  # ... and recorded again as each heartbeat renews it
-        assert rt.store.acquire_lock("drain:hubspot:0", ttl=60, token=holder)
+        for lock in ("drain:hubspot:0", route.poll_lock("hubspot"), handoffs.owned_lock("hubspot")):
+            assert rt.store.acquire_lock(lock, ttl=60, token=holder)
         other_host = "elsewhere/boot/pid:[1]/1/1#batch"  # a drain on another host: only its lease can tell
         rt.pending.record_holder("hubspot", other_host, {"elsewhere-id": time.time() + 60})
         assert route.release_dead_holders(rt, "hubspot", locks=["drain:hubspot:0"]) == []  # alive: left alone
@@ -222,7 +230,7 @@ def test_a_drain_whose_process_died_on_this_host_has_its_batch_and_slot_released
         monkeypatch.setattr(tasks, "get_runtime", lambda: rt)
         routed = tasks.drain.apply(args=("hubspot",)).get()  # the next drain, in the restarted worker
         assert routed >= len(ids) and rt.pending.depth("hubspot") == 0  # now, not in 60 s
-        assert rt.store.lock_owners(["drain:hubspot:0"]) == {}  # the slot it took from the dead drain, freed again
+        assert rt.store.lock_owners(["drain:hubspot:0", route.poll_lock("hubspot"), handoffs.owned_lock("hubspot")]) == {}
         assert set(rt.pending.holders("hubspot")) == {other_host}
     finally:
         keeper.stop()

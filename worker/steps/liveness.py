@@ -34,7 +34,11 @@ def _boot_id() -> str:
 
 
 def _pid_namespace() -> str:
+    """This process's PID namespace; "-" when /proc is not this namespace's (a namespace entered without
+    mounting its own /proc: /proc/<pid> would then be another process than ours)."""
     try:
+        if os.readlink(_PROC / "self") != str(os.getpid()):
+            return _UNKNOWN
         return os.readlink(_PROC / "self" / "ns" / "pid").replace("/", "_")
     except OSError:
         return _UNKNOWN
@@ -95,6 +99,8 @@ def is_gone(name: str) -> bool | None:
         host, boot, pidns, pid_text, start = name.rsplit("/", 4)
         pid = int(pid_text)
     except ValueError:
+        return None
+    if not 0 < pid < 2**22:  # Linux's pid_max: anything else names no process (and would make kill() misbehave)
         return None
     if host != socket.gethostname() or boot != _boot_id() or pidns != _pid_namespace() or _UNKNOWN in (boot, pidns):
         return None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from connectors.base import CrmRecord, OwnerUpdate, RetriableError, Watermark, WriteResult, WriteStatus
@@ -305,11 +306,11 @@ class LeaseKeeper:
     def _record(self, now: float | None = None) -> None:
         try:
             self.rt.pending.record_holder(self.crm, self.holder, self.held, now=now)
-        except REDIS_ERRORS as exc:  # the lease still runs out on its own
+        except RedisError as exc:  # best effort (a failover's read-only replica too): the lease still runs out
             log.warning("lease_holder_not_recorded", crm=self.crm, error=str(exc)[:300])
 
     def _forget(self) -> None:
-        with contextlib.suppress(*REDIS_ERRORS):  # left stale: dropped once its leases ran out (release_dead_holders)
+        with contextlib.suppress(RedisError):  # left stale: dropped once its leases ran out (release_dead_holders)
             self.rt.pending.forget_holder(self.crm, self.holder)
 
     def give_back(self, delay: float = 0.0, attempts: int = 4) -> list[str]:

@@ -33,6 +33,8 @@ from worker.store.outbox import OutboxStore
 from worker.store.routing_state import ClaimBatch, DirectClaim, PoolClaim, RoutingStateStore, caps_by_rep
 
 SCRIPT_CHUNK = 500  # leads per begin/record script call: bounds how long one call holds Redis
+DEAD_LEASE_AGE = 1.0  # seconds: a lease whose process is gone is freed only once it is this old
+DEAD_LEASE_CHECK_EVERY = 0.25  # seconds between looks at who holds a busy lease
 
 
 class DecisionBusy(RuntimeError):
@@ -74,11 +76,18 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         return self._lease_token() if self._lease_token is not None else uuid.uuid4().hex
 
     def _free_dead_lease(self, lease_key: str) -> bool:
-        """Free the lease at ``lease_key`` if the process that holds it is gone; True if it was freed."""
+        """Free the lease at ``lease_key`` if the process that holds it is gone and it was taken at least
+        :data:`DEAD_LEASE_AGE` ago (a dead process's last commands may still be on their way to Redis);
+        True if it was freed."""
         if self._lease_gone is None:
             return False
-        owner = self.client.get(lease_key)
-        if owner is None or not self._lease_gone(str(owner)):
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(lease_key)
+        pipe.pttl(lease_key)
+        owner, left_ms = pipe.execute()
+        if owner is None or left_ms is None or self.lease_ms - int(left_ms) < DEAD_LEASE_AGE * 1000:
+            return False
+        if not self._lease_gone(str(owner)):
             return False
         return bool(self._lua["unlock"](keys=[lease_key], args=[str(owner), ""]))
 
@@ -138,15 +147,15 @@ class DecisionStore(RoutingStateStore, OutboxStore):
         dkey, lease_key = self.keys.decision(key), self.keys.lease(key)
         deadline = time.monotonic() + (self.lease_ms / 1000 if wait is None else wait)
         delay = 0.001
-        checked = False
+        look_at = 0.0
         while True:
             status, *rest = self._lua["begin"](keys=[dkey, lease_key], args=[token, self.lease_ms])
             if status == "done":
                 return Decided(key, json.loads(rest[0]), False, rest[1])
             if status == "go":
                 break
-            if not checked:  # busy: held by a process that died here is freed now (its journal is replayed)
-                checked = True
+            if time.monotonic() >= look_at:  # busy: a lease whose process died is freed (its journal is replayed)
+                look_at = time.monotonic() + DEAD_LEASE_CHECK_EVERY
                 if self._free_dead_lease(lease_key):
                     continue
             if time.monotonic() >= deadline:

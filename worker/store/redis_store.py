@@ -135,8 +135,11 @@ class RedisStore(FairnessStore, DecisionStore, LogStore, TimerStore, OutboxStore
         """
         if not tag or any(ch.isspace() or ch == ":" for ch in tag):
             raise ValueError(f"invalid shadow tag {tag!r}")
-        return RedisStore(self.client, f"{self.prefix}:shadow:{tag}", decision_ttl=self.decision_ttl_ms / 1000,
-                          log_maxlen=log_maxlen, lease_seconds=self.lease_ms / 1000, ledger_outbox=False)
+        shadow = RedisStore(self.client, f"{self.prefix}:shadow:{tag}", decision_ttl=self.decision_ttl_ms / 1000,
+                            log_maxlen=log_maxlen, lease_seconds=self.lease_ms / 1000, ledger_outbox=False)
+        if self._lease_token is not None and self._lease_gone is not None:
+            shadow.name_leases(self._lease_token, self._lease_gone)  # its decision leases named like the live ones
+        return shadow
 
     def ping(self) -> bool:
         """True if Redis answers (``/healthz``); raises if it cannot be reached."""
