@@ -102,8 +102,8 @@ def is_gone(name: str) -> bool | None:
         return None
     if not 0 < pid < 2**22:  # Linux's pid_max: anything else names no process (and would make kill() misbehave)
         return None
-    if host != socket.gethostname() or boot != _boot_id() or pidns != _pid_namespace() or _UNKNOWN in (boot, pidns):
-        return None
+    if [host, boot, pidns] != this_process().rsplit("/", 4)[:3] or _UNKNOWN in (boot, pidns):
+        return None  # read once per process (this_process), not on every look at a lease
     now = _start_ticks(pid)
     if now is None:
         return True
